@@ -1,0 +1,51 @@
+"""The ``nta`` command line. Commands live in ``analyzer/cmd_*.py``; this module only assembles them.
+
+Exit codes: 0 ok; 1 verdicts matched ``--fail-on``; 2 bad input or usage; 3 model problem; 70 internal
+error (a bug); 130 Ctrl-C. Errors are one line on stderr; ``--traceback`` shows the Python traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from analyzer import __version__, cmd_features, cmd_flows, cmd_model, cmd_scan, cmd_study
+from analyzer.errors import SHOW_TRACEBACK
+
+app = typer.Typer(
+    name="nta",
+    help=(
+        "Offline network-forensics triage: captures -> flows -> NSL-KDD features -> MSMRNet verdicts.\n\n"
+        "Exit codes: 0 ok; 1 verdicts matched --fail-on; 2 bad input or usage; 3 model problem; "
+        "70 internal error; 130 interrupted."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"nta {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    traceback: Annotated[bool, typer.Option("--traceback", help="Show the Python traceback on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    SHOW_TRACEBACK["on"] = traceback
+
+
+for _module in (cmd_flows, cmd_features, cmd_model, cmd_scan, cmd_study):
+    _module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="nta")

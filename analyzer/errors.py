@@ -1,0 +1,77 @@
+"""Exit codes and the one place that turns errors into a one-line message and an exit code."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from enum import IntEnum
+from typing import ParamSpec, TypeVar
+
+import typer
+
+from features.errors import InputError, ModelError, NtaError
+
+__all__ = ["ExitCode", "InputError", "ModelError", "NtaError", "exit_code_for", "guarded", "one_line"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Set by the root callback (``nta --traceback ...``).
+SHOW_TRACEBACK = {"on": False}
+
+
+class ExitCode(IntEnum):
+    """What a CI job can act on (documented in the README and ``nta --help``)."""
+
+    OK = 0
+    MATCHED = 1  # verdicts matched --fail-on
+    BAD_INPUT = 2  # not a capture, unreadable, nothing to scan, bad usage
+    MODEL = 3  # model missing, corrupt or incompatible
+    INTERNAL = 70  # a bug in nta (EX_SOFTWARE): never confused with "attacks found"
+    INTERRUPTED = 130  # Ctrl-C
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code for an error that ended a command."""
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(exc, NtaError):
+        return exc.exit_code
+    if isinstance(exc, OSError):
+        return ExitCode.BAD_INPUT
+    return ExitCode.INTERNAL
+
+
+def one_line(exc: BaseException) -> str:
+    """``nta: error: <message>`` on one line, whatever the message holds."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "nta: interrupted"
+    if not isinstance(exc, NtaError | OSError):
+        return f"nta: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} (rerun with --traceback)"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:
+        text = f"{exc.filename}: {text}"
+    return f"nta: error: {text}"
+
+
+def print_error(exc: BaseException) -> None:
+    print(one_line(exc), file=sys.stderr)
+
+
+def guarded(fn: Callable[P, R]) -> Callable[P, R]:
+    """Wrap a command: errors become one line on stderr and their exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except (Exception, KeyboardInterrupt) as e:
+            if SHOW_TRACEBACK["on"]:
+                raise
+            print_error(e)
+            raise typer.Exit(exit_code_for(e)) from None
+
+    return wrapper

@@ -1,0 +1,56 @@
+"""The skeleton: the CLI starts, reports its version, and maps errors to one line and an exit code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from analyzer.cli import app
+from analyzer.errors import ExitCode, exit_code_for, guarded, one_line
+from features.errors import InputError, ModelError
+
+
+def test_version_via_python_m() -> None:
+    out = subprocess.run([sys.executable, "-m", "analyzer", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("nta ")
+
+
+def test_unknown_command_is_usage_error() -> None:
+    res = CliRunner().invoke(app, ["no-such-command"])
+    assert res.exit_code == ExitCode.BAD_INPUT
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (InputError("x.pcap: not a capture"), 2),
+        (ModelError("model/: weights sha256 mismatch"), 3),
+        (KeyboardInterrupt(), 130),
+        (FileNotFoundError(2, "No such file or directory", "a.pcap"), 2),
+        (RuntimeError("boom"), 70),
+    ],
+)
+def test_exit_codes(exc: BaseException, code: int) -> None:
+    assert exit_code_for(exc) == code
+
+
+def test_one_line_messages_have_no_newlines() -> None:
+    msg = one_line(InputError("bad.pcap: not a pcap\nor pcapng file"))
+    assert msg == "nta: error: bad.pcap: not a pcap or pcapng file"
+    assert "a.pcap" in one_line(FileNotFoundError(2, "No such file or directory", "a.pcap"))
+
+
+def test_guarded_prints_one_line_and_exits(capsys: pytest.CaptureFixture[str]) -> None:
+    @guarded
+    def boom() -> None:
+        raise InputError("x.pcap: not a capture (bad magic 0x00000000)")
+
+    with pytest.raises(typer.Exit) as e:
+        boom()
+    assert e.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "x.pcap" in err and "Traceback" not in err
