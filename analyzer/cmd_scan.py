@@ -1,9 +1,114 @@
-"""`nta scan` commands (not yet written)."""
+"""``nta scan``: captures in, verdicts, incidents and a report out. Thin: options -> ScanConfig -> run_scan -> render."""
 
 from __future__ import annotations
 
+import enum
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from analyzer.errors import guarded
+from features.errors import InputError
+from features.kdd_columns import CLASSES
+
+
+class Device(enum.StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Format(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+def parse_fail_on(value: str | None) -> frozenset[str]:
+    """``any`` -> every attack class; ``dos,probe`` -> those classes (any case); empty -> none."""
+    if not value:
+        return frozenset()
+    by_lower = {c.lower(): c for c in CLASSES}
+    chosen: set[str] = set()
+    for word in (w.strip().lower() for w in value.split(",")):
+        if word == "any":
+            chosen.update(c for c in CLASSES if c != "normal")
+        elif word in by_lower:
+            chosen.add(by_lower[word])
+        elif word:
+            raise InputError(f"--fail-on: unknown class {word!r} (use any, or a comma list of {', '.join(CLASSES)})")
+    return frozenset(chosen)
+
+
+HELP = """Label every flow in the captures and report incidents.
+
+PATHS: capture files (pcap, pcapng, gzipped or not) or folders, searched
+recursively for *.pcap, *.pcapng, *.cap (and .gz); other files in a folder
+are listed as skipped. Writes flows.parquet, verdicts.csv and report.json
+under --out (default ./nta-out/<first capture's name>/).
+
+Exit codes:
+0 scanned, nothing matched --fail-on;
+1 verdicts matched --fail-on (at --min-confidence or above);
+2 bad input or usage (not a capture, unreadable, nothing to scan,
+outputs exist without --force, a damaged capture with --strict);
+3 model problem (missing, corrupt, built for other features);
+130 interrupted. Errors are one line on stderr (nta --traceback scan ...
+shows the traceback).
+"""
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    """Add ``scan`` to the app."""
+    app.command("scan", help=HELP)(scan)
+
+
+@guarded
+def scan(
+    paths: Annotated[list[Path], typer.Argument(help="Capture files or folders.", show_default=False)],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.", show_default=False)] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Model folder (default: the shipped model).", show_default=False)
+    ] = None,
+    device: Annotated[Device, typer.Option(help="Where inference runs (auto: CUDA if present).")] = Device.auto,
+    batch_size: Annotated[int, typer.Option(min=1, help="Flows per inference batch.")] = 4096,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(help="Exit 1 when flows get these labels: 'any' or e.g. 'dos,probe'.", show_default=False),
+    ] = None,
+    min_confidence: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Only verdicts at least this confident count for --fail-on.")
+    ] = 0.0,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Damaged-capture warnings are errors (exit 2).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    format: Annotated[Format, typer.Option("--format", help="text: the report; json: report.json on stdout.")] = (
+        Format.text
+    ),
+) -> None:
+    from analyzer.pipeline import ScanConfig, run_scan
+    from analyzer.progress import make_stages
+
+    config = ScanConfig(
+        paths=tuple(paths),
+        out=out,
+        model_dir=model,
+        device=device.value,
+        batch_size=batch_size,
+        fail_on=parse_fail_on(fail_on),
+        min_confidence=min_confidence,
+        force=force,
+        strict=strict,
+    )
+    with make_stages(quiet) as stages:
+        result = run_scan(config, stages)
+    if format is Format.json:
+        sys.stdout.write(json.dumps(result.summary, indent=2, default=str) + "\n")
+    else:
+        from analyzer.report import make_console, render
+
+        render(result, make_console())
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)

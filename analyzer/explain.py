@@ -1,0 +1,116 @@
+"""Why the model called an incident what it did: the named KDD features that drove its flows' verdicts.
+
+For each incident, up to ``per_incident`` of its flows (evenly spaced in time, so a long flood is sampled
+across its length) get gradient x input attributions toward the incident's class
+(``Classifier.attribute``). Encoded columns are summed back to the KDD feature they came from
+(``spec.source_feature``: the one-hot slots of ``flag`` add up to ``flag``), averaged over the sampled
+flows, and the three features with the largest positive contribution are named with their typical raw
+value in the incident: the median for numbers, the most common value for categories
+(``serror_rate 1.0, count 511, flag S0``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import polars as pl
+
+
+class Attributor(Protocol):
+    """The part of ``model.infer.Classifier`` this module uses."""
+
+    classes: tuple[str, ...]
+
+    def attribute(self, x: np.ndarray, target: int, batch_size: int = ...) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Driver:
+    """One feature behind a verdict: its name, typical raw value in the incident and mean attribution."""
+
+    feature: str
+    value: str
+    score: float
+
+    def __str__(self) -> str:
+        return f"{self.feature} {self.value}"
+
+
+def sample_rows(rows: np.ndarray, k: int) -> np.ndarray:
+    """At most ``k`` of ``rows`` (already in time order), evenly spaced, first and last included."""
+    if len(rows) <= k:
+        return rows
+    return rows[np.linspace(0, len(rows) - 1, k).round().astype(np.int64)]
+
+
+def explain_incidents(
+    clf: Attributor,
+    source_feature: Sequence[str],
+    x: np.ndarray,
+    kdd: pl.DataFrame,
+    members: pl.DataFrame,
+    labels: dict[int, str],
+    *,
+    per_incident: int = 64,
+    top: int = 3,
+    batch_size: int = 4096,
+) -> dict[int, list[Driver]]:
+    """Top drivers per incident.
+
+    Args:
+        clf: the classifier (``attribute`` and ``classes``).
+        source_feature: KDD feature name of each encoded column, F values.
+        x: (n, F) encoded features of all flows, row i = flow row i of ``kdd``.
+        kdd: the n flows' raw KDD features (row order as ``x``).
+        members: ``row`` (index into x/kdd) and ``incident_id`` for the incidents to explain, rows in time order.
+        labels: class name of each incident to explain.
+        per_incident: flows sampled per incident.
+    """
+    names = list(dict.fromkeys(source_feature))  # KDD features in first-appearance order
+    col_of = np.array([names.index(s) for s in source_feature])  # (F,) encoded column -> feature index
+    to_feature = np.zeros((len(col_of), len(names)))  # (F, n_features): sums encoded columns per feature
+    to_feature[np.arange(len(col_of)), col_of] = 1.0
+    groups = {
+        int(k[0]): sample_rows(g["row"].to_numpy(), per_incident)
+        for k, g in members.group_by("incident_id", maintain_order=True)
+    }
+    scores: dict[int, np.ndarray] = {}
+    for cls in sorted(set(labels.values())):
+        ids = [i for i in groups if labels[i] == cls]
+        if not ids:
+            continue
+        rows = np.concatenate([groups[i] for i in ids])
+        attr = clf.attribute(x[rows], clf.classes.index(cls), batch_size=batch_size)  # (m, F)
+        per_feat = attr.astype(np.float64) @ to_feature  # (m, n_features)
+        start = 0
+        for i in ids:
+            m = len(groups[i])
+            scores[i] = per_feat[start : start + m].mean(axis=0)
+            start += m
+    out: dict[int, list[Driver]] = {}
+    for i, s in scores.items():
+        best = [j for j in np.argsort(-s, kind="stable")[:top] if s[j] > 0]
+        all_rows = members.filter(pl.col("incident_id") == i)["row"].to_numpy()
+        out[i] = [Driver(names[j], typical(kdd[names[j]], all_rows), float(s[j])) for j in best]
+    return out
+
+
+def typical(column: pl.Series, rows: np.ndarray) -> str:
+    """The incident's typical value of one feature, formatted short: median of numbers, mode of strings."""
+    vals = column.gather(rows)
+    if vals.dtype == pl.String:
+        return str(vals.drop_nulls().mode().sort().first() or "?")
+    med = vals.median()
+    return fmt_value(column.name, float(med) if med is not None else 0.0)  # type: ignore[arg-type]
+
+
+def fmt_value(name: str, v: float) -> str:
+    """``1.0`` for rates, ``511`` for counts, two decimals otherwise."""
+    if name.endswith("rate"):
+        return f"{v:.2f}".rstrip("0").rstrip(".") if v not in (0.0, 1.0) else f"{v:.1f}"
+    if v == int(v):
+        return f"{int(v):,}"
+    return f"{v:.2f}"

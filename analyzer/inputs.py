@@ -1,0 +1,107 @@
+"""Which files ``nta scan PATH...`` reads: captures named on the command line and found in folders.
+
+Rules (also in the README):
+
+* A file named on the command line must be a capture (pcap or pcapng, gzipped or not, recognised by
+  content, not by name); anything else is an ``InputError`` (exit 2) naming the file.
+* A folder is walked recursively in sorted order; files named ``*.pcap``, ``*.pcapng``, ``*.cap``
+  (optionally ``.gz``) are probed and used. Other files, and capture-named files that do not open as
+  captures, are *skipped*: listed in the report with the reason, never fatal.
+* Nothing left to scan is an ``InputError``. The same file reached twice is read once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from features.errors import InputError
+
+CAPTURE_SUFFIXES: tuple[str, ...] = (".pcap", ".pcapng", ".cap")
+
+
+@dataclass
+class Inputs:
+    """The captures to read, in order, and the files left out with why."""
+
+    captures: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def looks_like_capture_name(path: Path) -> bool:
+    """True for ``x.pcap``, ``x.pcapng``, ``x.cap`` and the same with ``.gz`` (any case)."""
+    name = path.name.lower()
+    name = name.removesuffix(".gz")
+    return name.endswith(CAPTURE_SUFFIXES)
+
+
+def probe(path: Path) -> None:
+    """Raise ``InputError`` unless ``path`` opens as a capture (reads its header only)."""
+    from features.source import PacketSource
+
+    try:
+        src = PacketSource(path)
+    except InputError:
+        raise
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from e
+    close = getattr(src, "close", None)
+    if callable(close):
+        close()
+
+
+def discover(paths: Sequence[Path]) -> Inputs:
+    """Resolve command-line paths into the captures to scan (see the module docstring for the rules)."""
+    found = Inputs()
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            found.captures.append(p)
+
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            _walk(path, found, add)
+        elif path.exists():
+            probe(path)  # a file the user named: not a capture is an error, not a skip
+            add(path)
+        else:
+            raise InputError(f"{path}: no such file or directory")
+    if not found.captures:
+        where = ", ".join(str(p) for p in paths)
+        extra = f" ({len(found.skipped)} files skipped, e.g. {found.skipped[0][0]}: {found.skipped[0][1]})"
+        raise InputError(f"{where}: no capture files to scan{extra if found.skipped else ''}")
+    return found
+
+
+def _walk(folder: Path, found: Inputs, add: Callable[[Path], None]) -> None:
+    try:
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+    except OSError as e:
+        raise InputError(f"{folder}: cannot list folder ({e.strerror or e})") from e
+    for p in files:
+        if not looks_like_capture_name(p):
+            found.skipped.append((p, "not a capture file name (.pcap, .pcapng, .cap, optionally .gz)"))
+            continue
+        try:
+            probe(p)
+        except InputError as e:
+            found.skipped.append((p, _reason(str(e), p)))
+            continue
+        add(p)
+
+
+def _reason(message: str, path: Path) -> str:
+    """The error message without the leading file name (the report shows the name beside it)."""
+    prefix = f"{path}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
+
+
+def describe(paths: Iterable[Path]) -> str:
+    """A short human list of paths, for messages."""
+    items = [str(p) for p in paths]
+    return ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")

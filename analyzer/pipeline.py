@@ -1,0 +1,242 @@
+"""``run_scan``: the one place the stages are wired together. Returns data (``ScanResult``); never prints.
+
+Order matters for the user: everything that can refuse the job (inputs, existing outputs, the model)
+is checked before the first packet is read, and nothing is written until every stage has succeeded;
+then the three outputs are written to temporary files and renamed into place together, so a failure
+or Ctrl-C leaves no partial output (and no output folder the scan created).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from analyzer import explain, incidents, inputs, verdicts
+from analyzer.progress import QuietStages, Stages
+from features.atomic import atomic_path
+from features.errors import InputError
+from features.kdd_columns import KDD_FEATURES
+
+OUTPUT_NAMES: tuple[str, ...] = ("flows.parquet", "verdicts.csv", "report.json")
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """What ``nta scan`` was asked to do (built by the command from its options)."""
+
+    paths: tuple[Path, ...]
+    out: Path | None = None  # default: ./nta-out/<first capture's stem>/
+    model_dir: Path | None = None  # default: the shipped model
+    device: str = "auto"
+    batch_size: int = 4096
+    fail_on: frozenset[str] = frozenset()  # class names whose verdicts make the exit code 1
+    min_confidence: float = 0.0
+    force: bool = False
+    strict: bool = False  # damaged-capture warnings become errors (exit 2)
+    incidents: incidents.IncidentConfig = field(default_factory=incidents.IncidentConfig)
+    explain_incidents: int = 50  # the largest N incidents get feature attributions
+    explain_flows: int = 64  # flows sampled per explained incident
+
+
+@dataclass
+class ScanResult:
+    """Everything the report shows and ``report.json`` holds."""
+
+    out_dir: Path
+    captures: list[dict[str, Any]]
+    skipped: list[tuple[Path, str]]
+    packets: int
+    bad_packets: dict[str, int]
+    warnings: list[str]
+    unknown_values: dict[str, int]
+    model_id: str
+    device: str
+    classes: tuple[str, ...]
+    verdicts: pl.DataFrame  # verdicts.csv rows
+    incidents: pl.DataFrame  # one row per incident, with "summary" and "reason" columns
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds
+    fail_on: frozenset[str] = frozenset()
+    min_confidence: float = 0.0
+    matched: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)  # report.json content
+
+    @property
+    def flows(self) -> int:
+        return self.verdicts.height
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.matched else 0
+
+    @property
+    def outputs(self) -> dict[str, Path]:
+        return {name: self.out_dir / name for name in OUTPUT_NAMES}
+
+
+def capture_stem(path: Path) -> str:
+    """``demo.pcap.gz`` -> ``demo``: the default output folder's name."""
+    name = path.name
+    for suffix in (".gz", ".pcapng", ".pcap", ".cap"):
+        name = name.removesuffix(suffix) if name.lower().endswith(suffix) else name
+    return name or "capture"
+
+
+def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
+    """Scan the captures, write the outputs, and return what was found (see the module docstring)."""
+    from features.extract import extract_flows
+    from features.kdd import kdd_features
+    from model.infer import Classifier, default_model_dir
+
+    stages = stages or QuietStages()
+    seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def timed(name: str) -> Iterator[Any]:
+        t0 = time.perf_counter()
+        with stages.stage(name) as progress:
+            yield progress
+        seconds[name] = time.perf_counter() - t0
+
+    found = inputs.discover(config.paths)
+    out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
+    _check_outputs(out_dir, config.force)
+    with timed("model"):
+        clf = Classifier.load(config.model_dir or default_model_dir(), device=config.device)
+    with timed("reading") as progress:
+        ext = extract_flows(found.captures, progress=progress)
+    if config.strict and ext.warnings:
+        raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
+    with timed("features"):
+        flows = pl.from_arrow(ext.flows)
+        assert isinstance(flows, pl.DataFrame)
+        kdd = _aligned(flows, kdd_features(ext.flows, ext.payloads))
+    with timed("encoding"):
+        x, unknown = clf.spec.transform(kdd)  # (n, F) float32
+    with timed("inference") as progress:
+        proba = _predict(clf, x, config.batch_size, progress)  # (n, K)
+    with timed("incidents"):
+        v = verdicts.build_verdicts(flows, kdd["service"], proba, clf.classes, clf.model_id)
+        inc, members = incidents.find_incidents(v, config.incidents)
+        v = v.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
+        v = v.select(verdicts.verdict_columns(clf.classes))
+    with timed("explaining"):
+        inc = _explain(clf, x, kdd, v, inc, config)
+    result = ScanResult(
+        out_dir=out_dir,
+        captures=list(ext.sources),
+        skipped=found.skipped,
+        packets=int(ext.packets),
+        bad_packets=dict(ext.bad_packets),
+        warnings=list(ext.warnings),
+        unknown_values={k: int(n) for k, n in unknown.items() if n},
+        model_id=clf.model_id,
+        device=str(clf.device),
+        classes=tuple(clf.classes),
+        verdicts=v,
+        incidents=inc,
+        seconds=seconds,
+        fail_on=config.fail_on,
+        min_confidence=config.min_confidence,
+        matched=verdicts.matches(v, config.fail_on, config.min_confidence),
+    )
+    with timed("writing"):
+        _write_outputs(result, flows, kdd, ext)
+    return result
+
+
+def _check_outputs(out_dir: Path, force: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: --out exists and is not a folder")
+    existing = [n for n in OUTPUT_NAMES if (out_dir / n).exists()]
+    if existing and not force:
+        raise InputError(f"{out_dir}: outputs exist ({', '.join(existing)}); use --force to overwrite them")
+
+
+def _aligned(flows: pl.DataFrame, kdd: pl.DataFrame) -> pl.DataFrame:
+    """The 41 features in the flows' row order (joined on flow_id when the frame carries it)."""
+    if "flow_id" in kdd.columns and not kdd["flow_id"].equals(flows["flow_id"]):
+        kdd = flows.select("flow_id").join(kdd, on="flow_id", how="left", maintain_order="left")
+    if kdd.height != flows.height:
+        raise ValueError(f"KDD features have {kdd.height} rows for {flows.height} flows")
+    return kdd.select(KDD_FEATURES)
+
+
+def _predict(clf: Any, x: np.ndarray, batch_size: int, progress: Any) -> np.ndarray:
+    """Class probabilities in chunks of many batches, so the progress bar moves on big captures."""
+    chunk = max(batch_size * 16, 1)
+    parts = []
+    for start in range(0, len(x), chunk):
+        parts.append(clf.predict_proba(x[start : start + chunk], batch_size=batch_size))
+        progress(min(start + chunk, len(x)), len(x))
+    if not parts:
+        return np.zeros((0, len(clf.classes)), np.float32)
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _explain(
+    clf: Any, x: np.ndarray, kdd: pl.DataFrame, v: pl.DataFrame, inc: pl.DataFrame, cfg: ScanConfig
+) -> pl.DataFrame:
+    """Add ``summary`` (one line) and ``reason`` (top features) to the incidents; the largest N are explained."""
+    chosen = inc.sort(["flows", "incident_id"], descending=[True, False]).head(cfg.explain_incidents)
+    members = (
+        v.with_row_index("row")
+        .filter(pl.col("incident_id").is_in(chosen["incident_id"].implode()))
+        .sort("ts", "flow_id")
+        .select(pl.col("row").cast(pl.Int64), "incident_id")
+    )
+    labels = dict(zip(chosen["incident_id"].to_list(), chosen["label"].to_list(), strict=True))
+    drivers = explain.explain_incidents(
+        clf, clf.spec.source_feature, x, kdd, members, labels, per_incident=cfg.explain_flows, batch_size=cfg.batch_size
+    )
+    reason_type = pl.List(pl.Struct({"feature": pl.String, "value": pl.String, "score": pl.Float64}))
+    reasons = [[d.__dict__ for d in drivers.get(i, [])] for i in inc["incident_id"]]
+    summaries = [incidents.describe(r) for r in inc.iter_rows(named=True)]
+    return inc.with_columns(summary=pl.Series(summaries, dtype=pl.String), reason=pl.Series(reasons, dtype=reason_type))
+
+
+def _write_outputs(result: ScanResult, flows: pl.DataFrame, kdd: pl.DataFrame, ext: Any) -> None:
+    """All three files to temporaries first, then renamed together; the folder is removed if we made it and failed."""
+    import pyarrow.parquet as pq
+
+    from analyzer.report import to_json
+
+    out_dir = result.out_dir
+    created = not out_dir.exists()
+    paths = result.outputs
+    try:
+        with contextlib.ExitStack() as stack:
+            tmp = {name: stack.enter_context(atomic_path(p)) for name, p in paths.items()}
+            table = flows.hstack(kdd.select([c for c in KDD_FEATURES if c not in flows.columns])).to_arrow()
+            table = table.replace_schema_metadata(_parquet_metadata(ext, result))
+            pq.write_table(table, tmp["flows.parquet"], compression="zstd")
+            verdicts.write_csv(result.verdicts, tmp["verdicts.csv"])
+            result.summary = to_json(result)
+            tmp["report.json"].write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+
+
+def _parquet_metadata(ext: Any, result: ScanResult) -> dict[bytes, bytes]:
+    """The same key-value metadata ``nta flows`` writes, plus the model that judged the flows."""
+    from analyzer import __version__
+    from features import schema
+
+    return {
+        schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION.encode(),
+        schema.META_NTA_VERSION: __version__.encode(),
+        schema.META_SOURCES: json.dumps(list(ext.sources)).encode(),
+        schema.META_BAD_PACKETS: json.dumps(dict(ext.bad_packets)).encode(),
+        schema.META_WARNINGS: json.dumps(list(ext.warnings)).encode(),
+        b"nta.model_id": result.model_id.encode(),
+    }

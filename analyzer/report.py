@@ -1,0 +1,238 @@
+"""The scan report, two ways: ``render`` for the terminal (rich) and ``to_json`` for ``report.json``.
+
+Both read a ``ScanResult`` only; neither computes verdicts. The terminal report leads with what an
+incident responder acts on: incidents (one line each, with why), then the flows and talkers behind them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import polars as pl
+from rich.console import Console, Group
+from rich.rule import Rule
+from rich.table import Table
+from rich.text import Text
+
+from analyzer import __version__, verdicts
+from analyzer.incidents import fmt_duration
+from analyzer.pipeline import ScanResult
+
+SPARK = " ▁▂▃▄▅▆▇█"
+MAX_INCIDENTS = 15
+TOP_FLOWS = 10
+TOP_TALKERS = 5
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _when(t: dt.datetime | None) -> str:
+    return "-" if t is None else t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _span(result: ScanResult) -> tuple[dt.datetime | None, dt.datetime | None]:
+    v = result.verdicts
+    if v.height == 0:
+        return None, None
+    return v["ts"].min(), v["ts_end"].max()  # type: ignore[return-value]
+
+
+def sparkline(counts: list[int]) -> str:
+    """One character per bin: blank for none, then eight heights scaled to the largest bin."""
+    top = max(counts, default=0)
+    if top == 0:
+        return " " * len(counts)
+    return "".join(SPARK[0] if c == 0 else SPARK[max(1, round(c / top * 8))] for c in counts)
+
+
+def _incident_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "incident_id": row["incident_id"],
+        "label": row["label"],
+        "summary": row["summary"],
+        "reason": row["reason"],
+        "grouped_by": "target" if row["by_target"] else "source",
+        "start": _iso(row["start"]),
+        "end": _iso(row["end"]),
+        "duration_s": row["duration_s"],
+        "flows": row["flows"],
+        "sources": row["sources"],
+        "source": row["source"] if row["sources"] == 1 else None,
+        "targets": row["targets"],
+        "target": row["target"] if row["targets"] == 1 else None,
+        "ports": row["ports"],
+        "conn_states": {s["value"]: s["n"] for s in row["states"]},
+        "services": {s["value"]: s["n"] for s in row["services"]},
+        "confidence": row["confidence"],
+        "bytes": row["bytes"],
+    }
+
+
+def _rows(df: pl.DataFrame) -> list[dict[str, Any]]:
+    return [{k: (_iso(x) if isinstance(x, dt.datetime) else x) for k, x in r.items()} for r in df.iter_rows(named=True)]
+
+
+def to_json(result: ScanResult) -> dict[str, Any]:
+    """The machine-readable summary written to ``report.json`` (and printed by ``--format json``)."""
+    start, end = _span(result)
+    line = verdicts.timeline(result.verdicts, result.classes)
+    return {
+        "nta_version": __version__,
+        "model": {"id": result.model_id, "device": result.device, "classes": list(result.classes)},
+        "captures": result.captures,
+        "skipped": [{"file": str(p), "reason": r} for p, r in result.skipped],
+        "packets": result.packets,
+        "flows": result.flows,
+        "time_span": {
+            "start": _iso(start),
+            "end": _iso(end),
+            "seconds": (end - start).total_seconds() if start and end else 0.0,
+        },
+        "bad_packets": result.bad_packets,
+        "warnings": result.warnings,
+        "unknown_values": result.unknown_values,
+        "seconds": {k: round(s, 3) for k, s in result.seconds.items()},
+        "verdicts": verdicts.class_summary(result.verdicts, result.classes),
+        "timeline": {**line, "start": _iso(line["start"])},
+        "incidents": [_incident_json(r) for r in result.incidents.iter_rows(named=True)],
+        "top_flows": _rows(verdicts.top_flows(result.verdicts, TOP_FLOWS)),
+        "top_talkers": _rows(verdicts.top_talkers(result.verdicts, TOP_TALKERS)),
+        "fail_on": {
+            "classes": sorted(result.fail_on),
+            "min_confidence": result.min_confidence,
+            "matched_flows": result.matched,
+        },
+        "exit_code": result.exit_code,
+        "outputs": {k: str(p) for k, p in result.outputs.items()},
+    }
+
+
+def _header(result: ScanResult) -> Table:
+    start, end = _span(result)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    names = ", ".join(str(c["file"]) for c in result.captures[:3])
+    more = f" and {len(result.captures) - 3} more" if len(result.captures) > 3 else ""
+    grid.add_row("Captures", f"{len(result.captures)}: {names}{more}")
+    if result.skipped:
+        p, why = result.skipped[0]
+        grid.add_row("Skipped", f"{len(result.skipped)} files (e.g. {p}: {why})")
+    grid.add_row("Packets", f"{result.packets:,}")
+    grid.add_row("Flows", f"{result.flows:,}")
+    if start is not None and end is not None:
+        grid.add_row("Time span", f"{_when(start)} - {_when(end)} UTC ({fmt_duration((end - start).total_seconds())})")
+    bad = ", ".join(f"{k} {n:,}" for k, n in sorted(result.bad_packets.items(), key=lambda kv: (-kv[1], kv[0])))
+    grid.add_row("Bad packets", bad or "none")
+    for w in result.warnings:
+        grid.add_row("Warning", Text(w, style="yellow"))
+    if result.unknown_values:
+        grid.add_row("Unseen values", ", ".join(f"{k} {n:,}" for k, n in sorted(result.unknown_values.items())))
+    grid.add_row("Model", f"{result.model_id} on {result.device}")
+    grid.add_row("Seconds", ", ".join(f"{k} {s:.1f}" for k, s in result.seconds.items()))
+    return grid
+
+
+def _verdict_table(result: ScanResult) -> Table:
+    t = Table(title="Verdicts by class", title_justify="left", expand=False)
+    t.add_column("class")
+    t.add_column("flows", justify="right")
+    t.add_column("share", justify="right")
+    t.add_column("top services")
+    for c in verdicts.class_summary(result.verdicts, result.classes):
+        svc = ", ".join(f"{s} {n:,}" for s, n in c["top_services"])
+        style = None if c["label"] == verdicts.NORMAL or not c["flows"] else "bold red"
+        t.add_row(c["label"], f"{c['flows']:,}", f"{c['share']:.1%}", svc, style=style)
+    return t
+
+
+def _timeline(result: ScanResult) -> Group:
+    line = verdicts.timeline(result.verdicts, result.classes, bins=60)
+    if not line["counts"]:
+        return Group(Text("Attack flows over time: none"))
+    head = Text(
+        f"Attack flows over time ({line['bins']} bins of {fmt_duration(line['bin_s'])} from {_when(line['start'])})"
+    )
+    rows = [head]
+    for cls, counts in line["counts"].items():
+        rows.append(Text(f"  {cls:<6} ▕{sparkline(counts)}▏ peak {max(counts):,}/bin, {sum(counts):,} flows"))
+    return Group(*rows)
+
+
+def _incidents(result: ScanResult) -> Group:
+    inc = result.incidents
+    rows: list[Any] = [Text(f"Incidents: {inc.height:,}", style="bold")]
+    shown = inc.sort(["flows", "incident_id"], descending=[True, False]).head(MAX_INCIDENTS)
+    for r in shown.iter_rows(named=True):
+        rows.append(Text(f"  #{r['incident_id']} {r['summary']}", style="red"))
+        why = ", ".join(f"{d['feature']} {d['value']}" for d in r["reason"])
+        rows.append(Text(f"      why: {why or 'not explained (only the largest incidents are)'}"))
+    if inc.height > MAX_INCIDENTS:
+        rows.append(Text(f"  ... and {inc.height - MAX_INCIDENTS:,} smaller incidents (report.json has them all)"))
+    return Group(*rows)
+
+
+def _top_flows(result: ScanResult) -> Table:
+    t = Table(title="Top suspicious flows", title_justify="left")
+    for name, just in [("flow", "right"), ("start (UTC)", "left"), ("originator -> responder", "left"), ("svc", "left"),
+                       ("state", "left"), ("class", "left"), ("p_attack", "right"), ("inc", "right")]:  # fmt: skip
+        t.add_column(name, justify=just)  # type: ignore[arg-type]
+    for r in verdicts.top_flows(result.verdicts, TOP_FLOWS).iter_rows(named=True):
+        o = r["orig_h"] + (f":{r['orig_p']}" if r["orig_p"] is not None else "")
+        d = r["resp_h"] + (f":{r['resp_p']}" if r["resp_p"] is not None else "")
+        inc = "" if r["incident_id"] is None else f"#{r['incident_id']}"
+        t.add_row(str(r["flow_id"]), _when(r["ts"]), f"{o} -> {d}", f"{r['proto']}/{r['service']}",
+                  r["conn_state"], r["label"], f"{r['p_attack']:.2f}", inc)  # fmt: skip
+    return t
+
+
+def _talkers(result: ScanResult) -> Table:
+    t = Table(title="Top talkers among suspicious flows", title_justify="left")
+    for name in ("originator", "flows", "classes", "targets", "ports", "max p_attack"):
+        t.add_column(name, justify="left" if name in ("originator", "classes") else "right")
+    for r in verdicts.top_talkers(result.verdicts, TOP_TALKERS).iter_rows(named=True):
+        t.add_row(
+            r["orig_h"],
+            f"{r['flows']:,}",
+            r["classes"],
+            f"{r['targets']:,}",
+            f"{r['ports']:,}",
+            f"{r['max_p_attack']:.2f}",
+        )
+    return t
+
+
+def make_console() -> Console:
+    """The report's console: stdout, colour only on a terminal (rich decides)."""
+    return Console(highlight=False)
+
+
+def render(result: ScanResult, console: Console) -> None:
+    """Print the report: header, verdicts, timeline, incidents, top flows and talkers, outputs, CI verdict."""
+    console.print(Rule(f"nta scan {__version__}"))
+    console.print(_header(result))
+    console.print()
+    console.print(_verdict_table(result))
+    console.print(_timeline(result))
+    console.print()
+    console.print(_incidents(result))
+    if result.verdicts.filter(verdicts.is_attack()).height:
+        console.print()
+        console.print(_top_flows(result))
+        console.print(_talkers(result))
+    console.print()
+    console.print("Outputs: " + ", ".join(str(p) for p in result.outputs.values()))
+    if result.fail_on:
+        what = ",".join(sorted(result.fail_on))
+        if result.matched:
+            console.print(
+                Text(
+                    f"FAIL: {result.matched:,} flows matched --fail-on {what} (confidence >= {result.min_confidence})",
+                    style="bold red",
+                )
+            )
+        else:
+            console.print(f"OK: no flows matched --fail-on {what} (confidence >= {result.min_confidence})")

@@ -1,0 +1,175 @@
+"""Per-flow verdicts: the ``verdicts.csv`` table, and the tallies the report is built from.
+
+``verdicts.csv`` has one row per flow, columns in ``verdict_columns(classes)`` order: the flow identity
+columns (taken from ``features.schema.FLOW_FIELDS``), the NSL-KDD ``service``, the model's ``label``
+(argmax class), ``confidence`` (its probability), ``p_attack`` (1 - p(normal)), one ``p_<class>`` column
+per class, the ``incident_id`` the flow belongs to (empty when none) and the ``model_id``.
+Timestamps are ISO 8601 UTC with microseconds and a ``Z``; quoting follows RFC 4180 (CRLF line ends,
+fields with commas, quotes or line breaks quoted, quotes doubled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from features.schema import FLOW_COLUMNS
+
+NORMAL = "normal"
+
+# Flow fields copied into verdicts.csv, in the order the CSV has them ("service" is inserted after proto).
+_FLOW_HEAD = ("flow_id", "community_id", "source_file", "ts", "ts_end", "orig_h", "orig_p", "resp_h", "resp_p", "proto")
+_FLOW_TAIL = ("conn_state", "orig_bytes", "resp_bytes")
+_missing = [c for c in _FLOW_HEAD + _FLOW_TAIL if c not in FLOW_COLUMNS]
+assert not _missing, f"verdict columns not in features.schema.FLOW_FIELDS: {_missing}"
+
+CSV_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"
+
+
+def prob_column(cls: str) -> str:
+    """Name of the probability column for one class (``p_DoS``)."""
+    return f"p_{cls}"
+
+
+def verdict_columns(classes: Sequence[str]) -> list[str]:
+    """The exact column order of ``verdicts.csv``."""
+    return [
+        *_FLOW_HEAD,
+        "service",
+        *_FLOW_TAIL,
+        "label",
+        "confidence",
+        "p_attack",
+        *(prob_column(c) for c in classes),
+        "incident_id",
+        "model_id",
+    ]
+
+
+def build_verdicts(
+    flows: pl.DataFrame, service: pl.Series, proba: np.ndarray, classes: Sequence[str], model_id: str
+) -> pl.DataFrame:
+    """One verdict row per flow (same order as ``flows``); ``incident_id`` is null until incidents are found.
+
+    Args:
+        flows: the flow table (``FLOW_FIELDS`` columns), n rows.
+        service: NSL-KDD service token per flow, n values.
+        proba: (n, K) class probabilities, columns in ``classes`` order.
+        classes: the model's class names; must include ``"normal"``.
+        model_id: written on every row so a CSV can be traced to the model that made it.
+    """
+    n = flows.height
+    if proba.shape != (n, len(classes)):
+        raise ValueError(f"probabilities have shape {proba.shape}, expected ({n}, {len(classes)})")
+    best = proba.argmax(axis=1) if n else np.zeros(0, np.int64)  # (n,)
+    labels = np.asarray(classes, dtype=object)[best]
+    conf = proba[np.arange(n), best] if n else np.zeros(0, np.float32)
+    p_normal = proba[:, list(classes).index(NORMAL)]
+    df = flows.select(*_FLOW_HEAD, *_FLOW_TAIL).with_columns(
+        service=service.cast(pl.String),
+        label=pl.Series(labels.tolist(), dtype=pl.String),
+        confidence=pl.Series(conf.astype(np.float64)),
+        p_attack=pl.Series((1.0 - p_normal).astype(np.float64)),
+        **{prob_column(c): pl.Series(proba[:, i].astype(np.float64)) for i, c in enumerate(classes)},
+        incident_id=pl.lit(None, dtype=pl.Int64),
+        model_id=pl.lit(model_id, dtype=pl.String),
+    )
+    return df.select(verdict_columns(classes))
+
+
+def write_csv(verdicts: pl.DataFrame, path: Path) -> None:
+    """Write ``verdicts.csv`` (RFC 4180) to ``path`` (the caller makes it atomic)."""
+    verdicts.write_csv(
+        path,
+        line_terminator="\r\n",
+        quote_style="necessary",
+        float_precision=6,
+        datetime_format=CSV_TIME_FORMAT,
+    )
+
+
+def is_attack() -> pl.Expr:
+    return pl.col("label") != NORMAL
+
+
+def class_summary(verdicts: pl.DataFrame, classes: Sequence[str], top_services: int = 3) -> list[dict[str, Any]]:
+    """Flows, share and top services per class, every class listed (zero rows included), in class order."""
+    n = max(verdicts.height, 1)
+    counts = dict(verdicts.group_by("label").len().iter_rows())
+    svc = (
+        verdicts.group_by("label", "service")
+        .len()
+        .sort(["label", "len", "service"], descending=[False, True, False])
+        .group_by("label", maintain_order=True)
+        .head(top_services)
+    )
+    out = []
+    for c in classes:
+        rows = svc.filter(pl.col("label") == c)
+        out.append(
+            {
+                "label": c,
+                "flows": int(counts.get(c, 0)),
+                "share": counts.get(c, 0) / n,
+                "top_services": [[s, int(k)] for s, k in zip(rows["service"], rows["len"], strict=True)],
+            }
+        )
+    return out
+
+
+def timeline(verdicts: pl.DataFrame, classes: Sequence[str], bins: int = 60) -> dict[str, Any]:
+    """Attack flows per class per time bin (by flow start), over the capture's span."""
+    if verdicts.height == 0:
+        return {"start": None, "bin_s": 0.0, "bins": 0, "counts": {}}
+    ts = verdicts["ts"].dt.epoch("us").to_numpy().astype(np.float64) / 1e6  # (n,) seconds
+    t0, t1 = float(ts.min()), float(ts.max())
+    bin_s = max((t1 - t0) / bins, 1e-6)
+    idx = np.minimum(((ts - t0) / bin_s).astype(np.int64), bins - 1)  # (n,)
+    labels = verdicts["label"].to_numpy()
+    counts = {
+        c: np.bincount(idx[labels == c], minlength=bins).tolist()
+        for c in classes
+        if c != NORMAL and (labels == c).any()
+    }
+    return {"start": verdicts["ts"].min(), "bin_s": bin_s, "bins": bins, "counts": counts}
+
+
+def top_flows(verdicts: pl.DataFrame, n: int = 10, per_incident: int = 2) -> pl.DataFrame:
+    """The most confidently malicious flows, at most ``per_incident`` from one incident so the list shows breadth."""
+    att = verdicts.filter(is_attack())
+    rank = pl.col("p_attack").rank("ordinal", descending=True).over(pl.col("incident_id").fill_null(-1))
+    return (
+        att.with_columns(_rank=rank)
+        .filter((pl.col("_rank") <= per_incident) | pl.col("incident_id").is_null())
+        .sort(["p_attack", "ts", "flow_id"], descending=[True, False, False])
+        .head(n)
+        .drop("_rank")
+    )
+
+
+def top_talkers(verdicts: pl.DataFrame, n: int = 5) -> pl.DataFrame:
+    """Originators of the most attack flows: flows, classes seen, distinct targets and ports, peak p_attack."""
+    return (
+        verdicts.filter(is_attack())
+        .group_by("orig_h")
+        .agg(
+            flows=pl.len(),
+            classes=pl.col("label").unique().sort().str.join("/"),
+            targets=pl.col("resp_h").n_unique(),
+            ports=pl.col("resp_p").drop_nulls().n_unique(),
+            max_p_attack=pl.col("p_attack").max(),
+        )
+        .sort(["flows", "orig_h"], descending=[True, False])
+        .head(n)
+    )
+
+
+def matches(verdicts: pl.DataFrame, fail_on: frozenset[str], min_confidence: float) -> int:
+    """How many flows carry a label in ``fail_on`` with at least ``min_confidence``."""
+    if not fail_on:
+        return 0
+    return verdicts.filter(pl.col("label").is_in(list(fail_on)) & (pl.col("confidence") >= min_confidence)).height

@@ -1,0 +1,132 @@
+"""Verdict rows, the CSV's format, incidents and their one-line summaries, on hand-made flows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from analyzer import incidents, verdicts
+from analyzer.cmd_scan import parse_fail_on
+from analyzer.report import sparkline
+from features.errors import InputError
+from features.kdd_columns import CLASSES
+
+Flows = Callable[..., pl.DataFrame]
+Proba = Callable[[pl.DataFrame], np.ndarray]
+
+
+def _verdicts(flows: pl.DataFrame, proba: np.ndarray) -> pl.DataFrame:
+    service = pl.Series(["private"] * flows.height)
+    return verdicts.build_verdicts(flows, service, proba, CLASSES, "test-model")
+
+
+def test_verdict_columns_are_exact() -> None:
+    assert verdicts.verdict_columns(CLASSES) == [
+        "flow_id", "community_id", "source_file", "ts", "ts_end", "orig_h", "orig_p", "resp_h", "resp_p",
+        "proto", "service", "conn_state", "orig_bytes", "resp_bytes", "label", "confidence", "p_attack",
+        "p_normal", "p_DoS", "p_Probe", "p_R2L", "p_U2R", "incident_id", "model_id",
+    ]  # fmt: skip
+
+
+def test_build_verdicts_labels_and_probabilities(make_flows: Flows, fake_proba: Proba) -> None:
+    flows = make_flows()
+    v = _verdicts(flows, fake_proba(flows))
+    assert v.columns == verdicts.verdict_columns(CLASSES)
+    assert v.filter(pl.col("resp_h") == "10.0.0.5")["label"].unique().to_list() == ["Probe"]
+    assert v.filter(pl.col("resp_h") == "10.0.0.80")["label"].unique().to_list() == ["normal"]
+    row = v.row(0, named=True)
+    assert row["confidence"] == pytest.approx(0.96) and row["p_attack"] == pytest.approx(1 - row["p_normal"])
+
+
+def test_build_verdicts_rejects_wrong_shape(make_flows: Flows) -> None:
+    flows = make_flows()
+    with pytest.raises(ValueError, match="shape"):
+        _verdicts(flows, np.zeros((flows.height, 4), np.float32))
+
+
+def test_csv_is_rfc4180_and_reads_back(make_flows: Flows, fake_proba: Proba, tmp_path: Path) -> None:
+    flows = make_flows().with_columns(pl.lit('odd, "name".pcap').alias("source_file"))
+    v = _verdicts(flows, fake_proba(flows))
+    path = tmp_path / "verdicts.csv"
+    verdicts.write_csv(v, path)
+    raw = path.read_bytes()
+    assert raw.count(b"\r\n") == v.height + 1  # header + one CRLF-ended line per flow
+    assert b'"odd, ""name"".pcap"' in raw  # quoted, quotes doubled
+    back = pl.read_csv(path)
+    assert back.columns == verdicts.verdict_columns(CLASSES)
+    assert back["source_file"][0] == 'odd, "name".pcap'
+    assert back["ts"][0].endswith("Z") and back.height == v.height
+
+
+def test_incidents_group_scan_and_spoofed_flood(make_flows: Flows, fake_proba: Proba) -> None:
+    flows = make_flows()
+    v = _verdicts(flows, fake_proba(flows))
+    inc, members = incidents.find_incidents(v)
+    assert inc.height == 2
+    scan = inc.filter(pl.col("label") == "Probe").row(0, named=True)
+    assert (scan["flows"], scan["ports"], scan["targets"], scan["source"]) == (100, 100, 1, "10.0.0.9")
+    flood = inc.filter(pl.col("label") == "DoS").row(0, named=True)
+    assert flood["by_target"] and flood["sources"] == 50 and flood["flows"] == 50
+    assert members.height == 150  # every attack flow, no normal one
+    assert inc["incident_id"].to_list() == [1, 2]  # in order of first flow: the scan starts first
+    assert scan["incident_id"] == 1
+
+
+def test_incident_gap_splits_sessions(make_flows: Flows, fake_proba: Proba) -> None:
+    flows = make_flows(second_scan=True)
+    v = _verdicts(flows, fake_proba(flows))
+    inc, _ = incidents.find_incidents(v, incidents.IncidentConfig(gap_s=60))
+    probes = inc.filter(pl.col("label") == "Probe").sort("start")
+    assert probes["flows"].to_list() == [100, 10]
+    inc_long, _ = incidents.find_incidents(v, incidents.IncidentConfig(gap_s=3600))
+    assert inc_long.filter(pl.col("label") == "Probe")["flows"].to_list() == [110]
+
+
+def test_incident_summary_line(make_flows: Flows, fake_proba: Proba) -> None:
+    flows = make_flows()
+    v = _verdicts(flows, fake_proba(flows))
+    inc, _ = incidents.find_incidents(v)
+    lines = [incidents.describe(r) for r in inc.iter_rows(named=True)]
+    assert lines[0] == "Probe: 10.0.0.9 -> 10.0.0.5, 100 ports in 1.0 s, 100 flows REJ/S0, confidence 0.96"
+    assert lines[1] == "DoS: 50 sources -> 10.0.0.7:80, in 0.1 s, 50 flows S0, confidence 0.96"
+
+
+def test_no_attacks_no_incidents(make_flows: Flows) -> None:
+    flows = make_flows()
+    p = np.zeros((flows.height, 5), np.float32)
+    p[:, 0] = 1.0
+    inc, members = incidents.find_incidents(_verdicts(flows, p))
+    assert inc.height == 0 and members.height == 0
+
+
+def test_fail_on_matching(make_flows: Flows, fake_proba: Proba) -> None:
+    flows = make_flows()
+    v = _verdicts(flows, fake_proba(flows))
+    assert verdicts.matches(v, parse_fail_on("any"), 0.0) == 150
+    assert verdicts.matches(v, parse_fail_on("PROBE"), 0.0) == 100
+    assert verdicts.matches(v, parse_fail_on("r2l,u2r"), 0.0) == 0
+    assert verdicts.matches(v, parse_fail_on("dos"), 0.97) == 0  # every DoS verdict is 0.96
+    assert verdicts.matches(v, frozenset(), 0.0) == 0
+    with pytest.raises(InputError, match="unknown class 'worms'"):
+        parse_fail_on("dos,worms")
+
+
+def test_summaries_timeline_top(make_flows: Flows, fake_proba: Proba) -> None:
+    flows = make_flows()
+    v = _verdicts(flows, fake_proba(flows))
+    summary = {c["label"]: c for c in verdicts.class_summary(v, CLASSES)}
+    assert summary["Probe"]["flows"] == 100 and summary["U2R"]["flows"] == 0
+    assert summary["normal"]["share"] == pytest.approx(20 / 170)
+    line = verdicts.timeline(v, CLASSES, bins=10)
+    assert sum(line["counts"]["Probe"]) == 100 and sum(line["counts"]["DoS"]) == 50 and "normal" not in line["counts"]
+    talkers = verdicts.top_talkers(v)
+    assert talkers.row(0, named=True)["orig_h"] == "10.0.0.9" and talkers.row(0, named=True)["ports"] == 100
+
+
+def test_sparkline() -> None:
+    assert sparkline([0, 1, 8, 4]) == " ▁█▄"
+    assert sparkline([0, 0]) == "  "
