@@ -24,7 +24,7 @@ class Attributor(Protocol):
 
     classes: tuple[str, ...]
 
-    def attribute(self, x: np.ndarray, target: int, batch_size: int = ...) -> np.ndarray: ...
+    def attribute(self, x: np.ndarray, target: np.ndarray, batch_size: int = ...) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,8 @@ def explain_incidents(
         if not ids:
             continue
         rows = np.concatenate([groups[i] for i in ids])
-        attr = clf.attribute(x[rows], clf.classes.index(cls), batch_size=batch_size)  # (m, F)
+        target = np.full(len(rows), clf.classes.index(cls), np.int64)  # (m,)
+        attr = clf.attribute(x[rows], target, batch_size=batch_size)  # (m, F)
         per_feat = attr.astype(np.float64) @ to_feature  # (m, n_features)
         start = 0
         for i in ids:

@@ -22,7 +22,7 @@ import polars as pl
 from analyzer import explain, incidents, inputs, verdicts
 from analyzer.progress import QuietStages, Stages
 from features.atomic import atomic_path
-from features.errors import InputError
+from features.errors import InputError, ModelError
 from features.kdd_columns import KDD_FEATURES
 
 OUTPUT_NAMES: tuple[str, ...] = ("flows.parquet", "verdicts.csv", "report.json")
@@ -110,6 +110,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     _check_outputs(out_dir, config.force)
     with timed("model"):
         clf = Classifier.load(config.model_dir or default_model_dir(), device=config.device)
+        _check_model_features(clf)
     with timed("reading") as progress:
         ext = extract_flows(found.captures, progress=progress)
     if config.strict and ext.warnings:
@@ -158,6 +159,16 @@ def _check_outputs(out_dir: Path, force: bool) -> None:
     existing = [n for n in OUTPUT_NAMES if (out_dir / n).exists()]
     if existing and not force:
         raise InputError(f"{out_dir}: outputs exist ({', '.join(existing)}); use --force to overwrite them")
+
+
+def _check_model_features(clf: Any) -> None:
+    """Refuse, before reading any packet, a model that needs features nta does not compute from captures."""
+    unknown = [c for c in clf.spec.columns if c not in KDD_FEATURES]
+    if unknown:
+        raise ModelError(
+            f"model {clf.model_id} expects features nta does not compute: {', '.join(unknown[:5])}"
+            f"{' ...' if len(unknown) > 5 else ''} (a model for another feature spec)"
+        )
 
 
 def _aligned(flows: pl.DataFrame, kdd: pl.DataFrame) -> pl.DataFrame:

@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any
 
 import polars as pl
+from rich import box
 from rich.console import Console, Group
 from rich.rule import Rule
 from rich.table import Table
@@ -137,7 +138,7 @@ def _header(result: ScanResult) -> Table:
 
 
 def _verdict_table(result: ScanResult) -> Table:
-    t = Table(title="Verdicts by class", title_justify="left", expand=False)
+    t = Table(title="Verdicts by class", title_justify="left", box=box.SIMPLE_HEAD)
     t.add_column("class")
     t.add_column("flows", justify="right")
     t.add_column("share", justify="right")
@@ -176,21 +177,29 @@ def _incidents(result: ScanResult) -> Group:
 
 
 def _top_flows(result: ScanResult) -> Table:
-    t = Table(title="Top suspicious flows", title_justify="left")
-    for name, just in [("flow", "right"), ("start (UTC)", "left"), ("originator -> responder", "left"), ("svc", "left"),
-                       ("state", "left"), ("class", "left"), ("p_attack", "right"), ("inc", "right")]:  # fmt: skip
-        t.add_column(name, justify=just)  # type: ignore[arg-type]
+    t = Table(title="Top suspicious flows", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name, just in [("flow", "right"), ("time", "left"), ("originator -> responder", "left"),
+                       ("service", "left"), ("state", "left"), ("class", "left"), ("p_attack", "right"),
+                       ("inc", "right")]:  # fmt: skip
+        # Endpoints never wrap (an address split over lines cannot be copied); long IPv6 ones fold.
+        t.add_column(name, justify=just, no_wrap=name.startswith("orig"), overflow="fold")  # type: ignore[arg-type]
     for r in verdicts.top_flows(result.verdicts, TOP_FLOWS).iter_rows(named=True):
-        o = r["orig_h"] + (f":{r['orig_p']}" if r["orig_p"] is not None else "")
-        d = r["resp_h"] + (f":{r['resp_p']}" if r["resp_p"] is not None else "")
+        o = _endpoint(r["orig_h"], r["orig_p"])
+        d = _endpoint(r["resp_h"], r["resp_p"])
         inc = "" if r["incident_id"] is None else f"#{r['incident_id']}"
-        t.add_row(str(r["flow_id"]), _when(r["ts"]), f"{o} -> {d}", f"{r['proto']}/{r['service']}",
+        t.add_row(str(r["flow_id"]), r["ts"].strftime("%H:%M:%S"), f"{o} -> {d}", f"{r['service']}",
                   r["conn_state"], r["label"], f"{r['p_attack']:.2f}", inc)  # fmt: skip
     return t
 
 
+def _endpoint(host: str, port: int | None) -> str:
+    if port is None:
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _talkers(result: ScanResult) -> Table:
-    t = Table(title="Top talkers among suspicious flows", title_justify="left")
+    t = Table(title="Top talkers among suspicious flows", title_justify="left", box=box.SIMPLE_HEAD)
     for name in ("originator", "flows", "classes", "targets", "ports", "max p_attack"):
         t.add_column(name, justify="left" if name in ("originator", "classes") else "right")
     for r in verdicts.top_talkers(result.verdicts, TOP_TALKERS).iter_rows(named=True):

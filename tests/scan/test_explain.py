@@ -17,8 +17,9 @@ class FakeAttributor:
         self.weights = weights
         self.calls: list[tuple[int, int]] = []
 
-    def attribute(self, x: np.ndarray, target: int, batch_size: int = 4096) -> np.ndarray:
-        self.calls.append((len(x), target))
+    def attribute(self, x: np.ndarray, target: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        assert len(set(target.tolist())) == 1 and len(target) == len(x)
+        self.calls.append((len(x), int(target[0])))
         return x * self.weights
 
 
