@@ -1,0 +1,153 @@
+"""Link layers, vectorised: where each frame's IP header starts, its outer VLAN, or why it has none.
+
+The rules are those of ``features.decode_ref`` (Ethernet with VLAN stacks, MPLS and PPPoE; Linux SLL and
+SLL2; raw IP 101/12/14/228/229; BSD NULL/LOOP). Every step works on index arrays of the rows it
+concerns, so rare encapsulations cost nothing when absent and a deep stack costs one pass per layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from features.decode_ref import ETHERTYPE_LINKS, MAX_LABELS, MAX_VLAN, RAW_LINKTYPES
+
+# Bad codes: index into BAD_NAMES. Codes >= KEEP still produce a row (the packet is usable).
+BAD_NAMES = (
+    "",
+    "truncated_link",
+    "non_ip",
+    "unsupported_linktype",
+    "truncated_ip",
+    "bad_ip_header",
+    "truncated_transport",
+    "bad_tcp_header",
+)
+TRUNC_LINK, NON_IP, UNSUPPORTED, TRUNC_IP, BAD_IP, TRUNC_TRANSPORT, BAD_TCP = range(1, 8)
+KEEP = TRUNC_TRANSPORT
+HINT_ANY, HINT_GUESS = 0, 255
+
+
+@dataclass
+class Links:
+    """Per-frame link-layer result, all (n,)."""
+
+    ip_off: np.ndarray  # int64: IP header offset in the frame; -1 when there is no IP packet
+    hint: np.ndarray  # uint8: 4, 6, HINT_ANY (raw: either) or HINT_GUESS (MPLS: either, else non-IP)
+    vlan: np.ndarray  # int32: outermost VLAN id, -1 untagged
+    bad: np.ndarray  # uint8: bad code, 0 when fine
+
+
+def be16(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Big-endian uint16 at each absolute position (positions clipped into buf), as int64."""
+    pos = np.clip(pos, 0, buf.shape[0] - 2)
+    return (buf[pos].astype(np.int64) << 8) | buf[pos + 1]
+
+
+def u8(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    return buf[np.clip(pos, 0, buf.shape[0] - 1)].astype(np.int64)
+
+
+def resolve(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linktype: np.ndarray) -> Links:
+    """Resolve the link layer of every frame (data_off/caplen/linktype: (n,) columns of a RecordChunk)."""
+    n = data_off.shape[0]
+    ip_off = np.full(n, -1, np.int64)
+    hint = np.zeros(n, np.uint8)
+    vlan = np.full(n, -1, np.int32)
+    bad = np.zeros(n, np.uint8)
+    et = np.full(n, -1, np.int64)  # EtherType of rows in the EtherType machine, -1 elsewhere
+    eoff = np.zeros(n, np.int64)  # offset just after that EtherType's header
+    kinds = np.unique(linktype) if n else np.zeros(0, np.int32)
+    for lt in kinds.tolist():
+        r = np.flatnonzero(linktype == lt) if len(kinds) > 1 else np.arange(n)
+        if lt in ETHERTYPE_LINKS:
+            et_at, after = ETHERTYPE_LINKS[lt]
+            short = caplen[r] < after
+            bad[r[short]] = TRUNC_LINK
+            r = r[~short]
+            et[r] = be16(buf, data_off[r] + et_at)
+            eoff[r] = after
+        elif lt in (0, 108):
+            short = caplen[r] < 4
+            bad[r[short]] = TRUNC_LINK
+            r = r[~short]
+            p = np.clip(data_off[r], 0, buf.shape[0] - 4)
+            b = [buf[p + i].astype(np.int64) for i in range(4)]
+            le = b[0] | b[1] << 8 | b[2] << 16 | b[3] << 24
+            af = np.where(le > 0xFFFF, b[3] | b[2] << 8 | b[1] << 16 | b[0] << 24, le)
+            v4, v6 = af == 2, np.isin(af, (24, 28, 30))
+            ip_off[r[v4 | v6]] = 4
+            hint[r[v4]], hint[r[v6]] = 4, 6
+            bad[r[~(v4 | v6)]] = NON_IP
+        elif lt in RAW_LINKTYPES or lt in (228, 229):
+            ip_off[r] = 0
+            hint[r] = {228: 4, 229: 6}.get(lt, HINT_ANY)
+        else:
+            bad[r] = UNSUPPORTED
+    if (et >= 0).any():
+        _ethertypes(buf, data_off, caplen, et, eoff, ip_off, hint, vlan, bad)
+    return Links(ip_off, hint, vlan, bad)
+
+
+def _ethertypes(
+    buf: np.ndarray,
+    data_off: np.ndarray,
+    caplen: np.ndarray,
+    et: np.ndarray,
+    eoff: np.ndarray,
+    ip_off: np.ndarray,
+    hint: np.ndarray,
+    vlan: np.ndarray,
+    bad: np.ndarray,
+) -> None:
+    """Follow EtherTypes through VLAN tags to IP, MPLS or PPPoE; fills ip_off/hint/vlan/bad in place."""
+    vlan_types = np.array([0x8100, 0x88A8, 0x9100])
+    for _ in range(MAX_VLAN):
+        r = np.flatnonzero(np.isin(et, vlan_types))
+        if not len(r):
+            break
+        short = caplen[r] < eoff[r] + 4
+        bad[r[short]] = TRUNC_LINK
+        et[r[short]] = -1
+        r = r[~short]
+        p = data_off[r] + eoff[r]
+        first = r[vlan[r] == -1]
+        vlan[first] = be16(buf, data_off[first] + eoff[first]) & 0x0FFF
+        et[r] = be16(buf, p + 2)
+        eoff[r] += 4
+    r = np.flatnonzero(np.isin(et, vlan_types))  # deeper than MAX_VLAN tags
+    bad[r] = NON_IP
+    et[r] = -1
+
+    r = np.flatnonzero((et == 0x8847) | (et == 0x8848))
+    for _ in range(MAX_LABELS):
+        if not len(r):
+            break
+        short = caplen[r] < eoff[r] + 4
+        bad[r[short]] = TRUNC_LINK
+        r = r[~short]
+        bos = u8(buf, data_off[r] + eoff[r] + 2) & 1
+        eoff[r] += 4
+        done = r[bos == 1]
+        ip_off[done] = eoff[done]
+        hint[done] = HINT_GUESS
+        r = r[bos == 0]
+    bad[r] = NON_IP  # no bottom of stack within MAX_LABELS
+
+    r = np.flatnonzero(et == 0x8864)
+    short = caplen[r] < eoff[r] + 8
+    bad[r[short]] = TRUNC_LINK
+    r = r[~short]
+    ppp = be16(buf, data_off[r] + eoff[r] + 6)
+    v4, v6 = ppp == 0x0021, ppp == 0x0057
+    ip_off[r[v4 | v6]] = eoff[r[v4 | v6]] + 8
+    hint[r[v4]], hint[r[v6]] = 4, 6
+    bad[r[~(v4 | v6)]] = NON_IP
+
+    for value, version in ((0x0800, 4), (0x86DD, 6)):
+        r = np.flatnonzero(et == value)
+        ip_off[r] = eoff[r]
+        hint[r] = version
+    other = (et >= 0) & ~np.isin(et, (0x8847, 0x8848, 0x8864, 0x0800, 0x86DD))
+    bad[other] = NON_IP

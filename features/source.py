@@ -1,0 +1,162 @@
+"""One capture file as a stream of PacketBatch: open, validate, walk, decode, count.
+
+``PacketSource(path)`` validates the file at once (``InputError`` naming the file if it is not a
+capture); ``batches()`` then streams it in blocks (``features.capture``), walks the records (classic
+pcap there, pcapng in ``features.pcapng``) and decodes them (``features.decode``). Memory is bounded by
+the block size and ``chunk_records``, never by the file size.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from features.capture import PAD, PCAP_MAGICS, PCAPNG_MAGIC, PcapWalker, RecordChunk, WalkState, stream_blocks
+from features.decode import decode_chunk
+from features.errors import InputError
+from features.packets import PacketBatch
+from features.pcapng import BOM, PcapngWalker
+from features.progress import ProgressFn, no_progress
+
+
+def _sniff(path: Path) -> tuple[bytes, bool]:
+    """The first bytes of the capture (inflated if gzip) and whether it is gzip; InputError if unreadable."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a capture file")
+    try:
+        with path.open("rb") as f:
+            head = f.read(64)
+            gz = head[:2] == b"\x1f\x8b"
+            if gz:
+                f.seek(0)
+                try:
+                    with gzip.GzipFile(fileobj=f) as g:
+                        head = g.read(64)
+                except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+                    raise InputError(f"{path}: gzip-compressed, but the stream is damaged ({e})") from e
+    except FileNotFoundError as e:
+        raise InputError(f"{path}: no such file") from e
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from e
+    return head, gz
+
+
+def _validate(path: Path, head: bytes, gz: bool) -> str:
+    """Format name of a capture whose first bytes are head; InputError with the reason otherwise."""
+    what = "gzip-compressed data" if gz else "file"
+    if not head:
+        raise InputError(f"{path}: empty {what}, not a capture")
+    if len(head) < 4:
+        raise InputError(f"{path}: {what} too short for a capture header ({len(head)} bytes)")
+    magic = struct.unpack_from("<I", head)[0]
+    if magic in PCAP_MAGICS:
+        if len(head) < 24:
+            raise InputError(f"{path}: pcap header cut short ({len(head)} of 24 bytes)")
+        return PCAP_MAGICS[magic][3]
+    if magic == PCAPNG_MAGIC:
+        if len(head) < 28:
+            raise InputError(f"{path}: pcapng section header cut short ({len(head)} bytes)")
+        bom = struct.unpack_from("<I", head, 8)[0]
+        if bom not in (BOM, 0x4D3C2B1A):
+            raise InputError(f"{path}: pcapng section header without a byte-order magic")
+        return "pcapng"
+    raise InputError(f"{path}: not a pcap or pcapng capture (starts with {head[:4].hex()})")
+
+
+class PacketSource:
+    """One capture file: pcap (any byte order, us/ns, modified) or pcapng, plain or gzip (by content).
+
+    The constructor opens and validates the file and raises ``InputError("<path>: <reason>")`` if it is
+    not a capture at all; a header-only file is a valid capture with 0 packets. ``sha256``, ``records``,
+    ``bad`` and ``warnings`` are complete once ``batches()`` is exhausted.
+    """
+
+    def __init__(self, path: Path, *, chunk_records: int = 262_144) -> None:
+        self.path = Path(path)
+        head, self._gz = _sniff(self.path)
+        fmt = _validate(self.path, head, self._gz)
+        self._head = head
+        self.format = fmt + ("+gzip" if self._gz else "")
+        self.chunk_records = chunk_records
+        self.size_bytes = self.path.stat().st_size
+        self.sha256 = ""
+        self.records = 0
+        self.bad: Counter[str] = Counter()
+        self.warnings: list[str] = []
+
+    def batches(self, progress: ProgressFn = no_progress) -> Iterator[PacketBatch]:
+        """Decoded packets in file order, at most ``chunk_records`` records per batch."""
+        state = WalkState(str(self.path))
+        walker: PcapWalker | PcapngWalker
+        walker = PcapngWalker(state) if self.format.startswith("pcapng") else PcapWalker(self._head, state)
+        sha = hashlib.sha256()
+        left = np.zeros(0, np.uint8)
+        skip = walker.header_len  # the pcap global header is validated already
+        self._attached: Counter[str] = Counter()  # reader-level counts already put on a batch
+        total = self.size_bytes
+        blocks = stream_blocks(self.path, self._gz, sha, state)
+        try:
+            for data, done in blocks:
+                if state.stop:  # damage ended the records; keep reading only to finish the sha256
+                    progress(done, total)
+                    continue
+                length = left.shape[0] + len(data)
+                buf = np.empty(length + PAD, np.uint8)
+                buf[: left.shape[0]] = left
+                buf[left.shape[0] : length] = np.frombuffer(data, np.uint8)
+                buf[length:] = 0
+                del data
+                yield from self._decode(walker, buf, length, skip, False, state)
+                skip = 0
+                left = buf[self._cut : length].copy()
+                progress(done, total)
+        finally:
+            blocks.close()
+        if not state.stop:
+            buf = np.concatenate([left, np.zeros(PAD, np.uint8)])
+            yield from self._decode(walker, buf, left.shape[0], skip, True, state)
+        if state.bad - self._attached:  # damage found after the last batch: report it on an empty one
+            batch = PacketBatch.empty()
+            batch.bad = state.bad - self._attached
+            self.bad.update(batch.bad)
+            yield batch
+        self.sha256 = sha.hexdigest()
+        self.warnings = list(state.warnings)
+        progress(total, total)
+
+    def _decode(
+        self,
+        walker: PcapWalker | PcapngWalker,
+        buf: np.ndarray,
+        length: int,
+        start: int,
+        at_eof: bool,
+        state: WalkState,
+    ) -> Iterator[PacketBatch]:
+        chunks, self._cut = walker.walk(buf, length, start, at_eof)
+        for rc in chunks:
+            for lo in range(0, len(rc), self.chunk_records):
+                hi = min(lo + self.chunk_records, len(rc))
+                part = RecordChunk(
+                    rc.buf,
+                    rc.data_off[lo:hi],
+                    rc.caplen[lo:hi],
+                    rc.wirelen[lo:hi],
+                    rc.ts_ns[lo:hi],
+                    rc.linktype[lo:hi],
+                    rc.first_idx + lo,
+                )
+                batch = decode_chunk(part)
+                delta = state.bad - self._attached
+                batch.bad.update(delta)
+                self._attached.update(delta)
+                self.records += batch.records
+                self.bad.update(batch.bad)
+                yield batch
