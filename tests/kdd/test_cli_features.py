@@ -1,0 +1,74 @@
+"""``nta features``: Parquet (identity + 41) and NSL-KDD text outputs, atomic, refusing to overwrite.
+
+The flow builder is replaced by a stub returning a hand-built flow table, so these tests exercise the
+command itself whatever state features.extract is in.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+import features
+from analyzer.cli import app
+from features.kdd import IDENTITY_COLUMNS
+from features.kdd_columns import KDD_FEATURES
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_pcaps" / "land.pcap"
+
+
+@pytest.fixture
+def stub_extract(monkeypatch: pytest.MonkeyPatch, flow: Any, flows_table: Any) -> None:
+    table = flows_table([flow(0), flow(0.5, conn_state="S0", resp_p=6000), flow(1, proto="gre")])
+
+    def extract_flows(paths: list[Path], progress: Any = None, **_: Any) -> Any:
+        return types.SimpleNamespace(flows=table, payloads=None, warnings=["stub warning"])
+
+    mod = types.ModuleType("features.extract")
+    mod.extract_flows = extract_flows  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "features.extract", mod)
+    monkeypatch.setattr(features, "extract", mod, raising=False)
+
+
+def test_parquet_output(stub_extract: None, need: Any, tmp_path: Path) -> None:
+    out = tmp_path / "kdd.parquet"
+    res = CliRunner().invoke(app, ["features", str(need(SAMPLE)), "-o", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    df = pl.read_parquet(out)
+    assert df.columns == [*IDENTITY_COLUMNS, *KDD_FEATURES] and df.height == 3
+    assert df["service"].to_list() == ["http", "X11", "other"]
+    assert list(tmp_path.iterdir()) == [out]  # no temporary file left behind
+
+
+def test_nslkdd_output(stub_extract: None, need: Any, tmp_path: Path) -> None:
+    out = tmp_path / "kdd.txt"
+    res = CliRunner().invoke(app, ["features", str(need(SAMPLE)), "-o", str(out), "--format", "nsl-kdd"])
+    assert res.exit_code == 0, res.output
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 and all(len(line.split(",")) == 41 for line in lines)
+    assert lines[1].split(",")[1:4] == ["tcp", "X11", "S0"]
+    assert "1 flows of other IP protocols left out" in res.output
+
+
+def test_refuses_to_overwrite(stub_extract: None, need: Any, tmp_path: Path) -> None:
+    out = tmp_path / "kdd.parquet"
+    out.write_text("keep me")
+    res = CliRunner().invoke(app, ["features", str(need(SAMPLE)), "-o", str(out)])
+    assert res.exit_code == 2 and "--force" in res.output
+    assert out.read_text() == "keep me"
+    res = CliRunner().invoke(app, ["features", str(need(SAMPLE)), "-o", str(out), "--force", "-q"])
+    assert res.exit_code == 0 and pl.read_parquet(out).height == 3
+
+
+def test_not_a_capture_is_exit_2(stub_extract: None, tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("hello")
+    res = CliRunner().invoke(app, ["features", str(bogus), "-o", str(tmp_path / "o.parquet")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert not (tmp_path / "o.parquet").exists()
