@@ -73,8 +73,11 @@ def discover(paths: Sequence[Path]) -> Inputs:
             raise InputError(f"{path}: no such file or directory")
     if not found.captures:
         where = ", ".join(str(p) for p in paths)
-        extra = f" ({len(found.skipped)} files skipped, e.g. {found.skipped[0][0]}: {found.skipped[0][1]})"
-        raise InputError(f"{where}: no capture files to scan{extra if found.skipped else ''}")
+        extra = ""
+        if found.skipped:
+            first, why = found.skipped[0]
+            extra = f" ({len(found.skipped)} files skipped, e.g. {first}: {why})"
+        raise InputError(f"{where}: no capture files to scan{extra}")
     return found
 
 

@@ -85,7 +85,7 @@ def capture_stem(path: Path) -> str:
     """``demo.pcap.gz`` -> ``demo``: the default output folder's name."""
     name = path.name
     for suffix in (".gz", ".pcapng", ".pcap", ".cap"):
-        name = name.removesuffix(suffix) if name.lower().endswith(suffix) else name
+        name = name[: -len(suffix)] if name.lower().endswith(suffix) else name
     return name or "capture"
 
 

@@ -1,0 +1,62 @@
+"""Path discovery: named files must be captures, folders are walked and their non-captures skipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from analyzer.inputs import discover, looks_like_capture_name
+from analyzer.pipeline import capture_stem
+from features.errors import InputError
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "sample_pcaps"
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [("a.pcap", True), ("A.PCAPNG", True), ("b.cap", True), ("c.pcap.gz", True), ("d.gz", False), ("e.txt", False)],
+)
+def test_capture_names(name: str, ok: bool) -> None:
+    assert looks_like_capture_name(Path(name)) is ok
+
+
+def test_capture_stem() -> None:
+    assert capture_stem(Path("x/demo.pcap.gz")) == "demo"
+    assert capture_stem(Path("Trace.PCAPNG")) == "Trace"
+    assert capture_stem(Path("odd")) == "odd"
+
+
+def test_folder_walk_is_sorted_recursive_and_skips(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "z.pcapng").write_bytes((SAMPLES / "fmt-pcapng-2sections.pcapng").read_bytes())
+    (tmp_path / "a.pcap.gz").write_bytes((SAMPLES / "fmt-gzip.pcap.gz").read_bytes())
+    (tmp_path / "junk.cap").write_bytes(b"\x42" * 1000)
+    (tmp_path / "notes.md").write_text("x")
+    found = discover([tmp_path])
+    assert [p.name for p in found.captures] == ["a.pcap.gz", "z.pcapng"]
+    skipped = {p.name: why for p, why in found.skipped}
+    assert set(skipped) == {"junk.cap", "notes.md"}
+    assert "junk.cap" not in skipped["junk.cap"]  # the reason, without the file name repeated
+
+
+def test_same_file_twice_is_read_once(tmp_path: Path) -> None:
+    found = discover([SAMPLES / "land.pcap", SAMPLES, SAMPLES / "land.pcap"])
+    assert [p.name for p in found.captures].count("land.pcap") == 1
+
+
+def test_named_non_capture_is_an_error(tmp_path: Path) -> None:
+    f = tmp_path / "x.pcap"
+    f.write_bytes(b"\x42" * 1000)
+    with pytest.raises(InputError, match=r"x\.pcap"):
+        discover([f])
+
+
+def test_nothing_to_scan(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(InputError, match="no capture files"):
+        discover([tmp_path])
+    (tmp_path / "empty-dir").mkdir()
+    with pytest.raises(InputError, match="no capture files"):
+        discover([tmp_path / "empty-dir"])
