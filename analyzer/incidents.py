@@ -17,6 +17,7 @@ Everything is polars expressions: no Python loop over flows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -135,7 +136,7 @@ def fmt_duration(s: float) -> str:
     return f"{s / 3600:.1f} h"
 
 
-def describe(row: dict) -> str:
+def describe(row: dict[str, Any]) -> str:
     """One line for an incident: ``Probe: 10.0.0.9 -> 10.0.0.5, 1,000 ports in 3.2 s, 998 flows S0/REJ, confidence 0.97``."""
     src = row["source"] if row["sources"] == 1 else f"{row['sources']:,} sources"
     if row["targets"] == 1:
@@ -144,8 +145,8 @@ def describe(row: dict) -> str:
             dst = f"[{dst}]:{row['port']}" if ":" in dst else f"{dst}:{row['port']}"
     else:
         dst = f"{row['targets']:,} hosts"
-    extent = f"{row['ports']:,} ports in " if row["ports"] > 1 else "in "
-    extent += fmt_duration(row["duration_s"])
+    dur = fmt_duration(row["duration_s"])
+    extent = f", {row['ports']:,} ports in {dur}" if row["ports"] > 1 else f" in {dur}"
     states = "/".join(s["value"] for s in row["states"][:2])
     flows = f"{row['flows']:,} flow{'s' if row['flows'] != 1 else ''} {states}"
-    return f"{row['label']}: {src} -> {dst}, {extent}, {flows}, confidence {row['confidence']:.2f}"
+    return f"{row['label']}: {src} -> {dst}{extent}, {flows}, confidence {row['confidence']:.2f}"

@@ -92,7 +92,7 @@ def test_incident_summary_line(make_flows: Flows, fake_proba: Proba) -> None:
     inc, _ = incidents.find_incidents(v)
     lines = [incidents.describe(r) for r in inc.iter_rows(named=True)]
     assert lines[0] == "Probe: 10.0.0.9 -> 10.0.0.5, 100 ports in 1.0 s, 100 flows REJ/S0, confidence 0.96"
-    assert lines[1] == "DoS: 50 sources -> 10.0.0.7:80, in 0.1 s, 50 flows S0, confidence 0.96"
+    assert lines[1] == "DoS: 50 sources -> 10.0.0.7:80 in 0.1 s, 50 flows S0, confidence 0.96"
 
 
 def test_no_attacks_no_incidents(make_flows: Flows) -> None:
