@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from features.errors import InputError
 
@@ -80,9 +79,14 @@ class WalkState:
 
 
 def gather(buf: np.ndarray, pos: np.ndarray, width: int) -> np.ndarray:
-    """(n, width) uint8 rows of buf starting at pos (clipped into buf; callers check lengths themselves)."""
-    pos = np.clip(pos, 0, buf.shape[0] - width)
-    return sliding_window_view(buf, width)[pos]
+    """(n, width) uint8 rows of buf starting at pos (clipped into buf; callers check lengths themselves).
+
+    buf is viewed as overlapping ``width``-byte void items, so each row is one memcpy: about 5x faster
+    than fancy-indexing a 2-D sliding window.
+    """
+    pos = np.minimum(pos, buf.shape[0] - width)  # positions are never negative
+    items = np.ndarray((buf.shape[0] - width + 1,), dtype=f"V{width}", buffer=buf, strides=(1,))
+    return items[pos].view(np.uint8).reshape(-1, width)
 
 
 def u32_cols(rows: np.ndarray, endian: str) -> np.ndarray:
@@ -106,15 +110,16 @@ class PcapWalker:
     def walk(self, buf: np.ndarray, length: int, start: int, at_eof: bool) -> tuple[list[RecordChunk], int]:
         """Records wholly inside buf[start:length]; returns them and where the first incomplete one starts."""
         st = self.state
-        up = struct.Struct(self.endian + "I").unpack_from
+        up = struct.Struct(self.endian + "8xI").unpack_from  # the caplen field
         mv = buf.data[:length]
         offs: list[int] = []
         app = offs.append
-        off, h8 = start, self.hdr_len - 8
+        off, h = start, self.hdr_len
         try:  # the hot loop: one unpack per record; it ends when unpack runs off the block
             while True:
                 app(off)
-                off += h8 + up(mv, off + 8)[0] + 8
+                (c,) = up(mv, off)
+                off += c + h
         except struct.error:
             pass
         o = np.array(offs, dtype=np.int64)  # (m,) candidate record offsets; the tail may be incomplete
@@ -146,18 +151,31 @@ class PcapWalker:
         return [rc]
 
 
+HEADROOM = 1 << 20  # free bytes before each block's data, where the previous block's tail is copied
+
+
+@dataclass
+class Block:
+    """Bytes of the capture (inflated if gzip) at buf[HEADROOM:HEADROOM + size], zero-padded after."""
+
+    buf: np.ndarray  # (HEADROOM + size + PAD,) uint8
+    size: int
+    done: int  # raw file bytes read so far (for progress)
+
+
 def stream_blocks(
     path: Path, gz: bool, sha: hashlib._Hash, state: WalkState, block: int = BLOCK_BYTES
-) -> Generator[tuple[bytes, int], None, None]:
-    """Yield (decompressed block, raw bytes read so far); hashes every raw byte of the file on the way.
+) -> Generator[Block, None, None]:
+    """Yield the capture's bytes block by block; hashes every raw byte of the file on the way.
 
-    Runs the reads on a daemon thread with a one-block queue. A damaged gzip stream ends the data with
-    a ``truncated_gzip`` warning (the records before it are kept); the rest of the file is still hashed.
+    Reads run on a daemon thread with a one-block queue, straight into numpy buffers. A damaged gzip
+    stream ends the data with a ``truncated_gzip`` warning (the records before it are kept); the rest
+    of the file is still hashed.
     """
-    q: queue.Queue[tuple[bytes, int] | BaseException | None] = queue.Queue(maxsize=1)
+    q: queue.Queue[Block | BaseException | None] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
-    def put(item: tuple[bytes, int] | BaseException | None) -> bool:
+    def put(item: Block | BaseException | None) -> bool:
         while not stop.is_set():
             try:
                 q.put(item, timeout=0.1)
@@ -172,12 +190,21 @@ def stream_blocks(
                 hr = _HashingReader(raw, sha)
                 src: _HashingReader | gzip.GzipFile = gzip.GzipFile(fileobj=cast(BinaryIO, hr), mode="rb") if gz else hr
                 while not stop.is_set():
+                    buf = np.empty(HEADROOM + block + PAD, np.uint8)
+                    size = 0
                     try:
-                        data = src.read(block)
+                        while size < block and (k := src.readinto(buf.data[HEADROOM + size : HEADROOM + block])):
+                            size += k
                     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+                        if size:
+                            buf[HEADROOM + size :] = 0
+                            put(Block(buf, size, hr.pos))
                         put(ValueError(f"gzip stream damaged ({e})"))
                         break
-                    if not data or not put((data, hr.pos)):
+                    if not size:
+                        break
+                    buf[HEADROOM + size :] = 0
+                    if not put(Block(buf, size, hr.pos)):
                         break
                 while chunk := raw.read(1 << 20):  # hash what the decompressor did not consume
                     sha.update(chunk)
@@ -214,3 +241,9 @@ class _HashingReader:
         self.sha.update(data)
         self.pos += len(data)
         return data
+
+    def readinto(self, mv: memoryview) -> int:
+        k: int = self.raw.readinto(mv) or 0  # type: ignore[attr-defined]
+        self.sha.update(mv[:k])
+        self.pos += k
+        return k

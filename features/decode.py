@@ -33,16 +33,21 @@ from features.linktypes import (
 )
 from features.packets import CONTENT_PORTS, CONTENT_SNAP, PACKET_COLUMNS, PacketBatch
 
-_EXT = np.array(sorted(IPV6_EXT))
-_CONTENT = np.array(sorted(CONTENT_PORTS))
+_EXT = np.zeros(256, bool)  # lookup tables: cheaper than np.isin
+_EXT[list(IPV6_EXT)] = True
+_CONTENT = np.zeros(1 << 16, bool)
+_CONTENT[list(CONTENT_PORTS)] = True
 
 
 def _be(m: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """Big-endian unsigned int from byte columns lo..hi-1 of a (n, w) uint8 matrix, as int64 (hi-lo <= 4)."""
-    v = m[:, lo].astype(np.int64)
-    for j in range(lo + 1, hi):
-        v = (v << 8) | m[:, j]
-    return v
+    """Big-endian unsigned int in bytes lo..hi-1 of each row of a C-contiguous (n, w) uint8 matrix, as int64.
+
+    Every header field read this way is aligned to its own size from the start of its layer, so the
+    matrix is reinterpreted as big-endian 2- or 4-byte columns instead of shifting byte by byte.
+    """
+    size = hi - lo
+    assert lo % size == 0, "unaligned field"
+    return m.view(f">u{size}")[:, lo // size].astype(np.int64)
 
 
 def decode_chunk(rc: RecordChunk) -> PacketBatch:
@@ -89,14 +94,14 @@ def decode_chunk(rc: RecordChunk) -> PacketBatch:
     more = frag4 & mf4
     nonfirst = frag4 & (foff4 > 0)
     stopped = np.zeros(len(r), bool)
-    a6 = np.ascontiguousarray(P[:, 8:40]).view(">u8").astype(np.uint64)  # (m, 4) src hi/lo, dst hi/lo
+    a6 = P.view(">u8")[:, 1:5].astype(np.uint64)  # (m, 4) src hi/lo, dst hi/lo
     v4map = np.uint64(0xFFFF_0000_0000)
     src_hi = np.where(is4, np.uint64(0), a6[:, 0])
     src_lo = np.where(is4, v4map | _be(P, 12, 16).astype(np.uint64), a6[:, 1])
     dst_hi = np.where(is4, np.uint64(0), a6[:, 2])
     dst_lo = np.where(is4, v4map | _be(P, 16, 20).astype(np.uint64), a6[:, 3])
 
-    cur = np.flatnonzero((c == 0) & is6 & np.isin(proto, _EXT))
+    cur = np.flatnonzero((c == 0) & is6 & _EXT[proto])
     for _ in range(MAX_EXT):  # IPv6 extension headers, one layer per pass over the rows still inside them
         if not len(cur):
             break
@@ -125,7 +130,7 @@ def decode_chunk(rc: RecordChunk) -> PacketBatch:
         proto[o] = u8(buf, pos)
         t_off[o] += hl
         cur = np.concatenate([f[fo == 0], o])
-        cur = cur[np.isin(proto[cur], _EXT)]
+        cur = cur[_EXT[proto[cur]]]
 
     good = c == 0
     c[good & stopped] = TRUNC_TRANSPORT
@@ -179,17 +184,22 @@ def decode_chunk(rc: RecordChunk) -> PacketBatch:
         "more_frags": more,
         "is_frag": frag4,
     }
-    out = {k: np.ascontiguousarray(cols[k][keep], dtype=dt) for k, dt in PACKET_COLUMNS.items()}
+    if keep.all():
+        out = {k: np.asarray(cols[k], dtype=dt) for k, dt in PACKET_COLUMNS.items()}
+    else:
+        ki = np.flatnonzero(keep)
+        out = {k: np.asarray(cols[k][ki], dtype=dt) for k, dt in PACKET_COLUMNS.items()}
     batch = PacketBatch(out, records=n)
     counts = np.bincount(code, minlength=len(BAD_NAMES))
     batch.bad = Counter({BAD_NAMES[i]: int(v) for i, v in enumerate(counts) if i and v})
 
     # Payload bytes for content features: TCP on CONTENT_PORTS with a complete header and captured data.
-    want = full & ~badtcp & (np.isin(sport, _CONTENT) | np.isin(dport, _CONTENT))
+    want = full & ~badtcp & (_CONTENT[sport & 0xFFFF] | _CONTENT[dport & 0xFFFF])
     k = np.minimum(np.minimum(ip_end, cap) - t_off - thl, CONTENT_SNAP)
     sel = np.flatnonzero(want & (k > 0))
     if len(sel):
         starts = (base + t_off + thl)[sel].tolist()
         batch.payload_idx = (rc.first_idx + r[sel]).astype(np.int64)
-        batch.payloads = [buf[s : s + ln].tobytes() for s, ln in zip(starts, k[sel].tolist(), strict=True)]
+        mv = buf.data
+        batch.payloads = [bytes(mv[s : s + ln]) for s, ln in zip(starts, k[sel].tolist(), strict=True)]
     return batch

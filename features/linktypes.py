@@ -28,6 +28,20 @@ TRUNC_LINK, NON_IP, UNSUPPORTED, TRUNC_IP, BAD_IP, TRUNC_TRANSPORT, BAD_TCP = ra
 KEEP = TRUNC_TRANSPORT
 HINT_ANY, HINT_GUESS = 0, 255
 
+# EtherType classes, looked up in a 64 Ki table (cheaper than np.isin on every pass).
+ET_OTHER, ET_VLAN, ET_MPLS, ET_PPPOE, ET_IPV4, ET_IPV6 = range(6)
+_ET_CLASS = np.zeros(1 << 16, np.uint8)
+_ET_CLASS[[0x8100, 0x88A8, 0x9100]] = ET_VLAN
+_ET_CLASS[[0x8847, 0x8848]] = ET_MPLS
+_ET_CLASS[0x8864] = ET_PPPOE
+_ET_CLASS[0x0800] = ET_IPV4
+_ET_CLASS[0x86DD] = ET_IPV6
+
+
+def et_class(et: np.ndarray) -> np.ndarray:
+    """EtherType class of each value; -1 (not in the EtherType machine) gives ET_OTHER but callers mask it."""
+    return _ET_CLASS[et & 0xFFFF]
+
 
 @dataclass
 class Links:
@@ -41,12 +55,12 @@ class Links:
 
 def be16(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
     """Big-endian uint16 at each absolute position (positions clipped into buf), as int64."""
-    pos = np.clip(pos, 0, buf.shape[0] - 2)
+    pos = np.minimum(pos, buf.shape[0] - 2)  # positions are never negative
     return (buf[pos].astype(np.int64) << 8) | buf[pos + 1]
 
 
 def u8(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    return buf[np.clip(pos, 0, buf.shape[0] - 1)].astype(np.int64)
+    return buf[np.minimum(pos, buf.shape[0] - 1)].astype(np.int64)
 
 
 def resolve(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linktype: np.ndarray) -> Links:
@@ -72,7 +86,7 @@ def resolve(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linktype:
             short = caplen[r] < 4
             bad[r[short]] = TRUNC_LINK
             r = r[~short]
-            p = np.clip(data_off[r], 0, buf.shape[0] - 4)
+            p = np.minimum(data_off[r], buf.shape[0] - 4)
             b = [buf[p + i].astype(np.int64) for i in range(4)]
             le = b[0] | b[1] << 8 | b[2] << 16 | b[3] << 24
             af = np.where(le > 0xFFFF, b[3] | b[2] << 8 | b[1] << 16 | b[0] << 24, le)
@@ -102,9 +116,9 @@ def _ethertypes(
     bad: np.ndarray,
 ) -> None:
     """Follow EtherTypes through VLAN tags to IP, MPLS or PPPoE; fills ip_off/hint/vlan/bad in place."""
-    vlan_types = np.array([0x8100, 0x88A8, 0x9100])
+    inside = np.flatnonzero(et >= 0)
+    r = inside[et_class(et[inside]) == ET_VLAN]
     for _ in range(MAX_VLAN):
-        r = np.flatnonzero(np.isin(et, vlan_types))
         if not len(r):
             break
         short = caplen[r] < eoff[r] + 4
@@ -116,11 +130,13 @@ def _ethertypes(
         vlan[first] = be16(buf, data_off[first] + eoff[first]) & 0x0FFF
         et[r] = be16(buf, p + 2)
         eoff[r] += 4
-    r = np.flatnonzero(np.isin(et, vlan_types))  # deeper than MAX_VLAN tags
-    bad[r] = NON_IP
+        r = r[et_class(et[r]) == ET_VLAN]
+    bad[r] = NON_IP  # deeper than MAX_VLAN tags
     et[r] = -1
+    inside = np.flatnonzero(et >= 0)
+    cls = et_class(et[inside])
 
-    r = np.flatnonzero((et == 0x8847) | (et == 0x8848))
+    r = inside[cls == ET_MPLS]
     for _ in range(MAX_LABELS):
         if not len(r):
             break
@@ -135,7 +151,7 @@ def _ethertypes(
         r = r[bos == 0]
     bad[r] = NON_IP  # no bottom of stack within MAX_LABELS
 
-    r = np.flatnonzero(et == 0x8864)
+    r = inside[cls == ET_PPPOE]
     short = caplen[r] < eoff[r] + 8
     bad[r[short]] = TRUNC_LINK
     r = r[~short]
@@ -145,9 +161,8 @@ def _ethertypes(
     hint[r[v4]], hint[r[v6]] = 4, 6
     bad[r[~(v4 | v6)]] = NON_IP
 
-    for value, version in ((0x0800, 4), (0x86DD, 6)):
-        r = np.flatnonzero(et == value)
+    for value, version in ((ET_IPV4, 4), (ET_IPV6, 6)):
+        r = inside[cls == value]
         ip_off[r] = eoff[r]
         hint[r] = version
-    other = (et >= 0) & ~np.isin(et, (0x8847, 0x8848, 0x8864, 0x0800, 0x86DD))
-    bad[other] = NON_IP
+    bad[inside[cls == ET_OTHER]] = NON_IP

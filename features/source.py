@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from features.capture import PAD, PCAP_MAGICS, PCAPNG_MAGIC, PcapWalker, RecordChunk, WalkState, stream_blocks
+from features.capture import HEADROOM, PAD, PCAP_MAGICS, PCAPNG_MAGIC, PcapWalker, RecordChunk, WalkState, stream_blocks
 from features.decode import decode_chunk
 from features.errors import InputError
 from features.packets import PacketBatch
@@ -97,26 +97,27 @@ class PacketSource:
         walker: PcapWalker | PcapngWalker
         walker = PcapngWalker(state) if self.format.startswith("pcapng") else PcapWalker(self._head, state)
         sha = hashlib.sha256()
-        left = np.zeros(0, np.uint8)
+        left = np.zeros(0, np.uint8)  # the incomplete record at the end of the previous block
         skip = walker.header_len  # the pcap global header is validated already
         self._attached: Counter[str] = Counter()  # reader-level counts already put on a batch
         total = self.size_bytes
         blocks = stream_blocks(self.path, self._gz, sha, state)
         try:
-            for data, done in blocks:
+            for blk in blocks:
                 if state.stop:  # damage ended the records; keep reading only to finish the sha256
-                    progress(done, total)
+                    progress(blk.done, total)
                     continue
-                length = left.shape[0] + len(data)
-                buf = np.empty(length + PAD, np.uint8)
-                buf[: left.shape[0]] = left
-                buf[left.shape[0] : length] = np.frombuffer(data, np.uint8)
-                buf[length:] = 0
-                del data
-                yield from self._decode(walker, buf, length, skip, False, state)
+                nl = left.shape[0]
+                if nl <= HEADROOM:
+                    buf, start = blk.buf, HEADROOM - nl
+                    buf[start:HEADROOM] = left
+                else:  # a record longer than the headroom: copy once
+                    buf, start = np.concatenate([left, blk.buf[HEADROOM:]]), 0
+                length = start + nl + blk.size
+                yield from self._decode(walker, buf, length, start + skip, False, state)
                 skip = 0
                 left = buf[self._cut : length].copy()
-                progress(done, total)
+                progress(blk.done, total)
         finally:
             blocks.close()
         if not state.stop:
