@@ -30,6 +30,8 @@ import re
 from enum import IntEnum
 from functools import lru_cache
 
+import numpy as np
+
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
 
 
@@ -152,3 +154,30 @@ def conn_state(history: str, proto: int) -> str:
     if os_ == Ep.ESTABLISHED and rs == Ep.ESTABLISHED:
         return "S1"
     return "OTH"
+
+
+# ---------------------------------------------------------------- vectorised history letters
+
+# Main letter of a packet, by class code (0 = none). S and H share Zeek's SYN mask; the repeat rules
+# compare the sequence number with the previous packet of the same mask.
+LETTERS = np.frombuffer(b"\0SHADFRIQ", np.uint8)
+_MASK_BIT = np.array([0, 1, 1, 2, 4, 8, 16, 32, 64], np.int64)  # class -> "seen" bit (S and H share bit 1)
+SYN_BIT, FIN_BIT, RST_BIT = 1, 8, 16
+_FIN, _SYN, _RST, _ACK, _URG = 0x01, 0x02, 0x04, 0x10, 0x20
+
+
+def packet_class(flags: np.ndarray, plen: np.ndarray) -> np.ndarray:
+    """Zeek's history class of each TCP packet (index into ``LETTERS``), as Zeek's ``update_history`` picks it."""
+    f = flags.astype(np.int64)
+    syn, fin, rst, ack = (f & _SYN) > 0, (f & _FIN) > 0, (f & _RST) > 0, (f & _ACK) > 0
+    nbits = syn.astype(np.int8) + fin + rst
+    cls = np.zeros(f.shape, np.int64)
+    cls[(nbits == 0) & ack] = 3
+    cls[(nbits == 0) & (plen > 0)] = 4
+    one = nbits == 1
+    cls[one & syn] = np.where(ack[one & syn], 2, 1)
+    cls[one & fin] = 5
+    cls[one & rst] = 6
+    cls[(nbits > 1) & fin & rst] = 7
+    cls[(nbits > 1) & ~(fin & rst)] = 8
+    return cls

@@ -1,0 +1,203 @@
+"""Packets to bidirectional flow records, batch by batch, carrying only open flows' state between batches.
+
+The flow definition is ``features.schema``'s docstring. Per batch, all work is columnar: packets are keyed
+(canonical endpoint order + a 64-bit hash, verified against the full key), sorted by (key, time) with
+one "virtual" row per open flow of the same key in front, cut into flows (idle gaps; TCP ends after
+both FINs or a RST, then a new SYN or anything after the close delay starts a new flow), and reduced per
+flow with numpy. Memory is bounded by the number of open flows, not by the capture's size: a flow
+leaves the state as soon as no later packet can join it (superseded by a newer flow of its key, idle
+past its timeout, or ended past the close delay, judged against the highest timestamp seen so far).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from features import flowrecords as fr
+from features import flowstate as fs
+from features.fragments import FragmentTracker
+from features.packets import PacketBatch
+from features.segments import prev_in_seg, seg_cumsum, seg_ids
+
+_FIN, _SYN, _RST, _ACK, _URG = 0x01, 0x02, 0x04, 0x10, 0x20
+_NS = 1_000_000_000
+_MAX_VECTOR_PASSES = 24
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Flow timeouts in seconds of capture time (Zeek's defaults) and the close delay after FINs/RST."""
+
+    tcp_idle_s: float = 300.0
+    udp_idle_s: float = 60.0
+    icmp_idle_s: float = 60.0
+    other_idle_s: float = 60.0
+    close_delay_s: float = 5.0
+
+    def idle_ns(self, proto: np.ndarray) -> np.ndarray:
+        """Idle timeout in ns for each IP protocol number in ``proto``."""
+        t = np.full(proto.shape, int(self.other_idle_s * _NS), np.int64)
+        t[proto == 6] = int(self.tcp_idle_s * _NS)
+        t[proto == 17] = int(self.udp_idle_s * _NS)
+        t[(proto == 1) | (proto == 58)] = int(self.icmp_idle_s * _NS)
+        return t
+
+
+class FlowBuilder:
+    """Builds the flows of one capture file from its packet batches, in capture order."""
+
+    def __init__(self, source_file: str, config: FlowConfig = FlowConfig()) -> None:
+        self.source_file = source_file
+        self.config = config
+        self._delay = int(config.close_delay_s * _NS)
+        self._state = fs.empty_state()
+        self._frags = FragmentTracker()
+        self._next_uid = 0
+        self._watermark = np.iinfo(np.int64).min
+        self._payloads: list[pl.DataFrame] = []
+
+    # ------------------------------------------------------------------ public
+    def add(self, batch: PacketBatch) -> pl.DataFrame:
+        """Consume one batch; return the flows that are finished for sure (``flow_id`` is builder-local)."""
+        cols = self._frags.resolve(batch.cols, final=False)
+        if cols["ts_ns"].size:
+            self._watermark = max(self._watermark, int(batch.cols["ts_ns"].max()))
+        done = self._process(cols, batch, final=False)
+        return fr.to_frame(done, self.source_file)
+
+    def finish(self) -> pl.DataFrame:
+        """Flush every open flow at the end of the capture."""
+        cols = self._frags.resolve(None, final=True)
+        done = self._process(cols, None, final=True)
+        return fr.to_frame(done, self.source_file)
+
+    def take_payloads(self) -> pl.DataFrame:
+        """Payload snippets linked so far (flow_id = builder-local id, ts_ns, from_orig, payload); clears them."""
+        out = pl.concat(self._payloads) if self._payloads else fr.empty_payloads()
+        self._payloads = []
+        return out
+
+    # ------------------------------------------------------------------ internals
+    def _process(self, cols: dict[str, np.ndarray], batch: PacketBatch | None, final: bool) -> dict[str, np.ndarray]:
+        keys = fs.packet_keys(cols)
+        state = self._state
+        touched = np.isin(state["h"], keys["h"]) if keys["h"].size else np.zeros(state["h"].size, bool)
+        untouched = fs.take(state, np.flatnonzero(~touched))
+        carried = fs.take(state, np.flatnonzero(touched))
+        rows = fs.build_rows(cols, keys, carried)
+        start, ended, end_time = self._segment(rows)
+        segs = fs.reduce_segments(rows, start, ended, end_time, carried, self._next_uid)
+        self._next_uid += int(segs.pop("_new_uids")[0])
+        if batch is not None and batch.payloads:
+            self._link_payloads(rows, start, segs, batch)
+        key_last = segs.pop("_key_last").astype(bool)
+        finished = ~key_last | final | self._expired(segs)
+        stay = np.zeros(untouched["h"].size, bool) if final else ~self._expired(untouched)
+        self._state = fs.concat([fs.take(untouched, np.flatnonzero(stay)), fs.take(segs, np.flatnonzero(~finished))])
+        return fs.concat([fs.take(untouched, np.flatnonzero(~stay)), fs.take(segs, np.flatnonzero(finished))])
+
+    def _expired(self, st: dict[str, np.ndarray]) -> np.ndarray:
+        w = self._watermark
+        idle = (w - st["ts1"]) > self.config.idle_ns(st["proto"])
+        closed = (st["end"] != fs.NO_END) & (w > st["end"] + self._delay)
+        return idle | closed
+
+    def _segment(self, r: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Flow starts over the (key, time)-sorted rows, plus each row's TCP "ended" flag and end time."""
+        n = r["ts"].size
+        key_start = r["key_start"]
+        real = ~r["is_v"]
+        gap = r["ts"] - prev_in_seg(r["ts"], key_start, 0)
+        start = key_start | (real & ~key_start & (gap > self.config.idle_ns(r["proto"])))
+        sub = np.arange(n)
+        for _ in range(_MAX_VECTOR_PASSES):
+            new = self._end_splits(r, sub, start[sub])
+            if new.size == 0:
+                break
+            start[new] = True
+            sub = _rows_of_segments_from(new, start)
+        else:
+            self._end_splits_python(r, sub, start)
+        ended, end_time = self._ended(r, np.arange(n), start)
+        return start, ended, end_time
+
+    def _ended(self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c0 = seg_cumsum(r["fin0"][sub], start)
+        c1 = seg_cumsum(r["fin1"][sub], start)
+        cr = seg_cumsum(r["rst0"][sub] | r["rst1"][sub], start)
+        ended = (cr > 0) | ((c0 > 0) & (c1 > 0))
+        first_end = ended & (start | ~prev_in_seg(ended, start, False))
+        ff = np.maximum.accumulate(np.where(first_end, np.arange(sub.size), 0))
+        end_time = np.where(ended, r["endts"][sub][ff], fs.NO_END)
+        return ended, end_time
+
+    def _end_splits(self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """Row indices (into ``r``) where a TCP flow that ended earlier is followed by a new flow's first packet."""
+        if sub.size == 0:
+            return sub
+        ended, end_time = self._ended(r, sub, start)
+        ended_prev = prev_in_seg(ended, start, False)
+        end_prev = prev_in_seg(end_time, start, fs.NO_END)
+        ts = r["ts"][sub]
+        cand = ~start & ended_prev & r["tcp"][sub] & (r["syn_only"][sub] | (ts > end_prev + self._delay))
+        first = cand & (seg_cumsum(cand, start, inclusive=False) == 0)
+        return sub[first]
+
+    def _end_splits_python(self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray) -> None:
+        """Sequential fallback for keys reused many times in one batch (e.g. SYN/RST floods on one tuple)."""
+        fin0, fin1 = r["fin0"].tolist(), r["fin1"].tolist()
+        rst = (r["rst0"] | r["rst1"]).tolist()
+        ts, endts, tcp, syn = r["ts"].tolist(), r["endts"].tolist(), r["tcp"].tolist(), r["syn_only"].tolist()
+        f0 = f1 = rs = False
+        end = fs.NO_END
+        for i in sub.tolist():
+            if not start[i] and ((f0 and f1) or rs) and tcp[i] and (syn[i] or ts[i] > end + self._delay):
+                start[i] = True
+            if start[i]:
+                f0 = f1 = rs = False
+                end = fs.NO_END
+            was = (f0 and f1) or rs
+            f0, f1, rs = f0 or fin0[i], f1 or fin1[i], rs or rst[i]
+            if not was and ((f0 and f1) or rs):
+                end = endts[i]
+
+    def _link_payloads(
+        self, r: dict[str, np.ndarray], start: np.ndarray, segs: dict[str, np.ndarray], batch: PacketBatch
+    ) -> None:
+        real = np.flatnonzero(~r["is_v"])
+        pidx = r["pkt_idx"][real]
+        order = np.argsort(pidx, kind="stable")
+        want = np.asarray(batch.payload_idx, np.int64)
+        pos = np.searchsorted(pidx[order], want)
+        ok = (pos < pidx.size) & (pidx[order][np.minimum(pos, max(pidx.size - 1, 0))] == want) if pidx.size else None
+        if ok is None or not ok.any():
+            return
+        rows = real[order[pos[ok]]]
+        seg = seg_ids(start)[rows]
+        from_orig = r["dir"][rows] == segs["odir"][seg]
+        self._payloads.append(
+            pl.DataFrame(
+                {
+                    "flow_id": segs["uid"][seg].astype(np.int64),
+                    "ts_ns": r["ts"][rows].astype(np.int64),
+                    "from_orig": from_orig,
+                    "payload": [p for p, k in zip(batch.payloads, ok.tolist(), strict=True) if k],
+                },
+                schema=fr.PAYLOAD_SCHEMA,
+            )
+        )
+
+
+def _rows_of_segments_from(new: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """All row indices from each new split row to the end of its segment (segments given by ``start``)."""
+    starts = np.flatnonzero(start)
+    nxt = np.searchsorted(starts, new, side="right")
+    ends = np.append(starts, start.size)[nxt]
+    lens = ends - new
+    return np.repeat(new - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+
+
+__all__ = ["FlowBuilder", "FlowConfig"]

@@ -1,0 +1,64 @@
+"""Segmented numpy scans: cumulative sums and maxima that restart at every segment start.
+
+Rows are sorted so that each segment (a key, a flow, a flow direction) is one contiguous run; a segment
+is described by a boolean ``start`` array (True on its first row). Everything is O(n) numpy, no Python
+loop per row.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+
+def seg_ids(start: np.ndarray) -> np.ndarray:
+    """Segment number (0-based) of every row. ``start[0]`` must be True when n > 0."""
+    return np.cumsum(start, dtype=np.int64) - 1
+
+
+def seg_cumsum(x: np.ndarray, start: np.ndarray, inclusive: bool = True) -> np.ndarray:
+    """Cumulative sum of ``x`` restarting at each segment start (int64)."""
+    x = x.astype(np.int64, copy=False)
+    cs = np.cumsum(x)
+    excl = cs - x
+    base = excl[np.flatnonzero(start)]
+    out = (cs if inclusive else excl) - base[seg_ids(start)]
+    return out
+
+
+def seg_cummax(x: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Inclusive cumulative maximum of int64 ``x`` restarting at each segment start."""
+    if x.size == 0:
+        return x.astype(np.int64)
+    x = x.astype(np.int64, copy=False)
+    lo = int(x.min())
+    span = int(x.max()) - lo + 1
+    sid = seg_ids(start)
+    if span * (int(sid[-1]) + 1) < (1 << 62):
+        shift = sid * span
+        return np.maximum.accumulate(x - lo + shift) - shift + lo
+    # Values too spread to offset safely: fall back to one maximum.accumulate per segment.
+    out = np.empty_like(x)
+    bounds = np.append(np.flatnonzero(start), x.size)
+    for s, e in itertools.pairwise(bounds):
+        out[s:e] = np.maximum.accumulate(x[s:e])
+    return out
+
+
+def prev_in_seg(x: np.ndarray, start: np.ndarray, fill: int | float | bool) -> np.ndarray:
+    """The previous row's value within the segment; ``fill`` on each segment's first row."""
+    out = np.empty_like(x)
+    if x.size:
+        out[1:] = x[:-1]
+        out[start] = fill
+    return out
+
+
+def last_of_seg(start: np.ndarray) -> np.ndarray:
+    """Boolean: True on the last row of each segment."""
+    end = np.zeros(start.shape, bool)
+    if start.size:
+        end[:-1] = start[1:]
+        end[-1] = True
+    return end
