@@ -1,9 +1,67 @@
-"""`nta flows` commands (not yet written)."""
+"""``nta flows CAPTURE... -o flows.parquet``: captures to one bidirectional flow table (Parquet, atomic)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from analyzer.errors import guarded
+from features.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+    app.command("flows", help="Turn captures into one bidirectional flow table (Parquet).")(flows)
+
+
+@guarded
+def flows(
+    captures: Annotated[list[Path], typer.Argument(help="Capture files (pcap/pcapng, gzipped or not) or folders.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Parquet file to write.")],
+    tcp_idle: Annotated[float, typer.Option("--tcp-idle", help="TCP idle timeout, seconds.", min=0.001)] = 300.0,
+    udp_idle: Annotated[float, typer.Option("--udp-idle", help="UDP idle timeout, seconds.", min=0.001)] = 60.0,
+    icmp_idle: Annotated[float, typer.Option("--icmp-idle", help="ICMP idle timeout, seconds.", min=0.001)] = 60.0,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the output file.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
+) -> None:
+    """Read the captures, build flows, write them with their provenance; print a one-paragraph summary."""
+    from analyzer import inputs
+    from analyzer.progress import make_stages
+    from features.extract import extract_flows
+    from features.flows import FlowConfig
+    from features.flowtable import write_flows
+
+    if output.is_dir():
+        raise InputError(f"{output}: is a folder; -o names the output file")
+    if output.exists() and not force:
+        raise InputError(f"{output}: exists; use --force to overwrite it")
+    found = inputs.discover(captures)
+    config = FlowConfig(tcp_idle_s=tcp_idle, udp_idle_s=udp_idle, icmp_idle_s=icmp_idle)
+    with make_stages(quiet) as stages:
+        with stages.stage("reading") as progress:
+            ext = extract_flows(found.captures, config, progress)
+        with stages.stage("writing"):
+            write_flows(ext, output)
+    for path, reason in found.skipped:
+        print(f"nta: skipped {path}: {reason}", file=sys.stderr)
+    print(summary(ext, output))
+
+
+def summary(ext: object, output: Path) -> str:
+    """One paragraph: files, packets, flows, bad packets by name, warnings."""
+    sources = getattr(ext, "sources", [])
+    bad = getattr(ext, "bad_packets", {})
+    warnings = getattr(ext, "warnings", [])
+    n_flows = ext.flows.num_rows  # type: ignore[attr-defined]
+    files = f"{len(sources)} capture file{'s' if len(sources) != 1 else ''}"
+    text = f"Read {files}, {getattr(ext, 'packets', 0):,} packets -> {n_flows:,} flows written to {output}."
+    if bad:
+        text += " Bad packets: " + ", ".join(f"{k} {v:,}" for k, v in sorted(bad.items())) + "."
+    else:
+        text += " No bad packets."
+    if warnings:
+        text += f" {len(warnings)} warning{'s' if len(warnings) != 1 else ''}: " + "; ".join(warnings)
+    return text

@@ -46,10 +46,13 @@ class FlowConfig:
         return t
 
 
+DEFAULT_CONFIG = FlowConfig()
+
+
 class FlowBuilder:
     """Builds the flows of one capture file from its packet batches, in capture order."""
 
-    def __init__(self, source_file: str, config: FlowConfig = FlowConfig()) -> None:
+    def __init__(self, source_file: str, config: FlowConfig = DEFAULT_CONFIG) -> None:
         self.source_file = source_file
         self.config = config
         self._delay = int(config.close_delay_s * _NS)
@@ -200,4 +203,4 @@ def _rows_of_segments_from(new: np.ndarray, start: np.ndarray) -> np.ndarray:
     return np.repeat(new - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
 
 
-__all__ = ["FlowBuilder", "FlowConfig"]
+__all__ = ["DEFAULT_CONFIG", "FlowBuilder", "FlowConfig"]

@@ -1,0 +1,137 @@
+"""Extraction over real (self-made) capture bytes, the Parquet round trip, atomic writes, and ``nta flows``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import dpkt
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from analyzer.cli import app
+from features.errors import InputError
+from features.extract import extract_flows
+from features.flowtable import read_flows, write_flows
+from features.schema import FLOW_SCHEMA
+
+T0 = 1_700_000_000.0
+
+
+def _tcp(src: bytes, dst: bytes, sp: int, dp: int, flags: int, seq: int, data: bytes = b"") -> bytes:
+    tcp = dpkt.tcp.TCP(sport=sp, dport=dp, seq=seq, ack=1, flags=flags, win=65535, data=data)
+    ip = dpkt.ip.IP(src=src, dst=dst, p=dpkt.ip.IP_PROTO_TCP, data=tcp)
+    ip.len = len(ip)
+    return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, data=ip))
+
+
+def _udp(src: bytes, dst: bytes, sp: int, dp: int, data: bytes) -> bytes:
+    udp = dpkt.udp.UDP(sport=sp, dport=dp, data=data)
+    udp.ulen = len(udp)
+    ip = dpkt.ip.IP(src=src, dst=dst, p=dpkt.ip.IP_PROTO_UDP, data=udp)
+    ip.len = len(ip)
+    return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, data=ip))
+
+
+def write_capture(path: Path) -> Path:
+    """An HTTP exchange (SF, with payload for content features) and a DNS query/answer."""
+    c, s, r = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), bytes([10, 0, 0, 53])
+    F, S, R, P, A = dpkt.tcp.TH_FIN, dpkt.tcp.TH_SYN, dpkt.tcp.TH_RST, dpkt.tcp.TH_PUSH, dpkt.tcp.TH_ACK
+    del R
+    pkts = [
+        _udp(c, r, 5353, 53, b"q" * 30),
+        _udp(r, c, 53, 5353, b"a" * 60),
+        _tcp(c, s, 40000, 80, S, 100),
+        _tcp(s, c, 80, 40000, S | A, 500),
+        _tcp(c, s, 40000, 80, A, 101),
+        _tcp(c, s, 40000, 80, P | A, 101, b"GET / HTTP/1.0\r\n\r\n"),
+        _tcp(s, c, 80, 40000, P | A, 501, b"HTTP/1.0 200 OK\r\n\r\nhello"),
+        _tcp(c, s, 40000, 80, F | A, 119),
+        _tcp(s, c, 80, 40000, F | A, 526),
+        _tcp(c, s, 40000, 80, A, 120),
+    ]
+    with path.open("wb") as f:
+        w = dpkt.pcap.Writer(f)
+        for i, p in enumerate(pkts):
+            w.writepkt(p, ts=T0 + i * 0.01)
+    return path
+
+
+def test_extract_numbers_flows_and_links_payloads(tmp_path: Path) -> None:
+    cap = write_capture(tmp_path / "a.pcap")
+    ext = extract_flows([cap, write_capture(tmp_path / "b.pcap")])
+    assert ext.flows.schema.equals(FLOW_SCHEMA)
+    df = pl.from_arrow(ext.flows)
+    assert isinstance(df, pl.DataFrame)
+    assert df["flow_id"].to_list() == list(range(4))
+    assert df["ts"].is_sorted()
+    assert sorted(df["conn_state"].to_list()) == ["SF", "SF", "SF", "SF"]
+    assert ext.packets == 20 and ext.bad_packets == {}
+    assert [s["sha256"] for s in ext.sources] == [hashlib.sha256(cap.read_bytes()).hexdigest()] * 2
+    http = df.filter(pl.col("resp_p") == 80)
+    assert http["orig_bytes"].to_list() == [18, 18] and http["resp_bytes"].to_list() == [24, 24]
+    assert ext.payloads.columns == ["flow_id", "ts_ns", "from_orig", "payload"]
+    assert set(ext.payloads["flow_id"]) == set(http["flow_id"])
+    first = ext.payloads.filter(pl.col("from_orig")).sort("flow_id")["payload"][0]
+    assert first.startswith(b"GET / HTTP/1.0")
+
+
+def test_parquet_round_trip_with_metadata(tmp_path: Path) -> None:
+    cap = write_capture(tmp_path / "a.pcap")
+    ext = extract_flows([cap])
+    out = tmp_path / "flows.parquet"
+    write_flows(ext, out)
+    table, meta = read_flows(out)
+    assert table.schema.remove_metadata().equals(FLOW_SCHEMA)
+    assert pq.read_schema(out).remove_metadata().equals(FLOW_SCHEMA)
+    assert table.to_pylist() == ext.flows.to_pylist()
+    assert meta["schema_version"] == "1"
+    assert meta["sources"][0]["sha256"] == hashlib.sha256(cap.read_bytes()).hexdigest()
+    assert meta["sources"][0]["packets"] == 10
+    assert meta["bad_packets"] == {} and meta["warnings"] == []
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ext = extract_flows([write_capture(tmp_path / "a.pcap")])
+    out = tmp_path / "out" / "flows.parquet"
+
+    def broken(table: object, where: object, **_: object) -> None:
+        Path(str(where)).write_bytes(b"PAR1 half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_flows(ext, out)
+    assert not out.exists()
+    assert os.listdir(out.parent) == []
+
+
+def test_read_flows_rejects_foreign_parquet(tmp_path: Path) -> None:
+    p = tmp_path / "x.parquet"
+    pl.DataFrame({"a": [1]}).write_parquet(p)
+    with pytest.raises(InputError, match="metadata"):
+        read_flows(p)
+
+
+def test_cli_writes_table_and_summary(tmp_path: Path) -> None:
+    cap = write_capture(tmp_path / "a.pcap")
+    out = tmp_path / "flows.parquet"
+    res = CliRunner().invoke(app, ["flows", str(cap), "-o", str(out), "-q", "--udp-idle", "30"])
+    assert res.exit_code == 0, res.output
+    assert "1 capture file, 10 packets -> 2 flows" in res.stdout
+    table, meta = read_flows(out)
+    assert table.num_rows == 2 and meta["sources"][0]["file"] == str(cap)
+
+
+@pytest.mark.parametrize("content", [b"", b"0123456789", b"hello, this is text\n" * 10, os.urandom(4096)])
+def test_cli_not_a_capture_exits_2_and_writes_nothing(tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(content)
+    out = tmp_path / "flows.parquet"
+    res = CliRunner().invoke(app, ["flows", str(bad), "-o", str(out), "-q"])
+    assert res.exit_code == 2
+    assert res.stderr.count("\n") == 1 and str(bad) in res.stderr
+    assert not out.exists()
