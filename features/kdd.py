@@ -117,6 +117,7 @@ def kdd_features(
             pl.col("ts").cast(pl.Datetime("ns", "UTC")).dt.epoch("ns").alias("t_ns"),
             "resp_h",
             "service",
+            "resp_p",
             "flag",
             "orig_p",
         )

@@ -30,6 +30,13 @@ Definitions (each derived from the NSL-KDD rows where they can be; tests/kdd/tes
 * **Caps**: ``count``/``srv_count`` at 511, ``dst_host_count``/``dst_host_srv_count`` at 255 (the
   maxima in every NSL-KDD file). Rates use the uncapped counts and are rounded to 2 decimals, as
   NSL-KDD writes them.
+* **"Same service" is the service token, except that ``private`` and ``other`` records are the same
+  service only when they go to the same responder port** (``service_key``). The NSL-KDD rows force
+  this: satan's TCP ``REJ`` rows to ``private`` ports have median ``count`` 222 but ``srv_count`` 1
+  and ``same_srv_rate`` 0.00, and TCP ``other`` rows median ``count`` 332, ``srv_count`` 1: hundreds
+  of scan probes to unnamed ports in the same 2 s were *not* the same service. Named tokens that
+  cover several ports (ftp_data, X11, IRC, ...) stay one service: normal ftp_data rows (data
+  connections to ever-new client ports) have median ``dst_host_srv_count`` 62, not 1.
 * Only TCP, UDP and ICMP records take part (other IP protocols were never in KDD's view); the others
   get 0 in all 19 features.
 
@@ -110,12 +117,19 @@ def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.round(r, 2)
 
 
+def service_key() -> pl.Expr:
+    """What "same service" compares: the token, refined by responder port for ``private`` and ``other``."""
+    unnamed = pl.col("service").is_in(["private", "other"])
+    port = pl.col("resp_p").cast(pl.String).fill_null("-")
+    return pl.when(unnamed).then(pl.concat_str("service", pl.lit(":"), port)).otherwise("service").alias("srv_key")
+
+
 def window_features(df: pl.DataFrame) -> pl.DataFrame:
     """The 19 window features for records in window order.
 
     Args:
         df: one row per record with ``t_ns`` (Int64 start time, non-decreasing), ``resp_h``, ``service``,
-            ``flag``, ``orig_p`` (nullable); rows must already be in window order (start, then row order).
+            ``resp_p`` and ``orig_p`` (nullable), ``flag``; rows must already be in window order.
 
     Returns:
         A frame of ``WINDOW_FEATURES`` (Float64), same row order.
@@ -124,7 +138,7 @@ def window_features(df: pl.DataFrame) -> pl.DataFrame:
     t = df.get_column("t_ns").to_numpy().astype(np.int64)
     pos = np.arange(n, dtype=np.int64)
     host = _codes(df.get_column("resp_h"))
-    srv = _codes(df.get_column("service"))
+    srv = _codes(df.select(service_key()).to_series())
     sport = _codes(df.get_column("orig_p").cast(pl.Int64))
     host_srv = _combine(host, srv)
     srv_sport = _combine(srv, sport)

@@ -140,12 +140,13 @@ def test_matches_brute_force_reference(flow: Any, flows_table: Any, seed: int) -
     recs, rows = [], []
     for _ in range(700):
         t = rng.choice([rng.uniform(0, 20), 7.0])  # some exact ties
-        h, p = f"10.0.0.{rng.randint(1, 6)}", rng.choice([21, 22, 23, 80, 1234])
+        h, p = f"10.0.0.{rng.randint(1, 6)}", rng.choice([21, 22, 23, 80, 1234, 1235, 999, 998, 6000, 6001])
         sport, st = rng.choice([1111, 2222, 3333]), rng.choice(["SF", "S0", "REJ", "RSTO", "SH", "OTH"])
         recs.append(flow(t, resp_h=h, resp_p=p, orig_p=sport, conn_state=st))
     got = kdd_features(flows_table(recs))
     for r in got.iter_rows(named=True):
-        rows.append({"t": int(r["ts"].timestamp() * 1_000_000) * 1000, "h": r["resp_h"], "s": r["service"], "f": r["flag"],
+        key = f"{r['service']}:{r['resp_p']}" if r["service"] in ("private", "other") else r["service"]
+        rows.append({"t": int(r["ts"].timestamp() * 1_000_000) * 1000, "h": r["resp_h"], "s": key, "f": r["flag"],
                      "p": r["orig_p"]})  # fmt: skip
     ref = _reference(rows)
     for c in WINDOW_FEATURES:
@@ -158,3 +159,14 @@ def test_window_sums_never_cross_keys() -> None:
     cnt, s = window_sums(key, t, 5, [np.array([1.0, 10.0, 1.0, 10.0, 1.0])])
     assert cnt.tolist() == [1, 1, 2, 2, 1]
     assert s.tolist() == [1.0, 10.0, 2.0, 20.0, 1.0]
+
+
+def test_unnamed_ports_are_one_service_per_port(flow: Any, flows_table: Any) -> None:
+    # A scan of 1000-1004 (all 'private') and of 6000-6001 (X11): unnamed ports are different services, X11 is one.
+    recs = [flow(i * 0.01, resp_p=1000 + i, conn_state="REJ") for i in range(5)]
+    recs += [flow(0.1 + i * 0.01, resp_p=6000 + i, conn_state="REJ") for i in range(2)]
+    got = kdd_features(flows_table(recs))
+    assert got["service"].to_list() == ["private"] * 5 + ["X11"] * 2
+    assert got["srv_count"].to_list()[:5] == [1, 1, 1, 1, 1]
+    assert got["same_srv_rate"][4] == pytest.approx(0.2) and got["diff_srv_rate"][4] == pytest.approx(0.8)
+    assert got["srv_count"][6] == 2 and got["dst_host_srv_count"][6] == 2
