@@ -1,0 +1,169 @@
+"""Model directories: ``weights.safetensors`` + ``metadata.json``, written atomically, checked on load.
+
+Nothing is ever unpickled: tensors go through the safetensors format, everything else is JSON.
+``metadata.json`` holds ``format_version``, the network config, the feature spec, the class names, the
+sha256 of the weights file, and free-form provenance (training data sha256, seed, epochs, metrics, nta
+and torch versions). Loading refuses, with a one-line ``ModelError`` naming what differs: a missing
+file, unparsable JSON, another format version, a weights file whose sha256 is not the recorded one,
+a spec whose column count is not the network's input width, or tensors that do not fit the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from features.atomic import atomic_path
+from features.encode import FeatureSpec
+from features.errors import InputError, ModelError
+from model.baselines import build_network
+from model.network import NetConfig
+
+__all__ = ["FORMAT_VERSION", "METADATA", "WEIGHTS", "LoadedModel", "load_model", "nta_version", "save_model"]
+
+FORMAT_VERSION = 1
+WEIGHTS = "weights.safetensors"
+METADATA = "metadata.json"
+
+
+@dataclass
+class LoadedModel:
+    """A network rebuilt from a model directory, in eval mode on CPU, with what describes it."""
+
+    net: nn.Module
+    net_config: NetConfig
+    spec: FeatureSpec
+    classes: tuple[str, ...]
+    metadata: dict[str, Any]
+
+
+def nta_version() -> str:
+    """The installed nta version (model/ must not import analyzer, which holds the canonical string)."""
+    try:
+        return importlib_metadata.version("nta")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_model(
+    model_dir: Path,
+    net: nn.Module,
+    net_config: NetConfig,
+    spec: FeatureSpec,
+    classes: tuple[str, ...],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write the weights, then the metadata (each atomically); return the metadata written.
+
+    ``extra`` (provenance, metrics) is merged into the metadata; the keys this function owns win.
+    """
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+    with atomic_path(model_dir / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        weights_sha = _sha256(tmp)
+    meta: dict[str, Any] = dict(extra or {})
+    meta.update(
+        {
+            "format_version": FORMAT_VERSION,
+            "arch": net_config.arch,
+            "net_config": net_config.to_dict(),
+            "classes": list(classes),
+            "feature_spec": spec.to_dict(),
+            "weights_sha256": weights_sha,
+            "nta_version": nta_version(),
+            "torch_version": torch.__version__,
+        }
+    )
+    write_metadata(model_dir, meta)
+    return meta
+
+
+def write_metadata(model_dir: Path, meta: dict[str, Any]) -> None:
+    """Rewrite ``metadata.json`` atomically (e.g. to record test metrics); weights are untouched."""
+    with atomic_path(Path(model_dir) / METADATA) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1, sort_keys=False) + "\n")
+
+
+def read_metadata(model_dir: Path) -> dict[str, Any]:
+    """Parse ``metadata.json`` and check its format version (ModelError otherwise)."""
+    model_dir = Path(model_dir)
+    path = model_dir / METADATA
+    if not model_dir.is_dir():
+        raise ModelError(f"{model_dir}: no model directory there")
+    if not path.is_file():
+        raise ModelError(f"{path}: missing (a model directory holds {WEIGHTS} and {METADATA})")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"{path}: unreadable model metadata: {e}") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path}: model metadata is not a JSON object")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelError(
+            f"{path}: model format version {meta.get('format_version')!r}, this nta reads version {FORMAT_VERSION}"
+        )
+    return meta
+
+
+def load_model(model_dir: Path) -> LoadedModel:
+    """Rebuild the network from a model directory after checking version, weights hash and shapes.
+
+    Raises:
+        ModelError: one line naming the file and what is wrong.
+    """
+    model_dir = Path(model_dir)
+    meta = read_metadata(model_dir)
+    wpath = model_dir / WEIGHTS
+    if not wpath.is_file():
+        raise ModelError(f"{wpath}: missing")
+    got = _sha256(wpath)
+    if got != meta.get("weights_sha256"):
+        raise ModelError(
+            f"{wpath}: sha256 {got[:12]}... differs from the {str(meta.get('weights_sha256'))[:12]}... recorded "
+            f"in {METADATA} (file modified or from another model)"
+        )
+    try:
+        cfg = NetConfig.from_dict(meta["net_config"])
+        spec = FeatureSpec.from_dict(meta["feature_spec"])
+        classes = tuple(str(c) for c in meta["classes"])
+    except (KeyError, TypeError, ValueError, InputError) as e:
+        raise ModelError(f"{model_dir / METADATA}: malformed model metadata: {e}") from None
+    if len(spec.encoded_columns) != cfg.n_features:
+        raise ModelError(
+            f"{model_dir / METADATA}: feature spec has {len(spec.encoded_columns)} columns, network expects "
+            f"{cfg.n_features}"
+        )
+    if len(classes) != cfg.n_classes:
+        raise ModelError(f"{model_dir / METADATA}: {len(classes)} class names for a {cfg.n_classes}-class network")
+    net = build_network(cfg)
+    try:
+        tensors = load_file(str(wpath))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"{wpath}: unreadable safetensors file: {e}") from None
+    own = net.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    wrong = sorted(k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape)
+    if missing or unexpected or wrong:
+        raise ModelError(
+            f"{wpath}: tensors do not fit a {cfg.arch} network: missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}, wrong shape {wrong[:3]}"
+        )
+    net.load_state_dict(tensors, strict=True)
+    net.eval()
+    return LoadedModel(net=net, net_config=cfg, spec=spec, classes=classes, metadata=meta)

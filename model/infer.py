@@ -1,0 +1,149 @@
+"""Batched inference with a model directory: ``Classifier.load(dir).predict_proba(x)``.
+
+The caller encodes features with ``classifier.spec.transform(df)`` (or ``classifier.encode(df)``), so
+the matrix is the one the model was trained on; ``check_columns`` refuses any other column list.
+Inference runs in large batches under ``torch.inference_mode``; on CUDA the batches are copied from
+pinned memory without blocking and run under bf16 autocast (probabilities come back as float32).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from features.encode import FeatureSpec
+from features.errors import ModelError
+from model.artifacts import load_model
+from model.network import NetConfig
+
+__all__ = ["Classifier", "default_full_model_dir", "default_model_dir", "resolve_device"]
+
+
+def default_model_dir() -> Path:
+    """The shipped capture-features model (``model/default``), used by ``nta scan`` unless told otherwise."""
+    return Path(__file__).resolve().parent / "default"
+
+
+def default_full_model_dir() -> Path:
+    """The shipped all-41-features model (``model/default-full``), for NSL-KDD-style records."""
+    return Path(__file__).resolve().parent / "default-full"
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; an unavailable explicit device is a ModelError."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} requested but CUDA is not available (use --device cpu or auto)")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ModelError(f"unknown device {device!r} (expected auto, cpu or cuda[:N])")
+    return device
+
+
+@dataclass
+class Classifier:
+    """A loaded network with its feature spec and class names; probabilities and attributions in batches."""
+
+    net: nn.Module
+    net_config: NetConfig
+    spec: FeatureSpec
+    classes: tuple[str, ...]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+
+    @classmethod
+    def load(cls, model_dir: Path, device: str = "auto") -> Classifier:
+        """Load and check a model directory (ModelError, one line, when missing/corrupt/tampered/mismatched)."""
+        dev = resolve_device(device)
+        m = load_model(Path(model_dir))
+        return cls(
+            net=m.net.to(dev), net_config=m.net_config, spec=m.spec, classes=m.classes, metadata=m.metadata, device=dev
+        )
+
+    @property
+    def model_id(self) -> str:
+        """A short stable id: the first 12 hex digits of the weights' sha256."""
+        return str(self.metadata.get("weights_sha256", "unsaved"))[:12]
+
+    @property
+    def feature_set(self) -> str:
+        """``capture`` or ``full`` (what the model was trained on)."""
+        return str(self.metadata.get("feature_set", "full" if "hot" in self.spec.columns else "capture"))
+
+    def encode(self, df: pl.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
+        """``spec.transform``: float32 (n, F) and the per-column count of values outside the spec."""
+        return self.spec.transform(df)
+
+    def check_columns(self, encoded_columns: list[str]) -> None:
+        """ModelError naming the first differences when ``encoded_columns`` is not the spec's list."""
+        want = self.spec.encoded_columns
+        if list(encoded_columns) == want:
+            return
+        extra = [c for c in encoded_columns if c not in set(want)]
+        missing = [c for c in want if c not in set(encoded_columns)]
+        detail = f"missing {missing[:3]}, unexpected {extra[:3]}" if extra or missing else "same columns, other order"
+        raise ModelError(
+            f"feature columns do not match model {self.model_id}: got {len(encoded_columns)}, model expects "
+            f"{len(want)}; {detail}"
+        )
+
+    def _check_x(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim != 2 or x.shape[1] != self.net_config.n_features:
+            raise ModelError(
+                f"input has shape {x.shape}, model {self.model_id} expects (n, {self.net_config.n_features})"
+            )
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _batches(self, x: np.ndarray, batch_size: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """(start, device tensor) per batch; on CUDA from pinned memory with a non-blocking copy."""
+        cuda = self.device.startswith("cuda")
+        for start in range(0, len(x), batch_size):
+            t = torch.from_numpy(x[start : start + batch_size])  # (b, F), shares memory with x
+            if cuda:
+                t = t.pin_memory().to(self.device, non_blocking=True)
+            yield start, t
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Class probabilities: float32 (n, F) -> float32 (n, K), columns in ``classes`` order."""
+        x = self._check_x(x)
+        out = np.empty((len(x), len(self.classes)), dtype=np.float32)  # (n, K)
+        self.net.eval()
+        cuda = self.device.startswith("cuda")
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            for start, t in self._batches(x, batch_size):
+                p = torch.softmax(self.net(t).float(), dim=1)  # (b, K)
+                out[start : start + len(t)] = p.cpu().numpy()
+        return out
+
+    def predict(self, x: np.ndarray, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """(class index (n,) int64, probabilities (n, K) float32)."""
+        p = self.predict_proba(x, batch_size)
+        return p.argmax(axis=1), p
+
+    def attribute(self, x: np.ndarray, target: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Gradient x input of the ``target`` class logit per encoded feature: float32 (n, F).
+
+        Sum over ``spec.source_feature`` groups for a per-KDD-feature attribution. Runs in float32 (no
+        autocast); on CUDA with cuDNN off, because cuDNN's LSTM has no backward in eval mode.
+        """
+        x = self._check_x(x)
+        tgt = np.asarray(target, dtype=np.int64).reshape(-1)
+        if len(tgt) != len(x):
+            raise ModelError(f"attribute: {len(tgt)} targets for {len(x)} rows")
+        out = np.empty_like(x)  # (n, F)
+        self.net.eval()
+        with torch.backends.cudnn.flags(enabled=False):
+            for start, t in self._batches(x, batch_size):
+                t = t.clone().requires_grad_(True)
+                logits = self.net(t)  # (b, K)
+                idx = torch.from_numpy(tgt[start : start + len(t)]).to(self.device)
+                (grad,) = torch.autograd.grad(logits.gather(1, idx[:, None]).sum(), t)
+                out[start : start + len(t)] = (grad * t).detach().cpu().numpy()
+        return out

@@ -1,0 +1,257 @@
+"""Train a network on labelled KDD-feature rows: ``train_model(df, TrainConfig(...)) -> TrainResult``.
+
+Protocol: the frame is split into a stratified training part and a validation part (``val_fraction`` of
+each class); the feature spec is fitted on the training part only; Adam on cross-entropy (optionally
+class-weighted, label-smoothed) over shuffled mini-batches; after each epoch the validation loss decides
+the learning-rate halving and early stopping, and the weights of the best validation epoch are kept.
+A fixed seed gives the same weights on the same CPU (seeded split, shuffling and init; deterministic
+algorithms on while training).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from features.atomic import atomic_path
+from features.encode import DEFAULT_LOG1P, FEATURE_SETS, FeatureSpec
+from features.errors import InputError
+from features.progress import ProgressFn, no_progress
+from model.artifacts import save_model
+from model.baselines import ARCHS, build_network
+from model.data import class_names, stratified_split, targets
+from model.evaluate import metrics
+from model.infer import Classifier
+from model.network import NetConfig
+
+__all__ = ["HISTORY_COLUMNS", "TrainConfig", "TrainResult", "class_weights", "train_model"]
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "val_macro_f1", "lr", "seconds")
+
+
+@dataclass
+class TrainConfig:
+    """Every training choice (stored in metadata.json). Defaults are the shipped model's."""
+
+    feature_set: str = "capture"  # capture (28 features) | full (41)
+    n_classes: int = 5  # 5 | 2
+    arch: str = "msmrnet"  # msmrnet | msmnet | mlp | cnn | lstm
+    depth: int = 5
+    residual: bool = True
+    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    val_fraction: float = 0.1
+    patience: int = 5  # epochs without a better validation loss before stopping
+    class_weights: bool = True  # sqrt inverse-frequency weights (U2R has 52 training rows)
+    label_smoothing: float = 0.0
+    scaling: str = "minmax"
+    log1p: tuple[str, ...] = DEFAULT_LOG1P
+    patch: int = 8
+    channels: int = 32
+    branch_channels: int = 16
+    dropout: float = 0.1
+
+    def net_config(self, n_features: int) -> NetConfig:
+        return NetConfig(
+            n_features=n_features,
+            n_classes=self.n_classes,
+            arch=self.arch,
+            depth=self.depth,
+            residual=self.residual,
+            patch=self.patch,
+            channels=self.channels,
+            branch_channels=self.branch_channels,
+            dropout=self.dropout,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["log1p"] = list(self.log1p)
+        return d
+
+
+@dataclass
+class TrainResult:
+    """The trained network (best validation epoch) and everything needed to save or evaluate it."""
+
+    net: nn.Module
+    net_config: NetConfig
+    spec: FeatureSpec
+    classes: tuple[str, ...]
+    config: TrainConfig
+    history: list[dict[str, float]]
+    best_epoch: int
+    val_metrics: dict[str, Any]
+    seconds: float
+    n_train: int
+    n_val: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def classifier(self) -> Classifier:
+        """An in-memory Classifier (CPU) for evaluation without saving."""
+        return Classifier(
+            net=self.net.eval(),
+            net_config=self.net_config,
+            spec=self.spec,
+            classes=self.classes,
+            metadata={"feature_set": self.config.feature_set},
+        )
+
+    def history_frame(self) -> pl.DataFrame:
+        return pl.DataFrame(self.history, schema=list(HISTORY_COLUMNS), orient="row")
+
+    def save(self, model_dir: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write weights.safetensors + metadata.json + history.csv into ``model_dir``; return the metadata."""
+        meta = {
+            "feature_set": self.config.feature_set,
+            "train": {
+                **self.extra,
+                "config": self.config.to_dict(),
+                "rows_train": self.n_train,
+                "rows_val": self.n_val,
+                "epochs_run": len(self.history),
+                "best_epoch": self.best_epoch,
+                "seconds": round(self.seconds, 1),
+                "torch_threads": torch.get_num_threads(),
+            },
+            "metrics": {"val": self.val_metrics},
+            **(extra or {}),
+        }
+        meta = save_model(model_dir, self.net, self.net_config, self.spec, self.classes, meta)
+        with atomic_path(Path(model_dir) / "history.csv") as tmp:
+            self.history_frame().write_csv(tmp)
+        return meta
+
+
+def class_weights(y: np.ndarray, k: int) -> np.ndarray:
+    """Sqrt inverse-frequency weights (k,), scaled so the average weight over the rows is 1.
+
+    Full inverse frequency gives U2R (52 of 113k rows) a weight near 500 and the network then calls many
+    normal rows U2R; the square root (about 22) keeps rare classes visible without that.
+    """
+    counts = np.bincount(y, minlength=k).astype(float)
+    w = np.where(counts > 0, np.sqrt(counts.sum() / np.maximum(counts, 1) / k), 1.0)
+    return w / (w[y].mean() if len(y) else 1.0)
+
+
+def _epoch_eval(net: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module) -> tuple[float, np.ndarray]:
+    """Mean validation loss and predictions (n,), in eval mode, batches of 4096."""
+    net.eval()
+    total, preds = 0.0, []
+    with torch.inference_mode():
+        for s in range(0, len(x), 4096):
+            logits = net(x[s : s + 4096])  # (b, K)
+            total += float(loss_fn(logits, y[s : s + 4096])) * len(logits)
+            preds.append(logits.argmax(1).numpy())
+    return total / max(len(x), 1), np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+
+
+def train_model(
+    df: pl.DataFrame,
+    cfg: TrainConfig,
+    progress: ProgressFn = no_progress,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train ``cfg.arch`` on ``df`` (KDD features + ``label5``); see the module docstring for the protocol.
+
+    ``progress(done, total)`` counts mini-batches over the epoch budget; ``on_epoch`` receives each history
+    row (the ``HISTORY_COLUMNS``) as it is written.
+
+    Raises:
+        InputError: unknown feature set / arch / class count, or too few rows to split.
+    """
+    if cfg.feature_set not in FEATURE_SETS:
+        raise InputError(f"unknown feature set {cfg.feature_set!r} (expected capture or full)")
+    if cfg.arch not in ARCHS:
+        raise InputError(f"unknown architecture {cfg.arch!r} (expected one of {', '.join(ARCHS)})")
+    classes = class_names(cfg.n_classes)
+    y_all = targets(df, classes)
+    tr_idx, va_idx = stratified_split(y_all, cfg.val_fraction, cfg.seed)
+    if len(tr_idx) == 0 or len(va_idx) == 0:
+        raise InputError(f"need rows for both training and validation, got {df.height} rows")
+    t0 = time.perf_counter()
+    spec = FeatureSpec.fit(df[tr_idx], FEATURE_SETS[cfg.feature_set], cfg.scaling, cfg.log1p)
+    x_all, _ = spec.transform(df)  # (n, F)
+    x_tr, y_tr = torch.from_numpy(x_all[tr_idx]), torch.from_numpy(y_all[tr_idx])
+    x_va, y_va = torch.from_numpy(x_all[va_idx]), torch.from_numpy(y_all[va_idx])
+
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        torch.manual_seed(cfg.seed)
+        net_cfg = cfg.net_config(x_all.shape[1])
+        net = build_network(net_cfg)
+        weight = torch.tensor(class_weights(y_all[tr_idx], len(classes)), dtype=torch.float32)
+        loss_fn = nn.CrossEntropyLoss(weight=weight if cfg.class_weights else None, label_smoothing=cfg.label_smoothing)
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(cfg.patience // 2 - 1, 0))
+        gen = torch.Generator().manual_seed(cfg.seed)
+        n_batches = -(-len(x_tr) // cfg.batch_size)
+        total = cfg.epochs * n_batches
+        history: list[dict[str, float]] = []
+        best = (float("inf"), 0, copy.deepcopy(net.state_dict()))
+        for epoch in range(1, cfg.epochs + 1):
+            t_epoch = time.perf_counter()
+            net.train()
+            perm = torch.randperm(len(x_tr), generator=gen)
+            run_loss = 0.0
+            for b in range(n_batches):
+                idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                if len(idx) < 2:  # batch norm needs two rows
+                    continue
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(net(x_tr[idx]), y_tr[idx])
+                loss.backward()
+                opt.step()
+                run_loss += float(loss.detach()) * len(idx)
+                progress((epoch - 1) * n_batches + b + 1, total)
+            val_loss, pred = _epoch_eval(net, x_va, y_va, loss_fn)
+            m = metrics(y_va.numpy(), pred, classes)
+            row = {
+                "epoch": epoch,
+                "train_loss": run_loss / len(x_tr),
+                "val_loss": val_loss,
+                "val_acc": m["accuracy"],
+                "val_macro_f1": m["macro_f1"],
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - t_epoch,
+            }
+            history.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
+            sched.step(val_loss)
+            if val_loss < best[0]:
+                best = (val_loss, epoch, copy.deepcopy(net.state_dict()))
+            elif epoch - best[1] >= cfg.patience:
+                break
+        progress(total, total)
+        net.load_state_dict(best[2])
+        net.eval()
+        _, pred = _epoch_eval(net, x_va, y_va, loss_fn)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    return TrainResult(
+        net=net,
+        net_config=net_cfg,
+        spec=spec,
+        classes=classes,
+        config=cfg,
+        history=history,
+        best_epoch=best[1],
+        val_metrics=metrics(y_va.numpy(), pred, classes),
+        seconds=time.perf_counter() - t0,
+        n_train=len(tr_idx),
+        n_val=len(va_idx),
+    )
