@@ -57,10 +57,17 @@ def community_id(saddr: bytes, daddr: bytes, proto: int, sport: int | None, dpor
     return "1:" + base64.b64encode(hashlib.sha1(data).digest()).decode("ascii")
 
 
-def _packed(hi: int, lo: int, v4: bool) -> bytes:
-    if v4:
-        return struct.pack("!I", lo & 0xFFFFFFFF)
-    return struct.pack("!QQ", hi, lo)
+_CP4 = np.full(256, -1, np.int64)
+_CP6 = np.full(256, -1, np.int64)
+for _t, _c in ICMP4_COUNTERPART.items():
+    _CP4[_t] = _c
+for _t, _c in ICMP6_COUNTERPART.items():
+    _CP6[_t] = _c
+
+
+def _be_bytes(x: np.ndarray, dtype: str) -> np.ndarray:
+    """(n, k) big-endian bytes of integer column ``x``."""
+    return np.ascontiguousarray(x.astype(dtype)).view(np.uint8).reshape(x.size, -1)
 
 
 def community_ids(
@@ -74,26 +81,52 @@ def community_ids(
     dport: np.ndarray,
 ) -> list[str]:
     """Community IDs of n flows given as columns (ports -1 when absent; ICMP type/code in the port columns)."""
-    out: list[str] = []
-    for v, p, sh, sl, dh, dl, sp, dp in zip(
-        ip_version.tolist(),
-        proto.tolist(),
-        src_hi.tolist(),
-        src_lo.tolist(),
-        dst_hi.tolist(),
-        dst_lo.tolist(),
-        sport.tolist(),
-        dport.tolist(),
-        strict=True,
-    ):
-        v4 = v == 4
-        out.append(
-            community_id(
-                _packed(sh, sl, v4),
-                _packed(dh, dl, v4),
-                p,
-                None if sp < 0 else sp,
-                None if dp < 0 else dp,
-            )
-        )
+    n = proto.size
+    p = proto.astype(np.int64)
+    sp, dp = sport.astype(np.int64), dport.astype(np.int64)
+    icmp = ((p == 1) | (p == 58)) & (sp >= 0)
+    counter = np.where(p == 1, _CP4[np.clip(sp, 0, 255)], _CP6[np.clip(sp, 0, 255)])
+    paired = icmp & (counter >= 0)
+    one_way = icmp & ~paired
+    dp = np.where(paired, counter, np.where(one_way & (dp < 0), 0, dp))
+    ports = (np.isin(p, (6, 17, 132)) | icmp) & (sp >= 0) & (dp >= 0)
+    sp, dp = np.where(ports, sp, 0), np.where(ports, dp, 0)
+    v4 = ip_version == 4
+    mask32 = np.uint64(0xFFFFFFFF)
+    shi = np.where(v4, np.uint64(0), src_hi)
+    slo = np.where(v4, src_lo & mask32, src_lo)
+    dhi = np.where(v4, np.uint64(0), dst_hi)
+    dlo = np.where(v4, dst_lo & mask32, dst_lo)
+    gt = (shi > dhi) | ((shi == dhi) & ((slo > dlo) | ((slo == dlo) & (sp > dp))))
+    swap = gt & ~one_way
+    ahi, alo, bhi, blo = (np.where(swap, x, y) for x, y in ((dhi, shi), (dlo, slo), (shi, dhi), (slo, dlo)))
+    ap, bp = np.where(swap, dp, sp), np.where(swap, sp, dp)
+    out = [""] * n
+    for is4 in (True, False):
+        for with_ports in (True, False):
+            idx = np.flatnonzero((v4 == is4) & (ports == with_ports))
+            if idx.size == 0:
+                continue
+            parts = [np.zeros((idx.size, 2), np.uint8)]  # seed 0
+            if is4:
+                parts += [_be_bytes(alo[idx], ">u4"), _be_bytes(blo[idx], ">u4")]
+            else:
+                parts += [_be_bytes(ahi[idx], ">u8"), _be_bytes(alo[idx], ">u8")]
+                parts += [_be_bytes(bhi[idx], ">u8"), _be_bytes(blo[idx], ">u8")]
+            parts += [_be_bytes(p[idx], "u1"), np.zeros((idx.size, 1), np.uint8)]
+            if with_ports:
+                parts += [_be_bytes(ap[idx], ">u2"), _be_bytes(bp[idx], ">u2")]
+            rows = np.ascontiguousarray(np.hstack(parts))  # (k, 16 | 12 | 40 | 36) hash inputs
+            width = rows.shape[1]
+            mv = memoryview(rows.tobytes())
+            sha1 = hashlib.sha1
+            digests = np.frombuffer(
+                b"".join([sha1(mv[i : i + width]).digest() for i in range(0, len(mv), width)]), np.uint8
+            ).reshape(idx.size, 20)
+            padded = np.hstack([digests, np.zeros((idx.size, 1), np.uint8)])  # 21 bytes: whole base64 groups
+            text = np.frombuffer(base64.b64encode(padded.tobytes()), np.uint8).reshape(idx.size, 28).copy()
+            text[:, 27] = ord("=")
+            strings = text.tobytes().decode("ascii")
+            for k, i in enumerate(idx.tolist()):
+                out[i] = "1:" + strings[k * 28 : k * 28 + 28]
     return out

@@ -28,7 +28,6 @@ PROTO_NAMES: dict[int, str] = {
     132: "sctp",
 }
 PAYLOAD_SCHEMA = {"flow_id": pl.Int64, "ts_ns": pl.Int64, "from_orig": pl.Boolean, "payload": pl.Binary}
-_V6_CACHE: dict[tuple[int, int], str] = {}
 
 
 def empty_payloads() -> pl.DataFrame:
@@ -36,24 +35,22 @@ def empty_payloads() -> pl.DataFrame:
 
 
 def addr_strings(hi: np.ndarray, lo: np.ndarray, ipv: np.ndarray) -> np.ndarray:
-    """Text form of addresses (IPv4 dotted quad for version-4 packets, compressed IPv6 otherwise)."""
+    """Text form of addresses (IPv4 dotted quad for version-4 packets, compressed IPv6 otherwise).
+
+    Formatted once per distinct address: flows share few hosts.
+    """
     out = np.empty(hi.size, object)
     v4 = ipv == 4
     if v4.any():
-        x = (lo[v4] & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        parts = [pl.Series(f"o{i}", (x >> (24 - 8 * i)) & 255).cast(pl.String) for i in range(4)]
-        out[v4] = pl.select(pl.concat_str(parts, separator=".")).to_series().to_numpy()
-    v6 = np.flatnonzero(~v4)
-    if v6.size:
-        if len(_V6_CACHE) > 1_000_000:
-            _V6_CACHE.clear()
-        res = []
-        for h, lo_ in zip(hi[v6].tolist(), lo[v6].tolist(), strict=True):
-            s = _V6_CACHE.get((h, lo_))
-            if s is None:
-                s = _V6_CACHE[(h, lo_)] = ipaddress.IPv6Address((h << 64) | lo_).compressed
-            res.append(s)
-        out[v6] = res
+        uniq, inv = np.unique(lo[v4] & np.uint64(0xFFFFFFFF), return_inverse=True)
+        text = [f"{x >> 24}.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}" for x in uniq.tolist()]
+        out[v4] = np.array(text, object)[inv]
+    v6 = ~v4
+    if v6.any():
+        pairs = np.stack([hi[v6], lo[v6]], axis=1)
+        uniq2, inv2 = np.unique(pairs, axis=0, return_inverse=True)
+        text6 = [ipaddress.IPv6Address((h << 64) | x).compressed for h, x in uniq2.tolist()]
+        out[v6] = np.array(text6, object)[inv2.reshape(-1)]
     return out
 
 

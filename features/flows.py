@@ -20,7 +20,7 @@ from features import flowrecords as fr
 from features import flowstate as fs
 from features.fragments import FragmentTracker
 from features.packets import PacketBatch
-from features.segments import prev_in_seg, seg_cumsum, seg_ids
+from features.segments import prev_in_seg, seg_cumsum
 
 _FIN, _SYN, _RST, _ACK, _URG = 0x01, 0x02, 0x04, 0x10, 0x20
 _NS = 1_000_000_000
@@ -115,16 +115,25 @@ class FlowBuilder:
         real = ~r["is_v"]
         gap = r["ts"] - prev_in_seg(r["ts"], key_start, 0)
         start = key_start | (real & ~key_start & (gap > self.config.idle_ns(r["proto"])))
-        sub = np.arange(n)
+        ended = np.zeros(n, bool)
+        end_time = np.full(n, fs.NO_END, np.int64)
+        tcp = np.flatnonzero(r["tcp"])  # whole keys, so whole segments: only TCP flows ever end
+        if tcp.size == 0:
+            return start, ended, end_time
+        new, e, t = self._end_splits(r, tcp, start[tcp])
+        if new.size == 0:
+            ended[tcp], end_time[tcp] = e, t
+            return start, ended, end_time
+        sub = tcp
         for _ in range(_MAX_VECTOR_PASSES):
-            new = self._end_splits(r, sub, start[sub])
-            if new.size == 0:
-                break
             start[new] = True
             sub = _rows_of_segments_from(new, start)
+            new = self._end_splits(r, sub, start[sub])[0]
+            if new.size == 0:
+                break
         else:
             self._end_splits_python(r, sub, start)
-        ended, end_time = self._ended(r, np.arange(n), start)
+        ended[tcp], end_time[tcp] = self._ended(r, tcp, start[tcp])
         return start, ended, end_time
 
     def _ended(self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -137,17 +146,22 @@ class FlowBuilder:
         end_time = np.where(ended, r["endts"][sub][ff], fs.NO_END)
         return ended, end_time
 
-    def _end_splits(self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray) -> np.ndarray:
-        """Row indices (into ``r``) where a TCP flow that ended earlier is followed by a new flow's first packet."""
-        if sub.size == 0:
-            return sub
+    def _end_splits(
+        self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows (indices into ``r``) where a TCP flow that ended earlier is followed by a new flow's first packet.
+
+        Also returns the ended flag and end time of the rows in ``sub`` under the current ``start``.
+        """
         ended, end_time = self._ended(r, sub, start)
         ended_prev = prev_in_seg(ended, start, False)
         end_prev = prev_in_seg(end_time, start, fs.NO_END)
         ts = r["ts"][sub]
-        cand = ~start & ended_prev & r["tcp"][sub] & (r["syn_only"][sub] | (ts > end_prev + self._delay))
+        with np.errstate(over="ignore"):
+            late = ts > end_prev + self._delay
+        cand = ~start & ended_prev & (r["syn_only"][sub] | (late & (end_prev != fs.NO_END)))
         first = cand & (seg_cumsum(cand, start, inclusive=False) == 0)
-        return sub[first]
+        return sub[first], ended, end_time
 
     def _end_splits_python(self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray) -> None:
         """Sequential fallback for keys reused many times in one batch (e.g. SYN/RST floods on one tuple)."""
@@ -171,15 +185,22 @@ class FlowBuilder:
         self, r: dict[str, np.ndarray], start: np.ndarray, segs: dict[str, np.ndarray], batch: PacketBatch
     ) -> None:
         real = np.flatnonzero(~r["is_v"])
-        pidx = r["pkt_idx"][real]
-        order = np.argsort(pidx, kind="stable")
+        where = np.empty(real.size, np.int64)  # input row -> sorted row
+        where[r["inp"][real]] = real
+        pidx = np.empty(real.size, np.int64)  # pkt_idx in input order
+        pidx[r["inp"][real]] = r["pkt_idx"][real]
         want = np.asarray(batch.payload_idx, np.int64)
-        pos = np.searchsorted(pidx[order], want)
-        ok = (pos < pidx.size) & (pidx[order][np.minimum(pos, max(pidx.size - 1, 0))] == want) if pidx.size else None
-        if ok is None or not ok.any():
+        ordered = bool(np.all(pidx[1:] >= pidx[:-1]))
+        order = np.arange(pidx.size) if ordered else np.argsort(pidx, kind="stable")
+        spidx = pidx[order]
+        if spidx.size == 0:
             return
-        rows = real[order[pos[ok]]]
-        seg = seg_ids(start)[rows]
+        pos = np.minimum(np.searchsorted(spidx, want), spidx.size - 1)
+        ok = spidx[pos] == want
+        if not ok.any():
+            return
+        rows = where[order[pos[ok]]]
+        seg = np.searchsorted(np.flatnonzero(start), rows, side="right") - 1
         from_orig = r["dir"][rows] == segs["odir"][seg]
         self._payloads.append(
             pl.DataFrame(

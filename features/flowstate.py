@@ -127,6 +127,7 @@ def build_rows(
         "iplen": c["ip_len"].astype(np.int64),
         "wrong": c["wrong"].astype(np.int64),
         "pkt_idx": c["pkt_idx"],
+        "inp": np.arange(n, dtype=np.int64),  # row number in the input columns
         "syn_only": (fl & (_SYN | _ACK | _RST)) == _SYN,
         "fin0": fin & (d == 0),
         "fin1": fin & (d == 1),
@@ -150,6 +151,7 @@ def build_rows(
         "iplen": z,
         "wrong": z,
         "pkt_idx": z - 1,
+        "inp": z - 1,
         "syn_only": np.zeros(m, bool),
         "endts": carried["end"],
     }

@@ -62,3 +62,38 @@ def test_columnar_matches_scalar_for_v4_mapped_and_v6() -> None:
         np.array([53, 25], np.int32),
     )
     assert ids == ["1:d/FP5EW3wiY1vCndhwleRRKHowQ=", "1:/qFaeAR+gFe1KYjMzVDsMv+wgU4="]
+
+
+def test_columnar_equals_scalar_on_random_flows() -> None:
+    """The vectorised path (endpoint order, ICMP mapping, byte layout, base64) against the per-flow one."""
+    import struct
+
+    r = np.random.default_rng(1)
+    n = 2000
+    ipv = r.choice([4, 6], n).astype(np.uint8)
+    proto = r.choice([6, 17, 1, 47, 132], n)
+    proto = np.where((ipv == 6) & (proto == 1), 58, proto).astype(np.uint8)
+    hi = np.where(ipv == 4, 0, r.integers(0, 2**63, (2, n), dtype=np.uint64)).astype(np.uint64)
+    lo = r.integers(0, 2**63, (2, n), dtype=np.uint64)
+    lo = np.where(ipv == 4, (0xFFFF << 32) | (lo & 0xFFFFFFFF), lo).astype(np.uint64)
+    same = r.random(n) < 0.1
+    hi[1], lo[1] = np.where(same, hi[0], hi[1]), np.where(same, lo[0], lo[1])
+    icmp = (proto == 1) | (proto == 58)
+    sp = np.where(icmp, r.choice([0, 8, 3, 11, 128, 129, 135, 1, 13], n), r.integers(0, 65536, n))
+    dp = np.where(icmp, r.integers(0, 5, n), r.integers(0, 65536, n))
+    sp, dp = np.where(proto == 47, -1, sp), np.where(proto == 47, -1, dp)
+    got = community_ids(ipv, proto, hi[0], lo[0], hi[1], lo[1], sp.astype(np.int32), dp.astype(np.int32))
+
+    def packed(h: int, lo_: int, v4: bool) -> bytes:
+        return struct.pack("!I", lo_ & 0xFFFFFFFF) if v4 else struct.pack("!QQ", h, lo_)
+
+    for i in range(n):
+        v4 = bool(ipv[i] == 4)
+        want = community_id(
+            packed(int(hi[0, i]), int(lo[0, i]), v4),
+            packed(int(hi[1, i]), int(lo[1, i]), v4),
+            int(proto[i]),
+            None if sp[i] < 0 else int(sp[i]),
+            None if dp[i] < 0 else int(dp[i]),
+        )
+        assert got[i] == want, i
