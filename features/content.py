@@ -70,15 +70,19 @@ _GUEST = r"(?i)^[^a-z0-9]*(?:guest|anonymous|ftp)\s*[\r\n]"
 _SU = r"(?:^|[\r\n;&|])\s*su(?:\s|$)"
 
 
+_ASCII_LUT = np.where((np.arange(256) >= 0x80) | (np.arange(256) == 0), ord("."), np.arange(256)).astype(np.uint8)
+
+
 def ascii_text(payload: pl.Series) -> pl.Series:
     """Binary payloads as ASCII strings: bytes >= 0x80 and NUL become '.', lengths unchanged. Vectorised."""
     arr = payload.to_arrow()
     if isinstance(arr, pa.ChunkedArray):
         arr = pa.concat_arrays(arr.chunks) if arr.num_chunks else pa.array([], pa.large_binary())
-    arr = arr.cast(pa.large_binary())
+    if arr.type != pa.large_binary():
+        arr = arr.cast(pa.large_binary())
     validity, offsets, data = arr.buffers()
     raw = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
-    clean = np.where((raw >= 0x80) | (raw == 0), np.uint8(ord(".")), raw).astype(np.uint8)
+    clean = _ASCII_LUT[raw]  # one table lookup per byte
     text = pa.LargeStringArray.from_buffers(
         len(arr), offsets, pa.py_buffer(clean.tobytes()), validity, arr.null_count, arr.offset
     )
@@ -137,38 +141,48 @@ def _from_payloads(flows: pl.DataFrame, payloads: pl.DataFrame | None) -> pl.Dat
     if p.height == 0:
         return pl.DataFrame(schema=schema)
     p = p.with_columns(ascii_text(p.get_column("payload")).alias("text")).drop("payload")
-    srv, cli = ~pl.col("from_orig"), pl.col("from_orig")
-    ftp, shell = pl.col("_port").is_in(FTP_PORTS), pl.col("_port").is_in(SHELL_PORTS)
-    http, mail = pl.col("_port").is_in(HTTP_PORTS), pl.col("_port").is_in(MAIL_PORTS)
-    seg = p.with_columns(
-        ftp_fail=pl.when(ftp & srv).then(_count(r"(?m)^530 ")).otherwise(0),
-        ftp_ok=pl.when(ftp & srv).then(_count(r"(?m)^230 ")).otherwise(0),
-        ftp_guest=pl.when(ftp & cli).then(_count(r"(?im)^USER\s+(?:anonymous|ftp|guest)\s*$")).otherwise(0),
-        ftp_create=pl.when(ftp & cli).then(_count(r"(?im)^(?:STOR|STOU|APPE|MKD|XMKD)\b")).otherwise(0),
-        sh_fail=pl.when(shell & srv).then(_count(_FAILED_SHELL)).otherwise(0),
-        sh_ok=pl.when(shell & srv)
-        .then(
-            (
-                pl.col("text").str.contains(r"(?i)last login")
-                | (pl.col("text").str.contains(_PROMPT_END) & ~pl.col("text").str.contains(_LOGIN_PROMPT))
-            ).cast(pl.Int64)
-        )
-        .otherwise(0),
-        sh_root=pl.when(shell & srv).then(pl.col("text").str.contains(r"# ?\z").cast(pl.Int64)).otherwise(0),
-        http_auth=pl.when(http & cli).then(_count(r"(?im)^authorization:")).otherwise(0),
-        http_401=pl.when(http & srv).then(_count(r"(?m)^HTTP/\d\.\d 401\b")).otherwise(0),
-        mail_login=pl.when(mail & cli)
-        .then(_count(r"(?im)^(?:[a-z0-9.]+ )?(?:USER|PASS|LOGIN|AUTHENTICATE)\b"))
-        .otherwise(0),
-        mail_fail=pl.when(mail & srv).then(_count(r"(?m)^(?:-ERR|[A-Za-z0-9.]+ NO)\b")).otherwise(0),
-        access=pl.when(cli & (ftp | shell)).then(_count(ACCESS_FILES)).otherwise(0),
-        sysdir=pl.when(cli & (ftp | shell)).then(_count(r"(?im)" + SYSTEM_DIRS)).otherwise(0),
+    text = pl.col("text")
+    prompt_ok = text.str.contains(r"(?i)last login") | (
+        text.str.contains(_PROMPT_END) & ~text.str.contains(_LOGIN_PROMPT)
     )
-    flows_agg = seg.group_by("flow_id", maintain_order=True).agg(
+    # (ports, from the client?) -> the per-segment counts that apply; each regex runs only on its segments.
+    rules: dict[tuple[tuple[int, ...], bool], dict[str, pl.Expr]] = {
+        (FTP_PORTS, False): {"ftp_fail": _count(r"(?m)^530 "), "ftp_ok": _count(r"(?m)^230 ")},
+        (FTP_PORTS, True): {
+            "ftp_guest": _count(r"(?im)^USER\s+(?:anonymous|ftp|guest)\s*$"),
+            "ftp_create": _count(r"(?im)^(?:STOR|STOU|APPE|MKD|XMKD)\b"),
+            "access": _count(ACCESS_FILES),
+            "sysdir": _count(r"(?im)" + SYSTEM_DIRS),
+        },
+        (SHELL_PORTS, False): {
+            "sh_fail": _count(_FAILED_SHELL),
+            "sh_ok": prompt_ok.cast(pl.Int64),
+            "sh_root": text.str.contains(r"# ?\z").cast(pl.Int64),
+        },
+        (SHELL_PORTS, True): {"access": _count(ACCESS_FILES), "sysdir": _count(r"(?im)" + SYSTEM_DIRS)},
+        (HTTP_PORTS, True): {"http_auth": _count(r"(?im)^authorization:")},
+        (HTTP_PORTS, False): {"http_401": _count(r"(?m)^HTTP/\d\.\d 401\b")},
+        (MAIL_PORTS, True): {"mail_login": _count(r"(?im)^(?:[a-z0-9.]+ )?(?:USER|PASS|LOGIN|AUTHENTICATE)\b")},
+        (MAIL_PORTS, False): {"mail_fail": _count(r"(?m)^(?:-ERR|[A-Za-z0-9.]+ NO)\b")},
+    }
+    names = sorted({n for r in rules.values() for n in r})
+    parts = []
+    for (group, client_side), exprs in rules.items():
+        sub = p.filter(pl.col("_port").is_in(group), pl.col("from_orig") == client_side)
+        parts.append(
+            sub.select(
+                "flow_id",
+                "_port",
+                *(exprs.get(n, pl.lit(0, pl.Int64)).alias(n) for n in names),
+                # Client keystrokes of shell sessions, joined later (su, guest user, file creation).
+                (text if client_side and group == SHELL_PORTS else pl.lit(None, pl.String)).alias("text"),
+            )
+        )
+    seg = pl.concat(parts)  # each part keeps (flow_id, ts) order, so a flow's keystrokes join in time order
+    flows_agg = seg.group_by("flow_id").agg(
         pl.col("_port").first(),
-        *(pl.col(c).sum() for c in ("ftp_fail", "ftp_ok", "ftp_guest", "ftp_create", "sh_fail", "sh_ok", "sh_root")),
-        *(pl.col(c).sum() for c in ("http_auth", "http_401", "mail_login", "mail_fail", "access", "sysdir")),
-        pl.col("text").filter(pl.col("from_orig")).str.join("").alias("client"),
+        *(pl.col(n).sum() for n in names),
+        pl.col("text").drop_nulls().str.join("").alias("client"),
     )
     shell = pl.col("_port").is_in(SHELL_PORTS)
     ftp = pl.col("_port").is_in(FTP_PORTS)
