@@ -42,8 +42,8 @@ def features(
     """Read the captures, build flows, compute the 41 features, write them."""
     from analyzer import inputs
     from analyzer.progress import make_stages
-    from features import extract  # type: ignore[attr-defined,unused-ignore]
     from features.atomic import atomic_path
+    from features.extract import extract_flows
     from features.kdd import kdd_features
     from features.nslkdd_text import write_nslkdd
 
@@ -54,7 +54,7 @@ def features(
     found = inputs.discover(captures)
     with make_stages(quiet) as stages:
         with stages.stage("reading") as progress:
-            ext = extract.extract_flows(found.captures, progress=progress)
+            ext = extract_flows(found.captures, progress=progress)
         with stages.stage("features"):
             kdd = kdd_features(ext.flows, ext.payloads)
         with stages.stage("writing"):

@@ -72,3 +72,14 @@ def test_not_a_capture_is_exit_2(stub_extract: None, tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["features", str(bogus), "-o", str(tmp_path / "o.parquet")])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert not (tmp_path / "o.parquet").exists()
+
+
+def test_real_capture_to_nslkdd_text(need: Any, tmp_path: Path) -> None:
+    """No stub: the flow builder, the features and the writer on land.pcap (one HTTP request, three land SYNs)."""
+    out = tmp_path / "land.txt"
+    res = CliRunner().invoke(app, ["features", str(need(SAMPLE)), "-o", str(out), "--format", "nsl-kdd", "-q"])
+    assert res.exit_code == 0, res.output
+    rows = [line.split(",") for line in out.read_text().splitlines()]
+    land = [r for r in rows if r[KDD_FEATURES.index("land")] == "1"]
+    assert land and all(r[1:4] == ["tcp", "netbios_ssn", "S0"] for r in land)
+    assert any(r[2] == "http" and r[3] == "SF" for r in rows)
