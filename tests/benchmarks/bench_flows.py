@@ -1,0 +1,140 @@
+"""Benchmark ``nta flows`` (packets/s, flows, peak memory) beside NFStream on the same capture, in one run.
+
+Usage::
+
+    python tests/benchmarks/bench_flows.py [CAPTURE] [--big BIG_CAPTURE] [--repeat 1] [--no-nfstream]
+
+Defaults: CAPTURE = /tmp/bench-1m.pcap (1M packets, 300 s) and BIG = /tmp/bench-3m.pcap (3M packets,
+900 s: 3x the packets at the same rate), generated with ``../shared/bench/gen_pcap.py`` when missing (a
+``.done`` marker beside a file says it is complete; another process may be writing it). Each run is a
+fresh ``nta flows`` process measured by ``/usr/bin/time -v`` (wall time, peak RSS). NFStream runs from
+``/tmp/nfs-venv`` (``python -m venv /tmp/nfs-venv && /tmp/nfs-venv/bin/pip install nfstream``) with
+``../shared/bench/nfstream_run.py`` in its fastest mode (no dissection, no statistics) and its defaults;
+when it is not installable, its column says so. Memory check: peak RSS on CAPTURE and on BIG, which
+should differ far less than the packet counts do (memory follows concurrent flows, not file size).
+Prints figures; asserts nothing (no timed tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+GEN = SHARED / "bench" / "gen_pcap.py"
+NFS_RUN = SHARED / "bench" / "nfstream_run.py"
+NFS_VENV = Path("/tmp/nfs-venv")
+
+
+def ensure_capture(path: Path, packets: int, duration: int) -> Path:
+    """Reuse ``path`` when its ``.done`` marker exists; wait if another process is writing it; else generate."""
+    done = path.with_name(path.name + ".done")
+    if done.exists():
+        return path
+    if path.exists():
+        print(f"waiting for {path} (being written by another process) ...", flush=True)
+        while not done.exists():
+            time.sleep(5)
+        return path
+    print(f"generating {path} ({packets:,} packets over {duration} s) ...", flush=True)
+    cmd = [sys.executable, str(GEN), str(path), "--packets", str(packets), "--duration", str(duration), "--seed", "1"]
+    subprocess.run(cmd, check=True)
+    done.touch()
+    return path
+
+
+def timed(cmd: list[str]) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS in MiB, stdout+stderr) of one command under /usr/bin/time -v."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}):\n{out[-2000:]}")
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", out)
+    return wall, int(m.group(1)) // 1024 if m else -1, out
+
+
+def run_nta(capture: Path) -> dict:
+    nta = shutil.which("nta") or str(Path(sys.executable).with_name("nta"))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "flows.parquet"
+        wall, rss, text = timed([nta, "flows", str(capture), "-o", str(out), "-q"])
+    m = re.search(r"([\d,]+) packets -> ([\d,]+) flows", text)
+    packets, flows = (int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))) if m else (0, 0)
+    return {"tool": "nta flows", "wall_s": wall, "records": packets, "flows": flows, "rss_mib": rss}
+
+
+def nfstream_python() -> Path | None:
+    py = NFS_VENV / "bin" / "python"
+    if not py.exists():
+        print(f"creating {NFS_VENV} and installing nfstream ...", flush=True)
+        ok = subprocess.run([sys.executable, "-m", "venv", str(NFS_VENV)]).returncode == 0
+        ok = ok and subprocess.run([str(py), "-m", "pip", "install", "-q", "nfstream"]).returncode == 0
+        if not ok:
+            print("NFStream: install failed, skipping its column")
+            return None
+    if subprocess.run([str(py), "-c", "import nfstream"], capture_output=True).returncode != 0:
+        print("NFStream: not importable in /tmp/nfs-venv, skipping its column")
+        return None
+    return py
+
+
+def run_nfstream(py: Path, capture: Path, fastest: bool, records: int) -> dict:
+    extra = ["--dissections", "0", "--stats", "0"] if fastest else []
+    wall, rss, text = timed([str(py), str(NFS_RUN), str(capture), *extra])
+    m = re.search(r"RESULT (\{.*\})", text)
+    res = json.loads(m.group(1)) if m else {}
+    name = "NFStream (fastest: no dissection, no stats)" if fastest else "NFStream (defaults)"
+    return {"tool": name, "wall_s": wall, "records": records, "flows": res.get("flows", 0), "rss_mib": rss}
+
+
+def show(rows: list[dict]) -> None:
+    """One line per run; packets/s = capture records / whole-process wall time (same file for every tool)."""
+    print(f"{'tool':46} {'records':>10} {'wall s':>8} {'packets/s':>11} {'flows':>9} {'peak RSS MiB':>13}")
+    for r in rows:
+        pps = r["records"] / r["wall_s"] if r["wall_s"] else 0
+        print(f"{r['tool']:46} {r['records']:10,} {r['wall_s']:8.2f} {pps:11,.0f} {r['flows']:9,} {r['rss_mib']:13,}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("capture", nargs="?", type=Path, default=Path("/tmp/bench-1m.pcap"))
+    ap.add_argument("--big", type=Path, default=Path("/tmp/bench-3m.pcap"), help="3x capture for the memory check")
+    ap.add_argument("--no-big", action="store_true", help="skip the memory check on the big capture")
+    ap.add_argument("--no-nfstream", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1, help="nta runs per capture (the best is shown)")
+    a = ap.parse_args()
+    cap = ensure_capture(a.capture, 1_000_000, 300) if a.capture == Path("/tmp/bench-1m.pcap") else a.capture
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; capture {cap} ({cap.stat().st_size / 2**20:,.0f} MiB)"
+    )
+    runs = [run_nta(cap) for _ in range(a.repeat)]
+    best = min(runs, key=lambda r: r["wall_s"])
+    rows = [best]
+    py = None if a.no_nfstream else nfstream_python()
+    if py is not None:
+        rows += [run_nfstream(py, cap, True, best["records"]), run_nfstream(py, cap, False, best["records"])]
+    show(rows)
+    if len(rows) > 1 and rows[1]["wall_s"]:
+        print(f"nta flows / NFStream fastest: {rows[1]['wall_s'] / best['wall_s']:.1f}x packets/s")
+    if not a.no_big:
+        big = ensure_capture(a.big, 3_000_000, 900) if a.big == Path("/tmp/bench-3m.pcap") else a.big
+        b = min((run_nta(big) for _ in range(a.repeat)), key=lambda r: r["wall_s"])
+        ratio = b["records"] / max(best["records"], 1)
+        print(f"\nmemory check: {big} ({b['records']:,} records, {ratio:.1f}x)")
+        show([best, b])
+        print(f"peak RSS big/small: {b['rss_mib'] / max(best['rss_mib'], 1):.2f}x for {ratio:.1f}x the packets")
+
+
+if __name__ == "__main__":
+    main()
