@@ -78,12 +78,11 @@ def explain_incidents(
         for k, g in members.group_by("incident_id", maintain_order=True)
     }
     scores: dict[int, np.ndarray] = {}
-    for cls in sorted(set(labels.values())):
-        ids = [i for i in groups if labels[i] == cls]
-        if not ids:
-            continue
+    ids = [i for i in groups if i in labels]
+    if ids:
+        # One call for every incident: each sampled row is attributed toward its own incident's class.
         rows = np.concatenate([groups[i] for i in ids])
-        target = np.full(len(rows), clf.classes.index(cls), np.int64)  # (m,)
+        target = np.concatenate([np.full(len(groups[i]), clf.classes.index(labels[i]), np.int64) for i in ids])
         attr = clf.attribute(x[rows], target, batch_size=batch_size)  # (m, F)
         per_feat = attr.astype(np.float64) @ to_feature  # (m, n_features)
         start = 0

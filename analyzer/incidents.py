@@ -3,9 +3,11 @@
 Rules:
 
 * Only flows the model labels as an attack class take part.
-* The grouping key is (class, originator), except where one target receives flows of a class from
-  ``spread_sources`` or more originators (a spoofed or distributed flood): those flows are keyed by
-  (class, target) instead, so a flood from 5,000 random addresses is one incident, not 5,000.
+* The grouping key is (class, originator), except for flows from *minor* originators (fewer than
+  ``minor_flows`` flows of that class) toward a target that receives that class from ``spread_sources``
+  or more minor originators: those are keyed by (class, target). So a flood from 5,000 spoofed
+  addresses, or the echo replies of a ping sweep, is one incident, while a scanner's own thousand flows
+  to the same target stay its own incident.
 * Within a key, flows sorted by start time form sessions: a flow starting more than ``gap_s`` seconds
   after the latest end of the flows before it opens a new incident (gap-based sessionisation, as
   Zeek's and RITA's scan detectors group by time).
@@ -29,7 +31,8 @@ class IncidentConfig:
     """Knobs of the grouping (defaults suit scans and floods in triage)."""
 
     gap_s: float = 60.0  # a quiet spell this long ends an incident
-    spread_sources: int = 20  # this many originators toward one target: key by target instead
+    minor_flows: int = 5  # an originator with fewer flows of a class than this is "minor"
+    spread_sources: int = 5  # this many minor originators toward one target: key their flows by target
 
 
 _NEEDED = ("flow_id", "ts", "ts_end", "orig_h", "resp_h", "resp_p", "conn_state", "service", "label", "confidence")
@@ -50,7 +53,8 @@ def find_incidents(
     att = verdicts.select(*_NEEDED, "orig_bytes", "resp_bytes").filter(pl.col("label") != NORMAL)
     if att.height == 0:
         return _empty_incidents(), pl.DataFrame(schema={"flow_id": pl.Int64, "incident_id": pl.Int64})
-    spread = pl.col("orig_h").n_unique().over("label", "resp_h") >= config.spread_sources
+    minor = pl.len().over("label", "orig_h") < config.minor_flows
+    spread = minor & (pl.col("orig_h").filter(minor).n_unique().over("label", "resp_h") >= config.spread_sources)
     att = att.with_columns(
         by_target=spread,
         key=pl.when(spread).then(pl.col("resp_h")).otherwise(pl.col("orig_h")),

@@ -42,8 +42,8 @@ class ScanConfig:
     force: bool = False
     strict: bool = False  # damaged-capture warnings become errors (exit 2)
     incidents: incidents.IncidentConfig = field(default_factory=incidents.IncidentConfig)
-    explain_incidents: int = 50  # the largest N incidents get feature attributions
-    explain_flows: int = 64  # flows sampled per explained incident
+    explain_incidents: int = 20  # the largest N incidents get feature attributions (the report shows 15)
+    explain_flows: int = 32  # flows sampled per explained incident (attribution costs a backward pass)
 
 
 @dataclass
@@ -149,7 +149,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         matched=verdicts.matches(v, config.fail_on, config.min_confidence),
     )
     with timed("writing"):
-        _write_outputs(result, flows, kdd, ext)
+        _write_outputs(result, kdd, ext)
     return result
 
 
@@ -213,7 +213,22 @@ def _explain(
     return inc.with_columns(summary=pl.Series(summaries, dtype=pl.String), reason=pl.Series(reasons, dtype=reason_type))
 
 
-def _write_outputs(result: ScanResult, flows: pl.DataFrame, kdd: pl.DataFrame, ext: Any) -> None:
+def _flows_table(ext: Any, kdd: pl.DataFrame, model_id: str) -> Any:
+    """The flow table as extracted (FLOW_SCHEMA types) plus the KDD features, with ``nta flows``' metadata.
+
+    ``land``, ``wrong_fragment`` and ``urgent`` are flow fields and KDD features with the same values; the flow
+    field stays (so ``features.flowtable.read_flows`` reads this file) and is not repeated.
+    """
+    from features.flowtable import flow_metadata
+
+    table = ext.flows
+    for name in KDD_FEATURES:
+        if name not in table.column_names:
+            table = table.append_column(name, kdd[name].to_arrow())
+    return table.replace_schema_metadata({**flow_metadata(ext), b"nta.model_id": model_id.encode()})
+
+
+def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any) -> None:
     """All three files to temporaries first, then renamed together; the folder is removed if we made it and failed."""
     import pyarrow.parquet as pq
 
@@ -225,8 +240,7 @@ def _write_outputs(result: ScanResult, flows: pl.DataFrame, kdd: pl.DataFrame, e
     try:
         with contextlib.ExitStack() as stack:
             tmp = {name: stack.enter_context(atomic_path(p)) for name, p in paths.items()}
-            table = flows.hstack(kdd.select([c for c in KDD_FEATURES if c not in flows.columns])).to_arrow()
-            table = table.replace_schema_metadata(_parquet_metadata(ext, result))
+            table = _flows_table(ext, kdd, result.model_id)
             pq.write_table(table, tmp["flows.parquet"], compression="zstd")
             verdicts.write_csv(result.verdicts, tmp["verdicts.csv"])
             result.summary = to_json(result)
@@ -236,18 +250,3 @@ def _write_outputs(result: ScanResult, flows: pl.DataFrame, kdd: pl.DataFrame, e
             with contextlib.suppress(OSError):
                 out_dir.rmdir()
         raise
-
-
-def _parquet_metadata(ext: Any, result: ScanResult) -> dict[bytes, bytes]:
-    """The same key-value metadata ``nta flows`` writes, plus the model that judged the flows."""
-    from analyzer import __version__
-    from features import schema
-
-    return {
-        schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION.encode(),
-        schema.META_NTA_VERSION: __version__.encode(),
-        schema.META_SOURCES: json.dumps(list(ext.sources)).encode(),
-        schema.META_BAD_PACKETS: json.dumps(dict(ext.bad_packets)).encode(),
-        schema.META_WARNINGS: json.dumps(list(ext.warnings)).encode(),
-        b"nta.model_id": result.model_id.encode(),
-    }

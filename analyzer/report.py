@@ -138,7 +138,9 @@ def _header(result: ScanResult) -> Table:
 
 
 def _verdict_table(result: ScanResult) -> Table:
-    t = Table(title="Verdicts by class", title_justify="left", box=box.SIMPLE_HEAD)
+    t = Table(
+        title="Verdicts by class", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0)
+    )
     t.add_column("class")
     t.add_column("flows", justify="right")
     t.add_column("share", justify="right")
@@ -150,8 +152,9 @@ def _verdict_table(result: ScanResult) -> Table:
     return t
 
 
-def _timeline(result: ScanResult) -> Group:
-    line = verdicts.timeline(result.verdicts, result.classes, bins=60)
+def _timeline(result: ScanResult, width: int) -> Group:
+    # One character per bin; the label and the "peak" note take about 45 columns.
+    line = verdicts.timeline(result.verdicts, result.classes, bins=max(10, min(60, width - 45)))
     if not line["counts"]:
         return Group(Text("Attack flows over time: none"))
     head = Text(
@@ -159,36 +162,46 @@ def _timeline(result: ScanResult) -> Group:
     )
     rows = [head]
     for cls, counts in line["counts"].items():
-        rows.append(Text(f"  {cls:<6} ▕{sparkline(counts)}▏ peak {max(counts):,}/bin, {sum(counts):,} flows"))
+        rows.append(Text(f"  {cls:<6}▕{sparkline(counts)}▏ {sum(counts):,} flows, peak {max(counts):,}/bin"))
     return Group(*rows)
 
 
 def _incidents(result: ScanResult) -> Group:
     inc = result.incidents
-    rows: list[Any] = [Text(f"Incidents: {inc.height:,}", style="bold")]
+    grid = Table.grid(padding=(0, 1, 0, 2))  # wrapped lines stay indented under their incident
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_column()
     shown = inc.sort(["flows", "incident_id"], descending=[True, False]).head(MAX_INCIDENTS)
     for r in shown.iter_rows(named=True):
-        rows.append(Text(f"  #{r['incident_id']} {r['summary']}", style="red"))
         why = ", ".join(f"{d['feature']} {d['value']}" for d in r["reason"])
-        rows.append(Text(f"      why: {why or 'not explained (only the largest incidents are)'}"))
+        body = Text(r["summary"], style="red")
+        body.append(f"\n  why: {why or 'not explained (only the largest incidents are)'}", style="default")
+        grid.add_row(f"#{r['incident_id']}", body)
+    rows: list[Any] = [Text(f"Incidents: {inc.height:,}", style="bold"), grid]
     if inc.height > MAX_INCIDENTS:
         rows.append(Text(f"  ... and {inc.height - MAX_INCIDENTS:,} smaller incidents (report.json has them all)"))
     return Group(*rows)
 
 
-def _top_flows(result: ScanResult) -> Table:
-    t = Table(title="Top suspicious flows", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name, just in [("flow", "right"), ("time", "left"), ("originator -> responder", "left"),
+def _top_flows(result: ScanResult, width: int) -> Table:
+    t = Table(
+        title="Top suspicious flows", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0)
+    )
+    show_time = width >= 96  # on an 80-column terminal the endpoints matter more than the start time
+    for name, just in [("flow", "right"), ("time", "left"), ("originator", "left"), ("responder", "left"),
                        ("service", "left"), ("state", "left"), ("class", "left"), ("p_attack", "right"),
                        ("inc", "right")]:  # fmt: skip
-        # Endpoints never wrap (an address split over lines cannot be copied); long IPv6 ones fold.
-        t.add_column(name, justify=just, no_wrap=name.startswith("orig"), overflow="fold")  # type: ignore[arg-type]
+        if name == "time" and not show_time:
+            continue
+        # Only the endpoints may fold (long IPv6 addresses); every other column keeps its width.
+        fold = name in ("originator", "responder")
+        t.add_column(name, justify=just, no_wrap=not fold, overflow="fold", min_width=15 if fold else None)  # type: ignore[arg-type]
     for r in verdicts.top_flows(result.verdicts, TOP_FLOWS).iter_rows(named=True):
-        o = _endpoint(r["orig_h"], r["orig_p"])
-        d = _endpoint(r["resp_h"], r["resp_p"])
         inc = "" if r["incident_id"] is None else f"#{r['incident_id']}"
-        t.add_row(str(r["flow_id"]), r["ts"].strftime("%H:%M:%S"), f"{o} -> {d}", f"{r['service']}",
-                  r["conn_state"], r["label"], f"{r['p_attack']:.2f}", inc)  # fmt: skip
+        cells = [str(r["flow_id"]), r["ts"].strftime("%H:%M:%S"), _endpoint(r["orig_h"], r["orig_p"]),
+                 _endpoint(r["resp_h"], r["resp_p"]), f"{r['service']}", r["conn_state"], r["label"],
+                 f"{r['p_attack']:.2f}", inc]  # fmt: skip
+        t.add_row(*(cells if show_time else cells[:1] + cells[2:]))
     return t
 
 
@@ -199,7 +212,13 @@ def _endpoint(host: str, port: int | None) -> str:
 
 
 def _talkers(result: ScanResult) -> Table:
-    t = Table(title="Top talkers among suspicious flows", title_justify="left", box=box.SIMPLE_HEAD)
+    t = Table(
+        title="Top talkers among suspicious flows",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+    )
     for name in ("originator", "flows", "classes", "targets", "ports", "max p_attack"):
         t.add_column(name, justify="left" if name in ("originator", "classes") else "right")
     for r in verdicts.top_talkers(result.verdicts, TOP_TALKERS).iter_rows(named=True):
@@ -225,12 +244,12 @@ def render(result: ScanResult, console: Console) -> None:
     console.print(_header(result))
     console.print()
     console.print(_verdict_table(result))
-    console.print(_timeline(result))
+    console.print(_timeline(result, console.width))
     console.print()
     console.print(_incidents(result))
     if result.verdicts.filter(verdicts.is_attack()).height:
         console.print()
-        console.print(_top_flows(result))
+        console.print(_top_flows(result, console.width))
         console.print(_talkers(result))
     console.print()
     console.print("Outputs: " + ", ".join(str(p) for p in result.outputs.values()))

@@ -1,0 +1,82 @@
+"""End-to-end speed of ``nta scan`` by stage: packets/s and flows/s on a big synthetic capture.
+
+    python tests/benchmarks/bench_scan.py [--capture /tmp/bench-1m.pcap] [--device cpu] [--runs 1]
+
+Makes the capture with ../shared/bench/gen_pcap.py when missing (1M packets, 300 s, seed 1; reused when
+``<capture>.done`` exists, as other benchmarks leave it). Prints seconds, packets/s and flows/s per stage,
+the end-to-end figure (run_scan plus rendering the report) against the 100,000 packets/s target, and
+peak RSS. Not collected by pytest (no timed tests): figures go in the issue's note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+GEN = REPO.parent / "shared" / "bench" / "gen_pcap.py"
+TARGET_PPS = 100_000
+
+
+def ensure_capture(path: Path, packets: int, duration: int) -> None:
+    done = path.with_name(path.name + ".done")
+    if path.exists() and done.exists():
+        return
+    if not GEN.exists():
+        sys.exit(f"needs {GEN} (../shared beside the checkout) to make {path}")
+    print(f"generating {path} ({packets:,} packets) ...", flush=True)
+    subprocess.run(
+        [sys.executable, str(GEN), str(path), "--packets", str(packets), "--duration", str(duration), "--seed", "1"],
+        check=True,
+    )
+    done.touch()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--capture", type=Path, default=Path("/tmp/bench-1m.pcap"))
+    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap.add_argument("--duration", type=int, default=300)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=4096)
+    ap.add_argument("--runs", type=int, default=1)
+    args = ap.parse_args()
+    ensure_capture(args.capture, args.packets, args.duration)
+
+    from rich.console import Console
+
+    from analyzer.pipeline import ScanConfig, run_scan
+    from analyzer.report import render
+
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = ScanConfig(
+                paths=(args.capture,), out=Path(tmp) / "out", device=args.device, batch_size=args.batch_size
+            )
+            t0 = time.perf_counter()
+            result = run_scan(cfg)
+            t1 = time.perf_counter()
+            render(result, Console(file=io.StringIO(), width=100))
+            wall = time.perf_counter() - t0
+            render_s = time.perf_counter() - t1
+        packets, flows = result.packets, result.flows
+        print(f"\nrun {run + 1}: {args.capture} packets {packets:,} flows {flows:,} device {result.device}")
+        print(f"{'stage':<12} {'seconds':>8} {'packets/s':>12} {'flows/s':>12}")
+        for stage, s in [*result.seconds.items(), ("report", render_s)]:
+            print(f"{stage:<12} {s:8.2f} {packets / s if s else 0:12,.0f} {flows / s if s else 0:12,.0f}")
+        pps = packets / wall
+        print(f"{'end to end':<12} {wall:8.2f} {pps:12,.0f} {flows / wall:12,.0f}")
+        print(f"target {TARGET_PPS:,} packets/s end to end: {'met' if pps >= TARGET_PPS else 'MISSED'}")
+        print(
+            f"incidents {result.incidents.height:,}; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""``nta scan`` end to end on every sample capture: exit codes, outputs and their schemas, --fail-on, --format json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner, Result
+
+from analyzer.cli import app
+from analyzer.verdicts import verdict_columns
+from features.kdd_columns import CLASSES, KDD_FEATURES
+from features.schema import FLOW_COLUMNS, META_SOURCES
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "sample_pcaps"
+CAPTURES = sorted(p.name for p in SAMPLES.iterdir() if p.name.endswith((".pcap", ".pcapng", ".pcap.gz")))
+
+
+def scan(*args: str | Path) -> Result:
+    return CliRunner().invoke(app, ["scan", "--quiet", *map(str, args)])
+
+
+def test_every_sample_is_listed() -> None:
+    assert "demo-mixed.pcap" in CAPTURES and "truncated.pcap" in CAPTURES and len(CAPTURES) >= 15
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_scan_sample_writes_consistent_outputs(name: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = scan(SAMPLES / name, "--out", out)
+    assert res.exit_code == 0, res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["flows.parquet", "report.json", "verdicts.csv"]
+
+    v = pl.read_csv(out / "verdicts.csv")
+    assert v.columns == verdict_columns(CLASSES)
+    report = json.loads((out / "report.json").read_text())
+    flows = pq.read_table(out / "flows.parquet")
+    assert flows.column_names[: len(FLOW_COLUMNS)] == list(FLOW_COLUMNS)
+    assert set(KDD_FEATURES) <= set(flows.column_names)
+    assert META_SOURCES in (flows.schema.metadata or {})
+    assert v.height == flows.num_rows == report["flows"] > 0
+    assert v["flow_id"].to_list() == flows.column("flow_id").to_pylist()
+    assert set(v["label"].unique()) <= set(CLASSES)
+    assert v["confidence"].is_between(0, 1).all() and v["model_id"].n_unique() == 1
+    # Incident ids in the CSV are exactly the report's incidents; attack flows only.
+    ids = {i["incident_id"] for i in report["incidents"]}
+    assert set(v["incident_id"].drop_nulls().unique()) == ids
+    assert (v.filter(pl.col("incident_id").is_not_null())["label"] != "normal").all()
+    assert sum(i["flows"] for i in report["incidents"]) == (v["label"] != "normal").sum()
+    assert report["captures"][0]["packets"] == report["packets"] > 0
+    assert "Incidents:" in res.stdout and res.stderr == ""
+
+
+def test_truncated_capture_warns_and_strict_refuses(tmp_path: Path) -> None:
+    res = scan(SAMPLES / "truncated.pcap", "--out", tmp_path / "a")
+    assert res.exit_code == 0
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["warnings"] and "Warning" in res.stdout
+
+
+def test_fail_on_matches_verdicts(tmp_path: Path) -> None:
+    """Exit 1 exactly when a flow has a --fail-on class at --min-confidence or above."""
+    res = scan(SAMPLES / "demo-mixed.pcap", "--out", tmp_path / "o")
+    v = pl.read_csv(tmp_path / "o" / "verdicts.csv")
+    attacks = v.filter(pl.col("label") != "normal")
+    assert attacks.height > 0, "the demo capture's scan, flood and sweep should raise attack verdicts"
+    for i, (fail_on, p) in enumerate([("any", 0.0), ("dos,probe", 0.5), ("r2l", 0.0), ("any", 0.999)]):
+        chosen = set(CLASSES[1:]) if fail_on == "any" else {c for c in CLASSES if c.lower() in fail_on.split(",")}
+        want = 1 if v.filter(pl.col("label").is_in(list(chosen)) & (pl.col("confidence") >= p)).height else 0
+        res = scan(
+            SAMPLES / "demo-mixed.pcap", "--out", tmp_path / f"f{i}", "--fail-on", fail_on, "--min-confidence", p
+        )
+        assert res.exit_code == want, (fail_on, p, res.stderr)
+        report = json.loads((tmp_path / f"f{i}" / "report.json").read_text())
+        assert report["exit_code"] == want and (report["fail_on"]["matched_flows"] > 0) == bool(want)
+
+
+def test_format_json_prints_report(tmp_path: Path) -> None:
+    res = scan(SAMPLES / "syn-portscan.pcap", "--out", tmp_path / "o", "--format", "json")
+    assert res.exit_code == 0
+    assert json.loads(res.stdout) == json.loads((tmp_path / "o" / "report.json").read_text())
+
+
+def test_default_out_is_named_after_first_capture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = scan(SAMPLES / "fmt-gzip.pcap.gz", SAMPLES / "land.pcap")
+    assert res.exit_code == 0, res.stderr
+    out = tmp_path / "nta-out" / "fmt-gzip"
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["captures"]) == 2
+    assert pl.read_csv(out / "verdicts.csv")["source_file"].n_unique() == 2
+
+
+def test_folder_scan_skips_non_captures(tmp_path: Path) -> None:
+    folder = tmp_path / "evidence"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "scan.pcap").write_bytes((SAMPLES / "syn-portscan.pcap").read_bytes())
+    (folder / "notes.txt").write_text("not a capture\n")
+    (folder / "fake.pcap").write_text("not a capture either\n")
+    res = scan(folder, "--out", tmp_path / "o")
+    assert res.exit_code == 0, res.stderr
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert [Path(c["file"]).name for c in report["captures"]] == ["scan.pcap"]
+    assert sorted(Path(s["file"]).name for s in report["skipped"]) == ["fake.pcap", "notes.txt"]
+
+
+def test_force_overwrites(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    assert scan(SAMPLES / "land.pcap", "--out", out).exit_code == 0
+    res = scan(SAMPLES / "ping-sweep.pcap", "--out", out, "--force")
+    assert res.exit_code == 0, res.stderr
+    assert "ping-sweep" in json.loads((out / "report.json").read_text())["captures"][0]["file"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
