@@ -108,7 +108,10 @@ def build_rows(
     """Real packet rows plus one virtual row per carried flow, sorted by (key, virtual first, time)."""
     n, m = c["ts_ns"].size, carried["h"].size
     tcp = c["proto"] == 6
-    hist_ok = tcp & ~c["frag_tail"]
+    # The decoder zeroes flags, seq, ack and window when the TCP header was not captured (snaplen): such
+    # packets count in packets and bytes but move no TCP state and add no history letter, as in Zeek.
+    unknown_hdr = (c["tcp_flags"] == 0) & (c["tcp_seq"] == 0) & (c["tcp_ack"] == 0) & (c["tcp_win"] == 0)
+    hist_ok = tcp & ~c["frag_tail"] & ~unknown_hdr
     fl = np.where(hist_ok, c["tcp_flags"], 0).astype(np.int64)
     d = k["dir"]
     fin = (fl & _FIN) > 0

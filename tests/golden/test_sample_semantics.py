@@ -219,7 +219,6 @@ def test_snaplen_cut_packets_count_in_full(samples: Any) -> None:
     assert got.filter(whole_hdr).drop(PER_FILE).equals(ref.filter(whole_hdr).drop(PER_FILE))
 
 
-@pytest.mark.xfail(strict=True, reason="BUGS-flows.md #1: uncaptured TCP flags/window read as 0")
 def test_snaplen_cut_tcp_header_invents_no_history(samples: Any) -> None:
     got = samples.flows("fmt-snaplen-64.pcap").filter((pl.col("ip_version") == 6) & (pl.col("proto") == "tcp"))
     (history,) = got["history"].to_list()
