@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 GEN = REPO.parent / "shared" / "bench" / "gen_pcap.py"
 TARGET_PPS = 100_000
 

@@ -89,13 +89,24 @@ def _model_copy(tmp_path: Path) -> Path:
 
 
 def test_model_with_other_feature_spec(tmp_path: Path) -> None:
+    """A well-formed model whose spec names a feature nta does not compute (count renamed throughout)."""
     model = _model_copy(tmp_path)
     meta = json.loads((model / "metadata.json").read_text())
     spec = meta["feature_spec"]
-    spec["columns"] = [c if c != "count" else "packets_per_second" for c in spec["columns"]]
+    spec["columns"] = ["packets_per_second" if c == "count" else c for c in spec["columns"]]
+    spec["encoded_columns"] = ["packets_per_second" if c == "count" else c for c in spec["encoded_columns"]]
+    spec["stats"]["packets_per_second"] = spec["stats"].pop("count")
     (model / "metadata.json").write_text(json.dumps(meta))
     res = scan(SAMPLES / "land.pcap", "--out", tmp_path / "o", "--model", model)
-    assert_refused(res, 3, tmp_path / "o")
+    assert_refused(res, 3, tmp_path / "o", "packets_per_second")
+
+
+def test_model_with_malformed_spec(tmp_path: Path) -> None:
+    model = _model_copy(tmp_path)
+    meta = json.loads((model / "metadata.json").read_text())
+    meta["feature_spec"]["columns"] = meta["feature_spec"]["columns"][:-1]
+    (model / "metadata.json").write_text(json.dumps(meta))
+    assert_refused(scan(SAMPLES / "land.pcap", "--out", tmp_path / "o", "--model", model), 3, tmp_path / "o")
 
 
 def test_corrupt_weights(tmp_path: Path) -> None:
