@@ -135,3 +135,14 @@ def test_cli_not_a_capture_exits_2_and_writes_nothing(tmp_path: Path, content: b
     assert res.exit_code == 2
     assert res.stderr.count("\n") == 1 and str(bad) in res.stderr
     assert not out.exists()
+
+
+def test_header_only_capture_gives_an_empty_table(tmp_path: Path) -> None:
+    cap = tmp_path / "empty.pcap"
+    with cap.open("wb") as f:
+        dpkt.pcap.Writer(f)
+    ext = extract_flows([cap])
+    assert ext.flows.num_rows == 0 and ext.flows.schema.equals(FLOW_SCHEMA) and ext.packets == 0
+    out = tmp_path / "flows.parquet"
+    write_flows(ext, out)
+    assert read_flows(out)[0].num_rows == 0

@@ -151,3 +151,29 @@ def test_ipv6_flow() -> None:
     a, b = "2001:db8::1", "2001:db8::2"
     f = build([pkt(0, a, b, 40000, 443, proto=17, plen=100), pkt(0.1, b, a, 443, 40000, proto=17, plen=1200)])
     assert (f["orig_h"][0], f["resp_h"][0], f["ip_version"][0]) == (a, b, 6)
+
+
+def test_tcp_packet_without_captured_header_adds_no_letter() -> None:
+    """Snaplen cut inside the TCP header: the decoder zeroes flags, seq, ack and window (all unknown)."""
+    pk = [pkt(0, C, S, 1234, 443, flags=0, seq=0, ack=0, win=0, plen=100), pkt(0.1, S, C, 443, 1234, win=0)]
+    for p in pk:
+        p["tcp_ack"] = 0
+    f = build(pk)
+    assert (f["history"][0], f["conn_state"][0], f["orig_pkts"][0], f["resp_pkts"][0]) == ("", "OTH", 1, 1)
+
+
+def test_null_scan_packet_still_counts_as_tcp() -> None:
+    """Flags 0 with a real sequence number and window (nmap -sN) is a captured header: it is data-less, no letter."""
+    f = build([pkt(0, C, S, 40000, 22, flags=0, seq=12345, win=1024)])
+    assert f["history"][0] == "" and f["conn_state"][0] == "OTH"
+
+
+def test_syn_with_a_new_sequence_number_repeats_the_letter() -> None:
+    pk = [pkt(0, C, S, 1234, 80, flags=SYN, seq=7), pkt(1, C, S, 1234, 80, flags=SYN, seq=7000)]
+    f = build(pk)
+    assert f.height == 1 and f["history"][0] == "SS" and f["conn_state"][0] == "S0"
+
+
+def test_fin_rst_and_syn_fin_letters() -> None:
+    pk = [pkt(0, C, S, 1234, 80, flags=SYN | FIN, seq=7), pkt(0.1, S, C, 80, 1234, flags=FIN | RST | ACK, seq=9)]
+    assert build(pk)["history"][0] == "Qi"
