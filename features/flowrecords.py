@@ -27,6 +27,7 @@ PROTO_NAMES: dict[int, str] = {
     112: "vrrp",
     132: "sctp",
 }
+_V6_TEXT: dict[tuple[int, int], str] = {}  # IPv6 text forms already made (hosts recur across batches)
 PAYLOAD_SCHEMA = {"flow_id": pl.Int64, "ts_ns": pl.Int64, "from_orig": pl.Boolean, "payload": pl.Binary}
 
 
@@ -45,12 +46,17 @@ def addr_strings(hi: np.ndarray, lo: np.ndarray, ipv: np.ndarray) -> np.ndarray:
         uniq, inv = np.unique(lo[v4] & np.uint64(0xFFFFFFFF), return_inverse=True)
         text = [f"{x >> 24}.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}" for x in uniq.tolist()]
         out[v4] = np.array(text, object)[inv]
-    v6 = ~v4
-    if v6.any():
-        pairs = np.stack([hi[v6], lo[v6]], axis=1)
-        uniq2, inv2 = np.unique(pairs, axis=0, return_inverse=True)
-        text6 = [ipaddress.IPv6Address((h << 64) | x).compressed for h, x in uniq2.tolist()]
-        out[v6] = np.array(text6, object)[inv2.reshape(-1)]
+    v6 = np.flatnonzero(~v4)
+    if v6.size:
+        if len(_V6_TEXT) > 1_000_000:  # bound the cache on captures with huge numbers of IPv6 hosts
+            _V6_TEXT.clear()
+        text6 = []
+        for h, x in zip(hi[v6].tolist(), lo[v6].tolist(), strict=True):
+            t = _V6_TEXT.get((h, x))
+            if t is None:
+                t = _V6_TEXT[(h, x)] = ipaddress.IPv6Address((h << 64) | x).compressed
+            text6.append(t)
+        out[v6] = text6
     return out
 
 

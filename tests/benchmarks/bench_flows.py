@@ -52,8 +52,8 @@ def ensure_capture(path: Path, packets: int, duration: int) -> Path:
     return path
 
 
-def timed(cmd: list[str]) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS in MiB, stdout+stderr) of one command under /usr/bin/time -v."""
+def timed(cmd: list[str]) -> tuple[float, float, int, str]:
+    """(wall seconds, CPU seconds, peak RSS in MiB, stdout+stderr) of one command under /usr/bin/time -v."""
     t0 = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -61,17 +61,18 @@ def timed(cmd: list[str]) -> tuple[float, int, str]:
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}):\n{out[-2000:]}")
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", out)
-    return wall, int(m.group(1)) // 1024 if m else -1, out
+    cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", out))
+    return wall, cpu, int(m.group(1)) // 1024 if m else -1, out
 
 
 def run_nta(capture: Path) -> dict:
     nta = shutil.which("nta") or str(Path(sys.executable).with_name("nta"))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "flows.parquet"
-        wall, rss, text = timed([nta, "flows", str(capture), "-o", str(out), "-q"])
+        wall, cpu, rss, text = timed([nta, "flows", str(capture), "-o", str(out), "-q"])
     m = re.search(r"([\d,]+) packets -> ([\d,]+) flows", text)
     packets, flows = (int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))) if m else (0, 0)
-    return {"tool": "nta flows", "wall_s": wall, "records": packets, "flows": flows, "rss_mib": rss}
+    return {"tool": "nta flows", "wall_s": wall, "cpu_s": cpu, "records": packets, "flows": flows, "rss_mib": rss}
 
 
 def nfstream_python() -> Path | None:
@@ -91,19 +92,28 @@ def nfstream_python() -> Path | None:
 
 def run_nfstream(py: Path, capture: Path, fastest: bool, records: int) -> dict:
     extra = ["--dissections", "0", "--stats", "0"] if fastest else []
-    wall, rss, text = timed([str(py), str(NFS_RUN), str(capture), *extra])
+    wall, cpu, rss, text = timed([str(py), str(NFS_RUN), str(capture), *extra])
     m = re.search(r"RESULT (\{.*\})", text)
     res = json.loads(m.group(1)) if m else {}
     name = "NFStream (fastest: no dissection, no stats)" if fastest else "NFStream (defaults)"
-    return {"tool": name, "wall_s": wall, "records": records, "flows": res.get("flows", 0), "rss_mib": rss}
+    flows = res.get("flows", 0)
+    return {"tool": name, "wall_s": wall, "cpu_s": cpu, "records": records, "flows": flows, "rss_mib": rss}
 
 
 def show(rows: list[dict]) -> None:
-    """One line per run; packets/s = capture records / whole-process wall time (same file for every tool)."""
-    print(f"{'tool':46} {'records':>10} {'wall s':>8} {'packets/s':>11} {'flows':>9} {'peak RSS MiB':>13}")
+    """One line per run; packets/s = capture records / whole-process wall time (same file for every tool).
+
+    CPU s (user + system) is shown too: on a machine shared with other work, wall time overstates cost.
+    """
+    head = f"{'tool':46} {'records':>10} {'wall s':>7} {'CPU s':>7} {'packets/s':>10} {'pkts/CPU-s':>10}"
+    print(head + f" {'flows':>8} {'peak RSS MiB':>12}")
     for r in rows:
         pps = r["records"] / r["wall_s"] if r["wall_s"] else 0
-        print(f"{r['tool']:46} {r['records']:10,} {r['wall_s']:8.2f} {pps:11,.0f} {r['flows']:9,} {r['rss_mib']:13,}")
+        cps = r["records"] / r["cpu_s"] if r["cpu_s"] else 0
+        print(
+            f"{r['tool']:46} {r['records']:10,} {r['wall_s']:7.2f} {r['cpu_s']:7.2f} {pps:10,.0f} {cps:10,.0f}"
+            f" {r['flows']:8,} {r['rss_mib']:12,}"
+        )
 
 
 def main() -> None:
