@@ -48,7 +48,7 @@ class TrainConfig:
     depth: int = 5
     residual: bool = True
     epochs: int = 30  # upper bound; early stopping usually ends sooner
-    batch_size: int = 256
+    batch_size: int = 512
     lr: float = 2e-3
     weight_decay: float = 0.0
     seed: int = 0
@@ -58,9 +58,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     scaling: str = "minmax"
     log1p: tuple[str, ...] = DEFAULT_LOG1P
-    patch: int = 8
-    channels: int = 32
-    branch_channels: int = 16
+    patch: int = 16
+    channels: int = 16
+    branch_channels: int = 8
     dropout: float = 0.1
 
     def net_config(self, n_features: int) -> NetConfig:

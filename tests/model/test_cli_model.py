@@ -1,0 +1,51 @@
+"""`nta train` and `nta evaluate` end to end on a small NSL-KDD file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+from typer.testing import CliRunner
+
+from analyzer.cli import app
+
+
+def test_train_then_evaluate(synthetic_df: pl.DataFrame, tmp_path: Path) -> None:
+    data = tmp_path / "train.parquet"
+    synthetic_df.write_parquet(data)
+    out = tmp_path / "model"
+    runner = CliRunner()
+    r = runner.invoke(
+        app,
+        ["train", "--data", str(data), "-o", str(out), "--features", "full", "--epochs", "2", "--depth", "2", "-q"],
+    )
+    assert r.exit_code == 0, r.output
+    assert (out / "weights.safetensors").exists() and (out / "history.csv").exists()
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["train"]["data_sha256"] and meta["train"]["config"]["depth"] == 2 and meta["train"]["epochs_run"] == 2
+    assert len(pl.read_csv(out / "history.csv")) == 2
+
+    r = runner.invoke(app, ["train", "--data", str(data), "-o", str(out), "-q"])
+    assert r.exit_code == 2 and "already holds a model" in r.output
+
+    js = tmp_path / "m.json"
+    r = runner.invoke(app, ["evaluate", str(out), "--data", str(data), "--json", str(js), "--record"])
+    assert r.exit_code == 0, r.output
+    assert "5-class: accuracy" in r.output and "binary (normal vs attack)" in r.output
+    res = json.loads(js.read_text())
+    assert res["multiclass"]["n"] == 400 and len(res["multiclass"]["confusion"]) == 5
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["metrics"]["test"]["train.parquet"]["multiclass"]["accuracy"] == res["multiclass"]["accuracy"]
+
+
+def test_evaluate_missing_model_is_exit_3(tmp_path: Path, sample_file: Path) -> None:
+    r = CliRunner().invoke(app, ["evaluate", str(tmp_path / "none"), "--data", str(sample_file)])
+    assert r.exit_code == 3 and "no model directory" in r.output
+
+
+def test_train_bad_data_is_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("not,nsl,kdd\n")
+    r = CliRunner().invoke(app, ["train", "--data", str(bad), "-o", str(tmp_path / "m"), "-q"])
+    assert r.exit_code == 2 and "bad.txt" in r.output
