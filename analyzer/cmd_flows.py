@@ -42,7 +42,7 @@ def flows(
     config = FlowConfig(tcp_idle_s=tcp_idle, udp_idle_s=udp_idle, icmp_idle_s=icmp_idle)
     with make_stages(quiet) as stages:
         with stages.stage("reading") as progress:
-            ext = extract_flows(found.captures, config, progress)
+            ext = extract_flows(found.captures, config, progress, payloads=False)
         with stages.stage("writing"):
             write_flows(ext, output)
     for path, reason in found.skipped:

@@ -32,11 +32,17 @@ class Extraction:
 
 
 def extract_flows(
-    paths: Sequence[Path], config: FlowConfig = DEFAULT_CONFIG, progress: ProgressFn = no_progress
+    paths: Sequence[Path],
+    config: FlowConfig = DEFAULT_CONFIG,
+    progress: ProgressFn = no_progress,
+    *,
+    payloads: bool = True,
 ) -> Extraction:
     """Flow records of ``paths`` (each opened first, so a non-capture fails before any work: ``InputError``).
 
-    ``progress`` gets (bytes read, total bytes) over all files. Flows never span two files.
+    ``progress`` gets (bytes read, total bytes) over all files. Flows never span two files. With
+    ``payloads=False`` no payload snippets are kept (``Extraction.payloads`` is empty): less memory when
+    only the flow table is wanted.
     """
     from features.source import PacketSource
 
@@ -49,7 +55,7 @@ def extract_flows(
     warnings: list[str] = []
     info: list[dict] = []
     for i, src in enumerate(sources):
-        fb = FlowBuilder(str(src.path), config)
+        fb = FlowBuilder(str(src.path), config, payloads=payloads)
 
         def prog(done: int, _total: int, base: int = done_before) -> None:
             progress(base + done, total)

@@ -52,8 +52,9 @@ DEFAULT_CONFIG = FlowConfig()
 class FlowBuilder:
     """Builds the flows of one capture file from its packet batches, in capture order."""
 
-    def __init__(self, source_file: str, config: FlowConfig = DEFAULT_CONFIG) -> None:
+    def __init__(self, source_file: str, config: FlowConfig = DEFAULT_CONFIG, *, payloads: bool = True) -> None:
         self.source_file = source_file
+        self.keep_payloads = payloads  # link PacketBatch.payloads to flows (content features need them)
         self.config = config
         self._delay = int(config.close_delay_s * _NS)
         self._state = fs.empty_state()
@@ -94,7 +95,7 @@ class FlowBuilder:
         start, ended, end_time = self._segment(rows)
         segs = fs.reduce_segments(rows, start, ended, end_time, carried, self._next_uid)
         self._next_uid += int(segs.pop("_new_uids")[0])
-        if batch is not None and batch.payloads:
+        if batch is not None and batch.payloads and self.keep_payloads:
             self._link_payloads(rows, start, segs, batch)
         key_last = segs.pop("_key_last").astype(bool)
         finished = ~key_last | final | self._expired(segs)

@@ -146,3 +146,9 @@ def test_header_only_capture_gives_an_empty_table(tmp_path: Path) -> None:
     out = tmp_path / "flows.parquet"
     write_flows(ext, out)
     assert read_flows(out)[0].num_rows == 0
+
+
+def test_payloads_can_be_left_out(tmp_path: Path) -> None:
+    ext = extract_flows([write_capture(tmp_path / "a.pcap")], payloads=False)
+    assert ext.payloads.height == 0 and ext.payloads.columns == ["flow_id", "ts_ns", "from_orig", "payload"]
+    assert ext.flows.num_rows == 2
