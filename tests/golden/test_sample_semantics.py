@@ -156,11 +156,21 @@ def test_teardrop_and_ping_of_death_count_wrong_fragments(samples: Any) -> None:
 def test_land(samples: Any) -> None:
     df = _tcp(samples.flows("land.pcap"))
     land = df.filter(pl.col("land"))
-    assert land.height == 1
-    r = land.row(0, named=True)
-    assert (r["orig_h"], r["orig_p"], r["resp_h"], r["resp_p"]) == ("10.0.0.25", 139, "10.0.0.25", 139)
-    assert r["orig_pkts"] == 3 and r["resp_pkts"] == 0
+    assert land.height >= 1
+    assert set(land.select("orig_h", "orig_p", "resp_h", "resp_p").rows()) == {("10.0.0.25", 139, "10.0.0.25", 139)}
+    assert land["orig_pkts"].sum() == 3 and land["resp_pkts"].sum() == 0
+    assert set(land["conn_state"]) == {"S0"}
     assert df.filter(~pl.col("land"))["conn_state"].to_list() == ["SF"]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="BUGS-flows.md #2: a SYN with a new ISN on an open flow does not start a new flow"
+)
+def test_land_syns_with_new_isns_are_separate_connections(samples: Any) -> None:
+    # The three land SYNs carry three different ISNs. Zeek (TCPSessionAdapter::IsReuse: SYN_seq_jump) and
+    # tshark (port reuse) both make each a new connection: three S0 records with history "S".
+    land = _tcp(samples.flows("land.pcap")).filter(pl.col("land"))
+    assert land.select("orig_pkts", "conn_state", "history").rows() == [(1, "S0", "S")] * 3
 
 
 def test_ftp_and_telnet_logins(samples: Any) -> None:
@@ -221,10 +231,9 @@ def test_snaplen_cut_packets_count_in_full(samples: Any) -> None:
 
 def test_snaplen_cut_tcp_header_invents_no_history(samples: Any) -> None:
     got = samples.flows("fmt-snaplen-64.pcap").filter((pl.col("ip_version") == 6) & (pl.col("proto") == "tcp"))
-    (history,) = got["history"].to_list()
-    # The window field was never captured, so no zero-window letter may appear; the flags were never
-    # captured either, so no handshake/close letters can be claimed.
-    assert "w" not in history.lower(), history
+    # The flags and the window were never captured: no zero-window letter, no handshake/close letters
+    # (Zeek skips such packets), so no TCP state either; packets and IP bytes still count (test above).
+    assert got.select("history", "conn_state").rows() == [("", "OTH")]
 
 
 def test_odd_formats_reference_is_right(samples: Any) -> None:
