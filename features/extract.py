@@ -85,16 +85,16 @@ def extract_flows(
         flows = flows.with_columns(pl.lit(0).alias("_file"))
     flows = flows.rename({"flow_id": "_uid"}).sort(list(_ORDER), nulls_last=False).with_row_index("flow_id")
     ids = flows.select("_file", "_uid", pl.col("flow_id").cast(pl.Int64))
-    payloads = empty_payloads()
+    linked = empty_payloads()
     if pays:
         p = pl.concat(pays).rename({"flow_id": "_uid"})
-        payloads = p.join(ids, on=["_file", "_uid"], how="inner").select("flow_id", "ts_ns", "from_orig", "payload")
-        payloads = payloads.sort("flow_id", "ts_ns")
+        linked = p.join(ids, on=["_file", "_uid"], how="inner").select("flow_id", "ts_ns", "from_orig", "payload")
+        linked = linked.sort("flow_id", "ts_ns")
     table = flows.with_columns(pl.col("flow_id").cast(pl.Int64)).select(FLOW_COLUMNS).to_arrow()
     table = table.cast(FLOW_SCHEMA)
     return Extraction(
         flows=table,
-        payloads=payloads,
+        payloads=linked,
         sources=info,
         bad_packets=dict(sorted(bad.items())),
         warnings=warnings,
