@@ -177,3 +177,14 @@ def test_syn_with_a_new_sequence_number_repeats_the_letter() -> None:
 def test_fin_rst_and_syn_fin_letters() -> None:
     pk = [pkt(0, C, S, 1234, 80, flags=SYN | FIN, seq=7), pkt(0.1, S, C, 80, 1234, flags=FIN | RST | ACK, seq=9)]
     assert build(pk)["history"][0] == "Qi"
+
+
+def test_retransmitted_fin_does_not_repeat_and_t_is_logarithmic() -> None:
+    pk = handshake_close()[:6]
+    again = [pkt(0.31 + i * 0.001, C, S, 1234, 80, flags=ACK | PSH, seq=101, ack=501, plen=10) for i in range(10)]
+    fin = pkt(0.6, C, S, 1234, 80, flags=ACK | FIN, seq=111, ack=521)
+    fin2 = pkt(0.65, C, S, 1234, 80, flags=ACK | FIN, seq=111, ack=521)
+    f = build([*pk[:4], *again, *pk[4:], fin, fin2])
+    # 10 retransmissions: T at the 1st and the 10th; the FIN sent twice with one sequence number: one F.
+    assert f["history"][0] == "ShADTTdaF"
+    assert f["conn_state"][0] == "S2"
