@@ -14,11 +14,14 @@ Flow definition
 * ICMP and ICMPv6: echo request and echo reply are separate records (NSL-KDD's ``eco_i``/``ecr_i``);
   a record is keyed by (src, dst, type, code) in the sender's direction. ICMP errors that quote a
   packet stay ICMP records with their own type and code.
-* IP fragments: a non-first fragment is attributed to the flow of its datagram (src, dst, protocol,
-  IP id). Fragments that overlap, or that make an impossible datagram (past 65,535 bytes), are counted
-  per flow in ``wrong_fragment``, as NSL-KDD defines it (teardrop and ping-of-death live only there).
+* IP fragments: a non-first fragment is attributed to the flow of its datagram (VLAN, src, dst, protocol,
+  IP id), through the nearest first fragment within 30 s (before it, else after it); without one it forms
+  a flow without ports. Fragments that overlap an earlier fragment of their datagram (exact duplicates
+  excepted), or that make an impossible datagram (past 65,535 bytes), are counted per flow in
+  ``wrong_fragment``, as NSL-KDD defines it (teardrop and ping-of-death live only there).
 * ``conn_state`` and ``history`` follow Zeek's definitions (see ``features.tcpstate``); UDP and other
   protocols get Zeek's UDP/other rules.
+* ``land``: same address and same port on both ends (same address for protocols without ports).
 * Byte counts: ``*_bytes`` are transport payload bytes (as Zeek and NSL-KDD count them), ``*_ip_bytes``
   are IP-level bytes from the IP length fields. Counts come from the headers, not the captured length,
   so snaplen-truncated packets count in full.
