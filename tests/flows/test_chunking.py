@@ -68,7 +68,7 @@ def test_batch_cuts_do_not_change_flows(seed: int, n: int, cuts: list[float]) ->
 
 
 def test_one_packet_per_batch_equals_one_batch() -> None:
-    pk = traffic(7, 300)
+    pk = traffic(7, 150)
     assert canon(build(pk, config=CFG)).equals(canon(build(pk, cuts=list(range(1, len(pk))), config=CFG)))
 
 
