@@ -1,0 +1,61 @@
+"""Inference speed of a model folder: flows/s for predict_proba at batch 4096 (encoding excluded and included).
+
+    python tests/benchmarks/bench_infer.py [MODEL_DIR] [--rows 100000] [--threads 2] [--device auto]
+
+Prints the machine load beside the figures: on a shared machine they move with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from features.kdd_columns import KDD_FEATURES
+from features.nslkdd import read_labeled
+from model.infer import Classifier, default_model_dir
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nsl-kdd" / "KDDTest+.txt"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model_dir", nargs="?", type=Path, default=default_model_dir())
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--batch-size", type=int, default=4096)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    clf = Classifier.load(a.model_dir, device=a.device)
+    df = read_labeled(SHARED).select(KDD_FEATURES)
+    reps = -(-a.rows // df.height)
+    big = pl.concat([df] * reps).head(a.rows)
+    t = time.perf_counter()
+    x, _ = clf.encode(big)  # (n, F)
+    t_enc = time.perf_counter() - t
+    clf.predict_proba(x[: a.batch_size], a.batch_size)  # warm-up
+    best = float("inf")
+    for _ in range(a.repeats):
+        t = time.perf_counter()
+        p = clf.predict_proba(x, a.batch_size)
+        best = min(best, time.perf_counter() - t)
+    assert p.shape == (len(x), len(clf.classes)) and np.isfinite(p).all()
+    load = os.getloadavg()[0]
+    print(
+        f"model {clf.model_id} ({clf.net_config.arch}, {clf.feature_set}, {x.shape[1]} columns) on {clf.device}, "
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {load:.1f}"
+    )
+    print(f"predict_proba: {len(x) / best:,.0f} flows/s (best of {a.repeats}, batch {a.batch_size}, {len(x):,} rows)")
+    print(f"encode + predict: {len(x) / (best + t_enc):,.0f} flows/s (encoding {len(x) / t_enc:,.0f} rows/s)")
+
+
+if __name__ == "__main__":
+    main()
