@@ -306,7 +306,7 @@ def main() -> int:
     version = subprocess.run(["tshark", "--version"], capture_output=True, text=True, check=False).stdout
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     lines = [
-        f"tshark: {version.splitlines()[0] if version else '?'}; nta at commit {commit.stdout.strip() or '?'}",
+        f"tshark: {version.splitlines()[0].rstrip('.') if version else '?'}; nta at commit {commit.stdout.strip() or '?'}",
         "",
         "Columns: conversations (tshark conv rows / nta flows), packets (tshark conv frames / nta orig_pkts+resp_pkts),",
         "IP bytes (innermost IP length over tshark's TCP/UDP frames / nta orig_ip_bytes+resp_ip_bytes). `=` marks exact agreement.",
