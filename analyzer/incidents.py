@@ -7,7 +7,9 @@ Rules:
   ``minor_flows`` flows of that class) toward a target that receives that class from ``spread_sources``
   or more minor originators: those are keyed by (class, target). So a flood from 5,000 spoofed
   addresses, or the echo replies of a ping sweep, is one incident, while a scanner's own thousand flows
-  to the same target stay its own incident.
+  to the same target stay its own incident. Minor flows still unmerged are keyed by (class, protocol,
+  responder port) when that port receives the class from ``spread_sources`` or more minor originators
+  (a DHCP flood from spoofed clients to many servers is one incident). ``grouped_by`` says which key.
 * Within a key, flows sorted by start time form sessions: a flow starting more than ``gap_s`` seconds
   after the latest end of the flows before it opens a new incident (gap-based sessionisation, as
   Zeek's and RITA's scan detectors group by time).
@@ -35,7 +37,9 @@ class IncidentConfig:
     spread_sources: int = 5  # this many minor originators toward one target: key their flows by target
 
 
-_NEEDED = ("flow_id", "ts", "ts_end", "orig_h", "resp_h", "resp_p", "conn_state", "service", "label", "confidence")
+_NEEDED = (
+    "flow_id", "ts", "ts_end", "orig_h", "resp_h", "resp_p", "proto", "conn_state", "service", "label", "confidence",
+)  # fmt: skip
 
 
 def find_incidents(
@@ -54,14 +58,21 @@ def find_incidents(
     if att.height == 0:
         return _empty_incidents(), pl.DataFrame(schema={"flow_id": pl.Int64, "incident_id": pl.Int64})
     minor = pl.len().over("label", "orig_h") < config.minor_flows
-    spread = minor & (pl.col("orig_h").filter(minor).n_unique().over("label", "resp_h") >= config.spread_sources)
+    many = config.spread_sources
+    to_target = minor & (pl.col("orig_h").filter(minor).n_unique().over("label", "resp_h") >= many)
+    port = pl.format("{}/{}", pl.col("proto"), pl.col("resp_p").fill_null(-1))
+    to_port = minor & ~to_target & (pl.col("orig_h").filter(minor & ~to_target).n_unique().over("label", port) >= many)
     att = att.with_columns(
-        by_target=spread,
-        key=pl.when(spread).then(pl.col("resp_h")).otherwise(pl.col("orig_h")),
-    ).sort(["label", "by_target", "key", "ts", "flow_id"])
+        grouped_by=pl.when(to_target)
+        .then(pl.lit("target"))
+        .when(to_port)
+        .then(pl.lit("port"))
+        .otherwise(pl.lit("source")),
+        key=pl.when(to_target).then(pl.col("resp_h")).when(to_port).then(port).otherwise(pl.col("orig_h")),
+    ).sort(["label", "grouped_by", "key", "ts", "flow_id"])
     gap = pl.duration(microseconds=int(config.gap_s * 1e6))
     # Latest end among earlier flows of the same key: a long flow keeps the incident open past its start.
-    prev_end = pl.col("ts_end").cum_max().shift(1).over("label", "by_target", "key")
+    prev_end = pl.col("ts_end").cum_max().shift(1).over("label", "grouped_by", "key")
     att = att.with_columns(session=(prev_end.is_null() | (pl.col("ts") - prev_end > gap)).cum_sum())
     inc = _aggregate(att)
     order = inc.sort(["start", "label", "key"]).with_row_index("incident_id", offset=1)
@@ -87,7 +98,7 @@ def _aggregate(att: pl.DataFrame) -> pl.DataFrame:
     )
     agg = att.group_by("session").agg(
         label=pl.col("label").first(),
-        by_target=pl.col("by_target").first(),
+        grouped_by=pl.col("grouped_by").first(),
         key=pl.col("key").first(),
         start=pl.col("ts").min(),
         end=pl.col("ts_end").max(),
@@ -111,7 +122,7 @@ def _empty_incidents() -> pl.DataFrame:
         schema={
             "incident_id": pl.Int64,
             "label": pl.String,
-            "by_target": pl.Boolean,
+            "grouped_by": pl.String,
             "key": pl.String,
             "start": pl.Datetime("us", "UTC"),
             "end": pl.Datetime("us", "UTC"),
@@ -149,6 +160,8 @@ def describe(row: dict[str, Any]) -> str:
             dst = f"[{dst}]:{row['port']}" if ":" in dst else f"{dst}:{row['port']}"
     else:
         dst = f"{row['targets']:,} hosts"
+        if row["grouped_by"] == "port" and row["port"] is not None:
+            dst += f" port {row['port']}"
     dur = fmt_duration(row["duration_s"])
     extent = f", {row['ports']:,} ports in {dur}" if row["ports"] > 1 else f" in {dur}"
     states = "/".join(s["value"] for s in row["states"][:2])

@@ -55,7 +55,7 @@ def _incident_json(row: dict[str, Any]) -> dict[str, Any]:
         "label": row["label"],
         "summary": row["summary"],
         "reason": row["reason"],
-        "grouped_by": "target" if row["by_target"] else "source",
+        "grouped_by": row["grouped_by"],
         "start": _iso(row["start"]),
         "end": _iso(row["end"]),
         "duration_s": row["duration_s"],

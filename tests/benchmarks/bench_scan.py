@@ -1,11 +1,13 @@
 """End-to-end speed of ``nta scan`` by stage: packets/s and flows/s on a big synthetic capture.
 
     python tests/benchmarks/bench_scan.py [--capture /tmp/bench-1m.pcap] [--device cpu] [--runs 1]
+    python tests/benchmarks/bench_scan.py --device cuda --compare-cpu   # on the GPU machine
 
 Makes the capture with ../shared/bench/gen_pcap.py when missing (1M packets, 300 s, seed 1; reused when
 ``<capture>.done`` exists, as other benchmarks leave it). Prints seconds, packets/s and flows/s per stage,
 the end-to-end figure (run_scan plus rendering the report) against the 100,000 packets/s target, and
-peak RSS. Not collected by pytest (no timed tests): figures go in the issue's note.
+peak RSS. ``--compare-cpu`` then scans again on the CPU and compares the verdicts (labels that differ,
+largest probability difference): CUDA runs bf16 autocast, so they agree within rounding. Not collected by pytest (no timed tests): figures go in the issue's note.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--compare-cpu", action="store_true", help="also scan on the CPU and compare the verdicts")
     args = ap.parse_args()
     ensure_capture(args.capture, args.packets, args.duration)
 

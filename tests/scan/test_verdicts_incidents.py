@@ -70,7 +70,8 @@ def test_incidents_group_scan_and_spoofed_flood(make_flows: Flows, fake_proba: P
     scan = inc.filter(pl.col("label") == "Probe").row(0, named=True)
     assert (scan["flows"], scan["ports"], scan["targets"], scan["source"]) == (100, 100, 1, "10.0.0.9")
     flood = inc.filter(pl.col("label") == "DoS").row(0, named=True)
-    assert flood["by_target"] and flood["sources"] == 50 and flood["flows"] == 50
+    assert flood["grouped_by"] == "target" and flood["sources"] == 50 and flood["flows"] == 50
+    assert scan["grouped_by"] == "source"
     assert members.height == 150  # every attack flow, no normal one
     assert inc["incident_id"].to_list() == [1, 2]  # in order of first flow: the scan starts first
     assert scan["incident_id"] == 1
@@ -130,3 +131,22 @@ def test_summaries_timeline_top(make_flows: Flows, fake_proba: Proba) -> None:
 def test_sparkline() -> None:
     assert sparkline([0, 1, 8, 4]) == " ▁█▄"
     assert sparkline([0, 0]) == "  "
+
+
+def test_spoofed_sources_to_many_hosts_group_by_port(make_flows: Flows, fake_proba: Proba) -> None:
+    """A DHCP-flood shape: 30 spoofed clients, each one flow to a different server, all to udp/67."""
+    flows = make_flows()
+    dhcp = flows.head(30).with_columns(
+        flow_id=pl.int_range(1000, 1030, dtype=pl.Int64),
+        orig_h=pl.format("172.16.0.{}", pl.int_range(30)),
+        resp_h=pl.format("10.1.0.{}", pl.int_range(30)),
+        resp_p=pl.lit(67, dtype=pl.Int32),
+        proto=pl.lit("udp"),
+    )
+    flows = pl.concat([flows, dhcp])
+    p = fake_proba(flows)
+    p[-30:] = [0.01, 0.96, 0.01, 0.01, 0.01]  # DoS
+    inc, _ = incidents.find_incidents(_verdicts(flows, p))
+    flood = inc.filter(pl.col("grouped_by") == "port").row(0, named=True)
+    assert (flood["label"], flood["flows"], flood["sources"], flood["targets"]) == ("DoS", 30, 30, 30)
+    assert incidents.describe(flood).startswith("DoS: 30 sources -> 30 hosts port 67 in ")

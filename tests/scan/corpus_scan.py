@@ -1,0 +1,92 @@
+"""What ``nta scan`` calls each capture of the shared corpus: a Markdown table for the issue's note.
+
+    python tests/scan/corpus_scan.py [--corpus ../shared/data/pcaps] [--out table.md]
+
+For every attack capture: the classes of its attack flows and its largest incidents; for every benign
+capture: the share of flows called attacks (target: at most 1 %). The "expected" column is read from the
+capture's name (scans and sweeps -> Probe, floods -> DoS, brute force -> R2L); captures of attacks
+NSL-KDD has no class for (tunnels, C2, exploits) expect "-". Not a test: the figures go in the note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
+
+EXPECT = [
+    (("scan", "sweep", "nmap", "masscan", "probe"), "Probe"),
+    (("flood", "ddos", "slowloris", "amplification", "reflection"), "DoS"),
+    (("bruteforce", "guessing"), "R2L"),
+]
+
+
+def expected(name: str) -> str:
+    for words, cls in EXPECT:
+        if any(w in name for w in words):
+            return cls
+    return "-"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "data" / "pcaps")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+
+    import polars as pl
+
+    from analyzer.pipeline import ScanConfig, run_scan
+    from features.errors import NtaError
+
+    lines = [
+        "| capture | expected | flows | attack flows | classes (flows) | incidents (largest first) | verdict |",
+        "| --- | --- | ---: | ---: | --- | --- | --- |",
+    ]
+    benign_shares: list[float] = []
+    for kind in ("attack", "benign"):
+        for cap in sorted((args.corpus / kind).iterdir()):
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    r = run_scan(ScanConfig(paths=(cap,), out=Path(tmp) / "o", device="cpu"))
+                except NtaError as e:
+                    lines.append(f"| {kind}/{cap.name} | | | | | error: {e} | |")
+                    continue
+            v = r.verdicts
+            att = v.filter(pl.col("label") != "normal")
+            classes = att.group_by("label").len().sort("len", descending=True)
+            cls_text = ", ".join(f"{c} {n:,}" for c, n in classes.iter_rows())
+            inc = r.incidents.sort("flows", descending=True)
+            inc_text = "; ".join(inc["summary"].head(2).to_list()) + (f"; +{inc.height - 2}" if inc.height > 2 else "")
+            share = att.height / max(v.height, 1)
+            want = "normal" if kind == "benign" else expected(cap.name)
+            if kind == "benign":
+                benign_shares.append(share)
+                ok = "ok" if share <= 0.01 else f"MISS ({share:.1%} > 1 %)"
+            elif want == "-":
+                ok = "n/a"
+            else:
+                ok = "ok" if want in inc["label"].to_list() else "MISS"
+            lines.append(
+                f"| {kind}/{cap.name} | {want} | {v.height:,} | {att.height:,} ({share:.1%}) | {cls_text or '-'} "
+                f"| {inc_text or '-'} | {ok} |"
+            )
+            print(lines[-1], flush=True)
+    over = sum(s > 0.01 for s in benign_shares)
+    lines.append("")
+    lines.append(
+        f"Benign captures: {len(benign_shares)}, {over} above 1 % of flows called attacks; "
+        f"median share {sorted(benign_shares)[len(benign_shares) // 2]:.1%}."
+    )
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
