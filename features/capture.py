@@ -1,7 +1,7 @@
 """Capture containers to record chunks: classic pcap walking, gzip detection and block streaming.
 
-``open_capture`` sniffs a file (gzip by its 1f8b magic, never by name), validates the capture header and
-returns the walker for its format (classic pcap here, pcapng in ``features.pcapng``). ``stream_blocks``
+``features.source`` sniffs a file (gzip by its 1f8b magic, never by name), validates the capture header
+and picks the walker for its format (classic pcap here, pcapng in ``features.pcapng``). ``stream_blocks``
 reads the file in big blocks on a background thread that also hashes the raw bytes (sha256) and inflates
 gzip, so I/O, hashing and inflation overlap with decoding (zlib, hashlib and file reads release the GIL).
 
@@ -12,7 +12,6 @@ per-record Python step; about 2.7 M records/s here), everything else is vectoris
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import queue
 import struct
@@ -22,7 +21,6 @@ from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, cast
 
 import numpy as np
 
@@ -188,14 +186,14 @@ def stream_blocks(
         try:
             with path.open("rb", buffering=0) as raw:
                 hr = _HashingReader(raw, sha)
-                src: _HashingReader | gzip.GzipFile = gzip.GzipFile(fileobj=cast(BinaryIO, hr), mode="rb") if gz else hr
+                src: _HashingReader | _Inflate = _Inflate(hr) if gz else hr
                 while not stop.is_set():
                     buf = np.empty(HEADROOM + block + PAD, np.uint8)
                     size = 0
                     try:
                         while size < block and (k := src.readinto(buf.data[HEADROOM + size : HEADROOM + block])):
                             size += k
-                    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+                    except (EOFError, zlib.error) as e:
                         if size:
                             buf[HEADROOM + size :] = 0
                             put(Block(buf, size, hr.pos))
@@ -247,3 +245,57 @@ class _HashingReader:
         self.sha.update(mv[:k])
         self.pos += k
         return k
+
+
+class _Inflate:
+    """gzip inflater with ``readinto`` that hands out every byte inflated before a damaged or cut stream.
+
+    ``gzip.GzipFile`` drops the data of a read that hits a truncated stream; incident captures are often
+    copied half-way, so we inflate with zlib ourselves. Concatenated members are followed; anything
+    after the last member that is not another gzip header ends the data.
+    """
+
+    STEP = 1 << 20  # compressed bytes read at a time
+    OUT = 1 << 22  # most inflated bytes produced per step, so a zip bomb cannot balloon memory
+
+    def __init__(self, src: _HashingReader) -> None:
+        self.src = src
+        self.d = zlib.decompressobj(31)
+        self.buf = b""
+        self.pos = 0
+        self.err: Exception | None = None
+        self.done = False
+
+    def readinto(self, mv: memoryview) -> int:
+        while self.pos >= len(self.buf):
+            if self.err is not None:
+                err, self.err = self.err, None
+                raise err
+            if self.done:
+                return 0
+            self.buf, self.pos = self._more(), 0
+        n = min(len(mv), len(self.buf) - self.pos)
+        mv[:n] = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+    def _more(self) -> bytes:
+        d = self.d
+        if d.eof:  # first: at the end of a member zlib can leave the leftover in unconsumed_tail too
+            rest = d.unused_data
+            if len(rest) < 2:
+                rest += self.src.read(self.STEP)
+            if rest[:2] != b"\x1f\x8b":
+                self.done = True
+                return b""
+            self.d = zlib.decompressobj(31)
+            return self.d.decompress(rest, self.OUT)
+        if d.unconsumed_tail:
+            return d.decompress(d.unconsumed_tail, self.OUT)
+        data = self.src.read(self.STEP)
+        if not data:
+            out = d.flush()  # output zlib still held back
+            if not d.eof:
+                self.err = EOFError("compressed stream ends early")
+            return out
+        return d.decompress(data, self.OUT)

@@ -1,0 +1,152 @@
+"""Files that are not captures fail at once with one line naming the file; damaged captures keep what they can."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import pytest
+from capture_testlib import PCAPS, epb, eth, idb, ipv4, need, pcap_bytes, shb, tcp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features.errors import InputError
+from features.source import PacketSource
+
+F4 = eth(ipv4("10.0.0.1", "10.0.0.2", 6, tcp(1000, 80)))
+HEADER = pcap_bytes([])
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "empty file"),
+        (b"hello, this is a text file\nnot a capture\n", "not a pcap or pcapng capture (starts with 68656c6c)"),
+        (os.urandom(4096).replace(b"\x1f\x8b", b"xx").replace(b"\x0a\x0d", b"xx"), "not a pcap or pcapng capture"),
+        (b"\xd4\xc3\xb2\xa1\x02\x00\x04\x00\x00\x00", "pcap header cut short (10 of 24 bytes)"),
+        (
+            b"\x0a\x0d\x0d\x0a\x1c\x00\x00\x00\xff\xff\xff\xff" + b"\0" * 16,
+            "pcapng section header without a byte-order magic",
+        ),
+        (b"\x01\x02", "too short for a capture header (2 bytes)"),
+        (gzip.compress(b""), "empty gzip-compressed data, not a capture"),
+        (gzip.compress(b"just text inside gzip"), "not a pcap or pcapng capture"),
+        (gzip.compress(HEADER * 4)[:12], "gzip-compressed, but the stream is damaged"),
+    ],
+)
+def test_not_a_capture(tmp_path: Path, content: bytes, reason: str) -> None:
+    p = tmp_path / "evidence.pcap"
+    p.write_bytes(content)
+    with pytest.raises(InputError) as e:
+        PacketSource(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: ") and reason in msg and "\n" not in msg
+    assert e.value.exit_code == 2
+
+
+def test_directory_and_missing_and_unreadable(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"is a directory"):
+        PacketSource(tmp_path)
+    with pytest.raises(InputError, match=r"nope\.pcap: no such file"):
+        PacketSource(tmp_path / "nope.pcap")
+    locked = tmp_path / "locked.pcap"
+    locked.write_bytes(HEADER)
+
+    def denied(*a: object, **k: object) -> object:
+        raise PermissionError(13, "Permission denied")
+
+    with pytest.MonkeyPatch.context() as mp:  # chmod 000 does not stop root, so refuse the open itself
+        mp.setattr(Path, "open", denied)
+        with pytest.raises(InputError, match=r"locked\.pcap: cannot read \(Permission denied\)"):
+            PacketSource(locked)
+
+
+@pytest.mark.parametrize("data", [HEADER, shb() + idb("<", 1), gzip.compress(HEADER)])
+def test_header_only_is_a_valid_empty_capture(tmp_path: Path, data: bytes) -> None:
+    p = tmp_path / "empty.pcap"
+    p.write_bytes(data)
+    src = PacketSource(p)
+    assert sum(len(b) for b in src.batches()) == 0
+    assert src.records == 0 and not src.bad and not src.warnings
+
+
+@pytest.mark.parametrize("cut", [1, 15, 16, 30])
+def test_cut_mid_record_keeps_complete_records(tmp_path: Path, cut: int) -> None:
+    data = pcap_bytes([(i, F4) for i in range(5)])
+    p = tmp_path / "cut.pcap"
+    p.write_bytes(data[: len(data) - len(F4) - 16 + cut])  # the last record loses its tail
+    src = PacketSource(p)
+    assert sum(len(b) for b in src.batches()) == 4
+    assert src.records == 4 and src.bad == {"truncated_record": 1}
+    assert src.warnings == [f"{p}: truncated_record: file cut mid-record ({cut} stray bytes) after 4 complete records"]
+
+
+def test_cut_pcapng_and_cut_gzip(tmp_path: Path) -> None:
+    ng = shb() + idb("<", 1) + b"".join(epb("<", 0, i, F4) for i in range(3))
+    p = tmp_path / "cut.pcapng"
+    p.write_bytes(ng[:-10])
+    src = PacketSource(p)
+    assert sum(len(b) for b in src.batches()) == 2 and src.bad == {"truncated_record": 1}
+    assert "after 2 complete records" in src.warnings[0]
+    z = gzip.compress(pcap_bytes([(i, F4 + os.urandom(200)) for i in range(50)]))
+    q = tmp_path / "cut.pcap.gz"
+    q.write_bytes(z[: len(z) // 2])
+    src = PacketSource(q)
+    n = sum(len(b) for b in src.batches())
+    assert 0 < n < 50 and src.records == n
+    assert [w.split(": ")[1] for w in src.warnings] == ["truncated_gzip"]
+
+
+def test_corrupt_record_length_stops_with_a_warning(tmp_path: Path) -> None:
+    data = pcap_bytes([(i, F4) for i in range(3)]) + struct.pack("<IIII", 9, 0, 0x7FFFFFFF, 60) + F4 * 10
+    p = tmp_path / "corrupt.pcap"
+    p.write_bytes(data)
+    src = PacketSource(p)
+    assert sum(len(b) for b in src.batches()) == 3
+    assert src.bad == {"corrupt_record": 1}
+    assert src.warnings == [
+        f"{p}: corrupt_record: record header claims 2147483647 captured bytes after 3 complete records"
+    ]
+    import hashlib
+
+    assert src.sha256 == hashlib.sha256(data).hexdigest()  # the whole file is still hashed
+
+
+@pytest.mark.corpus
+def test_real_cut_file() -> None:
+    p = need(PCAPS / "formats" / "file-cut-mid-record.pcap")
+    src = PacketSource(p)
+    assert sum(b.records for b in src.batches()) == 25
+    assert src.warnings == [f"{p}: truncated_record: file cut mid-record (2 stray bytes) after 25 complete records"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tail=st.binary(max_size=3000), ng=st.booleans(), gz=st.booleans())
+def test_random_bytes_after_a_valid_header_are_only_counted(tmp_path: Path, tail: bytes, ng: bool, gz: bool) -> None:
+    head = shb() + idb("<", 1) if ng else HEADER
+    p = tmp_path / "fuzz.bin"
+    p.write_bytes(gzip.compress(head + tail) if gz else head + tail)
+    src = PacketSource(p)
+    n = sum(len(b) for b in src.batches())
+    assert n <= src.records
+    assert set(src.bad) <= {
+        "truncated_link", "non_ip", "unsupported_linktype", "truncated_ip", "bad_ip_header",
+        "truncated_transport", "bad_tcp_header", "truncated_record", "corrupt_record", "corrupt_block", "bad_record",
+    }  # fmt: skip
+    assert len(src.warnings) <= 1
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    frames=st.lists(st.binary(max_size=200), max_size=30), lt=st.sampled_from([0, 1, 12, 101, 108, 113, 228, 229, 276])
+)
+def test_random_frames_in_valid_records_never_raise(tmp_path: Path, frames: list[bytes], lt: int) -> None:
+    p = tmp_path / "frames.pcap"
+    p.write_bytes(pcap_bytes([(i, f) for i, f in enumerate(frames)], linktype=lt))
+    src = PacketSource(p)
+    n = sum(len(b) for b in src.batches())
+    kept = sum(v for k, v in src.bad.items() if k in ("truncated_transport", "bad_tcp_header"))
+    assert src.records == len(frames)
+    assert n + sum(src.bad.values()) - kept == len(frames)
