@@ -65,6 +65,9 @@ def train(
     ] = True,
     label_smoothing: Annotated[float, typer.Option("--label-smoothing", min=0.0, max=0.5)] = 0.0,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.01, max=0.5)] = 0.1,
+    max_minutes: Annotated[
+        float, typer.Option("--max-minutes", min=0.0, help="Stop after the epoch that passes this budget (0: none).")
+    ] = 0.0,
     threads: Annotated[int, typer.Option("--threads", min=0, help="CPU threads for torch (0: torch's default).")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing model folder.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
@@ -99,6 +102,7 @@ def train(
         class_weights=class_weights,
         label_smoothing=label_smoothing,
         val_fraction=val_fraction,
+        max_minutes=max_minutes,
     )
 
     def show(row: dict[str, float]) -> None:

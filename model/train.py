@@ -62,6 +62,7 @@ class TrainConfig:
     channels: int = 16
     branch_channels: int = 8
     dropout: float = 0.1
+    max_minutes: float = 0.0  # stop after the epoch that passes this wall-clock budget (0: no budget)
 
     def net_config(self, n_features: int) -> NetConfig:
         return NetConfig(
@@ -235,6 +236,8 @@ def train_model(
             if val_loss < best[0]:
                 best = (val_loss, epoch, copy.deepcopy(net.state_dict()))
             elif epoch - best[1] >= cfg.patience:
+                break
+            if cfg.max_minutes and time.perf_counter() - t0 > 60 * cfg.max_minutes:
                 break
         progress(total, total)
         net.load_state_dict(best[2])

@@ -58,3 +58,8 @@ def test_class_weights_sqrt_inverse_frequency() -> None:
 def test_unknown_arch_refused(synthetic_df: pl.DataFrame, tiny_cfg: Any) -> None:
     with pytest.raises(InputError, match="unknown architecture"):
         train_model(synthetic_df, replace(tiny_cfg, arch="transformer"))
+
+
+def test_time_budget_stops_after_the_epoch_that_passes_it(synthetic_df: pl.DataFrame, tiny_cfg: Any) -> None:
+    res = train_model(synthetic_df, replace(tiny_cfg, epochs=5, max_minutes=1e-9))
+    assert len(res.history) == 1 and res.best_epoch == 1
