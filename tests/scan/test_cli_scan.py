@@ -115,3 +115,17 @@ def test_force_overwrites(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.stderr
     assert "ping-sweep" in json.loads((out / "report.json").read_text())["captures"][0]["file"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_header_only_capture_gives_empty_outputs(tmp_path: Path) -> None:
+    import dpkt
+
+    cap = tmp_path / "header-only.pcap"
+    with cap.open("wb") as f:
+        dpkt.pcap.Writer(f)  # writes the global header only
+    res = scan(cap, "--out", tmp_path / "o")
+    assert res.exit_code == 0, res.stderr
+    v = pl.read_csv(tmp_path / "o" / "verdicts.csv")
+    assert v.height == 0 and v.columns == verdict_columns(CLASSES)
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert (report["packets"], report["flows"], report["incidents"]) == (0, 0, [])
