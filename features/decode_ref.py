@@ -11,7 +11,8 @@ Rules, in order (every name counted in ``bad`` is listed in ``features.linktypes
   (0x8100, 0x88a8, 0x9100) are skipped, the outermost id kept; MPLS (0x8847/0x8848) skips up to
   ``MAX_LABELS`` labels to the bottom of stack and guesses IPv4/IPv6 from the next nibble (anything
   else is ``non_ip``); PPPoE session (0x8864) carries PPP 0x0021 (IPv4) or 0x0057 (IPv6). BSD NULL (0)
-  and LOOP (108) carry an address family in either byte order (2 = IPv4; 24, 28, 30 = IPv6). Raw IP
+  and LOOP (108) carry an address family in either byte order (2 = IPv4; 24, 28, 30 = IPv6), or, as
+  Wireshark reads it, an EtherType in the low 16 bits of a value above 1500. Raw IP
   (101, 12, 14) is IPv4 or IPv6 by the version nibble, 228 is IPv4, 229 is IPv6. A frame too short for
   its link header is ``truncated_link``; any other link type is ``unsupported_linktype``.
 * IP: the version must match what the link layer announced (``bad_ip_header``; for an MPLS guess a
@@ -117,9 +118,9 @@ def _link(frame: bytes, linktype: int) -> tuple[int, int, int] | str:
         af = struct.unpack_from("<I", frame, 0)[0]
         if af > 0xFFFF:
             af = struct.unpack_from(">I", frame, 0)[0]
-        if af == 2:
+        if af == 2 or (af > 1500 and af & 0xFFFF == 0x0800):
             return 4, 4, vlan
-        if af in AF_INET6:
+        if af in AF_INET6 or (af > 1500 and af & 0xFFFF == 0x86DD):
             return 4, 6, vlan
         return "non_ip"
     if linktype in RAW_LINKTYPES:

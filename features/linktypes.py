@@ -90,7 +90,8 @@ def resolve(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linktype:
             b = [buf[p + i].astype(np.int64) for i in range(4)]
             le = b[0] | b[1] << 8 | b[2] << 16 | b[3] << 24
             af = np.where(le > 0xFFFF, b[3] | b[2] << 8 | b[1] << 16 | b[0] << 24, le)
-            v4, v6 = af == 2, np.isin(af, (24, 28, 30))
+            et_ = np.where(af > 1500, af & 0xFFFF, -1)  # an EtherType in the header, as Wireshark reads it
+            v4, v6 = (af == 2) | (et_ == 0x0800), np.isin(af, (24, 28, 30)) | (et_ == 0x86DD)
             ip_off[r[v4 | v6]] = 4
             hint[r[v4]], hint[r[v6]] = 4, 6
             bad[r[~(v4 | v6)]] = NON_IP

@@ -146,6 +146,8 @@ def test_cooked_raw_and_loopback_link_types(tmp_path: Path) -> None:
         (0, struct.pack("<I", 24) + V6_UDP, 6),
         (0, struct.pack("<I", 28) + V6_UDP, 6),
         (108, struct.pack(">I", 30) + V6_UDP, 6),
+        (0, b"\x0f\x00\x08\x00" + V4, 4),  # an EtherType in the NULL header (seen in the corpus)
+        (108, struct.pack(">I", 0x86DD) + V6_UDP, 6),
     ]
     for i, (lt, frame, version) in enumerate(cases):
         d = tmp_path / str(i)

@@ -191,6 +191,7 @@ def _real(rel: str) -> PacketSource:
         ("formats/linktype-linux-sll2.pcap", "pcap-le-us", 3, {}),
         ("formats/linktype-raw-ip.pcap", "pcap-le-us", 100, {}),
         ("formats/linktype-ipv4-228.pcap", "pcap-le-us", 2, {}),
+        ("formats/linktype-null-bsd-loopback.pcap", "pcap-le-us", 3, {}),  # IPv6 AF 30, IPv4 AF 2, EtherType
         ("formats/vlan-triple-tag.pcap", "pcap-le-us", 14, {}),
         ("formats/pppoe-over-qinq.pcap", "pcap-le-us", 86, {}),
         ("formats/pppoe-session.pcap", "pcap-le-us", 25, {"non_ip": 40}),  # PPP LCP/IPCP/IPv6CP, discovery
