@@ -94,6 +94,7 @@ class PacketSource:
     def batches(self, progress: ProgressFn = no_progress) -> Iterator[PacketBatch]:
         """Decoded packets in file order, at most ``chunk_records`` records per batch."""
         state = WalkState(str(self.path))
+        self.records, self.bad, self.warnings, self.sha256 = 0, Counter(), [], ""  # a second pass starts afresh
         walker: PcapWalker | PcapngWalker
         walker = PcapngWalker(state) if self.format.startswith("pcapng") else PcapWalker(self._head, state)
         sha = hashlib.sha256()

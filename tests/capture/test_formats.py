@@ -282,3 +282,13 @@ def test_gzip_members_padding_and_big_ratios(tmp_path: Path) -> None:
     src = PacketSource(p)
     assert sum(len(b) for b in src.batches()) == 3000
     assert src.records == 3000 and not src.bad and not src.warnings
+
+
+def test_a_second_pass_gives_the_same_counts(tmp_path: Path) -> None:
+    p = tmp_path / "twice.pcap"
+    p.write_bytes(pcap_bytes([(i, F4 if i % 2 else b"\0" * 20) for i in range(10)]))
+    src = PacketSource(p)
+    first = [len(b) for b in src.batches()]
+    counts = (src.records, dict(src.bad), src.sha256)
+    assert [len(b) for b in src.batches()] == first
+    assert (src.records, dict(src.bad), src.sha256) == counts == (10, {"non_ip": 5}, counts[2])
