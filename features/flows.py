@@ -20,7 +20,8 @@ from features import flowrecords as fr
 from features import flowstate as fs
 from features.fragments import FragmentTracker
 from features.packets import PacketBatch
-from features.segments import prev_in_seg, seg_cumsum
+from features.reuse import reuse_state
+from features.segments import prev_in_seg, seg_cumsum, seg_ids
 
 _FIN, _SYN, _RST, _ACK, _URG = 0x01, 0x02, 0x04, 0x10, 0x20
 _NS = 1_000_000_000
@@ -118,23 +119,20 @@ class FlowBuilder:
         start = key_start | (real & ~key_start & (gap > self.config.idle_ns(r["proto"])))
         ended = np.zeros(n, bool)
         end_time = np.full(n, fs.NO_END, np.int64)
-        tcp = np.flatnonzero(r["tcp"])  # whole keys, so whole segments: only TCP flows ever end
-        if tcp.size == 0:
-            return start, ended, end_time
-        new, e, t = self._end_splits(r, tcp, start[tcp])
-        if new.size == 0:
-            ended[tcp], end_time[tcp] = e, t
-            return start, ended, end_time
+        tcp = np.flatnonzero(r["tcp"])  # whole keys, so whole segments: only TCP flows end or get reused
         sub = tcp
         for _ in range(_MAX_VECTOR_PASSES):
-            start[new] = True
-            sub = _rows_of_segments_from(new, start)
-            new = self._end_splits(r, sub, start[sub])[0]
+            if sub.size == 0:
+                break
+            new = self._splits(r, sub, start[sub])
             if new.size == 0:
                 break
+            start[new] = True
+            sub = _rows_of_segments_from(new, start)
         else:
-            self._end_splits_python(r, sub, start)
-        ended[tcp], end_time[tcp] = self._ended(r, tcp, start[tcp])
+            self._splits_python(r, sub, start)
+        if tcp.size:
+            ended[tcp], end_time[tcp] = self._ended(r, tcp, start[tcp])
         return start, ended, end_time
 
     def _ended(self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -147,40 +145,63 @@ class FlowBuilder:
         end_time = np.where(ended, r["endts"][sub][ff], fs.NO_END)
         return ended, end_time
 
-    def _end_splits(
-        self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Rows (indices into ``r``) where a TCP flow that ended earlier is followed by a new flow's first packet.
+    def _splits(self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """Rows (indices into ``r``) that start a new TCP flow inside the segments of ``sub``.
 
-        Also returns the ended flag and end time of the rows in ``sub`` under the current ``start``.
+        After an end (both FINs or a RST): a SYN, or any packet after the close delay. Anywhere: a SYN with
+        a new ISN (``features.reuse``). A segment with an end candidate gets only its first candidate (the
+        rest depends on it, next pass); one without gets all its reuse splits at once (they are final).
         """
         ended, end_time = self._ended(r, sub, start)
         ended_prev = prev_in_seg(ended, start, False)
         end_prev = prev_in_seg(end_time, start, fs.NO_END)
-        ts = r["ts"][sub]
         with np.errstate(over="ignore"):
-            late = ts > end_prev + self._delay
-        cand = ~start & ended_prev & (r["syn_only"][sub] | (late & (end_prev != fs.NO_END)))
+            late = (r["ts"][sub] > end_prev + self._delay) & (end_prev != fs.NO_END)
+        endc = ~start & ended_prev & (r["syn_only"][sub] | late)
+        reuse = reuse_state(r, sub, start)["cand"]
+        cand = endc | reuse
         first = cand & (seg_cumsum(cand, start, inclusive=False) == 0)
-        return sub[first], ended, end_time
+        has_end = np.bincount(seg_ids(start), weights=endc, minlength=int(start.sum())) > 0
+        take = first | (reuse & ~has_end[seg_ids(start)])
+        return sub[take]
 
-    def _end_splits_python(self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray) -> None:
+    def _splits_python(self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray) -> None:
         """Sequential fallback for keys reused many times in one batch (e.g. SYN/RST floods on one tuple)."""
-        fin0, fin1 = r["fin0"].tolist(), r["fin1"].tolist()
-        rst = (r["rst0"] | r["rst1"]).tolist()
-        ts, endts, tcp, syn = r["ts"].tolist(), r["endts"].tolist(), r["tcp"].tolist(), r["syn_only"].tolist()
+        col = {k: r[k][sub].tolist() for k in ("fin0", "fin1", "rst0", "rst1", "ts", "endts", "syn_only", "is_v")}
+        col |= {k: r[k][sub].tolist() for k in ("flags", "seq", "ack", "dir", "isn", "hsn", "hside")}
+        st = start[sub].tolist()
         f0 = f1 = rs = False
-        end = fs.NO_END
-        for i in sub.tolist():
-            if not start[i] and ((f0 and f1) or rs) and tcp[i] and (syn[i] or ts[i] > end + self._delay):
-                start[i] = True
-            if start[i]:
+        end = isn = hsn = side = 0
+        for i in range(len(st)):
+            fl, seq, d = col["flags"][i], col["seq"][i], col["dir"][i]
+            syn, synack = (fl & 0x12) == 0x02, (fl & 0x12) == 0x12
+            if not st[i]:
+                ended = (f0 and f1) or rs
+                after_end = ended and (col["syn_only"][i] or col["ts"][i] > end + self._delay)
+                reused = (syn and seq != isn) or (synack and side >= 0 and d == side and seq != hsn)
+                st[i] = after_end or reused
+            if st[i]:
                 f0 = f1 = rs = False
                 end = fs.NO_END
+                if col["is_v"][i]:
+                    f0, f1, rs = col["fin0"][i], col["fin1"][i], col["rst0"][i] or col["rst1"][i]
+                    end, isn, hsn, side = col["endts"][i], col["isn"][i], col["hsn"][i], col["hside"][i]
+                    continue
+                isn = seq if syn else ((col["ack"][i] - 1) if synack else (seq - 1)) & 0xFFFFFFFF
+                hsn, side = seq, (d if synack else -1)
+            else:
+                if syn:
+                    isn = seq
+                if synack and side >= 0 and d == side:
+                    hsn = seq
+                if side >= 0 and d != side:
+                    side = -1
             was = (f0 and f1) or rs
-            f0, f1, rs = f0 or fin0[i], f1 or fin1[i], rs or rst[i]
+            f0, f1 = f0 or col["fin0"][i], f1 or col["fin1"][i]
+            rs = rs or col["rst0"][i] or col["rst1"][i]
             if not was and ((f0 and f1) or rs):
-                end = endts[i]
+                end = col["endts"][i]
+        start[sub] = st
 
     def _link_payloads(
         self, r: dict[str, np.ndarray], start: np.ndarray, segs: dict[str, np.ndarray], batch: PacketBatch

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from features.history import NONE, DirState, tcp_letters
+from features.reuse import reuse_state
 from features.segments import seg_cumsum, seg_ids
 from features.tcpstate import packet_class
 
@@ -36,6 +37,9 @@ _DTYPES: dict[str, type] = {
     "urg": np.int64,
     "wf": np.int64,
     "end": np.int64,
+    "isn": np.int64,  # features.reuse: start sequence for the SYN rule
+    "hsn": np.int64,  # features.reuse: last SYN-ACK sequence while the other side is quiet
+    "hside": np.int64,  # features.reuse: SYN-ACK sender's direction, -1 when the rule no longer applies
 }
 for _d in (0, 1):
     for _c in ("pk", "by", "ib", "mask", "lsyn", "lfin", "lrst", "base", "mx", "tc", "wc"):
@@ -125,13 +129,17 @@ def build_rows(
         "tcp": tcp,
         "hist_ok": hist_ok,
         "seq": c["tcp_seq"].astype(np.int64),
+        "ack": c["tcp_ack"].astype(np.int64),
         "win": c["tcp_win"].astype(np.int64),
         "plen": c["payload_len"].astype(np.int64),
         "iplen": c["ip_len"].astype(np.int64),
         "wrong": c["wrong"].astype(np.int64),
         "pkt_idx": c["pkt_idx"],
         "inp": np.arange(n, dtype=np.int64),  # row number in the input columns
-        "syn_only": (fl & (_SYN | _ACK | _RST)) == _SYN,
+        "syn_only": (fl & (_SYN | _ACK)) == _SYN,
+        "isn": np.zeros(n, np.int64),
+        "hsn": np.zeros(n, np.int64),
+        "hside": np.full(n, -1, np.int64),
         "fin0": fin & (d == 0),
         "fin1": fin & (d == 1),
         "rst0": rst & (d == 0),
@@ -139,7 +147,8 @@ def build_rows(
         "endts": c["ts_ns"],
     }
     z = np.zeros(m, np.int64)
-    virt: dict[str, np.ndarray] = {col: carried[col] for col in (*KEY_COLUMNS, "h", "fin0", "fin1", "rst0", "rst1")}
+    names = (*KEY_COLUMNS, "h", "fin0", "fin1", "rst0", "rst1", "isn", "hsn", "hside")
+    virt: dict[str, np.ndarray] = {col: carried[col] for col in names}
     virt |= {
         "dir": z,
         "ts": carried["ts1"],
@@ -149,6 +158,7 @@ def build_rows(
         "tcp": carried["proto"] == 6,
         "hist_ok": np.zeros(m, bool),
         "seq": z,
+        "ack": z,
         "win": z + 1,
         "plen": z,
         "iplen": z,
@@ -245,6 +255,9 @@ def reduce_segments(
     for col in ("fin0", "fin1", "rst0", "rst1"):
         out[col] = np.bincount(seg, weights=r[col], minlength=ns) > 0
     out["end"] = np.where(ended[lastrow], end_time[lastrow], NO_END) if ns else np.zeros(0, np.int64)
+    ru = reuse_state(r, np.arange(n), start)
+    for col in ("isn", "hsn", "hside"):
+        out[col] = ru[col][lastrow] if ns else np.zeros(0, np.int64)
 
     letters = np.zeros((n, 3), np.uint8)
     init = _init_dirs(carried, cid)

@@ -81,3 +81,20 @@ def test_many_reuses_of_one_tuple_in_one_batch() -> None:
     f = build(pk)
     assert f.height == 200 and set(f["conn_state"]) == {"REJ"}
     assert canon(f).equals(canon(build(pk, cuts=[37, 150, 151])))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 150))
+def test_sequential_fallback_equals_vectorised_passes(seed: int, n: int) -> None:
+    """The Python fallback (used for keys reused many times in one batch) decides every split the same way."""
+    import features.flows as flows_mod
+
+    pk = traffic(seed, n)
+    vectorised = build(pk, config=CFG)
+    old = flows_mod._MAX_VECTOR_PASSES
+    flows_mod._MAX_VECTOR_PASSES = 0
+    try:
+        sequential = build(pk, config=CFG)
+    finally:
+        flows_mod._MAX_VECTOR_PASSES = old
+    assert canon(vectorised).equals(canon(sequential))

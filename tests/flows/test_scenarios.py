@@ -168,10 +168,26 @@ def test_null_scan_packet_still_counts_as_tcp() -> None:
     assert f["history"][0] == "" and f["conn_state"][0] == "OTH"
 
 
-def test_syn_with_a_new_sequence_number_repeats_the_letter() -> None:
+def test_syn_with_a_new_isn_on_an_open_flow_starts_a_new_flow() -> None:
+    """Zeek's IsReuse and tshark: a SYN whose sequence number differs from the flow's ISN is a new connection."""
     pk = [pkt(0, C, S, 1234, 80, flags=SYN, seq=7), pkt(1, C, S, 1234, 80, flags=SYN, seq=7000)]
     f = build(pk)
-    assert f.height == 1 and f["history"][0] == "SS" and f["conn_state"][0] == "S0"
+    assert f["history"].to_list() == ["S", "S"] and f["orig_pkts"].to_list() == [1, 1]
+
+
+def test_syn_with_the_isn_of_a_midstream_flow_stays() -> None:
+    """A flow seen mid-stream from seq 101 started at ISN 100: a (late) SYN with seq 100 is not a new flow."""
+    pk = [pkt(0, C, S, 1234, 80, flags=ACK | PSH, seq=101, ack=9, plen=5), pkt(0.1, C, S, 1234, 80, flags=SYN, seq=100)]
+    assert build(pk).height == 1
+    pk[1] = pkt(0.1, C, S, 1234, 80, flags=SYN, seq=5555)
+    assert build(pk).height == 2
+
+
+def test_backscatter_synacks_with_new_isns_are_separate_flows() -> None:
+    pk = [pkt(i * 0.5, S, C, 80, 1234, flags=SYN | ACK, seq=1000 * (i + 1), ack=77) for i in range(3)]
+    pk.append(pkt(1.6, S, C, 80, 1234, flags=SYN | ACK, seq=3000, ack=77))  # retransmission of the third
+    f = build(pk)
+    assert f["history"].to_list() == ["^h", "^h", "^h"] and f["resp_pkts"].to_list() == [1, 1, 2]
 
 
 def test_fin_rst_and_syn_fin_letters() -> None:

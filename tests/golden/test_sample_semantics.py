@@ -163,9 +163,6 @@ def test_land(samples: Any) -> None:
     assert df.filter(~pl.col("land"))["conn_state"].to_list() == ["SF"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUGS-flows.md #2: a SYN with a new ISN on an open flow does not start a new flow"
-)
 def test_land_syns_with_new_isns_are_separate_connections(samples: Any) -> None:
     # The three land SYNs carry three different ISNs. Zeek (TCPSessionAdapter::IsReuse: SYN_seq_jump) and
     # tshark (port reuse) both make each a new connection: three S0 records with history "S".
