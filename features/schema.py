@@ -11,8 +11,8 @@ Flow definition
   Zeek's ``tcp_close_delay``/``tcp_reset_delay``); a new SYN on the same tuple after the end starts a new
   flow. On an open flow, a SYN whose sequence number differs from the flow's ISN (or, while the
   originator has sent nothing, a SYN-ACK with a new sequence number) also starts a new flow, as
-  Zeek's connection-reuse check and tshark do (see ``features.reuse``). Idle timeouts (capture time, never wall time) are configurable with Zeek's defaults:
-  TCP 300 s, UDP 60 s, ICMP and other protocols 60 s.
+  Zeek's connection-reuse check and tshark do (see ``features.reuse``). Idle timeouts (capture time,
+  never wall time) are configurable with Zeek's defaults: TCP 300 s, UDP 60 s, ICMP and other protocols 60 s.
 * ICMP and ICMPv6: echo request and echo reply are separate records (NSL-KDD's ``eco_i``/``ecr_i``);
   a record is keyed by (src, dst, type, code) in the sender's direction. ICMP errors that quote a
   packet stay ICMP records with their own type and code.
