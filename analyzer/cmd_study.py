@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -173,7 +174,15 @@ def _print_pca(study: PcaStudy) -> None:
     from rich.table import Table
 
     table = Table(title=f"Separability in the 2-D projection (5-NN, 5-fold; {study.rows_total} rows in the data)")
-    for col in ("variant", "PC1+PC2 var", "binary acc", "binary bal.", "5-class acc", "5-class bal.", "majority"):
+    for col in (
+        "variant",
+        "PC1+PC2 var",
+        "binary acc",
+        "binary bal.",
+        "5-class acc",
+        "5-class bal.",
+        "binary majority",
+    ):
         table.add_column(col, justify="left" if col == "variant" else "right")
     for r in study.results:
         b, f = r.binary, r.five_class
@@ -207,13 +216,13 @@ def depth_cmd(
     epochs: Annotated[int, typer.Option(help="Epochs for every network (no early stopping: same budget).")] = 8,
     seed: Annotated[int, typer.Option(help="One seed for split, init and batches, shared by all four.")] = 0,
     features: Annotated[str, typer.Option(help="Feature set: full (41, as the paper) or capture (28).")] = "full",
-    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 256,
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size; 0 = the training default.")] = 0,
     train_rows: Annotated[int, typer.Option(help="Train on a seeded sample of this many rows; 0 = all.")] = 0,
     threads: ThreadsOpt = 0,
 ) -> None:
     """Train MSMNet-5, MSMRNet-5, MSMNet-10, MSMRNet-10 alike; loss curves (the paper's Figure 3), test table.
 
-    Writes depth_history.csv, depth_metrics.csv, depth_verdict.txt and (with matplotlib) depth_loss.png.
+    Writes depth_config.json, depth_history.csv, depth_metrics.csv, depth_verdict.txt, depth_loss.png (matplotlib).
     """
     from model.study import depth_runs, depth_verdict
 
@@ -221,8 +230,9 @@ def depth_cmd(
     _set_threads(threads)
     t0 = time.perf_counter()
     train_df, tests = _load_train_test(data, test or [], train_rows, seed)
-    records = _train_all(train_df, tests, runs, t0)
     out.mkdir(parents=True, exist_ok=True)
+    _write_config(runs, data, tests, out / "depth_config.json")
+    records = _train_all(train_df, tests, runs, t0)
     _write_history(records, out / "depth_history.csv")
     rows = _write_rows(records, out / "depth_metrics.csv")
     first_test = next(iter(tests), None)
@@ -243,7 +253,7 @@ def compare_cmd(
     seeds: Annotated[int, typer.Option(help="Number of seeds (0, 1, ... N-1) per model.")] = 3,
     epochs: Annotated[int, typer.Option(help="Epoch budget per run (early stopping on validation loss).")] = 30,
     features: Annotated[str, typer.Option(help="Feature set: full (41) or capture (28).")] = "full",
-    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 256,
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size; 0 = the training default.")] = 0,
     train_rows: Annotated[int, typer.Option(help="Train on a seeded sample of this many rows; 0 = all.")] = 0,
     models: Annotated[
         str, typer.Option(help="Comma-separated subset of: MSMRNet, MSMNet, MLP, CNN, LSTM.")
@@ -252,7 +262,7 @@ def compare_cmd(
 ) -> None:
     """MSMRNet against MSMNet, an MLP, a 1-D CNN and an LSTM over several seeds: mean +/- std table.
 
-    Writes compare_runs.csv (one row per run and test set), compare_summary.csv, compare_history.csv.
+    Writes compare_config.json, compare_runs.csv (a row per run and test set), compare_summary.csv, compare_history.csv.
     """
     from features.errors import InputError
     from model.study import COMPARE_ARCHS, aggregate, compare_runs
@@ -271,8 +281,9 @@ def compare_cmd(
     _set_threads(threads)
     t0 = time.perf_counter()
     train_df, tests = _load_train_test(data, test or [], train_rows, 0)
-    records = _train_all(train_df, tests, runs, t0)
     out.mkdir(parents=True, exist_ok=True)
+    _write_config(runs, data, tests, out / "compare_config.json")
+    records = _train_all(train_df, tests, runs, t0)
     _write_history(records, out / "compare_history.csv")
     rows = _write_rows(records, out / "compare_runs.csv")
     summary = aggregate(rows)
@@ -327,9 +338,10 @@ def _base_config(features: str, seed: int, batch_size: int, epochs: int) -> Trai
 
     if features not in FEATURE_SETS:
         raise InputError(f"--features must be one of {', '.join(FEATURE_SETS)}, not {features!r}")
-    if epochs < 1 or batch_size < 2:
-        raise InputError(f"--epochs must be >= 1 and --batch-size >= 2 (got {epochs}, {batch_size})")
-    return TrainConfig(feature_set=features, seed=seed, batch_size=batch_size, epochs=epochs)
+    if epochs < 1 or batch_size == 1 or batch_size < 0:
+        raise InputError(f"--epochs must be >= 1 and --batch-size 0 or >= 2 (got {epochs}, {batch_size})")
+    cfg = TrainConfig(feature_set=features, seed=seed, epochs=epochs)
+    return replace(cfg, batch_size=batch_size) if batch_size else cfg
 
 
 def _train_all(
@@ -363,6 +375,25 @@ def _write_text(path: Path, text: str) -> None:
 
     with atomic_path(path) as tmp:
         tmp.write_text(text + "\n")
+
+
+def _write_config(runs: list[tuple[str, TrainConfig]], data: Path, tests: dict[str, pl.DataFrame], path: Path) -> None:
+    """Every run's full training config, so a table can be traced to the exact settings that made it."""
+    import json
+
+    import torch
+
+    from features.atomic import atomic_path
+
+    doc = {
+        "data": str(data),
+        "tests": list(tests),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "runs": [{"name": n, **c.to_dict()} for n, c in runs],
+    }
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 def _write_history(records: list[RunRecord], path: Path) -> None:

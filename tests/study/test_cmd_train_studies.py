@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -57,6 +58,8 @@ def test_depth_and_compare_on_a_labelled_features_parquet(tmp_path: Path, kdd_pa
     assert code == 0, err
     assert "no --test data" in err and not (tmp_path / "d" / "depth_metrics.csv").exists()
     assert pl.read_csv(tmp_path / "d" / "depth_history.csv").height == 4
+    config = json.loads((tmp_path / "d" / "depth_config.json").read_text())
+    assert [r["depth"] for r in config["runs"]] == [5, 5, 10, 10] and config["torch_threads"] == 1
 
     out = tmp_path / "c"
     args = ["compare", "--data", str(kdd_parquet), "--test", str(kdd_parquet), "-o", str(out)]
