@@ -152,3 +152,17 @@ def test_ctrl_c_is_130_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     res = scan(SAMPLES / "land.pcap", "--out", tmp_path / "o")
     assert res.exit_code == 130 and res.stderr.strip() == "nta: interrupted"
     assert not (tmp_path / "o").exists()
+
+
+def test_permission_denied_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unreadable case where chmod cannot produce it (root): the OS error as PacketSource would raise it."""
+    import features.source
+
+    f = tmp_path / "locked.pcap"
+    shutil.copy(SAMPLES / "land.pcap", f)
+
+    def denied(path: Path, **_: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(features.source, "PacketSource", denied)
+    assert_refused(scan(f, "--out", tmp_path / "o"), 2, tmp_path / "o", "locked.pcap", "Permission denied")
