@@ -12,7 +12,6 @@ import typer
 
 from analyzer.errors import guarded
 from features.errors import InputError
-from features.kdd_columns import CLASSES
 
 
 class Device(enum.StrEnum):
@@ -30,6 +29,8 @@ def parse_fail_on(value: str | None) -> frozenset[str]:
     """``any`` -> every attack class; ``dos,probe`` -> those classes (any case); empty -> none."""
     if not value:
         return frozenset()
+    from features.kdd_columns import CLASSES  # imports polars: not at module level, so ``nta --help`` stays fast
+
     by_lower = {c.lower(): c for c in CLASSES}
     chosen: set[str] = set()
     for word in (w.strip().lower() for w in value.split(",")):
