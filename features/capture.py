@@ -68,6 +68,7 @@ class WalkState:
     bad: Counter[str] = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
     stop: bool = False
+    origin: int = 0  # offset in the (inflated) capture stream of buf[0] in the current walk
 
     def fail(self, kind: str, detail: str) -> None:
         """Record damage that ends the file: one bad count, one warning, stop reading."""

@@ -88,6 +88,7 @@ class PcapngWalker:
         app = epb.append
         hs = struct.Struct(self.endian + "II").unpack_from
         off = start
+        failure: tuple[str, str] | None = None  # reported after the records before it are counted
         while off + 12 <= length:
             btype, blen = hs(mv, off)
             if btype == EPB and 32 <= blen <= MAX_BLOCK and not blen & 3:  # the hot path
@@ -101,12 +102,12 @@ class PcapngWalker:
             if btype == PCAPNG_MAGIC:
                 bom = struct.unpack_from("<I", mv, off + 8)[0]
                 if bom not in (BOM, 0x4D3C2B1A):
-                    st.fail("corrupt_block", f"section header at byte {off} has no byte-order magic")
+                    failure = ("corrupt_block", f"section header at byte {st.origin + off} has no byte-order magic")
                     break
                 e = "<" if bom == BOM else ">"
                 blen = struct.unpack_from(e + "I", mv, off + 4)[0]
                 if blen < 28 or blen & 3 or blen > MAX_BLOCK:
-                    st.fail("corrupt_block", f"section header at byte {off} has length {blen}")
+                    failure = ("corrupt_block", f"section header at byte {st.origin + off} has length {blen}")
                     break
                 if off + blen > length:
                     break
@@ -117,7 +118,7 @@ class PcapngWalker:
                 off += blen
                 continue
             if blen < 12 or blen & 3 or blen > MAX_BLOCK:
-                st.fail("corrupt_block", f"block at byte {off} has length {blen}")
+                failure = ("corrupt_block", f"block at byte {st.origin + off} has length {blen}")
                 break
             if off + blen > length:
                 break
@@ -129,9 +130,12 @@ class PcapngWalker:
             off += blen
         self._flush_epb(buf, epb)
         self._flush_py()
-        if at_eof and off < length and not st.stop:
+        chunks = self._assemble(buf)
+        if failure:
+            st.fail(*failure)
+        elif at_eof and off < length:
             st.fail("truncated_record", f"file cut mid-block ({length - off} stray bytes)")
-        return self._assemble(buf), off
+        return chunks, off
 
     def _flush_epb(self, buf: np.ndarray, epb: list[int]) -> None:
         if not epb:

@@ -102,6 +102,7 @@ class PacketSource:
         skip = walker.header_len  # the pcap global header is validated already
         self._attached: Counter[str] = Counter()  # reader-level counts already put on a batch
         total = self.size_bytes
+        pos = 0  # stream offset of buf[start]
         blocks = stream_blocks(self.path, self._gz, sha, state)
         try:
             for blk in blocks:
@@ -115,14 +116,17 @@ class PacketSource:
                 else:  # a record longer than the headroom: copy once
                     buf, start = np.concatenate([left, blk.buf[HEADROOM:]]), 0
                 length = start + nl + blk.size
+                state.origin = pos - start
                 yield from self._decode(walker, buf, length, start + skip, False, state)
                 skip = 0
+                pos += self._cut - start
                 left = buf[self._cut : length].copy()
                 progress(blk.done, total)
         finally:
             blocks.close()
         if not state.stop:
             buf = np.concatenate([left, np.zeros(PAD, np.uint8)])
+            state.origin = pos
             yield from self._decode(walker, buf, left.shape[0], skip, True, state)
         if state.bad - self._attached:  # damage found after the last batch: report it on an empty one
             batch = PacketBatch.empty()

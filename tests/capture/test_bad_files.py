@@ -150,3 +150,21 @@ def test_random_frames_in_valid_records_never_raise(tmp_path: Path, frames: list
     kept = sum(v for k, v in src.bad.items() if k in ("truncated_transport", "bad_tcp_header"))
     assert src.records == len(frames)
     assert n + sum(src.bad.values()) - kept == len(frames)
+
+
+def test_corrupt_pcapng_block_stops_with_a_warning(tmp_path: Path) -> None:
+    good = shb() + idb("<", 1) + epb("<", 0, 1, F4)
+    p = tmp_path / "corrupt.pcapng"
+    p.write_bytes(good + struct.pack("<II", 6, 7) + b"\0" * 40 + epb("<", 0, 2, F4))
+    src = PacketSource(p)
+    assert sum(len(b) for b in src.batches()) == 1
+    assert src.bad == {"corrupt_block": 1}
+    assert src.warnings == [f"{p}: corrupt_block: block at byte {len(good)} has length 7 after 1 complete records"]
+
+
+def test_pcapng_packet_for_a_missing_interface_is_counted(tmp_path: Path) -> None:
+    p = tmp_path / "noif.pcapng"
+    p.write_bytes(shb() + idb("<", 1) + epb("<", 3, 1, F4) + epb("<", 0, 2, F4))
+    src = PacketSource(p)
+    assert sum(len(b) for b in src.batches()) == 1
+    assert src.bad == {"bad_record": 1} and not src.warnings
