@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from features.history import NONE, DirState, tcp_letters
 from features.reuse import reuse_state
-from features.segments import seg_cumsum, seg_ids
+from features.segments import last_of_seg, seg_cumsum, seg_ids
 from features.tcpstate import packet_class
 
 NO_END = np.iinfo(np.int64).max
@@ -255,9 +255,14 @@ def reduce_segments(
     for col in ("fin0", "fin1", "rst0", "rst1"):
         out[col] = np.bincount(seg, weights=r[col], minlength=ns) > 0
     out["end"] = np.where(ended[lastrow], end_time[lastrow], NO_END) if ns else np.zeros(0, np.int64)
-    ru = reuse_state(r, np.arange(n), start)
-    for col in ("isn", "hsn", "hside"):
-        out[col] = ru[col][lastrow] if ns else np.zeros(0, np.int64)
+    out["isn"], out["hsn"], out["hside"] = np.zeros(ns, np.int64), np.zeros(ns, np.int64), np.full(ns, -1, np.int64)
+    tcp = np.flatnonzero(r["tcp"])  # whole segments
+    if tcp.size:
+        ru = reuse_state(r, tcp, start[tcp])
+        tcp_last = np.flatnonzero(last_of_seg(start[tcp]))  # positions in ``tcp`` of TCP segments' last rows
+        tseg = seg[tcp[tcp_last]]
+        for col in ("isn", "hsn", "hside"):
+            out[col][tseg] = ru[col][tcp_last]
 
     letters = np.zeros((n, 3), np.uint8)
     init = _init_dirs(carried, cid)
