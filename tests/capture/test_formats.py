@@ -132,12 +132,19 @@ def test_pcapng_matches_dpkt_on_a_single_section(tmp_path: Path) -> None:
     assert [t for _, t, _, _ in ours] == [t for t, _ in theirs]
 
 
-def test_records_cross_block_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tiny read blocks: records split across blocks are reassembled, none lost or doubled."""
+@pytest.mark.parametrize("headroom", [1 << 20, 16])
+def test_records_cross_block_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, headroom: int) -> None:
+    """Tiny read blocks: records split across blocks are reassembled, none lost or doubled.
+
+    With a 16-byte headroom most tails do not fit before the next block and take the copying path.
+    """
+    import features.capture as capture
     import features.source as source
 
     real = source.stream_blocks
     monkeypatch.setattr(source, "stream_blocks", lambda *a, **k: real(*a, **{**k, "block": 37}))
+    monkeypatch.setattr(source, "HEADROOM", headroom)
+    monkeypatch.setattr(capture, "HEADROOM", headroom)
     frames = [(i * 0.001, F4 if i % 3 else F6) for i in range(200)]
     p = tmp_path / "small-blocks.pcap"
     p.write_bytes(pcap_bytes(frames))
