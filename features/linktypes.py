@@ -72,10 +72,17 @@ def resolve(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linktype:
     bad = np.zeros(n, np.uint8)
     et = np.full(n, -1, np.int64)  # EtherType of rows in the EtherType machine, -1 elsewhere
     eoff = np.zeros(n, np.int64)  # offset just after that EtherType's header
-    kinds = np.unique(linktype) if n else np.zeros(0, np.int32)
-    for lt in kinds.tolist():
-        r = np.flatnonzero(linktype == lt) if len(kinds) > 1 else np.arange(n)
-        if lt in ETHERTYPE_LINKS:
+    uniform = n == 0 or bool((linktype == linktype[0]).all())  # classic pcap: always; cheaper than unique
+    kinds = ([int(linktype[0])] if n else []) if uniform else np.unique(linktype).tolist()
+    for lt in kinds:
+        r = np.arange(n) if uniform else np.flatnonzero(linktype == lt)
+        if lt in ETHERTYPE_LINKS and uniform:  # the common case, with whole-array operations
+            et_at, after = ETHERTYPE_LINKS[lt]
+            ok = caplen >= after
+            bad[~ok] = TRUNC_LINK
+            et = np.where(ok, be16(buf, data_off + et_at), -1)
+            eoff[:] = after
+        elif lt in ETHERTYPE_LINKS:
             et_at, after = ETHERTYPE_LINKS[lt]
             short = caplen[r] < after
             bad[r[short]] = TRUNC_LINK
@@ -117,8 +124,7 @@ def _ethertypes(
     bad: np.ndarray,
 ) -> None:
     """Follow EtherTypes through VLAN tags to IP, MPLS or PPPoE; fills ip_off/hint/vlan/bad in place."""
-    inside = np.flatnonzero(et >= 0)
-    r = inside[et_class(et[inside]) == ET_VLAN]
+    r = np.flatnonzero(et_class(et) == ET_VLAN)  # et -1 reads as class ET_OTHER
     for _ in range(MAX_VLAN):
         if not len(r):
             break
@@ -134,10 +140,9 @@ def _ethertypes(
         r = r[et_class(et[r]) == ET_VLAN]
     bad[r] = NON_IP  # deeper than MAX_VLAN tags
     et[r] = -1
-    inside = np.flatnonzero(et >= 0)
-    cls = et_class(et[inside])
+    cls = np.where(et >= 0, et_class(et), 255)  # (n,) class of the innermost EtherType; 255 outside
 
-    r = inside[cls == ET_MPLS]
+    r = np.flatnonzero(cls == ET_MPLS)
     for _ in range(MAX_LABELS):
         if not len(r):
             break
@@ -152,7 +157,7 @@ def _ethertypes(
         r = r[bos == 0]
     bad[r] = NON_IP  # no bottom of stack within MAX_LABELS
 
-    r = inside[cls == ET_PPPOE]
+    r = np.flatnonzero(cls == ET_PPPOE)
     short = caplen[r] < eoff[r] + 8
     bad[r[short]] = TRUNC_LINK
     r = r[~short]
@@ -162,8 +167,7 @@ def _ethertypes(
     hint[r[v4]], hint[r[v6]] = 4, 6
     bad[r[~(v4 | v6)]] = NON_IP
 
-    for value, version in ((ET_IPV4, 4), (ET_IPV6, 6)):
-        r = inside[cls == value]
-        ip_off[r] = eoff[r]
-        hint[r] = version
-    bad[inside[cls == ET_OTHER]] = NON_IP
+    v4, v6 = cls == ET_IPV4, cls == ET_IPV6
+    np.copyto(ip_off, eoff, where=v4 | v6)
+    hint[v4], hint[v6] = 4, 6
+    bad[cls == ET_OTHER] = NON_IP
