@@ -63,6 +63,7 @@ class ScanResult:
     verdicts: pl.DataFrame  # verdicts.csv rows
     incidents: pl.DataFrame  # one row per incident, with "summary" and "reason" columns
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # stage -> CPU seconds of this process (all threads)
     fail_on: frozenset[str] = frozenset()
     min_confidence: float = 0.0
     matched: int = 0
@@ -97,13 +98,15 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
 
     stages = stages or QuietStages()
     seconds: dict[str, float] = {}
+    cpu_seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
     def timed(name: str) -> Iterator[Any]:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with stages.stage(name) as progress:
             yield progress
         seconds[name] = time.perf_counter() - t0
+        cpu_seconds[name] = time.process_time() - c0
 
     found = inputs.discover(config.paths)
     out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
@@ -144,6 +147,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         verdicts=v,
         incidents=inc,
         seconds=seconds,
+        cpu_seconds=cpu_seconds,
         fail_on=config.fail_on,
         min_confidence=config.min_confidence,
         matched=verdicts.matches(v, config.fail_on, config.min_confidence),

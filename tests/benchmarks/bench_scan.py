@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import resource
 import subprocess
 import sys
@@ -71,11 +72,15 @@ def main() -> None:
             render_s = time.perf_counter() - t1
         packets, flows = result.packets, result.flows
         print(f"\nrun {run + 1}: {args.capture} packets {packets:,} flows {flows:,} device {result.device}")
-        print(f"{'stage':<12} {'seconds':>8} {'packets/s':>12} {'flows/s':>12}")
+        # CPU seconds beside wall seconds: on a shared machine wall time includes waiting for a core.
+        print(f"{'stage':<12} {'seconds':>8} {'cpu s':>8} {'packets/s':>12} {'flows/s':>12}")
         for stage, s in [*result.seconds.items(), ("report", render_s)]:
-            print(f"{stage:<12} {s:8.2f} {packets / s if s else 0:12,.0f} {flows / s if s else 0:12,.0f}")
+            cpu = result.cpu_seconds.get(stage, float("nan"))
+            print(f"{stage:<12} {s:8.2f} {cpu:8.2f} {packets / s if s else 0:12,.0f} {flows / s if s else 0:12,.0f}")
         pps = packets / wall
-        print(f"{'end to end':<12} {wall:8.2f} {pps:12,.0f} {flows / wall:12,.0f}")
+        cpu_total = sum(result.cpu_seconds.values())
+        print(f"{'end to end':<12} {wall:8.2f} {cpu_total:8.2f} {pps:12,.0f} {flows / wall:12,.0f}")
+        print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print(f"target {TARGET_PPS:,} packets/s end to end: {'met' if pps >= TARGET_PPS else 'MISSED'}")
         print(
             f"incidents {result.incidents.height:,}; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB"
