@@ -1,7 +1,7 @@
 """One capture file as a stream of PacketBatch: open, validate, walk, decode, count.
 
 ``PacketSource(path)`` validates the file at once (``InputError`` naming the file if it is not a
-capture); ``batches()`` then streams it in blocks (``features.capture``), walks the records (classic
+capture); ``batches()`` then streams it in blocks (``features.stream``), walks the records (classic
 pcap there, pcapng in ``features.pcapng``) and decodes them (``features.decode``). Memory is bounded by
 the block size and ``chunk_records``, never by the file size.
 """
@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from features.capture import HEADROOM, PAD, PCAP_MAGICS, PCAPNG_MAGIC, PcapWalker, RecordChunk, WalkState, stream_blocks
+from features.capture import PAD, PCAP_MAGICS, PCAPNG_MAGIC, PcapWalker, RecordChunk, WalkState
 from features.decode import decode_chunk
 from features.errors import InputError
 from features.packets import PacketBatch
 from features.pcapng import BOM, PcapngWalker
 from features.progress import ProgressFn, no_progress
+from features.stream import HEADROOM, stream_blocks
 
 
 def _sniff(path: Path) -> tuple[bytes, bool]:

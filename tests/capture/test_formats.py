@@ -30,8 +30,8 @@ from capture_testlib import (
     udp,
 )
 
-from features.capture import BLOCK_BYTES
 from features.source import PacketSource
+from features.stream import BLOCK_BYTES
 
 F4 = eth(ipv4("10.0.0.1", "10.0.0.2", 6, tcp(1000, 80)))
 F6 = eth(ipv6("2001:db8::1", "2001:db8::2", 17, udp(5000, 53, b"dns")), 0x86DD)
@@ -138,13 +138,13 @@ def test_records_cross_block_boundaries(tmp_path: Path, monkeypatch: pytest.Monk
 
     With a 16-byte headroom most tails do not fit before the next block and take the copying path.
     """
-    import features.capture as capture
     import features.source as source
+    import features.stream as stream
 
     real = source.stream_blocks
     monkeypatch.setattr(source, "stream_blocks", lambda *a, **k: real(*a, **{**k, "block": 37}))
     monkeypatch.setattr(source, "HEADROOM", headroom)
-    monkeypatch.setattr(capture, "HEADROOM", headroom)
+    monkeypatch.setattr(stream, "HEADROOM", headroom)
     frames = [(i * 0.001, F4 if i % 3 else F6) for i in range(200)]
     p = tmp_path / "small-blocks.pcap"
     p.write_bytes(pcap_bytes(frames))
