@@ -1,8 +1,10 @@
 """Link layers, vectorised: where each frame's IP header starts, its outer VLAN, or why it has none.
 
 The rules are those of ``features.decode_ref`` (Ethernet with VLAN stacks, MPLS and PPPoE; Linux SLL and
-SLL2; raw IP 101/12/14/228/229; BSD NULL/LOOP). Every step works on index arrays of the rows it
-concerns, so rare encapsulations cost nothing when absent and a deep stack costs one pass per layer.
+SLL2; raw IP 101/12/14/228/229; BSD NULL/LOOP). A chunk of one link type (every classic pcap) is
+resolved with whole-array operations; the variable-depth steps (VLAN tags, MPLS labels, PPPoE) work on
+index arrays of the rows they concern, so rare encapsulations cost nothing when absent and a deep stack
+costs one pass per layer.
 """
 
 from __future__ import annotations

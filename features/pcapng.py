@@ -38,14 +38,17 @@ def ticks_to_ns(ticks: np.ndarray, tsresol: int, tsoffset: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         k = tsresol & 0x7F
         if tsresol & 0x80:
+            k = min(k, 63)  # 2**-64 s and finer are nonsense; clamp rather than overflow
             sec, frac = ticks >> np.uint64(k), ticks & np.uint64((1 << k) - 1)
             if k > 34:  # keep frac * 1e9 inside 64 bits; only sub-ns precision is lost
                 frac, k = frac >> np.uint64(k - 34), 34
             ns = sec * np.uint64(10**9) + ((frac * np.uint64(10**9)) >> np.uint64(k))
         elif k <= 9:
             ns = ticks * np.uint64(10 ** (9 - k))
-        else:
+        elif k <= 28:  # 10**19 is the largest power of ten in 64 bits
             ns = ticks // np.uint64(10 ** (k - 9))
+        else:
+            ns = np.zeros_like(ticks)
         ns = ns + np.uint64((tsoffset * 10**9) % 2**64)
     return ns.view(np.int64)
 

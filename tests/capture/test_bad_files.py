@@ -168,3 +168,16 @@ def test_pcapng_packet_for_a_missing_interface_is_counted(tmp_path: Path) -> Non
     src = PacketSource(p)
     assert sum(len(b) for b in src.batches()) == 1
     assert src.bad == {"bad_record": 1} and not src.warnings
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(min_size=8, max_size=80), data=st.binary(max_size=80), iface=st.integers(0, 3))
+def test_random_interface_blocks_never_raise(tmp_path: Path, body: bytes, data: bytes, iface: int) -> None:
+    """An IDB with arbitrary link type, snap length and options, then packets that use it."""
+    body += b"\0" * (-len(body) % 4)
+    blk = struct.pack("<II", 1, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+    p = tmp_path / "idb.pcapng"
+    p.write_bytes(shb() + blk + epb("<", iface, 123456789, data) + epb("<", 0, 2**63 + 5, F4))
+    src = PacketSource(p)
+    rows = sum(len(b) for b in src.batches())
+    assert rows <= src.records <= 2

@@ -340,3 +340,12 @@ def test_pcap_walker_agrees_with_dpkt(rel: str, monkeypatch: pytest.MonkeyPatch)
     assert [b for _, b in ours] == [b for _, b in theirs]
     for (ns, _), (ts, _) in zip(ours, theirs, strict=True):
         assert abs(ns / 1e9 - float(ts)) <= 1e-6
+
+
+@pytest.mark.parametrize(
+    ("tsresol", "ns"), [(0, 5_000_000_000), (3, 5_000_000), (0x80, 5_000_000_000), (0x7F, 0), (0xFF, 0), (28, 0)]
+)
+def test_pcapng_extreme_resolutions_never_raise(tmp_path: Path, tsresol: int, ns: int) -> None:
+    p = tmp_path / "res.pcapng"
+    p.write_bytes(shb() + idb("<", 1, tsresol=tsresol) + epb("<", 0, 5, F4))
+    assert [t for _, t, _, _ in collect(PacketSource(p))] == [ns]
