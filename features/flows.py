@@ -93,8 +93,8 @@ class FlowBuilder:
         untouched = fs.take(state, np.flatnonzero(~touched))
         carried = fs.take(state, np.flatnonzero(touched))
         rows = fs.build_rows(cols, keys, carried)
-        start, ended, end_time = self._segment(rows)
-        segs = fs.reduce_segments(rows, start, ended, end_time, carried, self._next_uid)
+        start, ended, end_time, reuse = self._segment(rows)
+        segs = fs.reduce_segments(rows, start, ended, end_time, carried, self._next_uid, reuse)
         self._next_uid += int(segs.pop("_new_uids")[0])
         if batch is not None and batch.payloads and self.keep_payloads:
             self._link_payloads(rows, start, segs, batch)
@@ -110,8 +110,11 @@ class FlowBuilder:
         closed = (st["end"] != fs.NO_END) & (w > st["end"] + self._delay)
         return idle | closed
 
-    def _segment(self, r: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Flow starts over the (key, time)-sorted rows, plus each row's TCP "ended" flag and end time."""
+    def _segment(
+        self, r: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray] | None]:
+        """Flow starts over the (key, time)-sorted rows, each row's TCP "ended" flag and end time, and
+        the reuse state of the TCP rows when the first pass already had the final starts (else None)."""
         n = r["ts"].size
         key_start = r["key_start"]
         real = ~r["is_v"]
@@ -120,20 +123,23 @@ class FlowBuilder:
         ended = np.zeros(n, bool)
         end_time = np.full(n, fs.NO_END, np.int64)
         tcp = np.flatnonzero(r["tcp"])  # whole keys, so whole segments: only TCP flows end or get reused
+        if tcp.size == 0:
+            return start, ended, end_time, None
+        new, e, t, ru = self._splits(r, tcp, start[tcp])
+        if new.size == 0:  # the common case: nothing to cut, the first pass's results are final
+            ended[tcp], end_time[tcp] = e, t
+            return start, ended, end_time, ru
         sub = tcp
         for _ in range(_MAX_VECTOR_PASSES):
-            if sub.size == 0:
-                break
-            new = self._splits(r, sub, start[sub])
-            if new.size == 0:
-                break
             start[new] = True
             sub = _rows_of_segments_from(new, start)
+            new = self._splits(r, sub, start[sub])[0]
+            if new.size == 0:
+                break
         else:
             self._splits_python(r, sub, start)
-        if tcp.size:
-            ended[tcp], end_time[tcp] = self._ended(r, tcp, start[tcp])
-        return start, ended, end_time
+        ended[tcp], end_time[tcp] = self._ended(r, tcp, start[tcp])
+        return start, ended, end_time, None
 
     def _ended(self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         c0 = seg_cumsum(r["fin0"][sub], start)
@@ -145,7 +151,9 @@ class FlowBuilder:
         end_time = np.where(ended, r["endts"][sub][ff], fs.NO_END)
         return ended, end_time
 
-    def _splits(self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray) -> np.ndarray:
+    def _splits(
+        self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Rows (indices into ``r``) that start a new TCP flow inside the segments of ``sub``.
 
         After an end (both FINs or a RST): a SYN, or any packet after the close delay. Anywhere: a SYN with
@@ -158,12 +166,13 @@ class FlowBuilder:
         with np.errstate(over="ignore"):
             late = (r["ts"][sub] > end_prev + self._delay) & (end_prev != fs.NO_END)
         endc = ~start & ended_prev & (r["syn_only"][sub] | late)
-        reuse = reuse_state(r, sub, start)["cand"]
+        ru = reuse_state(r, sub, start)
+        reuse = ru["cand"]
         cand = endc | reuse
         first = cand & (seg_cumsum(cand, start, inclusive=False) == 0)
         has_end = np.bincount(seg_ids(start), weights=endc, minlength=int(start.sum())) > 0
         take = first | (reuse & ~has_end[seg_ids(start)])
-        return sub[take]
+        return sub[take], ended, end_time, ru
 
     def _splits_python(self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray) -> None:
         """Sequential fallback for keys reused many times in one batch (e.g. SYN/RST floods on one tuple)."""

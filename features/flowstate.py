@@ -168,25 +168,38 @@ def build_rows(
         "syn_only": np.zeros(m, bool),
         "endts": carried["end"],
     }
-    rows = {col: np.concatenate([virt[col], real[col].astype(virt[col].dtype, copy=False)]) for col in real}
-    ts_sort = np.where(rows["is_v"], np.iinfo(np.int64).min, rows["ts"])
-    order = np.lexsort((ts_sort, rows["h"]))
-    rows = {col: v[order] for col, v in rows.items()}
-    diff = np.zeros(n + m, bool)
-    diff[0:1] = True
+    h = np.concatenate([virt["h"], real["h"]])
+    ts_sort = np.concatenate([np.full(m, np.iinfo(np.int64).min, np.int64), real["ts"]])  # virtual rows first
+    order = np.lexsort((ts_sort, h))
+    pos = np.empty(n + m, np.int64)
+    pos[order] = np.arange(n + m)
+    pv, pr = pos[:m], pos[m:]
+    rows: dict[str, np.ndarray] = {}
+    for col, v in virt.items():  # scatter both parts into sorted order: one pass per column
+        out = np.empty(n + m, v.dtype)
+        out[pv] = v
+        out[pr] = real[col]
+        rows[col] = out
     same_h = np.zeros(n + m, bool)
     same_h[1:] = rows["h"][1:] == rows["h"][:-1]
-    for col in KEY_COLUMNS:
-        diff[1:] |= rows[col][1:] != rows[col][:-1]
-    if (same_h & diff).any():  # a 64-bit hash collision: sort by the full key instead
+    diff = _key_diff(rows)
+    if (same_h & diff).any():  # a 64-bit hash collision: sort by the full key instead (exact, slower)
         ts_sort = np.where(rows["is_v"], np.iinfo(np.int64).min, rows["ts"])
         order = np.lexsort((ts_sort, *(rows[col] for col in reversed(KEY_COLUMNS))))
         rows = {col: v[order] for col, v in rows.items()}
-        diff[1:] = False
-        for col in KEY_COLUMNS:
-            diff[1:] |= rows[col][1:] != rows[col][:-1]
-    rows["key_start"] = diff | ~same_h
+        rows["key_start"] = _key_diff(rows)
+    else:
+        rows["key_start"] = diff | ~same_h
     return rows
+
+
+def _key_diff(rows: dict[str, np.ndarray]) -> np.ndarray:
+    """True where a row's full key differs from the previous row's (and on the first row)."""
+    diff = np.zeros(rows["h"].size, bool)
+    diff[0:1] = True
+    for col in KEY_COLUMNS:
+        diff[1:] |= rows[col][1:] != rows[col][:-1]
+    return diff
 
 
 def _init_dirs(carried: dict[str, np.ndarray], cid: np.ndarray) -> DirState:
@@ -208,8 +221,12 @@ def reduce_segments(
     end_time: np.ndarray,
     carried: dict[str, np.ndarray],
     next_uid: int,
+    reuse: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """One state row per flow segment: carried values merged with this batch's packets."""
+    """One state row per flow segment: carried values merged with this batch's packets.
+
+    ``reuse``: ``features.reuse.reuse_state`` of the TCP rows under ``start``, when already computed.
+    """
     n = start.size
     first = np.flatnonzero(start)
     ns = first.size
@@ -258,7 +275,7 @@ def reduce_segments(
     out["isn"], out["hsn"], out["hside"] = np.zeros(ns, np.int64), np.zeros(ns, np.int64), np.full(ns, -1, np.int64)
     tcp = np.flatnonzero(r["tcp"])  # whole segments
     if tcp.size:
-        ru = reuse_state(r, tcp, start[tcp])
+        ru = reuse if reuse is not None else reuse_state(r, tcp, start[tcp])
         tcp_last = np.flatnonzero(last_of_seg(start[tcp]))  # positions in ``tcp`` of TCP segments' last rows
         tseg = seg[tcp[tcp_last]]
         for col in ("isn", "hsn", "hside"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import polars as pl
+import pytest
 from conftest import build
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -98,3 +99,16 @@ def test_sequential_fallback_equals_vectorised_passes(seed: int, n: int) -> None
     finally:
         flows_mod._MAX_VECTOR_PASSES = old
     assert canon(vectorised).equals(canon(sequential))
+
+
+def test_hash_collisions_fall_back_to_the_full_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every key hashing alike must give the same flows (the sort falls back to the full key)."""
+    import numpy as np
+
+    import features.flowstate as fs
+
+    pk = traffic(11, 200)
+    normal = build(pk, cuts=[50, 120], config=CFG)
+    monkeypatch.setattr(fs, "key_hash", lambda k: np.zeros(k["a_hi"].shape, np.uint64))
+    colliding = build(pk, cuts=[50, 120], config=CFG)
+    assert canon(normal).equals(canon(colliding))
