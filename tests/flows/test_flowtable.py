@@ -152,3 +152,18 @@ def test_payloads_can_be_left_out(tmp_path: Path) -> None:
     ext = extract_flows([write_capture(tmp_path / "a.pcap")], payloads=False)
     assert ext.payloads.height == 0 and ext.payloads.columns == ["flow_id", "ts_ns", "from_orig", "payload"]
     assert ext.flows.num_rows == 2
+
+
+def test_cli_reads_a_folder_and_skips_non_captures(tmp_path: Path) -> None:
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    write_capture(folder / "a.pcap")
+    write_capture(folder / "b.pcap")
+    (folder / "notes.txt").write_text("not a capture")
+    out = tmp_path / "flows.parquet"
+    res = CliRunner().invoke(app, ["flows", str(folder), "-o", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "2 capture files, 20 packets -> 4 flows" in res.stdout
+    assert "skipped" in res.stderr and "notes.txt" in res.stderr
+    table, meta = read_flows(out)
+    assert table.num_rows == 4 and [Path(s["file"]).name for s in meta["sources"]] == ["a.pcap", "b.pcap"]
