@@ -21,6 +21,7 @@ from features.capture import CAPLEN_CEILING, PCAPNG_MAGIC, RecordChunk, WalkStat
 BOM = 0x1A2B3C4D
 EPB, SPB, PB, IDB = 6, 3, 2, 1
 MAX_BLOCK = CAPLEN_CEILING + 4096
+_EPB_LEN_BAD = ~(CAPLEN_CEILING - 4)  # (blen - 32) & this == 0: a plausible EPB length, in one operation
 
 
 class Iface:
@@ -92,16 +93,22 @@ class PcapngWalker:
         hs = struct.Struct(self.endian + "II").unpack_from
         off = start
         failure: tuple[str, str] | None = None  # reported after the records before it are counted
-        while off + 12 <= length:
-            btype, blen = hs(mv, off)
-            if btype == EPB and 32 <= blen <= MAX_BLOCK and not blen & 3:  # the hot path
-                if off + blen > length:
-                    break
-                if self._py:
-                    self._flush_py()
-                app(off)
-                off += blen
-                continue
+        while True:
+            if self._py:
+                self._flush_py()
+            try:  # the hot loop: a run of ordinary EPBs, one unpack each, ends at any other block
+                while True:
+                    btype, blen = hs(mv, off)
+                    if btype != EPB or (blen - 32) & _EPB_LEN_BAD:  # 32 <= blen < 2**26 + 32, blen % 4 == 0
+                        break
+                    app(off)
+                    off += blen
+            except struct.error:  # ran off the data: the last EPB is whole only if it ends inside it
+                if epb and off > length:
+                    off = epb.pop()
+                break
+            if off + 12 > length:
+                break
             if btype == PCAPNG_MAGIC:
                 bom = struct.unpack_from("<I", mv, off + 8)[0]
                 if bom not in (BOM, 0x4D3C2B1A):
