@@ -16,6 +16,7 @@ import hashlib
 import struct
 
 import numpy as np
+import pyarrow as pa
 
 # type -> counterpart type (ICMPv4 and ICMPv6), per the spec's reference implementation.
 ICMP4_COUNTERPART: dict[int, int] = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
@@ -70,7 +71,7 @@ def _be_bytes(x: np.ndarray, dtype: str) -> np.ndarray:
     return np.ascontiguousarray(x.astype(dtype)).view(np.uint8).reshape(x.size, -1)
 
 
-def community_ids(
+def community_id_array(
     ip_version: np.ndarray,
     proto: np.ndarray,
     src_hi: np.ndarray,
@@ -79,7 +80,7 @@ def community_ids(
     dst_lo: np.ndarray,
     sport: np.ndarray,
     dport: np.ndarray,
-) -> list[str]:
+) -> pa.StringArray:
     """Community IDs of n flows given as columns (ports -1 when absent; ICMP type/code in the port columns)."""
     n = proto.size
     p = proto.astype(np.int64)
@@ -101,7 +102,8 @@ def community_ids(
     swap = gt & ~one_way
     ahi, alo, bhi, blo = (np.where(swap, x, y) for x, y in ((dhi, shi), (dlo, slo), (shi, dhi), (slo, dlo)))
     ap, bp = np.where(swap, dp, sp), np.where(swap, sp, dp)
-    out = [""] * n
+    text_all = np.zeros((n, 30), np.uint8)  # "1:" + 28 base64 characters per flow
+    text_all[:, 0], text_all[:, 1] = ord("1"), ord(":")
     for is4 in (True, False):
         for with_ports in (True, False):
             idx = np.flatnonzero((v4 == is4) & (ports == with_ports))
@@ -126,7 +128,21 @@ def community_ids(
             padded = np.hstack([digests, np.zeros((idx.size, 1), np.uint8)])  # 21 bytes: whole base64 groups
             text = np.frombuffer(base64.b64encode(padded.tobytes()), np.uint8).reshape(idx.size, 28).copy()
             text[:, 27] = ord("=")
-            strings = text.tobytes().decode("ascii")
-            for k, i in enumerate(idx.tolist()):
-                out[i] = "1:" + strings[k * 28 : k * 28 + 28]
-    return out
+            text_all[idx, 2:] = text
+    offsets = np.arange(0, 30 * n + 1, 30, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()), pa.py_buffer(text_all.tobytes()))
+
+
+def community_ids(
+    ip_version: np.ndarray,
+    proto: np.ndarray,
+    src_hi: np.ndarray,
+    src_lo: np.ndarray,
+    dst_hi: np.ndarray,
+    dst_lo: np.ndarray,
+    sport: np.ndarray,
+    dport: np.ndarray,
+) -> list[str]:
+    """``community_id_array`` as a list of str."""
+    arr = community_id_array(ip_version, proto, src_hi, src_lo, dst_hi, dst_lo, sport, dport)
+    return [str(x) for x in arr.to_pylist()]

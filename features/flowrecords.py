@@ -6,9 +6,10 @@ import ipaddress
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
-from features.community_id import community_ids
-from features.schema import FLOW_COLUMNS
+from features.community_id import community_id_array
+from features.schema import FLOW_COLUMNS, FLOW_SCHEMA
 from features.tcpstate import conn_state
 
 PROTO_NAMES: dict[int, str] = {
@@ -75,52 +76,42 @@ def to_frame(st: dict[str, np.ndarray], source_file: str) -> pl.DataFrame:
     op, rp = pick(st["a_port"], st["b_port"], True), pick(st["a_port"], st["b_port"], False)
     hist = st["hist"].tolist()
     states = [conn_state(h, p) for h, p in zip(hist, proto.tolist(), strict=True)]
-    cid = community_ids(st["ipv"], st["proto"], oh, ol, rh, rl, op, rp)
+    cid = community_id_array(st["ipv"], st["proto"], oh, ol, rh, rl, op, rp)
     same_host = (oh == rh) & (ol == rl)
     has_ports = (op >= 0) & ~icmp
     ports = (op >= 0) & (rp >= 0) & ~icmp
     names = [PROTO_NAMES.get(p, str(p)) for p in proto.tolist()]
-    us_per = 1000
-    df = pl.DataFrame(
-        {
-            "flow_id": st["uid"].astype(np.int64),
-            "community_id": pl.Series(cid, dtype=pl.String),
-            "source_file": pl.Series([source_file] * n, dtype=pl.String),
-            "ts": pl.Series(st["ts0"] // us_per, dtype=pl.Int64),
-            "ts_end": pl.Series(st["ts1"] // us_per, dtype=pl.Int64),
-            "duration_s": (st["ts1"] - st["ts0"]) / 1e9,
-            "proto": pl.Series(names, dtype=pl.String),
-            "ip_proto": st["proto"].astype(np.uint8),
-            "ip_version": st["ipv"].astype(np.uint8),
-            "vlan": pl.Series(np.where(st["vlan"] >= 0, st["vlan"], 0).astype(np.int32)),
-            "vlan_ok": st["vlan"] >= 0,
-            "orig_h": pl.Series(addr_strings(oh, ol, st["ipv"]), dtype=pl.String),
-            "orig_p": op.astype(np.int32),
-            "resp_h": pl.Series(addr_strings(rh, rl, st["ipv"]), dtype=pl.String),
-            "resp_p": rp.astype(np.int32),
-            "has_ports": has_ports,
-            "icmp_type": np.where(icmp, op, -1).astype(np.int16),
-            "icmp_code": np.where(icmp, rp, -1).astype(np.int16),
-            "orig_pkts": pick(st["pk0"], st["pk1"], True),
-            "resp_pkts": pick(st["pk0"], st["pk1"], False),
-            "orig_bytes": pick(st["by0"], st["by1"], True),
-            "resp_bytes": pick(st["by0"], st["by1"], False),
-            "orig_ip_bytes": pick(st["ib0"], st["ib1"], True),
-            "resp_ip_bytes": pick(st["ib0"], st["ib1"], False),
-            "conn_state": pl.Series(states, dtype=pl.String),
-            "history": pl.Series(hist, dtype=pl.String),
-            "land": same_host & (~ports | (op == rp)),
-            "wrong_fragment": st["wf"].astype(np.int32),
-            "urgent": st["urg"].astype(np.int32),
-        }
-    )
-    utc = pl.Datetime("us", "UTC")
-    return df.with_columns(
-        pl.col("ts").cast(utc),
-        pl.col("ts_end").cast(utc),
-        pl.when(pl.col("vlan_ok")).then(pl.col("vlan")).otherwise(None).alias("vlan"),
-        pl.when(pl.col("has_ports")).then(pl.col("orig_p")).otherwise(None).alias("orig_p"),
-        pl.when(pl.col("has_ports")).then(pl.col("resp_p")).otherwise(None).alias("resp_p"),
-        pl.when(pl.col("icmp_type") >= 0).then(pl.col("icmp_type")).otherwise(None).alias("icmp_type"),
-        pl.when(pl.col("icmp_code") >= 0).then(pl.col("icmp_code")).otherwise(None).alias("icmp_code"),
-    ).select(FLOW_COLUMNS)
+    ts_type = FLOW_SCHEMA.field("ts").type
+    cols: dict[str, pa.Array] = {
+        "flow_id": pa.array(st["uid"].astype(np.int64)),
+        "community_id": cid,
+        "source_file": pa.array([source_file], pa.string()).take(np.zeros(n, np.int64)),
+        "ts": pa.array(st["ts0"] // 1000, ts_type),
+        "ts_end": pa.array(st["ts1"] // 1000, ts_type),
+        "duration_s": pa.array((st["ts1"] - st["ts0"]) / 1e9),
+        "proto": pa.array(names, pa.string()),
+        "ip_proto": pa.array(st["proto"].astype(np.uint8)),
+        "ip_version": pa.array(st["ipv"].astype(np.uint8)),
+        "vlan": pa.array(st["vlan"].astype(np.int32), mask=st["vlan"] < 0),
+        "orig_h": pa.array(addr_strings(oh, ol, st["ipv"]), pa.string()),
+        "orig_p": pa.array(op.astype(np.int32), mask=~has_ports),
+        "resp_h": pa.array(addr_strings(rh, rl, st["ipv"]), pa.string()),
+        "resp_p": pa.array(rp.astype(np.int32), mask=~has_ports),
+        "icmp_type": pa.array(op.astype(np.int16), mask=~icmp | (op < 0)),
+        "icmp_code": pa.array(rp.astype(np.int16), mask=~icmp | (rp < 0)),
+        "orig_pkts": pa.array(pick(st["pk0"], st["pk1"], True)),
+        "resp_pkts": pa.array(pick(st["pk0"], st["pk1"], False)),
+        "orig_bytes": pa.array(pick(st["by0"], st["by1"], True)),
+        "resp_bytes": pa.array(pick(st["by0"], st["by1"], False)),
+        "orig_ip_bytes": pa.array(pick(st["ib0"], st["ib1"], True)),
+        "resp_ip_bytes": pa.array(pick(st["ib0"], st["ib1"], False)),
+        "conn_state": pa.array(states, pa.string()),
+        "history": pa.array(hist, pa.string()),
+        "land": pa.array(same_host & (~ports | (op == rp))),
+        "wrong_fragment": pa.array(st["wf"].astype(np.int32)),
+        "urgent": pa.array(st["urg"].astype(np.int32)),
+    }
+    table = pa.Table.from_arrays([cols[c] for c in FLOW_COLUMNS], schema=FLOW_SCHEMA)
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    return df
