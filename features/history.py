@@ -50,7 +50,11 @@ class DirState:
 
 
 def _log_hit(count_incl: np.ndarray, event: np.ndarray) -> np.ndarray:
-    return event & np.isin(count_incl, _POW10)
+    """True where an event brings its running count to 1, 10, 100, ... (only event rows are tested)."""
+    hit = np.zeros(event.shape, bool)
+    idx = np.flatnonzero(event)
+    hit[idx] = np.isin(count_incl[idx], _POW10)
+    return hit
 
 
 def tcp_letters(
