@@ -108,8 +108,12 @@ def loss_curves_figure(curves: Mapping[str, Curve], path: Path, title: str) -> N
     """Two panels, training loss and validation loss per epoch, one line per model (log-scaled y)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for i, (name, c) in enumerate(curves.items()):
-        colour = _COLOURS[i % len(_COLOURS)]
+    # One colour per depth ("MSMNet-10" and "MSMRNet-10" share one), so each pair reads as a pair.
+    groups: dict[str, int] = {}
+    for name in curves:
+        groups.setdefault(name.rsplit("-", 1)[-1], len(groups))
+    for name, c in curves.items():
+        colour = _COLOURS[groups[name.rsplit("-", 1)[-1]] % len(_COLOURS)]
         # Dashed = no shortcuts (MSMNet), solid = with (MSMRNet): the comparison the figure is about.
         style = "--" if "MSMNet" in name else "-"
         for ax, values in ((axes[0], c.train), (axes[1], c.val)):

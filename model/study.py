@@ -105,11 +105,14 @@ def run_models(
     on_start: Callable[[int, str, TrainConfig], None] | None = None,
     on_epoch: Callable[[str, dict[str, float]], None] | None = None,
     progress: ProgressFn | None = None,
+    on_done: Callable[[list[RunRecord]], object] | None = None,
 ) -> list[RunRecord]:
     """Train each (name, config) on ``train_df`` in turn and evaluate it on every frame in ``tests``.
 
     ``on_start(i, name, cfg)`` fires before run ``i``; ``on_epoch(name, row)`` after each epoch;
-    ``progress`` is handed to ``train_model`` (mini-batches of the current run).
+    ``progress`` is handed to ``train_model`` (mini-batches of the current run); ``on_done(records)``
+    after each run with all records so far (to save partial tables: a long study killed half-way keeps
+    what it finished).
     """
     records: list[RunRecord] = []
     for i, (name, cfg) in enumerate(runs):
@@ -133,6 +136,8 @@ def run_models(
                 tests={t: evaluate(clf, df) for t, df in tests.items()},
             )
         )
+        if on_done is not None:
+            on_done(records)
     return records
 
 
@@ -194,8 +199,8 @@ class DepthPair:
     msmrnet_val_auc: float
     msmnet_first_val_loss: float  # after epoch 1
     msmrnet_first_val_loss: float
-    msmnet_epoch_to_target: int | None  # first epoch within 5% of the pair's best validation loss
-    msmrnet_epoch_to_target: int | None
+    msmnet_best_val_loss: float  # lowest over the epochs
+    msmrnet_best_val_loss: float
     msmnet_final_train_loss: float
     msmrnet_final_train_loss: float
 
@@ -219,13 +224,20 @@ class DepthVerdict:
     test: str | None
     test_accuracy: dict[str, float]
 
+    @property
+    def msmnet_test_degrades(self) -> bool | None:
+        """Whether MSMNet-10 is less accurate than MSMNet-5 on the test set (None without one)."""
+        if not self.test_accuracy:
+            return None
+        return self.test_accuracy["MSMNet-10"] < self.test_accuracy["MSMNet-5"]
+
 
 def depth_verdict(records: Sequence[RunRecord], test: str | None = None) -> DepthVerdict:
     """Check the paper's two claims on a depth study's four records (names as in ``DEPTH_MODELS``).
 
     * Convergence: at each depth, does MSMRNet's validation loss fall faster than MSMNet's? Measured as
       the mean validation loss over all epochs (lower = converged sooner); also reported: the loss after
-      epoch 1 and the first epoch within 5% of the better network's best validation loss.
+      epoch 1 and the best over the epochs.
     * Degradation: does MSMNet's final *training* loss get worse from 5 to 10 modules (the classic
       symptom: a deeper plain net fits its own training data worse), and does MSMRNet's not?
 
@@ -236,15 +248,14 @@ def depth_verdict(records: Sequence[RunRecord], test: str | None = None) -> Dept
     for d in (5, 10):
         plain, res = by[f"MSMNet-{d}"], by[f"MSMRNet-{d}"]
         vp, vr = _curve(plain, "val_loss"), _curve(res, "val_loss")
-        target = 1.05 * min(vp.min(), vr.min())
         pairs[d] = DepthPair(
             depth=d,
             msmnet_val_auc=float(vp.mean()),
             msmrnet_val_auc=float(vr.mean()),
             msmnet_first_val_loss=float(vp[0]),
             msmrnet_first_val_loss=float(vr[0]),
-            msmnet_epoch_to_target=int(np.argmax(vp <= target)) + 1 if (vp <= target).any() else None,
-            msmrnet_epoch_to_target=int(np.argmax(vr <= target)) + 1 if (vr <= target).any() else None,
+            msmnet_best_val_loss=float(vp.min()),
+            msmrnet_best_val_loss=float(vr.min()),
             msmnet_final_train_loss=float(_curve(plain, "train_loss")[-1]),
             msmrnet_final_train_loss=float(_curve(res, "train_loss")[-1]),
         )

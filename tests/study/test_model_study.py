@@ -60,9 +60,8 @@ def test_verdict_agrees_when_shortcuts_converge_faster_and_plain_net_degrades() 
     v = depth_verdict(recs, "KDDTest+")
     assert v.convergence_agrees and v.msmnet_degrades and not v.msmrnet_degrades and v.degradation_agrees is True
     assert v.pairs[5].msmnet_val_auc == pytest.approx(13 / 30)
-    # Target = 1.05 * min(best) = 1.05 * 0.29 = 0.3045: MSMRNet-5 reaches it at epoch 2, MSMNet-5 at epoch 3.
-    assert (v.pairs[5].msmrnet_epoch_to_target, v.pairs[5].msmnet_epoch_to_target) == (2, 3)
-    assert v.pairs[10].msmnet_epoch_to_target is None
+    assert (v.pairs[5].msmrnet_best_val_loss, v.pairs[5].msmnet_best_val_loss) == (0.29, 0.3)
+    assert v.pairs[10].msmnet_first_val_loss == 1.0 and v.msmnet_test_degrades is True
     assert v.test_accuracy == {"MSMNet-5": 0.75, "MSMRNet-5": 0.78, "MSMNet-10": 0.60, "MSMRNet-10": 0.79}
 
 
@@ -76,6 +75,7 @@ def test_verdict_says_untested_when_the_plain_net_does_not_degrade() -> None:
     v = depth_verdict(recs)
     assert not v.convergence_agrees and v.pairs[10].residual_faster and not v.pairs[5].residual_faster
     assert v.degradation_agrees is None and v.test is None and v.test_accuracy == {}
+    assert v.msmnet_test_degrades is None
 
 
 def test_rows_and_mean_std_over_seeds() -> None:
