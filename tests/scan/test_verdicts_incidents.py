@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,6 +61,10 @@ def test_csv_is_rfc4180_and_reads_back(make_flows: Flows, fake_proba: Proba, tmp
     assert back.columns == verdicts.verdict_columns(CLASSES)
     assert back["source_file"][0] == 'odd, "name".pcap'
     assert back["ts"][0].endswith("Z") and back.height == v.height
+    with path.open(newline="") as f:  # the standard library's RFC 4180 reader agrees
+        rows = list(csv.reader(f))
+    assert rows[0] == verdicts.verdict_columns(CLASSES) and len(rows) == v.height + 1
+    assert rows[1][2] == 'odd, "name".pcap' and all(len(r) == len(rows[0]) for r in rows)
 
 
 def test_incidents_group_scan_and_spoofed_flood(make_flows: Flows, fake_proba: Proba) -> None:
