@@ -465,13 +465,15 @@ def _print_summary(summary: list[dict[str, object]], title: str) -> None:
     table = Table(title=title)
     keys = ["accuracy", "macro_f1", *(f"recall_{c}" for c in ("normal", "DoS", "Probe", "R2L", "U2R")), "fpr_normal"]
     keys += ["train_seconds"]
+    short = {"accuracy": "accuracy", "macro_f1": "macro-F1", "fpr_normal": "FPR", "train_seconds": "train s"}
     for c in ["model", "test", *keys]:
-        table.add_column(c.replace("recall_", "rec. "), justify="left" if c in ("model", "test") else "right")
+        head = short.get(c, c.replace("recall_", "rec. "))
+        table.add_column(head, justify="left" if c in ("model", "test") else "right", no_wrap=True)
     for row in summary:
         cells = [str(row["model"]), str(row["test"])]
         for k in keys:
             m, s = float(row[f"{k}_mean"]), float(row[f"{k}_std"])  # type: ignore[arg-type]
-            cells.append(f"{m:.0f} ± {s:.0f}" if k == "train_seconds" else f"{m:.4f} ± {s:.4f}")
+            cells.append(f"{m:.0f}±{s:.0f}" if k == "train_seconds" else f"{m:.3f}±{s:.3f}")
         table.add_row(*cells)
     _console().print(table)
 
