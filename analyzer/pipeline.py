@@ -252,12 +252,14 @@ def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any) -> None:
     out_dir = result.out_dir
     created = not out_dir.exists()
     paths = result.outputs
+    t0 = time.perf_counter()
     try:
         with contextlib.ExitStack() as stack:
             tmp = {name: stack.enter_context(atomic_path(p)) for name, p in paths.items()}
             table = _flows_table(ext, kdd, result.model_id)
             pq.write_table(table, tmp["flows.parquet"], compression="zstd")
             verdicts.write_csv(result.verdicts, tmp["verdicts.csv"])
+            result.seconds["writing"] = time.perf_counter() - t0  # so far: report.json itself is small
             result.summary = to_json(result)
             tmp["report.json"].write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
     except BaseException:
