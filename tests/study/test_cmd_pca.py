@@ -94,3 +94,32 @@ def test_pca_on_a_non_kdd_file_names_it(tmp_path: Path) -> None:
     bad.write_text("hello,world\n")
     code, _, err = _run("--data", str(bad), "-o", str(tmp_path / "o"))
     assert code == 2 and "notes.txt" in err and err.count("\n") == 1
+
+
+def test_pca_on_features_extracted_from_a_real_capture(tmp_path: Path) -> None:
+    pcap = Path(__file__).resolve().parents[2] / "sample_pcaps" / "demo-mixed.pcap"
+    if not pcap.exists():
+        pytest.skip(f"needs {pcap}")
+    parquet = tmp_path / "demo.parquet"
+    res = CliRunner().invoke(app, ["features", str(pcap), "-o", str(parquet), "--quiet"])
+    assert res.exit_code == 0, res.stderr
+    # Unlabelled, as `nta features` writes it: projection only.
+    code, _, err = _run("--data", str(parquet), "-o", str(tmp_path / "u"), "--features", "capture")
+    assert code == 0 and "no label column" in err, err
+    # Labelled from how the capture was made (docs/results/label_demo_mixed.py's rules): scores appear.
+    df = pl.read_parquet(parquet)
+    scanner = pl.col("orig_h") == "192.168.56.66"
+    flood = (
+        (pl.col("resp_h") == "10.0.0.10")
+        & pl.col("flag").is_in(["S0", "S1"])
+        & ~pl.col("orig_h").str.starts_with("10.")
+    )
+    label = pl.when(scanner).then(pl.lit("Probe")).when(flood).then(pl.lit("DoS")).otherwise(pl.lit("normal"))
+    df.with_columns(label.alias("label")).write_parquet(tmp_path / "labelled.parquet")
+    code, _, err = _run(
+        "--data", str(tmp_path / "labelled.parquet"), "-o", str(tmp_path / "l"), "--features", "capture"
+    )
+    assert code == 0, err
+    table = pl.read_csv(tmp_path / "l" / "pca_separability.csv")
+    mm = table.filter((pl.col("variant") == "one-hot + min-max") & (pl.col("task") == "normal-vs-attack"))
+    assert mm["rows"][0] > 500 and mm["knn_accuracy"][0] > 0.95
