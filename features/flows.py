@@ -196,8 +196,9 @@ class FlowBuilder:
                     f0, f1, rs = col["fin0"][i], col["fin1"][i], col["rst0"][i] or col["rst1"][i]
                     end, isn, hsn, side = col["endts"][i], col["isn"][i], col["hsn"][i], col["hside"][i]
                     continue
-                isn = seq if syn else ((col["ack"][i] - 1) if synack else (seq - 1)) & 0xFFFFFFFF
-                hsn, side = seq, (d if synack else -1)
+                flip = (fl & fs.FLIP_MASK) == 0x12
+                isn = ((col["ack"][i] - 1) if flip else seq if fl & 0x02 else (seq - 1)) & 0xFFFFFFFF
+                hsn, side = seq, (d if flip else -1)
             else:
                 if syn:
                     isn = seq

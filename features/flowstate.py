@@ -16,6 +16,7 @@ from features.segments import last_of_seg, seg_cumsum, seg_ids
 from features.tcpstate import packet_class
 
 NO_END = np.iinfo(np.int64).max
+FLIP_MASK = 0x01 | 0x02 | 0x04 | 0x10  # FIN SYN RST ACK: only SYN+ACK among them flips a flow (not SYN+ACK+FIN...)
 _FIN, _SYN, _RST, _ACK, _URG = 0x01, 0x02, 0x04, 0x10, 0x20
 KEY_COLUMNS = ("vlan", "proto", "ipv", "a_hi", "a_lo", "a_port", "b_hi", "b_lo", "b_port")
 _DTYPES: dict[str, type] = {
@@ -239,7 +240,7 @@ def reduce_segments(
     ks = np.append(r["key_start"], True)
     out["_key_last"] = ks[lastrow + 1]
     fl0 = r["flags"][first]
-    flip_new = r["tcp"][first] & ((fl0 & (_SYN | _ACK)) == (_SYN | _ACK))
+    flip_new = r["tcp"][first] & ((fl0 & FLIP_MASK) == (_SYN | _ACK))  # a plain SYN-ACK first: flip
     out["flip"] = np.where(cont, carried["flip"][cc] if carried["flip"].size else False, flip_new & ~cont)
     odir_new = r["dir"][first] ^ flip_new.astype(np.int64)
     out["odir"] = np.where(cont, carried["odir"][cc] if carried["odir"].size else 0, odir_new)

@@ -2,13 +2,13 @@
 
 A packet with SYN and without ACK starts a new flow when its sequence number differs from the
 originator's start sequence (a SYN retransmission keeps the same one). The start sequence of a flow is
-that of its first SYN, else it is inferred as Zeek does for partial connections: a flipped flow's
-SYN-ACK acknowledges ISN + 1, a mid-stream first packet starts at ISN + 1. Within a flow every SYN that
+that of its first packet with SYN, else it is inferred as Zeek does for partial connections: a flipped
+flow's SYN-ACK acknowledges ISN + 1, a mid-stream first packet starts at ISN + 1. Within a flow every SYN that
 did not start a new flow carries the current ISN, so the rule has a closed form: a SYN starts a new flow
 iff its sequence number differs from the previous SYN's in the flow (or the start sequence).
 
-Half-open reuse (backscatter): while the originator has sent nothing, a SYN-ACK with a new sequence
-number from the responder starts a new flow too.
+Half-open reuse (backscatter): in a flow that began with a SYN-ACK, while the originator has sent
+nothing, a SYN-ACK with a new sequence number from the responder starts a new flow too.
 
 Carried across batches per open flow: ``isn`` (start sequence for the SYN rule), ``hsn`` (last SYN-ACK
 sequence), ``hside`` (the SYN-ACK sender's key direction, -1 when the rule no longer applies).
@@ -21,6 +21,7 @@ import numpy as np
 from features.segments import seg_cumsum, seg_ids
 
 _SYN, _ACK = 0x02, 0x10
+_FLIP_MASK = 0x01 | 0x02 | 0x04 | 0x10  # as features.flowstate.FLIP_MASK
 _M32 = 0xFFFFFFFF
 
 
@@ -41,14 +42,15 @@ def reuse_state(r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray) ->
     synack = (fl & (_SYN | _ACK)) == (_SYN | _ACK)
     sid = seg_ids(start)
     first = start
-    hint = np.where(syn, seq, np.where(synack, ack - 1, seq - 1)) & _M32
+    flip = (fl & _FLIP_MASK) == (_SYN | _ACK)  # a flow whose first packet is this was flipped
+    hint = np.where(flip, ack - 1, np.where((fl & _SYN) > 0, seq, seq - 1)) & _M32
     val = np.where(first, np.where(isv, r["isn"][sub], hint), np.where(syn, seq, -1))
     prev = _ffill_prev(val >= 0)
     syn_new = syn & ~first & (seq != val[np.maximum(prev, 0)])
 
     # Half-open: SYN-ACKs from one side while the other side has sent nothing.
     f = np.flatnonzero(first)
-    side_f = np.where(isv[f], r["hside"][sub][f], np.where(synack[f], d[f], -1))
+    side_f = np.where(isv[f], r["hside"][sub][f], np.where(flip[f], d[f], -1))
     side = side_f[sid]
     other = ~isv & (side >= 0) & (d != side)
     quiet = seg_cumsum(other, start, inclusive=False) == 0

@@ -14,7 +14,7 @@ from pkts import ACK, FIN, PSH, RST, SYN, pkt
 from features.flows import FlowConfig
 
 HOSTS = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "2001:db8::1", "2001:db8::2"]
-FLAGS = [SYN, SYN | ACK, ACK, ACK | PSH, ACK | FIN, RST, RST | ACK, FIN, SYN | FIN]
+FLAGS = [SYN, SYN | ACK, ACK, ACK | PSH, ACK | FIN, RST, RST | ACK, FIN, SYN | FIN, SYN | ACK | FIN | PSH]
 
 
 def traffic(seed: int, n: int) -> list[dict]:

@@ -204,3 +204,15 @@ def test_retransmitted_fin_does_not_repeat_and_t_is_logarithmic() -> None:
     # 10 retransmissions: T at the 1st and the 10th; the FIN sent twice with one sequence number: one F.
     assert f["history"][0] == "ShADTTdaF"
     assert f["conn_state"][0] == "S2"
+
+
+def test_christmas_tree_first_packet_is_not_a_synack_flip() -> None:
+    """SYN+ACK+FIN+PSH+URG first: not a SYN-ACK (no flip); its seq is the originator's ISN, so the peer's SYN
+    carrying that same sequence number is no reuse (Zeek keeps one connection)."""
+    pk = [
+        pkt(0, C, S, 54249, 80, flags=SYN | ACK | FIN | PSH | URG, seq=0),
+        pkt(0.001, S, C, 80, 54249, flags=SYN | FIN | RST | URG, seq=0),
+    ]
+    f = build(pk)
+    assert f.height == 1
+    assert (f["orig_h"][0], f["orig_p"][0], f["history"][0]) == (C, 54249, "Qi")
