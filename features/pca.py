@@ -284,6 +284,8 @@ def run_pca_study(
     if sample > 0 and df.height > sample:
         keep = np.sort(np.random.default_rng(seed).choice(df.height, size=sample, replace=False))
         df = df[keep]
+    if labelled and df.height < folds:
+        raise InputError(f"{df.height} labelled row(s): the {folds}-fold separability score needs at least {folds}")
     label5 = df.get_column("label5").to_numpy().astype(str) if labelled else None
     y5 = y2 = None
     if label5 is not None:

@@ -123,3 +123,10 @@ def test_pca_on_features_extracted_from_a_real_capture(tmp_path: Path) -> None:
     table = pl.read_csv(tmp_path / "l" / "pca_separability.csv")
     mm = table.filter((pl.col("variant") == "one-hot + min-max") & (pl.col("task") == "normal-vs-attack"))
     assert mm["rows"][0] > 500 and mm["knn_accuracy"][0] > 0.95
+
+
+def test_pca_on_too_few_labelled_rows_is_a_usage_error(tmp_path: Path, kdd_frame: pl.DataFrame) -> None:
+    p = tmp_path / "three.parquet"
+    kdd_frame.head(3).write_parquet(p)
+    code, _, err = _run("--data", str(p), "-o", str(tmp_path / "o"))
+    assert code == 2 and "3 labelled row(s)" in err and err.count("\n") == 2  # the row-count note, then the error
