@@ -18,13 +18,15 @@ def seg_ids(start: np.ndarray) -> np.ndarray:
 
 
 def seg_cumsum(x: np.ndarray, start: np.ndarray, inclusive: bool = True) -> np.ndarray:
-    """Cumulative sum of ``x`` restarting at each segment start (int64)."""
-    x = x.astype(np.int64, copy=False)
-    cs = np.cumsum(x)
+    """Cumulative sum of non-negative ``x`` (bool or counts) restarting at each segment start (int64).
+
+    Non-negative values make the running total non-decreasing, so each row's segment offset is the
+    running maximum of the totals at segment starts: no segment ids, no gather.
+    """
+    cs = np.cumsum(x, dtype=np.int64)
     excl = cs - x
-    base = excl[np.flatnonzero(start)]
-    out = (cs if inclusive else excl) - base[seg_ids(start)]
-    return out
+    base = np.maximum.accumulate(np.where(start, excl, 0)) if x.size else excl
+    return (cs if inclusive else excl) - base
 
 
 def seg_cummax(x: np.ndarray, start: np.ndarray) -> np.ndarray:
