@@ -253,6 +253,9 @@ def compare_cmd(
     test: TestOpt = None,
     seeds: Annotated[int, typer.Option(help="Number of seeds (0, 1, ... N-1) per model.")] = 3,
     epochs: Annotated[int, typer.Option(help="Epoch budget per run (early stopping on validation loss).")] = 30,
+    patience: Annotated[
+        int, typer.Option(help="Epochs without a better validation loss before stopping; 0 = the training default.")
+    ] = 0,
     features: Annotated[str, typer.Option(help="Feature set: full (41) or capture (28).")] = "full",
     batch_size: Annotated[int, typer.Option(help="Mini-batch size; 0 = the training default.")] = 0,
     train_rows: Annotated[int, typer.Option(help="Train on a seeded sample of this many rows; 0 = all.")] = 0,
@@ -278,7 +281,10 @@ def compare_cmd(
             f"--models: unknown {', '.join(unknown) or '(none given)'} (known: MSMRNet, MSMNet, MLP, CNN, LSTM)"
         )
     archs = {lookup[m.lower()]: COMPARE_ARCHS[lookup[m.lower()]] for m in wanted}
-    runs = compare_runs(_base_config(features, 0, batch_size, epochs), range(seeds), archs)
+    if patience < 0:
+        raise InputError(f"--patience must be >= 0, not {patience}")
+    base = _base_config(features, 0, batch_size, epochs)
+    runs = compare_runs(replace(base, patience=patience) if patience else base, range(seeds), archs)
     _set_threads(threads)
     t0 = time.perf_counter()
     train_df, tests = _load_train_test(data, test or [], train_rows, 0)

@@ -63,8 +63,12 @@ def test_depth_and_compare_on_a_labelled_features_parquet(tmp_path: Path, kdd_pa
 
     out = tmp_path / "c"
     args = ["compare", "--data", str(kdd_parquet), "--test", str(kdd_parquet), "-o", str(out)]
-    code, stdout, err = _run(*args, "--seeds", "2", "--models", "MSMRNet,MLP,CNN", *FAST)
+    code, stdout, err = _run(*args, "--seeds", "2", "--models", "MSMRNet,MLP,CNN", "--patience", "3", *FAST)
     assert code == 0, err
+    config = json.loads((out / "compare_config.json").read_text())
+    assert {(r["arch"], r["seed"], r["patience"]) for r in config["runs"]} == {
+        (a, s, 3) for a in ("msmrnet", "mlp", "cnn") for s in (0, 1)
+    }
     runs = pl.read_csv(out / "compare_runs.csv")
     assert sorted(zip(runs["model"], runs["seed"], strict=True)) == sorted(
         (m, s) for m in ("MSMRNet", "MLP", "1-D CNN") for s in (0, 1)
@@ -81,6 +85,7 @@ def test_depth_and_compare_on_a_labelled_features_parquet(tmp_path: Path, kdd_pa
     [
         (["compare", "--models", "MSMRNet,GPT"], "--models: unknown GPT"),
         (["compare", "--seeds", "0"], "--seeds must be >= 1"),
+        (["compare", "--patience", "-1"], "--patience must be >= 0"),
         (["depth", "--features", "some"], "--features must be one of"),
         (["depth", "--threads", "-2"], "--threads must be >= 0"),
     ],
