@@ -4,6 +4,12 @@
 ``nsl-kdd``: NSL-KDD text rows (41 comma-separated columns, no header, rates as ``0.00``), readable by
 any tool built for NSL-KDD; flows of IP protocols NSL-KDD has no value for are left out and counted.
 Both are written atomically (temporary file, then rename).
+
+``--label NAME`` adds a ``label`` column (``normal``, a class such as ``DoS``, or an NSL-KDD attack name) to the
+Parquet, so the file can train or evaluate a model (``nta train --data``): a responder's known-good traffic
+becomes extra ``normal`` rows. ``--per-file`` computes the window features (count, dst_host_*) of each capture
+on its own, so connections of unrelated captures never share a window, and adds a ``capture`` column (the
+capture's path as found); without it the captures are one timeline, as ``nta scan`` reads them.
 """
 
 from __future__ import annotations
@@ -37,26 +43,57 @@ def features(
         FeatureFormat, typer.Option("--format", help="parquet: identity + 41 features; nsl-kdd: NSL-KDD text.")
     ] = FeatureFormat.parquet,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output file.")] = False,
+    label: Annotated[
+        str | None,
+        typer.Option("--label", help="Add a label column (normal, DoS, Probe, R2L, U2R or an attack name)."),
+    ] = None,
+    per_file: Annotated[
+        bool, typer.Option("--per-file", help="Window features per capture (not across the captures).")
+    ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
 ) -> None:
     """Read the captures, build flows, compute the 41 features, write them."""
+    import polars as pl
+
     from analyzer import inputs
     from analyzer.progress import make_stages
     from features.atomic import atomic_path
     from features.extract import extract_flows
     from features.kdd import kdd_features
+    from features.kdd_columns import ATTACK_CLASS, CLASSES
     from features.nslkdd_text import write_nslkdd
 
+    if label is not None and label not in CLASSES and label not in ATTACK_CLASS:
+        raise InputError(f"--label {label!r}: not a class ({', '.join(CLASSES)}) or an NSL-KDD attack name")
+    if label is not None and fmt is FeatureFormat.nsl_kdd:
+        raise InputError("--label needs --format parquet (NSL-KDD text carries the label in its own rows)")
     if output.exists() and not force:
         raise InputError(f"{output}: exists; use --force to overwrite it")
     if output.is_dir():
         raise InputError(f"{output}: is a folder; -o names the output file")
     found = inputs.discover(captures)
+    groups = [[p] for p in found.captures] if per_file else [found.captures]
+    warnings: list[str] = []
     with make_stages(quiet) as stages:
+        parts = []
         with stages.stage("reading") as progress:
-            ext = extract_flows(found.captures, progress=progress)
+            # One extraction per group: with --per-file the window features never see another capture's flows.
+            sizes = [sum(f.stat().st_size for f in group) for group in groups]
+            for n, group in enumerate(groups):
+
+                def overall(done: int, _total: int, base: int = sum(sizes[:n])) -> None:
+                    progress(base + done, sum(sizes))  # one bar over all groups
+
+                ext = extract_flows(group, progress=overall)
+                warnings.extend(ext.warnings)
+                part = kdd_features(ext.flows, ext.payloads)
+                if per_file:
+                    part = part.with_columns(pl.lit(str(group[0])).alias("capture"))
+                parts.append(part)
         with stages.stage("features"):
-            kdd = kdd_features(ext.flows, ext.payloads)
+            kdd = pl.concat(parts) if len(parts) > 1 else parts[0]
+            if label is not None:
+                kdd = kdd.with_columns(pl.lit(label).alias("label"))
         with stages.stage("writing"):
             if fmt is FeatureFormat.nsl_kdd:
                 written, left_out = write_nslkdd(kdd, output)
@@ -66,7 +103,7 @@ def features(
                 written, left_out = kdd.height, 0
     for path, reason in found.skipped:
         print(f"nta: skipped {path}: {reason}", file=sys.stderr)
-    for warning in getattr(ext, "warnings", ()):
+    for warning in warnings:
         print(f"nta: warning: {warning}", file=sys.stderr)
     if not quiet:
         note = f" ({left_out} flows of other IP protocols left out)" if left_out else ""

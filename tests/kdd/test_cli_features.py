@@ -83,3 +83,51 @@ def test_real_capture_to_nslkdd_text(need: Any, tmp_path: Path) -> None:
     land = [r for r in rows if r[KDD_FEATURES.index("land")] == "1"]
     assert land and all(r[1:4] == ["tcp", "netbios_ssn", "S0"] for r in land)
     assert any(r[2] == "http" and r[3] == "SF" for r in rows)
+
+
+SAMPLES = SAMPLE.parent
+
+
+def _features(args: list[str]) -> Any:
+    return CliRunner().invoke(app, ["features", *args, "-q"])
+
+
+def test_per_file_windows_equal_each_capture_alone(need: Any, tmp_path: Path) -> None:
+    """--per-file: each capture's rows equal that capture's own extraction (windows never see the other)."""
+    a, b = need(SAMPLES / "syn-portscan.pcap"), need(SAMPLES / "benign-web-dns-ssh.pcap")
+    both, alone_a, alone_b = tmp_path / "both.parquet", tmp_path / "a.parquet", tmp_path / "b.parquet"
+    assert _features([str(a), str(b), "-o", str(both), "--per-file"]).exit_code == 0
+    assert _features([str(a), "-o", str(alone_a)]).exit_code == 0
+    assert _features([str(b), "-o", str(alone_b)]).exit_code == 0
+    got = pl.read_parquet(both)
+    assert got.get_column("capture").unique(maintain_order=True).to_list() == [str(a), str(b)]
+    for path, alone in ((a, alone_a), (b, alone_b)):
+        part = got.filter(pl.col("capture") == str(path)).drop("capture")
+        assert part.select(KDD_FEATURES).equals(pl.read_parquet(alone).select(KDD_FEATURES))
+
+
+def test_label_makes_training_data(need: Any, tmp_path: Path) -> None:
+    """--label normal: the Parquet reads back through read_labeled as normal rows, one per flow."""
+    from features.nslkdd import read_labeled
+
+    out = tmp_path / "known-good.parquet"
+    res = _features([str(need(SAMPLES / "benign-web-dns-ssh.pcap")), "-o", str(out), "--label", "normal"])
+    assert res.exit_code == 0, res.output
+    df = read_labeled(out)
+    assert df.height == pl.read_parquet(out).height > 0
+    assert set(df.get_column("label5").to_list()) == {"normal"}
+    res = _features([str(SAMPLES / "syn-portscan.pcap"), "-o", str(tmp_path / "s.parquet"), "--label", "portsweep"])
+    assert res.exit_code == 0
+    assert set(read_labeled(tmp_path / "s.parquet").get_column("label5").to_list()) == {"Probe"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [(["--label", "benign"], "not a class"), (["--label", "normal", "--format", "nsl-kdd"], "needs --format parquet")],
+)
+def test_bad_label_is_usage_error(need: Any, tmp_path: Path, extra: list[str], needle: str) -> None:
+    out = tmp_path / "o.parquet"
+    res = CliRunner().invoke(app, ["features", str(need(SAMPLE)), "-o", str(out), *extra])
+    assert res.exit_code == 2
+    assert needle in res.output
+    assert not out.exists()

@@ -1,6 +1,6 @@
 """What ``nta scan`` calls each capture of the shared corpus: a Markdown table for the issue's note.
 
-    python tests/scan/corpus_scan.py [--corpus ../shared/data/pcaps] [--out table.md]
+    python tests/scan/corpus_scan.py [--corpus ../shared/data/pcaps] [--model DIR] [--out table.md]
 
 For every attack capture: the classes of its attack flows and its largest incidents; for every benign
 capture: the share of flows called attacks (target: at most 1 %). The "expected" column is read from the
@@ -35,6 +35,7 @@ def expected(name: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "data" / "pcaps")
+    ap.add_argument("--model", type=Path, help="Model folder (default: the shipped model).")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -48,11 +49,12 @@ def main() -> None:
         "| --- | --- | ---: | ---: | --- | --- | --- |",
     ]
     benign_shares: list[float] = []
+    benign_flows = benign_attacks = 0
     for kind in ("attack", "benign"):
         for cap in sorted((args.corpus / kind).iterdir()):
             with tempfile.TemporaryDirectory() as tmp:
                 try:
-                    r = run_scan(ScanConfig(paths=(cap,), out=Path(tmp) / "o", device="cpu"))
+                    r = run_scan(ScanConfig(paths=(cap,), out=Path(tmp) / "o", device="cpu", model_dir=args.model))
                 except NtaError as e:
                     lines.append(f"| {kind}/{cap.name} | | | | | error: {e} | |")
                     continue
@@ -66,6 +68,8 @@ def main() -> None:
             want = "normal" if kind == "benign" else expected(cap.name)
             if kind == "benign":
                 benign_shares.append(share)
+                benign_flows += v.height
+                benign_attacks += att.height
                 ok = "ok" if share <= 0.01 else f"MISS ({share:.1%} > 1 %)"
             elif want == "-":
                 ok = "n/a"
@@ -80,7 +84,8 @@ def main() -> None:
     lines.append("")
     lines.append(
         f"Benign captures: {len(benign_shares)}, {over} above 1 % of flows called attacks; "
-        f"median share {sorted(benign_shares)[len(benign_shares) // 2]:.1%}."
+        f"median share {sorted(benign_shares)[len(benign_shares) // 2]:.1%}; pooled {benign_attacks:,} of "
+        f"{benign_flows:,} benign flows ({benign_attacks / max(benign_flows, 1):.1%}) called attacks."
     )
     text = "\n".join(lines) + "\n"
     if args.out:
