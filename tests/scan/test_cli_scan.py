@@ -47,8 +47,8 @@ def test_scan_sample_writes_consistent_outputs(name: str, tmp_path: Path) -> Non
     assert set(v["label"].unique()) <= set(CLASSES)
     assert v["confidence"].is_between(0, 1).all() and v["model_id"].n_unique() == 1
     # Incident ids in the CSV are exactly the report's incidents; attack flows only.
-    ids = {i["incident_id"] for i in report["incidents"]}
-    assert set(v["incident_id"].drop_nulls().unique()) == ids
+    ids = {str(i["incident_id"]) for i in report["incidents"]}
+    assert set(v["incident_id"].drop_nulls().cast(pl.String).unique()) == ids
     assert (v.filter(pl.col("incident_id").is_not_null())["label"] != "normal").all()
     assert sum(i["flows"] for i in report["incidents"]) == (v["label"] != "normal").sum()
     assert report["captures"][0]["packets"] == report["packets"] > 0
