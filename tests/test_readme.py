@@ -1,0 +1,37 @@
+"""The README's promises that code can check: the two opening commands, and the flow-column table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from features.schema import FLOW_COLUMNS, markdown_table
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _first_block() -> list[str]:
+    text = README.read_text()
+    block = re.search(r"```sh\n(.*?)```", text, re.S)
+    assert block, "README has no sh code block"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_opens_with_exactly_two_commands() -> None:
+    text = README.read_text()
+    assert text.index("```sh") < text.index("\n## "), "the commands come before any section"
+    cmds = _first_block()
+    assert len(cmds) == 2
+    assert "nta scan sample_pcaps/" in cmds[0] and "pip install" in cmds[0]
+    assert "pytest" in cmds[1] and "pip install" in cmds[1]
+    sample = re.search(r"nta scan (sample_pcaps/\S+)", cmds[0])
+    assert sample and (README.parent / sample.group(1)).is_file()
+
+
+def test_flow_column_table_is_derived_from_the_schema() -> None:
+    text = README.read_text()
+    table = text.split("<!-- flow-columns:start -->\n", 1)[1].split("\n<!-- flow-columns:end -->", 1)[0]
+    assert table == markdown_table(), (
+        "regenerate with: python -c 'from features.schema import markdown_table as m; print(m())'"
+    )
+    assert all(f"`{c}`" in table for c in FLOW_COLUMNS)
