@@ -16,6 +16,13 @@ capture is encoded exactly as the training data was:
 operations); on modern, mostly encrypted traffic the extractor can only report 0 for them, while in
 NSL-KDD they are exactly what separates most R2L/U2R rows from normal. A model trained with them would
 read "0" as evidence of "normal" on every capture, so the capture model never sees them.
+
+``CAPTURE_ALIASES`` maps category values before one-hot encoding, for the capture model only. NSL-KDD's
+``http_443`` rows (530 in KDDTrain+) are all attacks (neptune S0/REJ, port sweeps): the 1999 traffic had no
+benign HTTPS, so a model trained on it calls every modern HTTPS flow DoS with confidence 1.0 (seen on
+``sample_pcaps/demo-mixed.pcap``). HTTPS is HTTP over TLS, so the capture spec encodes ``http_443`` as
+``http``: the attack rows keep their S0/REJ flags and error rates, and benign HTTPS meets the benign HTTP
+rows. (ssh, imap4, ldap, netbios_* have the same problem, with no benign counterpart to map to.)
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from features.errors import InputError
 from features.kdd_columns import CATEGORICAL, FLAGS, KDD_FEATURES, PROTOCOLS, SERVICES
 
 __all__ = [
+    "CAPTURE_ALIASES",
     "CAPTURE_FEATURES",
     "CONTENT_FEATURES",
     "DEFAULT_LOG1P",
@@ -50,6 +58,7 @@ DEFAULT_LOG1P: tuple[str, ...] = (
     "duration", "src_bytes", "dst_bytes", "hot", "num_compromised", "num_root", "num_file_creations",
     "num_access_files",
 )  # fmt: skip
+CAPTURE_ALIASES: dict[str, dict[str, str]] = {"service": {"http_443": "http"}}
 _FIXED_VOCAB: dict[str, tuple[str, ...]] = {"protocol_type": PROTOCOLS, "service": SERVICES, "flag": FLAGS}
 _SCALINGS = ("minmax", "standard", "none")
 
@@ -66,6 +75,7 @@ class FeatureSpec:
     scaling: str = "minmax"
     vocab: dict[str, list[str]] = field(default_factory=dict)
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    aliases: dict[str, dict[str, str]] = field(default_factory=dict)  # col -> {value: value encoded instead}
 
     @classmethod
     def fit(
@@ -74,8 +84,9 @@ class FeatureSpec:
         columns: Sequence[str],
         scaling: str = "minmax",
         log1p: Sequence[str] = DEFAULT_LOG1P,
+        aliases: dict[str, dict[str, str]] | None = None,
     ) -> FeatureSpec:
-        """Fit on training rows: vocabularies are fixed, statistics come from ``df``."""
+        """Fit on training rows: vocabularies are fixed, statistics come from ``df``; ``aliases`` are stored."""
         if scaling not in _SCALINGS:
             raise InputError(f"unknown scaling {scaling!r} (expected one of {', '.join(_SCALINGS)})")
         cols = list(columns)
@@ -101,7 +112,8 @@ class FeatureSpec:
                 "std": float(v.std()),
                 "log1p": c in log1p,
             }
-        return cls(columns=cols, scaling=scaling, vocab=vocab, stats=stats)
+        used = {c: dict(m) for c, m in (aliases or {}).items() if c in vocab}
+        return cls(columns=cols, scaling=scaling, vocab=vocab, stats=stats, aliases=used)
 
     @property
     def encoded_columns(self) -> list[str]:
@@ -141,12 +153,12 @@ class FeatureSpec:
             if c in self.vocab:
                 vocab = self.vocab[c]
                 other = len(vocab) - 1
-                codes = (
-                    df.get_column(c)
-                    .cast(pl.String)
-                    .replace_strict(vocab[:-1], list(range(other)), default=other, return_dtype=pl.Int32)
-                    .to_numpy()
-                )  # (n,) index into vocab
+                values = df.get_column(c).cast(pl.String)
+                if c in self.aliases:
+                    values = values.replace(self.aliases[c])
+                codes = values.replace_strict(
+                    vocab[:-1], list(range(other)), default=other, return_dtype=pl.Int32
+                ).to_numpy()  # (n,) index into vocab
                 x[rows, j + codes] = 1.0
                 unknown = int((codes == other).sum())
                 j += len(vocab)
@@ -178,6 +190,7 @@ class FeatureSpec:
             "scaling": self.scaling,
             "vocab": {k: list(v) for k, v in self.vocab.items()},
             "stats": {k: dict(v) for k, v in self.stats.items()},
+            "aliases": {k: dict(v) for k, v in self.aliases.items()},
             "encoded_columns": self.encoded_columns,
         }
 
@@ -192,6 +205,7 @@ class FeatureSpec:
                 scaling=str(d["scaling"]),
                 vocab={k: list(v) for k, v in d["vocab"].items()},
                 stats={k: dict(v) for k, v in d["stats"].items()},
+                aliases={k: dict(v) for k, v in d.get("aliases", {}).items()},  # absent in older specs
             )
         except (KeyError, TypeError, AttributeError) as e:
             raise InputError(f"malformed feature spec: {e!r}") from None

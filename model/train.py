@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from features.atomic import atomic_path
-from features.encode import DEFAULT_LOG1P, FEATURE_SETS, FeatureSpec
+from features.encode import CAPTURE_ALIASES, DEFAULT_LOG1P, FEATURE_SETS, FeatureSpec
 from features.errors import InputError
 from features.progress import ProgressFn, no_progress
 from model.artifacts import save_model
@@ -183,7 +183,8 @@ def train_model(
     if len(tr_idx) == 0 or len(va_idx) == 0:
         raise InputError(f"need rows for both training and validation, got {df.height} rows")
     t0 = time.perf_counter()
-    spec = FeatureSpec.fit(df[tr_idx], FEATURE_SETS[cfg.feature_set], cfg.scaling, cfg.log1p)
+    aliases = CAPTURE_ALIASES if cfg.feature_set == "capture" else None  # see features.encode
+    spec = FeatureSpec.fit(df[tr_idx], FEATURE_SETS[cfg.feature_set], cfg.scaling, cfg.log1p, aliases)
     x_all, _ = spec.transform(df)  # (n, F)
     x_tr, y_tr = torch.from_numpy(x_all[tr_idx]), torch.from_numpy(y_all[tr_idx])
     x_va, y_va = torch.from_numpy(x_all[va_idx]), torch.from_numpy(y_all[va_idx])

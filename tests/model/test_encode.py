@@ -84,3 +84,21 @@ def test_json_round_trip(sample_file: Path) -> None:
     assert back == spec and back.encoded_columns == spec.encoded_columns
     np.testing.assert_array_equal(back.transform(df)[0], spec.transform(df)[0])
     assert len(back.source_feature) == len(back.encoded_columns)
+
+
+def test_capture_aliases_encode_https_as_http(sample_file: Path) -> None:
+    from features.encode import CAPTURE_ALIASES
+
+    df = read_nslkdd(sample_file)
+    spec = FeatureSpec.fit(df, CAPTURE_FEATURES, aliases=CAPTURE_ALIASES)
+    https = df.with_columns(pl.lit("http_443").alias("service"))
+    x, outside = spec.transform(https)
+    cols = spec.encoded_columns
+    assert outside == {} and np.all(x[:, cols.index("service=http")] == 1.0)
+    assert np.all(x[:, cols.index("service=http_443")] == 0.0)
+    back = FeatureSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert back.aliases == {"service": {"http_443": "http"}}
+    # specs written before aliases existed still load, with none
+    d = spec.to_dict()
+    del d["aliases"]
+    assert FeatureSpec.from_dict(d).aliases == {}
