@@ -29,6 +29,7 @@ PROTO_NAMES: dict[int, str] = {
     132: "sctp",
 }
 _V6_TEXT: dict[tuple[int, int], str] = {}  # IPv6 text forms already made (hosts recur across batches)
+_STATES: dict[tuple[str, int], str] = {}  # (history, proto) -> conn_state already computed
 PAYLOAD_SCHEMA = {"flow_id": pl.Int64, "ts_ns": pl.Int64, "from_orig": pl.Boolean, "payload": pl.Binary}
 
 
@@ -61,6 +62,21 @@ def addr_strings(hi: np.ndarray, lo: np.ndarray, ipv: np.ndarray) -> np.ndarray:
     return out
 
 
+def _conn_states(hist: list[str], proto: list[int]) -> list[str]:
+    """``conn_state`` of each (history, proto); computed once per distinct pair (histories repeat a lot)."""
+    if len(_STATES) > 1_000_000:  # bound the cache on captures with huge numbers of distinct histories
+        _STATES.clear()
+    get = _STATES.get
+    out: list[str] = []
+    app = out.append
+    for key in zip(hist, proto, strict=True):
+        s = get(key)
+        if s is None:
+            s = _STATES[key] = conn_state(*key)
+        app(s)
+    return out
+
+
 def to_frame(st: dict[str, np.ndarray], source_file: str) -> pl.DataFrame:
     """Flow records of finished states; ``flow_id`` is the builder-local uid (renumbered by ``extract``)."""
     n = st["h"].size
@@ -75,12 +91,13 @@ def to_frame(st: dict[str, np.ndarray], source_file: str) -> pl.DataFrame:
     rh, rl = pick(st["a_hi"], st["b_hi"], False), pick(st["a_lo"], st["b_lo"], False)
     op, rp = pick(st["a_port"], st["b_port"], True), pick(st["a_port"], st["b_port"], False)
     hist = st["hist"].tolist()
-    states = [conn_state(h, p) for h, p in zip(hist, proto.tolist(), strict=True)]
+    states = _conn_states(hist, proto.tolist())
     cid = community_id_array(st["ipv"], st["proto"], oh, ol, rh, rl, op, rp)
     same_host = (oh == rh) & (ol == rl)
     has_ports = (op >= 0) & ~icmp
     ports = (op >= 0) & (rp >= 0) & ~icmp
-    names = [PROTO_NAMES.get(p, str(p)) for p in proto.tolist()]
+    pu, pinv = np.unique(proto, return_inverse=True)  # few protocols: name each once
+    names = np.array([PROTO_NAMES.get(p, str(p)) for p in pu.tolist()] or [""], object)[pinv.reshape(-1)]
     ts_type = FLOW_SCHEMA.field("ts").type
     cols: dict[str, pa.Array] = {
         "flow_id": pa.array(st["uid"].astype(np.int64)),

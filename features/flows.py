@@ -90,7 +90,7 @@ class FlowBuilder:
         keys = fs.packet_keys(cols)
         state = self._state
         touched = np.isin(state["h"], keys["h"]) if keys["h"].size else np.zeros(state["h"].size, bool)
-        untouched = fs.take(state, np.flatnonzero(~touched))
+        untouched = np.flatnonzero(~touched)  # state rows no packet of this batch can join
         carried = fs.take(state, np.flatnonzero(touched))
         rows = fs.build_rows(cols, keys, carried)
         start, ended, end_time, reuse = self._segment(rows)
@@ -100,9 +100,11 @@ class FlowBuilder:
             self._link_payloads(rows, start, segs, batch)
         key_last = segs.pop("_key_last").astype(bool)
         finished = ~key_last | final | self._expired(segs)
-        stay = np.zeros(untouched["h"].size, bool) if final else ~self._expired(untouched)
-        self._state = fs.concat([fs.take(untouched, np.flatnonzero(stay)), fs.take(segs, np.flatnonzero(~finished))])
-        return fs.concat([fs.take(untouched, np.flatnonzero(~stay)), fs.take(segs, np.flatnonzero(finished))])
+        # Gather untouched rows straight from the state (one take each for staying and leaving rows).
+        exp = {col: state[col][untouched] for col in ("ts1", "proto", "end")}
+        stay = np.zeros(untouched.size, bool) if final else ~self._expired(exp)
+        self._state = fs.concat([fs.take(state, untouched[stay]), fs.take(segs, np.flatnonzero(~finished))])
+        return fs.concat([fs.take(state, untouched[~stay]), fs.take(segs, np.flatnonzero(finished))])
 
     def _expired(self, st: dict[str, np.ndarray]) -> np.ndarray:
         w = self._watermark
