@@ -50,8 +50,11 @@ def _be(m: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return m.view(f">u{size}")[:, lo // size].astype(np.int64)
 
 
-def decode_chunk(rc: RecordChunk) -> PacketBatch:
-    """Decode every frame of a chunk; one row per IP packet, bad frames counted by name."""
+def decode_chunk(rc: RecordChunk, *, payloads: bool = True) -> PacketBatch:
+    """Decode every frame of a chunk; one row per IP packet, bad frames counted by name.
+
+    ``payloads=False`` skips copying payload snippets (``payload_idx``/``payloads`` stay empty).
+    """
     n = len(rc)
     buf = rc.buf
     lk = resolve(buf, rc.data_off, rc.caplen, rc.linktype)
@@ -193,6 +196,8 @@ def decode_chunk(rc: RecordChunk) -> PacketBatch:
     counts = np.bincount(code, minlength=len(BAD_NAMES))
     batch.bad = Counter({BAD_NAMES[i]: int(v) for i, v in enumerate(counts) if i and v})
 
+    if not payloads:
+        return batch
     # Payload bytes for content features: TCP on CONTENT_PORTS with a complete header and captured data.
     want = full & ~badtcp & (_CONTENT[sport & 0xFFFF] | _CONTENT[dport & 0xFFFF])
     k = np.minimum(np.minimum(ip_end, cap) - t_off - thl, CONTENT_SNAP)

@@ -46,7 +46,7 @@ def extract_flows(
     """
     from features.source import PacketSource
 
-    sources = [PacketSource(Path(p)) for p in paths]
+    sources = [PacketSource(Path(p), payloads=payloads) for p in paths]
     total = sum(s.size_bytes for s in sources)
     done_before = 0
     frames: list[pl.DataFrame] = []

@@ -79,8 +79,9 @@ class PacketSource:
     ``bad`` and ``warnings`` are complete once ``batches()`` is exhausted.
     """
 
-    def __init__(self, path: Path, *, chunk_records: int = 262_144) -> None:
+    def __init__(self, path: Path, *, chunk_records: int = 262_144, payloads: bool = True) -> None:
         self.path = Path(path)
+        self.payloads = payloads  # False: batches carry no payload snippets (nothing downstream wants them)
         head, self._gz = _sniff(self.path)
         fmt = _validate(self.path, head, self._gz)
         self._head = head
@@ -160,7 +161,7 @@ class PacketSource:
                     rc.linktype[lo:hi],
                     rc.first_idx + lo,
                 )
-                batch = decode_chunk(part)
+                batch = decode_chunk(part) if self.payloads else decode_chunk(part, payloads=False)
                 delta = state.bad - self._attached
                 batch.bad.update(delta)
                 self._attached.update(delta)
