@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from features.flowrecords import empty_payloads
 from features.flows import DEFAULT_CONFIG, FlowBuilder, FlowConfig
+from features.prefetch import prefetched
 from features.progress import ProgressFn, no_progress
 from features.schema import FLOW_COLUMNS, FLOW_SCHEMA
 
@@ -60,7 +61,7 @@ def extract_flows(
         def prog(done: int, _total: int, base: int = done_before) -> None:
             progress(base + done, total)
 
-        for b in src.batches(prog):
+        for b in prefetched(src.batches, prog):  # decode the next batch while this one builds flows
             frames.append(fb.add(b).with_columns(pl.lit(i).alias("_file")))
         frames.append(fb.finish().with_columns(pl.lit(i).alias("_file")))
         pays.append(fb.take_payloads().with_columns(pl.lit(i).alias("_file")))
