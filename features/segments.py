@@ -23,7 +23,11 @@ def seg_cumsum(x: np.ndarray, start: np.ndarray, inclusive: bool = True) -> np.n
     Non-negative values make the running total non-decreasing, so each row's segment offset is the
     running maximum of the totals at segment starts: no segment ids, no gather.
     """
-    cs = np.cumsum(x, dtype=np.int64)
+    if x.dtype == np.bool_ and x.size < (1 << 31):
+        # numpy's bool -> int64 cumsum takes a slow casting path (~2.7x slower); int32 is exact here.
+        cs = np.cumsum(x.view(np.uint8), dtype=np.int32).astype(np.int64)
+    else:
+        cs = np.cumsum(x, dtype=np.int64)
     excl = cs - x
     base = np.maximum.accumulate(np.where(start, excl, 0)) if x.size else excl
     return (cs if inclusive else excl) - base
