@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from features.history import NONE, DirState, tcp_letters
 from features.reuse import reuse_state
-from features.segments import last_of_seg, seg_cumsum, seg_ids
+from features.segments import bool_cumsum, last_of_seg, seg_cumsum, seg_ids
 from features.tcpstate import packet_class
 
 NO_END = np.iinfo(np.int64).max
@@ -244,7 +244,7 @@ def reduce_segments(
     out["flip"] = np.where(cont, carried["flip"][cc] if carried["flip"].size else False, flip_new & ~cont)
     odir_new = r["dir"][first] ^ flip_new.astype(np.int64)
     out["odir"] = np.where(cont, carried["odir"][cc] if carried["odir"].size else 0, odir_new)
-    new_rank = np.cumsum(~cont) - 1
+    new_rank = bool_cumsum(~cont) - 1
     out["uid"] = np.where(cont, carried["uid"][cc] if carried["uid"].size else 0, next_uid + new_rank)
     out["_new_uids"] = np.array([int((~cont).sum())])
     real = ~r["is_v"]

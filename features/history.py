@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.segments import prev_in_seg, seg_cummax, seg_cumsum
+from features.segments import prev_in_seg, seg_cummax, seg_cumsum, seg_ids
 from features.tcpstate import _MASK_BIT, FIN_BIT, LETTERS, RST_BIT, SYN_BIT
 
 NONE = -(1 << 62)  # "no value yet" for sequence state
@@ -121,7 +121,7 @@ def tcp_letters(
 
     # Retransmissions: payload ending at or before the highest sequence end already seen.
     base = st.base[g]
-    first_seq = s[np.flatnonzero(start)][np.cumsum(start) - 1]
+    first_seq = s[np.flatnonzero(start)][seg_ids(start)]
     base = np.where(base >= 0, base, first_seq)
     seg_end = (s + ln + ((f & _SYN) > 0) + ((f & _FIN) > 0)) & 0xFFFFFFFF
     rel = ((seg_end - base + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)

@@ -12,9 +12,20 @@ import itertools
 import numpy as np
 
 
+def bool_cumsum(b: np.ndarray) -> np.ndarray:
+    """Inclusive running count of True in a bool array, as int64 (same values as ``np.cumsum(b)``).
+
+    numpy's bool -> int64 cumsum takes a slow casting path (~2.7x slower); uint8 -> int32 is exact
+    below 2**31 rows.
+    """
+    if b.size < (1 << 31):
+        return np.cumsum(b.view(np.uint8), dtype=np.int32).astype(np.int64)
+    return np.cumsum(b, dtype=np.int64)
+
+
 def seg_ids(start: np.ndarray) -> np.ndarray:
     """Segment number (0-based) of every row. ``start[0]`` must be True when n > 0."""
-    return np.cumsum(start, dtype=np.int64) - 1
+    return bool_cumsum(start) - 1 if start.dtype == np.bool_ else np.cumsum(start, dtype=np.int64) - 1
 
 
 def seg_cumsum(x: np.ndarray, start: np.ndarray, inclusive: bool = True) -> np.ndarray:
@@ -23,11 +34,7 @@ def seg_cumsum(x: np.ndarray, start: np.ndarray, inclusive: bool = True) -> np.n
     Non-negative values make the running total non-decreasing, so each row's segment offset is the
     running maximum of the totals at segment starts: no segment ids, no gather.
     """
-    if x.dtype == np.bool_ and x.size < (1 << 31):
-        # numpy's bool -> int64 cumsum takes a slow casting path (~2.7x slower); int32 is exact here.
-        cs = np.cumsum(x.view(np.uint8), dtype=np.int32).astype(np.int64)
-    else:
-        cs = np.cumsum(x, dtype=np.int64)
+    cs = bool_cumsum(x) if x.dtype == np.bool_ else np.cumsum(x, dtype=np.int64)
     excl = cs - x
     base = np.maximum.accumulate(np.where(start, excl, 0)) if x.size else excl
     return (cs if inclusive else excl) - base
