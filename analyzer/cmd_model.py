@@ -1,6 +1,7 @@
 """``nta train`` and ``nta evaluate``: train an MSMRNet (or a baseline) on labelled KDD features, and score it.
 
-``nta train --data KDDTrain+.txt.gz -o DIR`` writes DIR/weights.safetensors, DIR/metadata.json and
+``nta train --data KDDTrain+.txt.gz [--data more.parquet ...] -o DIR`` trains on the rows of every ``--data``
+file together (NSL-KDD text or labelled feature Parquet, e.g. ``nta features --label normal`` output) and writes DIR/weights.safetensors, DIR/metadata.json and
 DIR/history.csv (one row per epoch). ``nta evaluate DIR --data KDDTest+.txt`` prints accuracy, macro-F1,
 per-class precision/recall/F1, the confusion matrix and the false-positive rate on normal, for the
 5-class and the binary (normal vs attack) view, and writes them as JSON with ``--json``.
@@ -44,7 +45,10 @@ def register(app: typer.Typer) -> None:
 
 @guarded
 def train(
-    data: Annotated[Path, typer.Option("--data", help="Training data: NSL-KDD text (.gz or not) or labelled Parquet.")],
+    data: Annotated[
+        list[Path],
+        typer.Option("--data", help="Training data: NSL-KDD text (.gz or not) or labelled Parquet; repeat to add."),
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Model folder to write.")],
     features: Annotated[
         FeatureSet, typer.Option("--features", help="capture: the 28 features captures give; full: all 41.")
@@ -68,11 +72,19 @@ def train(
     max_minutes: Annotated[
         float, typer.Option("--max-minutes", min=0.0, help="Stop after the epoch that passes this budget (0: none).")
     ] = 0.0,
+    https_as_http: Annotated[
+        bool,
+        typer.Option(
+            "--https-as-http/--no-https-as-http",
+            help="Capture features: encode service http_443 as http (NSL-KDD's http_443 rows are all attacks).",
+        ),
+    ] = True,
     threads: Annotated[int, typer.Option("--threads", min=0, help="CPU threads for torch (0: torch's default).")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing model folder.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
 ) -> None:
     """Train with a stratified validation split and early stopping; save the best-validation weights."""
+    import polars as pl
     import torch
 
     from analyzer.progress import make_stages
@@ -103,6 +115,7 @@ def train(
         label_smoothing=label_smoothing,
         val_fraction=val_fraction,
         max_minutes=max_minutes,
+        https_as_http=https_as_http,
     )
 
     def show(row: dict[str, float]) -> None:
@@ -117,11 +130,17 @@ def train(
 
     with make_stages(quiet) as stages:
         with stages.stage("reading"):
-            df = read_labeled(data)
-            sha = file_sha256(data)
+            frames = [read_labeled(p) for p in data]
+            df = pl.concat(frames) if len(frames) > 1 else frames[0]
+            files = [
+                {"file": p.name, "sha256": file_sha256(p), "rows": f.height} for p, f in zip(data, frames, strict=True)
+            ]
         with stages.stage("training") as progress:
             result = train_model(df, cfg, progress=progress, on_epoch=show)
-    result.extra.update({"data": data.name, "data_sha256": sha, "rows": df.height})
+    # "data"/"data_sha256" name the first file, as before several files were allowed; "data_files" lists all.
+    result.extra.update(
+        {"data": files[0]["file"], "data_sha256": files[0]["sha256"], "data_files": files, "rows": df.height}
+    )
     result.save(output)
     v = result.val_metrics
     print(

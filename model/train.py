@@ -63,6 +63,9 @@ class TrainConfig:
     branch_channels: int = 8
     dropout: float = 0.1
     max_minutes: float = 0.0  # stop after the epoch that passes this wall-clock budget (0: no budget)
+    # Capture features only: encode service http_443 as http (features.encode.CAPTURE_ALIASES; NSL-KDD's 530
+    # http_443 rows are all attacks). Off: http_443 stays its own value, to be learnt from benign captures.
+    https_as_http: bool = True
 
     def net_config(self, n_features: int) -> NetConfig:
         return NetConfig(
@@ -183,7 +186,7 @@ def train_model(
     if len(tr_idx) == 0 or len(va_idx) == 0:
         raise InputError(f"need rows for both training and validation, got {df.height} rows")
     t0 = time.perf_counter()
-    aliases = CAPTURE_ALIASES if cfg.feature_set == "capture" else None  # see features.encode
+    aliases = CAPTURE_ALIASES if cfg.feature_set == "capture" and cfg.https_as_http else None  # features.encode
     spec = FeatureSpec.fit(df[tr_idx], FEATURE_SETS[cfg.feature_set], cfg.scaling, cfg.log1p, aliases)
     x_all, _ = spec.transform(df)  # (n, F)
     x_tr, y_tr = torch.from_numpy(x_all[tr_idx]), torch.from_numpy(y_all[tr_idx])

@@ -49,3 +49,24 @@ def test_train_bad_data_is_exit_2(tmp_path: Path) -> None:
     bad.write_text("not,nsl,kdd\n")
     r = CliRunner().invoke(app, ["train", "--data", str(bad), "-o", str(tmp_path / "m"), "-q"])
     assert r.exit_code == 2 and "bad.txt" in r.output
+
+
+def test_train_on_several_files(synthetic_df: pl.DataFrame, tmp_path: Path) -> None:
+    """Two --data files train on their rows together; each is recorded with its sha256 and row count."""
+    from model.data import file_sha256
+
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    synthetic_df.head(250).write_parquet(a)
+    synthetic_df.slice(250).write_parquet(b)
+    out = tmp_path / "model"
+    args = ["train", "--data", str(a), "--data", str(b), "-o", str(out), "--features", "capture", "--epochs", "1"]
+    r = CliRunner().invoke(app, [*args, "--depth", "1", "--no-https-as-http", "-q"])
+    assert r.exit_code == 0, r.output
+    train = json.loads((out / "metadata.json").read_text())["train"]
+    assert train["rows"] == synthetic_df.height == train["rows_train"] + train["rows_val"]
+    assert train["data_files"] == [
+        {"file": "a.parquet", "sha256": file_sha256(a), "rows": 250},
+        {"file": "b.parquet", "sha256": file_sha256(b), "rows": synthetic_df.height - 250},
+    ]
+    assert train["data"] == "a.parquet" and train["data_sha256"] == file_sha256(a)
+    assert train["config"]["https_as_http"] is False

@@ -12,7 +12,7 @@ import torch
 
 from features.errors import InputError
 from model.data import stratified_split
-from model.train import HISTORY_COLUMNS, class_weights, train_model
+from model.train import HISTORY_COLUMNS, TrainConfig, class_weights, train_model
 
 
 def test_small_seeded_run_overfits(synthetic_df: pl.DataFrame, tiny_cfg: Any) -> None:
@@ -63,3 +63,12 @@ def test_unknown_arch_refused(synthetic_df: pl.DataFrame, tiny_cfg: Any) -> None
 def test_time_budget_stops_after_the_epoch_that_passes_it(synthetic_df: pl.DataFrame, tiny_cfg: Any) -> None:
     res = train_model(synthetic_df, replace(tiny_cfg, epochs=5, max_minutes=1e-9))
     assert len(res.history) == 1 and res.best_epoch == 1
+
+
+def test_https_alias_default_and_off(synthetic_df: pl.DataFrame) -> None:
+    """The capture spec encodes http_443 as http by default; https_as_http=False keeps it distinct."""
+    small = synthetic_df.head(120)
+    plain = train_model(small, TrainConfig(epochs=1, depth=1, feature_set="capture", https_as_http=False))
+    aliased = train_model(small, TrainConfig(epochs=1, depth=1, feature_set="capture"))
+    assert plain.spec.aliases == {}
+    assert aliased.spec.aliases == {"service": {"http_443": "http"}}
