@@ -8,7 +8,9 @@ its own seed (``first_seed + i``; the benchmark captures use seed 1, never used 
 log-uniformly in [300, 30000] and a duration log-uniformly in [5, 600] s. Real captures are taken at one
 host or a small segment, so the generator's pool of 3,000 client addresses is cut, per capture, to
 1, 2, 5, 20 or all of them (drawn uniformly): the window features (count, dst_host_*) of a workstation's
-capture differ from those of a gateway's. A real capture also stops at an instant, with connections still
+capture differ from those of a gateway's. A pool is never so small that a client would open more than
+``MAX_FLOWS_PER_CLIENT`` sessions a second: one client spraying hundreds of sessions (and pings) a second at
+random servers is what sweeps and floods look like, not a workstation. A real capture also stops at an instant, with connections still
 open, so each file ends at its last session start (``gen_pcap.py`` would finish every session: no S1 flow).
 The sizes, durations and pools are drawn from a RNG seeded by
 ``first_seed``, so the same command writes the same files. Nothing here looks at the evaluation corpus
@@ -27,6 +29,7 @@ from pathlib import Path
 
 GEN = Path(__file__).resolve().parents[2].parent / "shared" / "bench" / "gen_pcap.py"
 POOLS = (1, 2, 5, 20, 0)  # clients per capture; 0: the generator's whole pool
+MAX_FLOWS_PER_CLIENT = 5.0  # new sessions per second and client, at most (gen_pcap: ~13 packets a session)
 
 
 def _load_gen():
@@ -54,6 +57,8 @@ def main() -> None:
         packets = round(math.exp(rng.uniform(math.log(300), math.log(30000))))
         duration = round(math.exp(rng.uniform(math.log(5), math.log(600))), 1)
         pool = rng.choice(POOLS)
+        if pool:
+            pool = min(max(pool, math.ceil(packets / 13.0 / duration / MAX_FLOWS_PER_CLIENT)), 3000)
 
         class Gen(base_gen):  # type: ignore[misc,valid-type]
             def __init__(self, seed: int, duration: float, _pool: int = pool) -> None:
