@@ -159,8 +159,8 @@ class FlowBuilder:
         """Rows (indices into ``r``) that start a new TCP flow inside the segments of ``sub``.
 
         After an end (both FINs or a RST): a SYN, or any packet after the close delay. Anywhere: a SYN with
-        a new ISN (``features.reuse``). A segment with an end candidate gets only its first candidate (the
-        rest depends on it, next pass); one without gets all its reuse splits at once (they are final).
+        a new ISN (``features.reuse``). A segment with an end or half-open candidate gets only its first
+        candidate (the rest depends on it, next pass); one without gets all its SYN splits at once (final).
         """
         ended, end_time = self._ended(r, sub, start)
         ended_prev = prev_in_seg(ended, start, False)
@@ -172,8 +172,11 @@ class FlowBuilder:
         reuse = ru["cand"]
         cand = endc | reuse
         first = cand & (seg_cumsum(cand, start, inclusive=False) == 0)
-        has_end = np.bincount(seg_ids(start), weights=endc, minlength=int(start.sum())) > 0
-        take = first | (reuse & ~has_end[seg_ids(start)])
+        # Later candidates depend on the first split when it is an end or a half-open SYN-ACK reuse: the new
+        # flow starting there may not be flipped, which changes the half-open rule for the rows after it.
+        dependent = endc | ru["sa"]
+        has_dep = np.bincount(seg_ids(start), weights=dependent, minlength=int(start.sum())) > 0
+        take = first | (reuse & ~has_dep[seg_ids(start)])
         return sub[take], ended, end_time, ru
 
     def _splits_python(self, r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray) -> None:

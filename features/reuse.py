@@ -65,6 +65,7 @@ def reuse_state(r: dict[str, np.ndarray], sub: np.ndarray, start: np.ndarray) ->
     still_quiet = seg_cumsum(other, start) == 0
     return {
         "cand": syn_new | sa_new,
+        "sa": sa_new,
         "isn": val[last_isn] if sub.size else val,
         "hsn": val2[last_hsn] if sub.size else val2,
         "hside": np.where(still_quiet, side, -1),
