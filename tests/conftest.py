@@ -6,9 +6,17 @@ tests/scan, tests/study); this file holds only what all of them need.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests are deterministic by default, so CI on main never goes red by chance; explore new inputs with
+# `HYPOTHESIS_PROFILE=explore python -m pytest` (random seeds, more examples) before committing parser or flow work.
+settings.register_profile("deterministic", derandomize=True)
+settings.register_profile("explore", derandomize=False, max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "sample_pcaps"
