@@ -11,6 +11,7 @@ per-record Python step; about 2.7 M records/s here), everything else is vectoris
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -104,13 +105,13 @@ class PcapWalker:
         offs: list[int] = []
         app = offs.append
         off, h = start, self.hdr_len
-        try:  # the hot loop: one unpack per record; it ends when unpack runs off the block
+        # The hot loop: one unpack per record. It ends when unpack runs off the block (struct.error, expected
+        # and the only way out); the candidate tail is validated against the block length below.
+        with contextlib.suppress(struct.error):
             while True:
                 app(off)
                 (c,) = up(mv, off)
                 off += c + h
-        except struct.error:
-            pass
         o = np.array(offs, dtype=np.int64)  # (m,) candidate record offsets; the tail may be incomplete
         hdr = u32_cols(gather(buf, o, 16), self.endian)  # (m, 4): ts_sec, ts_frac, caplen, wirelen
         caplen = hdr[:, 2]
