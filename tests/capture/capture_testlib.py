@@ -25,6 +25,31 @@ def need(p: Path) -> Path:
     return p
 
 
+def corpus_files() -> list[str]:
+    """Every capture-like file under ../shared/data/pcaps (relative paths), or [] when it is missing."""
+    if not PCAPS.exists():
+        return []
+    return sorted(
+        str(p.relative_to(PCAPS)) for p in PCAPS.rglob("*") if p.is_file() and p.suffix not in (".tsv", ".md")
+    )
+
+
+def frames_read(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bytes]]:
+    """(ts_ns, captured bytes) of every record nta's reader hands to the decoder, in file order."""
+    import features.source as source
+    from features.source import PacketSource
+
+    chunks = []
+    real = source.decode_chunk
+    monkeypatch.setattr(source, "decode_chunk", lambda rc: (chunks.append(rc), real(rc))[1])
+    list(PacketSource(path).batches())
+    return [
+        (int(rc.ts_ns[j]), rc.buf[rc.data_off[j] : rc.data_off[j] + rc.caplen[j]].tobytes())
+        for rc in chunks
+        for j in range(len(rc))
+    ]
+
+
 def manifest() -> dict[str, dict[str, str]]:
     """MANIFEST.tsv rows by file (relative to data/pcaps)."""
     with need(PCAPS / "MANIFEST.tsv").open(newline="") as f:

@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import pytest
-from capture_testlib import PCAPS, manifest, need
+from capture_testlib import PCAPS, corpus_files, manifest, need
 
 from features.source import PacketSource
 
 CUT = "formats/file-cut-mid-record.pcap"
 
 
-def _corpus() -> list[str]:
-    if not PCAPS.exists():
-        return []
-    return sorted(
-        str(p.relative_to(PCAPS)) for p in PCAPS.rglob("*") if p.is_file() and p.suffix not in (".tsv", ".md")
-    )
-
-
 @pytest.mark.corpus
 def test_corpus_present() -> None:
     need(PCAPS)
-    assert len(_corpus()) >= 90
+    assert len(corpus_files()) >= 90
 
 
 @pytest.mark.corpus
-@pytest.mark.parametrize("rel", _corpus() or ["(../shared missing)"])
+@pytest.mark.parametrize("rel", corpus_files() or ["(../shared missing)"])
 def test_reads_every_capture(rel: str) -> None:
     path = need(PCAPS / rel)
     row = manifest()[rel]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from capture_testlib import PCAPS, need
+from capture_testlib import PCAPS, corpus_files, need
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -156,16 +156,8 @@ def test_columnar_equals_reference_on_generated_frames(frames: list[tuple[bytes,
     assert_same(rc, decode_chunk(rc))
 
 
-def _corpus() -> list[str]:
-    if not PCAPS.exists():
-        return []
-    return sorted(
-        str(p.relative_to(PCAPS)) for p in PCAPS.rglob("*") if p.is_file() and p.suffix not in (".tsv", ".md")
-    )
-
-
 @pytest.mark.corpus
-@pytest.mark.parametrize("rel", _corpus() or ["(../shared missing)"])
+@pytest.mark.parametrize("rel", corpus_files() or ["(../shared missing)"])
 def test_columnar_equals_reference_on_the_corpus(rel: str, monkeypatch: pytest.MonkeyPatch) -> None:
     path: Path = need(PCAPS / rel)
     seen: list[tuple[RecordChunk, PacketBatch]] = []

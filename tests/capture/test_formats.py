@@ -16,6 +16,7 @@ from capture_testlib import (
     PCAPS,
     epb,
     eth,
+    frames_read,
     idb,
     ipv4,
     ipv6,
@@ -258,18 +259,8 @@ def _pcapngs() -> Iterator[str]:
 @pytest.mark.parametrize("rel", list(_pcapngs()) or ["(../shared missing)"])
 def test_pcapng_parser_agrees_with_dpkt(rel: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Our block parser and dpkt's reader: the same frames; the same times where dpkt applies if_tsresol."""
-    import features.source as source
-
     path = need(PCAPS / rel)
-    chunks = []
-    real = source.decode_chunk
-    monkeypatch.setattr(source, "decode_chunk", lambda rc: (chunks.append(rc), real(rc))[1])
-    list(PacketSource(path).batches())
-    ours = [
-        (int(rc.ts_ns[j]), rc.buf[rc.data_off[j] : rc.data_off[j] + rc.caplen[j]].tobytes())
-        for rc in chunks
-        for j in range(len(rc))
-    ]
+    ours = frames_read(path, monkeypatch)
     with path.open("rb") as f:
         theirs = [(ts, bytes(buf)) for ts, buf in dpkt.pcapng.Reader(f)]
     assert [b for _, b in ours] == [b for _, b in theirs]
@@ -315,18 +306,8 @@ def _classic() -> Iterator[str]:
 @pytest.mark.parametrize("rel", list(_classic()) or ["(../shared missing)"])
 def test_pcap_walker_agrees_with_dpkt(rel: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Our classic-pcap walker and dpkt's reader: the same frames and times on every corpus file."""
-    import features.source as source
-
     path = need(PCAPS / rel)
-    chunks = []
-    real = source.decode_chunk
-    monkeypatch.setattr(source, "decode_chunk", lambda rc: (chunks.append(rc), real(rc))[1])
-    list(PacketSource(path).batches())
-    ours = [
-        (int(rc.ts_ns[j]), rc.buf[rc.data_off[j] : rc.data_off[j] + rc.caplen[j]].tobytes())
-        for rc in chunks
-        for j in range(len(rc))
-    ]
+    ours = frames_read(path, monkeypatch)
     opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
     theirs = []
     with opener(path, "rb") as f:
