@@ -12,8 +12,8 @@ import pyarrow as pa
 
 from features.flowrecords import empty_payloads
 from features.flows import DEFAULT_CONFIG, FlowBuilder, FlowConfig
-from features.prefetch import prefetched
 from features.progress import ProgressFn, no_progress
+from features.readahead import read_ahead
 from features.schema import FLOW_COLUMNS, FLOW_SCHEMA
 
 # Sort order of the final table: time first, then the flow key, so flow_id is stable per input.
@@ -61,7 +61,7 @@ def extract_flows(
         def prog(done: int, _total: int, base: int = done_before) -> None:
             progress(base + done, total)
 
-        for b in prefetched(src.batches, prog):  # decode the next batch while this one builds flows
+        for b in read_ahead(src, prog):  # decode the next batch while this one builds flows
             frames.append(fb.add(b).with_columns(pl.lit(i).alias("_file")))
         frames.append(fb.finish().with_columns(pl.lit(i).alias("_file")))
         pays.append(fb.take_payloads().with_columns(pl.lit(i).alias("_file")))

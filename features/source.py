@@ -93,6 +93,19 @@ class PacketSource:
         self.bad: Counter[str] = Counter()
         self.warnings: list[str] = []
 
+    def outcome(self) -> tuple[int, Counter[str], list[str], str]:
+        """What a finished ``batches()`` learnt: (records, bad counts, warnings, sha256); see ``adopt``."""
+        return self.records, Counter(self.bad), list(self.warnings), self.sha256
+
+    def adopt(self, outcome: tuple[int, Counter[str], list[str], str]) -> None:
+        """Take the outcome of ``batches()`` run elsewhere (``features.readahead``'s child process)."""
+        self.records, self.bad, self.warnings, self.sha256 = (
+            outcome[0],
+            Counter(outcome[1]),
+            list(outcome[2]),
+            outcome[3],
+        )
+
     def batches(self, progress: ProgressFn = no_progress) -> Iterator[PacketBatch]:
         """Decoded packets in file order, at most ``chunk_records`` records per batch."""
         state = WalkState(str(self.path))
