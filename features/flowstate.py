@@ -172,15 +172,9 @@ def build_rows(
     h = np.concatenate([virt["h"], real["h"]])
     ts_sort = np.concatenate([np.full(m, np.iinfo(np.int64).min, np.int64), real["ts"]])  # virtual rows first
     order = np.lexsort((ts_sort, h))
-    pos = np.empty(n + m, np.int64)
-    pos[order] = np.arange(n + m)
-    pv, pr = pos[:m], pos[m:]
     rows: dict[str, np.ndarray] = {}
-    for col, v in virt.items():  # scatter both parts into sorted order: one pass per column
-        out = np.empty(n + m, v.dtype)
-        out[pv] = v
-        out[pr] = real[col]
-        rows[col] = out
+    for col, v in virt.items():  # gather both parts in sorted order (np.take beats a two-part scatter here)
+        rows[col] = np.take(np.concatenate([v, real[col].astype(v.dtype, copy=False)]), order)
     same_h = np.zeros(n + m, bool)
     same_h[1:] = rows["h"][1:] == rows["h"][:-1]
     diff = _key_diff(rows)
