@@ -190,25 +190,44 @@ def evaluate(
     if record:
         meta = dict(clf.metadata)
         meta.setdefault("metrics", {}).setdefault("test", {})[data.name] = {
-            k: result[k] for k in ("data_sha256", "multiclass", "binary")
+            k: result[k] for k in ("data_sha256", "multiclass", "binary", "novelty_gate") if k in result
         }
         write_metadata(model_dir, meta)
 
 
 def _print_report(result: dict[str, Any]) -> None:
-    """Rich tables on stdout: headline numbers, per-class metrics and the confusion matrix per view."""
+    """Rich tables on stdout: headline numbers, per-class metrics and the confusion matrix per view, for the
+    network and (when the model holds one) with its novelty gate."""
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)  # a pipe or CI log: do not squeeze the matrix into 80 columns
+    views: list[tuple[str, dict[str, Any]]] = [("", result)]
+    if "novelty_gate" in result:
+        views.append((" + novelty gate", result["novelty_gate"]))
+    for gate_name, res in views:
+        _print_views(console, result["data"] + gate_name, res)
+    if "novelty_gate" in result:
+        console.print(
+            f"novelty gate: {result['novelty_gate']['flagged']:,} rows predicted normal were unlike the normal "
+            "training rows and became their most probable attack class"
+        )
+    if result.get("outside_spec"):
+        outside = ", ".join(f"{k}: {v}" for k, v in result["outside_spec"].items())
+        console.print(f"values outside the model's feature spec (encoded as 'other'/minimum): {outside}")
+
+
+def _print_views(console: Any, name: str, result: dict[str, Any]) -> None:
+    """One table per view (5-class, binary): headline in the title, per-class metrics, confusion matrix."""
+    from rich.table import Table
+
     for view in ("multiclass", "binary"):
         m = result[view]
         if view == "binary" and result["multiclass"]["classes"] == m["classes"]:
             continue
         title = (
-            f"{result['data']} - {'5-class' if view == 'multiclass' else 'binary (normal vs attack)'}: "
+            f"{name} - {'5-class' if view == 'multiclass' else 'binary (normal vs attack)'}: "
             f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, FPR on normal {m['fpr_normal']:.4f}"
         )
         table = Table(title=title, title_justify="left")
@@ -228,6 +247,3 @@ def _print_report(result: dict[str, Any]) -> None:
                 str(pc["support"]),
             )
         console.print(table)
-    if result.get("outside_spec"):
-        outside = ", ".join(f"{k}: {v}" for k, v in result["outside_spec"].items())
-        console.print(f"values outside the model's feature spec (encoded as 'other'/minimum): {outside}")

@@ -27,6 +27,8 @@ from features.encode import FeatureSpec
 from features.errors import InputError, ModelError
 from model.baselines import build_network
 from model.network import NetConfig
+from model.novelty import PREFIX as NOVELTY_PREFIX
+from model.novelty import NormalProfile
 
 __all__ = ["FORMAT_VERSION", "METADATA", "WEIGHTS", "LoadedModel", "load_model", "nta_version", "save_model"]
 
@@ -44,6 +46,7 @@ class LoadedModel:
     spec: FeatureSpec
     classes: tuple[str, ...]
     metadata: dict[str, Any]
+    novelty: NormalProfile | None = None  # model.novelty, when the model directory holds one
 
 
 def nta_version() -> str:
@@ -65,14 +68,18 @@ def save_model(
     spec: FeatureSpec,
     classes: tuple[str, ...],
     extra: dict[str, Any] | None = None,
+    novelty: NormalProfile | None = None,
 ) -> dict[str, Any]:
     """Write the weights, then the metadata (each atomically); return the metadata written.
 
     ``extra`` (provenance, metrics) is merged into the metadata; the keys this function owns win.
+    ``novelty`` (``model.novelty``) is stored as ``novelty.*`` tensors beside the weights.
     """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+    if novelty is not None:
+        tensors |= novelty.to_tensors()
     with atomic_path(model_dir / WEIGHTS) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
         weights_sha = _sha256(tmp)
@@ -85,6 +92,9 @@ def save_model(
             "classes": list(classes),
             "feature_spec": spec.to_dict(),
             "weights_sha256": weights_sha,
+            "novelty": None
+            if novelty is None
+            else {"dims": novelty.dims, "quantile": novelty.quantile, "threshold": round(novelty.threshold, 4)},
             "nta_version": nta_version(),
             "torch_version": torch.__version__,
         }
@@ -155,6 +165,8 @@ def load_model(model_dir: Path) -> LoadedModel:
         tensors = load_file(str(wpath))
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelError(f"{wpath}: unreadable safetensors file: {e}") from None
+    nov = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(NOVELTY_PREFIX)]}
+    novelty = NormalProfile.from_tensors(nov, str(wpath)) if nov else None
     own = net.state_dict()
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
@@ -166,4 +178,9 @@ def load_model(model_dir: Path) -> LoadedModel:
         )
     net.load_state_dict(tensors, strict=True)
     net.eval()
-    return LoadedModel(net=net, net_config=cfg, spec=spec, classes=classes, metadata=meta)
+    head = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+    if novelty is not None and novelty.dims != head.in_features:
+        raise ModelError(
+            f"{wpath}: novelty profile has {novelty.dims} dims, the network's head takes {head.in_features}"
+        )
+    return LoadedModel(net=net, net_config=cfg, spec=spec, classes=classes, metadata=meta, novelty=novelty)

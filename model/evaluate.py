@@ -75,14 +75,25 @@ def binary_view(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
 def evaluate(classifier: _Predicts, df: pl.DataFrame, batch_size: int = 4096) -> dict[str, Any]:
     """Predict ``df`` (features + ``label5``) and return {"multiclass": ..., "binary": ..., "outside_spec": ...}.
 
+    When the classifier holds a ``model.novelty`` profile, ``novelty_gate`` holds the same two views with
+    the gate applied, plus how many rows it flagged.
+
     For a 2-class model ``multiclass`` is the same as ``binary``. Works with ``model.infer.Classifier`` or
     anything with ``spec``, ``classes`` and ``predict_proba``.
     """
     x, outside = classifier.spec.transform(df)  # (n, F)
     y_true = targets(df, classifier.classes)
     y_pred = classifier.predict_proba(x, batch_size).argmax(axis=1)
-    multi = metrics(y_true, y_pred, classifier.classes)
+    out = {**_views(y_true, y_pred, classifier.classes), "outside_spec": outside}
+    gated = getattr(classifier, "predict_gated", None)
+    if gated is not None and getattr(classifier, "novelty", None) is not None:
+        g_pred, _, novel = gated(x)
+        out["novelty_gate"] = {**_views(y_true, g_pred, classifier.classes), "flagged": int(novel.sum())}
+    return out
+
+
+def _views(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
+    """{"multiclass", "binary"}; for a 2-class model both are the binary view."""
     binary = binary_view(y_true, y_pred)
-    if classifier.classes == BINARY_CLASSES:
-        multi = binary
-    return {"multiclass": multi, "binary": binary, "outside_spec": outside}
+    multi = binary if classes == BINARY_CLASSES else metrics(y_true, y_pred, classes)
+    return {"multiclass": multi, "binary": binary}

@@ -22,6 +22,7 @@ from features.encode import FeatureSpec
 from features.errors import ModelError
 from model.artifacts import load_model
 from model.network import NetConfig
+from model.novelty import NormalProfile, representations
 
 __all__ = ["Classifier", "default_full_model_dir", "default_model_dir", "resolve_device"]
 
@@ -57,6 +58,7 @@ class Classifier:
     classes: tuple[str, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    novelty: NormalProfile | None = None  # model.novelty profile, when the model directory holds one
 
     @classmethod
     def load(cls, model_dir: Path, device: str = "auto") -> Classifier:
@@ -64,7 +66,13 @@ class Classifier:
         dev = resolve_device(device)
         m = load_model(Path(model_dir))
         return cls(
-            net=m.net.to(dev), net_config=m.net_config, spec=m.spec, classes=m.classes, metadata=m.metadata, device=dev
+            net=m.net.to(dev),
+            net_config=m.net_config,
+            spec=m.spec,
+            classes=m.classes,
+            metadata=m.metadata,
+            device=dev,
+            novelty=m.novelty,
         )
 
     @property
@@ -126,6 +134,18 @@ class Classifier:
         """(class index (n,) int64, probabilities (n, K) float32)."""
         p = self.predict_proba(x, batch_size)
         return p.argmax(axis=1), p
+
+    def predict_gated(self, x: np.ndarray, batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(class index (n,), probabilities (n, K), novel (n,) bool) with the ``model.novelty`` gate applied.
+
+        ModelError when the model holds no novelty profile. Runs in float32 (no autocast): the distance
+        compares representations with statistics fitted in float32.
+        """
+        if self.novelty is None:
+            raise ModelError(f"model {self.model_id} has no novelty profile (train it again with this nta)")
+        proba, z = representations(self.net, self._check_x(x), batch_size, self.device)  # (n, K), (n, D)
+        pred, novel = self.novelty.gate(proba, z)
+        return pred, proba, novel
 
     def attribute(self, x: np.ndarray, target: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Gradient x input of the ``target`` class logit per encoded feature: float32 (n, F).

@@ -32,6 +32,7 @@ from model.data import class_names, stratified_split, targets
 from model.evaluate import metrics
 from model.infer import Classifier
 from model.network import NetConfig
+from model.novelty import NormalProfile, fit_profile, representations
 
 __all__ = ["HISTORY_COLUMNS", "TrainConfig", "TrainResult", "class_weights", "train_model"]
 
@@ -102,6 +103,7 @@ class TrainResult:
     n_train: int
     n_val: int
     extra: dict[str, Any] = field(default_factory=dict)
+    novelty: NormalProfile | None = None  # model.novelty: fitted on the training/validation split's normal rows
 
     def classifier(self) -> Classifier:
         """An in-memory Classifier (CPU) for evaluation without saving."""
@@ -111,6 +113,7 @@ class TrainResult:
             spec=self.spec,
             classes=self.classes,
             metadata={"feature_set": self.config.feature_set},
+            novelty=self.novelty,
         )
 
     def history_frame(self) -> pl.DataFrame:
@@ -133,10 +136,21 @@ class TrainResult:
             "metrics": {"val": self.val_metrics},
             **(extra or {}),
         }
-        meta = save_model(model_dir, self.net, self.net_config, self.spec, self.classes, meta)
+        meta = save_model(model_dir, self.net, self.net_config, self.spec, self.classes, meta, self.novelty)
         with atomic_path(Path(model_dir) / "history.csv") as tmp:
             self.history_frame().write_csv(tmp)
         return meta
+
+
+def _fit_novelty(
+    net: nn.Module, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray
+) -> NormalProfile | None:
+    """``model.novelty`` profile of the trained network (None without normal rows in both splits)."""
+    if (y_tr == 0).sum() < 2 or (y_va == 0).sum() < 1:
+        return None
+    _, z_tr = representations(net, x_tr[y_tr == 0])  # (n_normal_train, D)
+    _, z_va = representations(net, x_va[y_va == 0])  # (n_normal_val, D)
+    return fit_profile(z_tr, z_va)
 
 
 def class_weights(y: np.ndarray, k: int) -> np.ndarray:
@@ -247,6 +261,7 @@ def train_model(
         net.load_state_dict(best[2])
         net.eval()
         _, pred = _epoch_eval(net, x_va, y_va, loss_fn)
+        profile = _fit_novelty(net, x_tr.numpy(), y_tr.numpy(), x_va.numpy(), y_va.numpy())
     finally:
         torch.use_deterministic_algorithms(deterministic)
     return TrainResult(
@@ -261,4 +276,5 @@ def train_model(
         seconds=time.perf_counter() - t0,
         n_train=len(tr_idx),
         n_val=len(va_idx),
+        novelty=profile,
     )

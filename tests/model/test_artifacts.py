@@ -94,6 +94,7 @@ def test_attribution_is_gradient_times_input(saved: Path, synthetic_df: pl.DataF
     assert np.all(a[x == 0] == 0)  # gradient x input vanishes where the input is 0
     t = torch.from_numpy(x[:1]).requires_grad_(True)
     clf.net(t)[0, 0].backward()
+    assert t.grad is not None
     np.testing.assert_allclose(a[0], (t.grad * t).detach().numpy()[0], rtol=1e-5, atol=1e-7)
 
 

@@ -1,0 +1,131 @@
+"""Normal-profile novelty gate: rows the network calls normal but that look unlike any normal training row.
+
+Why: NSL-KDD's test files hold 17 attack types never seen in training (SOURCE.md). A softmax classifier
+must put each of them in a known class, and most land in "normal" (on KDDTest+ the shipped full model sent
+2,359 of 2,754 R2L rows there). The network's own representation of a row (the input of its last Linear
+layer: for MSMRNet the flattened module output, C * L values) is what its decision rests on; the Mahalanobis
+distance of that representation to the normal training rows' (Lee et al., NeurIPS 2018, "A Simple Unified
+Framework for Detecting Out-of-Distribution Samples and Adversarial Attacks") says how unlike the learnt
+normal traffic the row is. A row predicted normal whose squared distance exceeds the ``quantile`` (0.99) of
+the validation split's normal rows becomes its most probable attack class.
+
+Every number here comes from the training file: the mean and covariance from the training split's normal
+rows, the threshold from the validation split's normal rows (so about 1% of unseen normal rows are flagged,
+by construction). ``nta train`` fits it after training; it is stored beside the weights (tensors
+``novelty.*`` in ``weights.safetensors``, covered by the weights sha256); ``nta evaluate`` reports the
+network with and without it; ``nta scan --novelty`` applies it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from features.errors import ModelError
+
+PREFIX = "novelty."
+QUANTILE = 0.99  # chosen before any test figure was seen, not tuned since
+RIDGE = 1e-3  # covariance += RIDGE * mean variance * I: representations can be rank-deficient (ReLU zeros)
+
+__all__ = ["PREFIX", "QUANTILE", "NormalProfile", "fit_profile", "last_linear", "representations"]
+
+
+@dataclass(frozen=True)
+class NormalProfile:
+    """Mean and precision of normal rows' representations, and the distance above which a row is novel."""
+
+    mean: np.ndarray  # (D,) float64
+    precision: np.ndarray  # (D, D) float64: inverse of the regularised covariance
+    threshold: float  # squared Mahalanobis distance
+    quantile: float  # of the validation normal rows' distances, that gave ``threshold``
+
+    @property
+    def dims(self) -> int:
+        return int(self.mean.shape[0])
+
+    def distance(self, z: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance to the normal profile: (n, D) -> (n,) float64."""
+        d = np.asarray(z, dtype=np.float64) - self.mean  # (n, D)
+        return np.einsum("ij,ij->i", d @ self.precision, d)
+
+    def gate(self, proba: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(class index (n,), novel (n,) bool): argmax, except novel rows predicted normal (class 0) get the
+        most probable other class."""
+        pred = proba.argmax(axis=1)
+        novel = (pred == 0) & (self.distance(z) > self.threshold)
+        if proba.shape[1] > 1:
+            pred = np.where(novel, proba[:, 1:].argmax(axis=1) + 1, pred)
+        return pred, novel
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        return {
+            PREFIX + "mean": torch.from_numpy(self.mean.astype(np.float64)),
+            PREFIX + "precision": torch.from_numpy(np.ascontiguousarray(self.precision, dtype=np.float64)),
+            PREFIX + "threshold": torch.tensor([self.threshold], dtype=torch.float64),
+            PREFIX + "quantile": torch.tensor([self.quantile], dtype=torch.float64),
+        }
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor], where: str) -> NormalProfile:
+        """Rebuild from ``novelty.*`` tensors; ModelError naming ``where`` when they do not fit together."""
+        names = ("mean", "precision", "threshold", "quantile")
+        missing = [n for n in names if PREFIX + n not in t]
+        if missing:
+            raise ModelError(f"{where}: novelty profile lacks {', '.join(PREFIX + n for n in missing)}")
+        mean = t[PREFIX + "mean"].double().numpy()
+        prec = t[PREFIX + "precision"].double().numpy()
+        if mean.ndim != 1 or prec.shape != (mean.shape[0], mean.shape[0]):
+            raise ModelError(f"{where}: novelty profile shapes {tuple(mean.shape)} and {tuple(prec.shape)} do not fit")
+        thr, q = float(t[PREFIX + "threshold"].reshape(-1)[0]), float(t[PREFIX + "quantile"].reshape(-1)[0])
+        return cls(mean=mean, precision=prec, threshold=thr, quantile=q)
+
+
+def fit_profile(
+    z_train_normal: np.ndarray, z_val_normal: np.ndarray, quantile: float = QUANTILE, ridge: float = RIDGE
+) -> NormalProfile:
+    """Profile from the training split's normal representations; threshold from the validation split's."""
+    z = np.asarray(z_train_normal, dtype=np.float64)  # (n, D)
+    if z.shape[0] < 2 or len(z_val_normal) < 1:
+        raise ValueError(f"need normal rows in both splits (got {z.shape[0]} and {len(z_val_normal)})")
+    mean = z.mean(axis=0)
+    cov = np.cov(z, rowvar=False).reshape(z.shape[1], z.shape[1])  # (D, D)
+    cov += np.eye(z.shape[1]) * ridge * max(float(np.mean(np.diag(cov))), 1e-12)
+    prof = NormalProfile(mean=mean, precision=np.linalg.inv(cov), threshold=np.inf, quantile=quantile)
+    thr = float(np.quantile(prof.distance(z_val_normal), quantile))
+    return NormalProfile(mean=mean, precision=prof.precision, threshold=thr, quantile=quantile)
+
+
+def last_linear(net: nn.Module) -> nn.Linear:
+    """The network's last Linear layer (its classifier head; every nta architecture ends in one)."""
+    layers = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    if not layers:
+        raise ModelError(f"{type(net).__name__} has no Linear layer to take representations from")
+    return layers[-1]
+
+
+def representations(
+    net: nn.Module, x: np.ndarray, batch_size: int = 8192, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (n, K) float32, representations (n, D) float32): one eval-mode pass over float32 (n, F)."""
+    captured: list[torch.Tensor] = []
+    hook = last_linear(net).register_forward_hook(lambda _m, inp, _out: captured.append(inp[0].detach()))
+    probs: list[np.ndarray] = []
+    reps: list[np.ndarray] = []
+    net.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(x), batch_size):
+                t = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32))
+                logits = net(t.to(device))  # (b, K)
+                probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+                reps.append(captured.pop().float().cpu().numpy())  # (b, D)
+    finally:
+        hook.remove()
+    k = getattr(last_linear(net), "out_features", 0)
+    d = getattr(last_linear(net), "in_features", 0)
+    if not probs:
+        return np.zeros((0, k), np.float32), np.zeros((0, d), np.float32)
+    return np.concatenate(probs), np.concatenate(reps)

@@ -1,0 +1,131 @@
+"""model.novelty: the normal-profile gate's arithmetic, its fit, and its trip through a model folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from safetensors.torch import load_file, save_file
+
+from features.errors import ModelError
+from model.artifacts import METADATA, WEIGHTS, _sha256
+from model.evaluate import evaluate
+from model.infer import Classifier
+from model.novelty import NormalProfile, fit_profile, last_linear, representations
+from model.train import TrainResult, train_model
+
+
+def _unit_profile(threshold: float = 4.0) -> NormalProfile:
+    return NormalProfile(mean=np.zeros(2), precision=np.eye(2), threshold=threshold, quantile=0.99)
+
+
+def test_distance_is_the_squared_mahalanobis_distance() -> None:
+    prof = NormalProfile(mean=np.array([1.0, 0.0]), precision=np.diag([1.0, 0.25]), threshold=1.0, quantile=0.9)
+    z = np.array([[1.0, 0.0], [2.0, 0.0], [1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_allclose(prof.distance(z), [0.0, 1.0, 1.0, 4.0 + 4.0])
+
+
+@pytest.mark.parametrize(
+    ("proba", "z", "want_pred", "want_novel"),
+    [
+        ([0.9, 0.05, 0.03, 0.01, 0.01], [0.0, 0.0], 0, False),  # normal, close to the profile: kept
+        ([0.9, 0.02, 0.05, 0.02, 0.01], [3.0, 0.0], 2, True),  # normal but far (9 > 4): best attack, Probe
+        ([0.6, 0.01, 0.01, 0.37, 0.01], [0.0, 2.5], 3, True),  # far: R2L, its most probable attack class
+        ([0.2, 0.7, 0.05, 0.03, 0.02], [5.0, 5.0], 1, False),  # already an attack: the gate never touches it
+        ([0.9, 0.02, 0.05, 0.02, 0.01], [2.0, 0.0], 0, False),  # exactly at the threshold (4): not novel
+    ],
+)
+def test_gate_relabels_only_far_rows_predicted_normal(
+    proba: list[float], z: list[float], want_pred: int, want_novel: bool
+) -> None:
+    pred, novel = _unit_profile().gate(np.array([proba]), np.array([z]))
+    assert (int(pred[0]), bool(novel[0])) == (want_pred, want_novel)
+
+
+def test_fit_flags_about_the_quantile_of_unseen_normal_rows_and_the_outliers() -> None:
+    rng = np.random.default_rng(0)
+    cov = np.array([[2.0, 0.8, 0.0], [0.8, 1.0, 0.0], [0.0, 0.0, 0.5]])
+    normal = rng.multivariate_normal([1.0, -1.0, 0.0], cov, size=30_000)
+    prof = fit_profile(normal[:20_000], normal[20_000:25_000], quantile=0.99)
+    assert prof.quantile == 0.99
+    np.testing.assert_allclose(prof.mean, [1.0, -1.0, 0.0], atol=0.05)
+    assert 0.005 < float((prof.distance(normal[25_000:]) > prof.threshold).mean()) < 0.02  # fresh normal rows: ~1%
+    far = rng.multivariate_normal([6.0, -6.0, 3.0], cov, size=200)
+    assert (prof.distance(far) > prof.threshold).mean() > 0.99
+
+
+def test_fit_needs_rows_in_both_splits() -> None:
+    with pytest.raises(ValueError, match="need normal rows"):
+        fit_profile(np.zeros((1, 3)), np.zeros((5, 3)))
+
+
+@pytest.fixture
+def trained(synthetic_df: pl.DataFrame, tiny_cfg: Any) -> TrainResult:
+    return train_model(synthetic_df, replace(tiny_cfg, epochs=2))
+
+
+def test_training_fits_a_profile_on_the_heads_input(trained: TrainResult) -> None:
+    prof = trained.novelty
+    assert prof is not None and prof.quantile == 0.99 and np.isfinite(prof.threshold)
+    assert prof.dims == last_linear(trained.net).in_features == trained.net_config.channels * trained.net_config.seq_len
+
+
+def test_profile_round_trips_through_the_model_folder(
+    trained: TrainResult, tmp_path: Path, synthetic_df: pl.DataFrame
+) -> None:
+    d = tmp_path / "m"
+    trained.save(d)
+    clf = Classifier.load(d, device="cpu")
+    assert clf.novelty is not None and trained.novelty is not None
+    np.testing.assert_array_equal(clf.novelty.mean, trained.novelty.mean)
+    np.testing.assert_array_equal(clf.novelty.precision, trained.novelty.precision)
+    assert clf.novelty.threshold == trained.novelty.threshold
+    meta = json.loads((d / METADATA).read_text())
+    assert meta["novelty"]["dims"] == clf.novelty.dims and meta["novelty"]["quantile"] == 0.99
+    x, _ = clf.encode(synthetic_df)
+    pred, proba, novel = clf.predict_gated(x)
+    p_mem, z_mem = representations(trained.net, x)
+    want_pred, want_novel = trained.novelty.gate(p_mem, z_mem)
+    np.testing.assert_array_equal(pred, want_pred)
+    np.testing.assert_array_equal(novel, want_novel)
+    np.testing.assert_allclose(proba, clf.predict_proba(x), rtol=1e-5, atol=1e-6)
+    res = evaluate(clf, synthetic_df)
+    assert res["novelty_gate"]["flagged"] == int(novel.sum())
+    assert res["novelty_gate"]["multiclass"]["n"] == 400
+
+
+def _rewrite_weights(d: Path, change: Any) -> None:
+    """Edit the tensors and record the new sha256, as a careless tool would (the hash check alone passes)."""
+    tensors = load_file(str(d / WEIGHTS))
+    change(tensors)
+    save_file(tensors, str(d / WEIGHTS), metadata={"format": "pt"})
+    meta = json.loads((d / METADATA).read_text())
+    (d / METADATA).write_text(json.dumps({**meta, "weights_sha256": _sha256(d / WEIGHTS)}))
+
+
+def test_a_profile_that_does_not_fit_the_network_is_refused(trained: TrainResult, tmp_path: Path) -> None:
+    d = tmp_path / "m"
+    trained.save(d)
+    _rewrite_weights(d, lambda t: t.update({"novelty.mean": t["novelty.mean"][:-1]}))
+    with pytest.raises(ModelError, match=r"novelty profile shapes"):
+        Classifier.load(d, device="cpu")
+    _rewrite_weights(d, lambda t: t.pop("novelty.threshold"))
+    with pytest.raises(ModelError, match=r"novelty profile lacks novelty\.threshold"):
+        Classifier.load(d, device="cpu")
+
+
+def test_a_model_without_a_profile_loads_and_says_so(
+    trained: TrainResult, tmp_path: Path, synthetic_df: pl.DataFrame
+) -> None:
+    d = tmp_path / "m"
+    replace(trained, novelty=None).save(d)
+    clf = Classifier.load(d, device="cpu")
+    assert clf.novelty is None and json.loads((d / METADATA).read_text())["novelty"] is None
+    assert "novelty_gate" not in evaluate(clf, synthetic_df)
+    with pytest.raises(ModelError, match="has no novelty profile"):
+        clf.predict_gated(clf.encode(synthetic_df)[0])
