@@ -6,7 +6,7 @@ import random
 
 import polars as pl
 import pytest
-from conftest import build
+from flowbuild import build
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pkts import ACK, FIN, PSH, RST, SYN, pkt

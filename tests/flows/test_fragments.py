@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import build
+from flowbuild import build
 from pkts import pkt
 
 C, S = "10.0.0.1", "10.0.0.2"

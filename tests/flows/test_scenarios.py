@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import build
+from flowbuild import build
 from pkts import ACK, FIN, PSH, RST, SYN, URG, pkt
 
 from features.flows import FlowConfig
