@@ -142,7 +142,8 @@ def run_models(
 
 
 def run_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
-    """One flat row per (run, test set): accuracy, macro-F1, per-class recall, FPR, binary accuracy, time."""
+    """One flat row per (run, test set): accuracy, macro-F1, per-class recall, FPR, binary accuracy, time, and
+    the same figures (``gate_*``) with the network's novelty gate."""
     rows: list[dict[str, Any]] = []
     for r in records:
         for test, ev in r.tests.items():
@@ -159,6 +160,15 @@ def run_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
                 "train_seconds": r.seconds,
                 "epochs_run": len(r.history),
                 "best_epoch": r.best_epoch,
+            }
+            gate = ev.get("novelty_gate")  # the same network with its model.novelty gate (NaN when it has none)
+            g_multi = gate["multiclass"] if gate else {}
+            row |= {
+                "gate_accuracy": g_multi.get("accuracy", math.nan),
+                "gate_macro_f1": g_multi.get("macro_f1", math.nan),
+                "gate_recall_R2L": g_multi.get("per_class", {}).get("R2L", {}).get("recall", math.nan),
+                "gate_fpr_normal": g_multi.get("fpr_normal", math.nan),
+                "gate_binary_accuracy": gate["binary"]["accuracy"] if gate else math.nan,
             }
             rows.append(row)
     return rows

@@ -25,14 +25,31 @@ from model.train import TrainConfig
 COLS = ("accuracy", "macro_f1", "binary_accuracy", "recall_R2L", "recall_U2R", "fpr_normal", "train_seconds")
 
 
-def markdown(summary: list[dict[str, object]]) -> str:
-    head = "| model | test | seeds | " + " | ".join(COLS) + " |"
-    lines = [head, "|" + " --- |" * (3 + len(COLS))]
+GATE_COLS = ("gate_accuracy", "gate_macro_f1", "gate_binary_accuracy", "gate_recall_R2L", "gate_fpr_normal")
+
+
+def markdown(summary: list[dict[str, object]], cols: tuple[str, ...] = COLS) -> str:
+    head = "| model | test | seeds | " + " | ".join(cols) + " |"
+    lines = [head, "|" + " --- |" * (3 + len(cols))]
     for row in summary:
-        cells = [f"{row[c + '_mean']:.4f} ± {row[c + '_std']:.4f}" for c in COLS[:-1]]
-        cells.append(f"{row['train_seconds_mean']:.0f} ± {row['train_seconds_std']:.0f}")
+        if f"{cols[0]}_mean" not in row:
+            continue
+        cells = [
+            f"{row[c + '_mean']:.0f} ± {row[c + '_std']:.0f}"
+            if c == "train_seconds"
+            else f"{row[c + '_mean']:.4f} ± {row[c + '_std']:.4f}"
+            for c in cols
+        ]
         lines.append(f"| {row['model']} | {row['test']} | {row['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def tables(summary: list[dict[str, object]]) -> str:
+    """The plain networks' table, then (when the runs have it) the same networks with their novelty gate."""
+    out = markdown(summary)
+    if any("gate_accuracy_mean" in r for r in summary):
+        out += "\n\nWith each network's novelty gate (model.novelty):\n\n" + markdown(summary, GATE_COLS)
+    return out
 
 
 def main() -> None:
@@ -50,7 +67,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.merge:
         rows = pl.concat([pl.read_csv(p) for p in a.merge]).to_dicts()
-        print(markdown(aggregate(rows)))
+        print(tables(aggregate(rows)))
         return
     torch.set_num_threads(a.threads)
     train_df = read_labeled(a.train)
@@ -68,7 +85,7 @@ def main() -> None:
     rows = run_rows(records)
     if a.out:
         pl.DataFrame(rows).write_csv(a.out)
-    print(markdown(aggregate(rows)))
+    print(tables(aggregate(rows)))
 
 
 if __name__ == "__main__":

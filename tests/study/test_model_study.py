@@ -88,3 +88,19 @@ def test_rows_and_mean_std_over_seeds() -> None:
     assert agg["train_seconds_mean"] == pytest.approx(11.0)
     (single,) = aggregate(rows[:1])
     assert single["accuracy_std"] == 0.0 and not math.isnan(single["macro_f1_mean"])
+
+
+def test_rows_carry_the_novelty_gate_figures_when_the_run_has_them() -> None:
+    plain = _record("MSMRNet", [0.1], [0.1], 0.8)
+    gated = _record("MSMRNet", [0.1], [0.1], 0.8, seed=1)
+    gate_per_class = {c: {"recall": 0.9 if c == "R2L" else 0.8} for c in ("normal", "DoS", "Probe", "R2L", "U2R")}
+    gated.tests["KDDTest+"]["novelty_gate"] = {
+        "multiclass": {"accuracy": 0.85, "macro_f1": 0.7, "fpr_normal": 0.09, "per_class": gate_per_class},
+        "binary": {"accuracy": 0.9},
+        "flagged": 12,
+    }
+    without, with_gate = run_rows([plain, gated])
+    assert math.isnan(without["gate_accuracy"]) and math.isnan(without["gate_binary_accuracy"])
+    assert (with_gate["gate_accuracy"], with_gate["gate_macro_f1"], with_gate["gate_recall_R2L"]) == (0.85, 0.7, 0.9)
+    assert (with_gate["gate_fpr_normal"], with_gate["gate_binary_accuracy"]) == (0.09, 0.9)
+    assert with_gate["accuracy"] == 0.8  # the plain network's figures stay as they were
