@@ -82,6 +82,14 @@ def scan(
     min_confidence: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Only verdicts at least this confident count for --fail-on.")
     ] = 0.0,
+    novelty: Annotated[
+        bool,
+        typer.Option(
+            "--novelty",
+            help="Hunting mode: flows the network calls normal but that are unlike its normal training rows "
+            "become their most probable attack class (column 'novel'). Finds more attacks, with more false alarms.",
+        ),
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Damaged-capture warnings are errors (exit 2).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
@@ -102,6 +110,7 @@ def scan(
         min_confidence=min_confidence,
         force=force,
         strict=strict,
+        novelty=novelty,
     )
     with make_stages(quiet) as stages:
         result = run_scan(config, stages)

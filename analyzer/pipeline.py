@@ -44,6 +44,7 @@ class ScanConfig:
     incidents: incidents.IncidentConfig = field(default_factory=incidents.IncidentConfig)
     explain_incidents: int = 20  # the largest N incidents get feature attributions (the report shows 15)
     explain_flows: int = 32  # flows sampled per explained incident (attribution costs a backward pass)
+    novelty: bool = False  # apply the model's novelty gate (model.novelty): more attacks found, more false alarms
 
 
 @dataclass
@@ -68,6 +69,7 @@ class ScanResult:
     min_confidence: float = 0.0
     matched: int = 0
     summary: dict[str, Any] = field(default_factory=dict)  # report.json content
+    novelty: bool = False  # the novelty gate was applied (verdicts' "novel" column says where it relabelled)
 
     @property
     def flows(self) -> int:
@@ -114,6 +116,8 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     with timed("model"):
         clf = Classifier.load(config.model_dir or default_model_dir(), device=config.device)
         _check_model_features(clf)
+        if config.novelty and clf.novelty is None:
+            raise ModelError(f"model {clf.model_id} has no novelty profile: --novelty needs one (nta train fits it)")
     with timed("reading") as progress:
         ext = extract_flows(found.captures, progress=progress)
     if config.strict and ext.warnings:
@@ -125,9 +129,9 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     with timed("encoding"):
         x, unknown = clf.spec.transform(kdd)  # (n, F) float32
     with timed("inference") as progress:
-        proba = _predict(clf, x, config.batch_size, progress)  # (n, K)
+        proba, gated = _predict(clf, x, config.batch_size, progress, config.novelty)  # (n, K), gate or None
     with timed("incidents"):
-        v = verdicts.build_verdicts(flows, kdd["service"], proba, clf.classes, clf.model_id)
+        v = verdicts.build_verdicts(flows, kdd["service"], proba, clf.classes, clf.model_id, gated)
         inc, members = incidents.find_incidents(v, config.incidents)
         v = v.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
         v = v.select(verdicts.verdict_columns(clf.classes))
@@ -151,6 +155,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         fail_on=config.fail_on,
         min_confidence=config.min_confidence,
         matched=verdicts.matches(v, config.fail_on, config.min_confidence),
+        novelty=config.novelty,
     )
     with timed("writing"):
         _write_outputs(result, kdd, ext)
@@ -184,27 +189,40 @@ def _aligned(flows: pl.DataFrame, kdd: pl.DataFrame) -> pl.DataFrame:
     return kdd.select(KDD_FEATURES)
 
 
-def _predict(clf: Any, x: np.ndarray, batch_size: int, progress: Any) -> np.ndarray:
-    """Class probabilities (n, K), computed once per distinct feature row, in chunks so the progress bar moves.
+def _predict(
+    clf: Any, x: np.ndarray, batch_size: int, progress: Any, novelty: bool = False
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Class probabilities (n, K), computed once per distinct feature row, in chunks so the progress bar moves;
+    with ``novelty``, also the gated class index (n,) and the novel flag (n,) (``Classifier.predict_gated``).
 
     Floods and scans repeat the same encoded row thousands of times (a SYN flood's flows differ only in
     addresses, which are not features), and inference is the slowest stage: deduplicating first makes
     attack-heavy captures cheap and costs one sort otherwise.
     """
     if len(x) == 0:
-        return np.zeros((0, len(clf.classes)), np.float32)
+        empty = np.zeros((0, len(clf.classes)), np.float32)
+        return empty, ((np.zeros(0, np.int64), np.zeros(0, bool)) if novelty else None)
     x = np.ascontiguousarray(x, dtype=np.float32)
     keys = x.view(np.dtype((np.void, x.itemsize * x.shape[1]))).ravel()  # (n,) one opaque key per row
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     xu = x[np.sort(first)]  # distinct rows in first-seen order, (u, F)
     order = np.argsort(np.argsort(first))  # unique-sorted index -> position in xu
     chunk = max(batch_size * 16, 1)
-    parts = []
+    parts, preds, novels = [], [], []
     for start in range(0, len(xu), chunk):
-        parts.append(clf.predict_proba(xu[start : start + chunk], batch_size=batch_size))
+        if novelty:
+            pred, p, nov = clf.predict_gated(xu[start : start + chunk], batch_size=batch_size)
+            preds.append(pred)
+            novels.append(nov)
+        else:
+            p = clf.predict_proba(xu[start : start + chunk], batch_size=batch_size)
+        parts.append(p)
         progress(min(start + chunk, len(xu)), len(xu))
+    back = order[inverse.ravel()]  # (n,) row of xu for every flow
     proba_u = np.concatenate(parts).astype(np.float32)  # (u, K)
-    return proba_u[order[inverse.ravel()]]
+    if not novelty:
+        return proba_u[back], None
+    return proba_u[back], (np.concatenate(preds)[back], np.concatenate(novels)[back])
 
 
 def _explain(

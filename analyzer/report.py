@@ -83,6 +83,10 @@ def to_json(result: ScanResult) -> dict[str, Any]:
     return {
         "nta_version": __version__,
         "model": {"id": result.model_id, "device": result.device, "classes": list(result.classes)},
+        "novelty_gate": {
+            "applied": result.novelty,
+            "relabelled_flows": int(result.verdicts["novel"].sum()) if result.flows else 0,
+        },
         "captures": result.captures,
         "skipped": [{"file": str(p), "reason": r} for p, r in result.skipped],
         "packets": result.packets,
@@ -133,6 +137,11 @@ def _header(result: ScanResult) -> Table:
     if result.unknown_values:
         grid.add_row("Unseen values", ", ".join(f"{k} {n:,}" for k, n in sorted(result.unknown_values.items())))
     grid.add_row("Model", f"{result.model_id} on {result.device}")
+    if result.novelty:
+        n_novel = int(result.verdicts["novel"].sum()) if result.flows else 0
+        grid.add_row(
+            "Novelty gate", f"on: {n_novel:,} flows the network called normal were unlike its normal training rows"
+        )
     grid.add_row("Seconds", ", ".join(f"{k} {s:.1f}" for k, s in result.seconds.items()))
     return grid
 

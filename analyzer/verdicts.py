@@ -3,7 +3,9 @@
 ``verdicts.csv`` has one row per flow, columns in ``verdict_columns(classes)`` order: the flow identity
 columns (taken from ``features.schema.FLOW_FIELDS``), the NSL-KDD ``service``, the model's ``label``
 (argmax class), ``confidence`` (its probability), ``p_attack`` (1 - p(normal)), one ``p_<class>`` column
-per class, the ``incident_id`` the flow belongs to (empty when none) and the ``model_id``.
+per class, ``novel`` (true when ``nta scan --novelty``'s gate relabelled a flow the network called normal:
+its label is then the most probable attack class and ``confidence`` that class's probability), the
+``incident_id`` the flow belongs to (empty when none) and the ``model_id``.
 Timestamps are ISO 8601 UTC with microseconds and a ``Z``; quoting follows RFC 4180 (CRLF line ends,
 fields with commas, quotes or line breaks quoted, quotes doubled).
 """
@@ -45,13 +47,19 @@ def verdict_columns(classes: Sequence[str]) -> list[str]:
         "confidence",
         "p_attack",
         *(prob_column(c) for c in classes),
+        "novel",
         "incident_id",
         "model_id",
     ]
 
 
 def build_verdicts(
-    flows: pl.DataFrame, service: pl.Series, proba: np.ndarray, classes: Sequence[str], model_id: str
+    flows: pl.DataFrame,
+    service: pl.Series,
+    proba: np.ndarray,
+    classes: Sequence[str],
+    model_id: str,
+    gated: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pl.DataFrame:
     """One verdict row per flow (same order as ``flows``); ``incident_id`` is null until incidents are found.
 
@@ -61,11 +69,15 @@ def build_verdicts(
         proba: (n, K) class probabilities, columns in ``classes`` order.
         classes: the model's class names; must include ``"normal"``.
         model_id: written on every row so a CSV can be traced to the model that made it.
+        gated: (class index (n,), novel (n,) bool) from the novelty gate; None: argmax, nothing novel.
     """
     n = flows.height
     if proba.shape != (n, len(classes)):
         raise ValueError(f"probabilities have shape {proba.shape}, expected ({n}, {len(classes)})")
     best = proba.argmax(axis=1) if n else np.zeros(0, np.int64)  # (n,)
+    novel = np.zeros(n, bool)
+    if gated is not None:
+        best, novel = np.asarray(gated[0], np.int64), np.asarray(gated[1], bool)
     labels = np.asarray(classes, dtype=object)[best]
     conf = proba[np.arange(n), best] if n else np.zeros(0, np.float32)
     p_normal = proba[:, list(classes).index(NORMAL)]
@@ -75,6 +87,7 @@ def build_verdicts(
         confidence=pl.Series(conf.astype(np.float64)),
         p_attack=pl.Series((1.0 - p_normal).astype(np.float64)),
         **{prob_column(c): pl.Series(proba[:, i].astype(np.float64)) for i, c in enumerate(classes)},
+        novel=pl.Series(novel, dtype=pl.Boolean),
         incident_id=pl.lit(None, dtype=pl.Int64),
         model_id=pl.lit(model_id, dtype=pl.String),
     )

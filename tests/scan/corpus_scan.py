@@ -1,6 +1,6 @@
 """What ``nta scan`` calls each capture of the shared corpus: a Markdown table for the issue's note.
 
-    python tests/scan/corpus_scan.py [--corpus ../shared/data/pcaps] [--model DIR] [--out table.md]
+    python tests/scan/corpus_scan.py [--corpus ../shared/data/pcaps] [--model DIR] [--novelty] [--out table.md]
 
 For every attack capture: the classes of its attack flows and its largest incidents; for every benign
 capture: the share of flows called attacks (target: at most 1 %). The "expected" column is read from the
@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "data" / "pcaps")
     ap.add_argument("--model", type=Path, help="Model folder (default: the shipped model).")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--novelty", action="store_true", help="Scan with the model's novelty gate (nta scan --novelty).")
     args = ap.parse_args()
 
     import polars as pl
@@ -54,7 +55,10 @@ def main() -> None:
         for cap in sorted((args.corpus / kind).iterdir()):
             with tempfile.TemporaryDirectory() as tmp:
                 try:
-                    r = run_scan(ScanConfig(paths=(cap,), out=Path(tmp) / "o", device="cpu", model_dir=args.model))
+                    cfg = ScanConfig(
+                        paths=(cap,), out=Path(tmp) / "o", device="cpu", model_dir=args.model, novelty=args.novelty
+                    )
+                    r = run_scan(cfg)
                 except NtaError as e:
                     lines.append(f"| {kind}/{cap.name} | | | | | error: {e} | |")
                     continue

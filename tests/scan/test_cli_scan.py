@@ -129,3 +129,39 @@ def test_header_only_capture_gives_empty_outputs(tmp_path: Path) -> None:
     assert v.height == 0 and v.columns == verdict_columns(CLASSES)
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert (report["packets"], report["flows"], report["incidents"]) == (0, 0, [])
+
+
+def test_novelty_gate_relabels_only_flows_the_network_called_normal(tmp_path: Path) -> None:
+    plain, gated = tmp_path / "plain", tmp_path / "gated"
+    assert scan(SAMPLES / "demo-mixed.pcap", "--out", plain).exit_code == 0
+    res = scan(SAMPLES / "demo-mixed.pcap", "--out", gated, "--novelty")
+    assert res.exit_code == 0, res.stderr
+    a, b = pl.read_csv(plain / "verdicts.csv"), pl.read_csv(gated / "verdicts.csv")
+    assert not a["novel"].any() and b["novel"].any()
+    assert (a.filter(b["novel"])["label"] == "normal").all()  # only flows the network called normal ...
+    assert (b.filter(b["novel"])["label"] != "normal").all()  # ... become an attack class
+    assert a.filter(~b["novel"])["label"].to_list() == b.filter(~b["novel"])["label"].to_list()
+    report = json.loads((gated / "report.json").read_text())
+    assert report["novelty_gate"] == {"applied": True, "relabelled_flows": int(b["novel"].sum())}
+    assert json.loads((plain / "report.json").read_text())["novelty_gate"] == {"applied": False, "relabelled_flows": 0}
+    assert "Novelty gate" in res.stdout
+
+
+def test_novelty_needs_a_model_with_a_profile(tmp_path: Path) -> None:
+    import hashlib
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from model.infer import default_model_dir
+
+    model = tmp_path / "model"
+    shutil.copytree(default_model_dir(), model)
+    tensors = {k: v for k, v in load_file(str(model / "weights.safetensors")).items() if not k.startswith("novelty.")}
+    save_file(tensors, str(model / "weights.safetensors"), metadata={"format": "pt"})
+    meta = json.loads((model / "metadata.json").read_text())
+    meta["weights_sha256"] = hashlib.sha256((model / "weights.safetensors").read_bytes()).hexdigest()
+    (model / "metadata.json").write_text(json.dumps(meta))
+    assert scan(SAMPLES / "demo-mixed.pcap", "--out", tmp_path / "a", "--model", model).exit_code == 0
+    res = scan(SAMPLES / "demo-mixed.pcap", "--out", tmp_path / "b", "--model", model, "--novelty")
+    assert res.exit_code == 3 and "has no novelty profile" in res.stderr and not (tmp_path / "b").exists()

@@ -19,6 +19,12 @@ class Echo:
         self.rows.append(len(x))
         return np.stack([x[:, 0], 1 - x[:, 0]], axis=1)
 
+    def predict_gated(self, x: np.ndarray, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A gate that calls every row with x1 > 0.5 novel (attack, class 1)."""
+        p = self.predict_proba(x, batch_size)
+        novel = (p.argmax(axis=1) == 0) & (x[:, 1] > 0.5)
+        return np.where(novel, 1, p.argmax(axis=1)), p, novel
+
 
 def test_duplicates_are_predicted_once_and_mapped_back() -> None:
     rng = np.random.default_rng(0)
@@ -27,11 +33,29 @@ def test_duplicates_are_predicted_once_and_mapped_back() -> None:
     x = distinct[idx]  # (5000, 3), 7 distinct rows
     clf = Echo()
     seen: list[tuple[int, int]] = []
-    p = _predict(clf, x, batch_size=2, progress=lambda d, t: seen.append((d, t)))
+    p, gated = _predict(clf, x, batch_size=2, progress=lambda d, t: seen.append((d, t)))
+    assert gated is None
     assert sum(clf.rows) == len(np.unique(idx))
     np.testing.assert_array_equal(p[:, 0], x[:, 0])
     assert seen[-1][0] == seen[-1][1] == len(np.unique(idx))
 
 
+def test_gated_predictions_are_mapped_back_like_the_probabilities() -> None:
+    rng = np.random.default_rng(1)
+    distinct = rng.random((9, 3)).astype(np.float32)
+    x = distinct[rng.integers(0, 9, 3000)]  # (3000, 3)
+    clf = Echo()
+    p, gated = _predict(clf, x, batch_size=4, progress=lambda d, t: None, novelty=True)
+    assert gated is not None and sum(clf.rows) == 9
+    pred, novel = gated
+    want_novel = (x[:, 0] >= 0.5) & (x[:, 1] > 0.5)
+    np.testing.assert_array_equal(novel, want_novel)
+    np.testing.assert_array_equal(pred, np.where(want_novel, 1, p.argmax(axis=1)))
+    np.testing.assert_array_equal(p[:, 0], x[:, 0])
+
+
 def test_empty_input() -> None:
-    assert _predict(Echo(), np.zeros((0, 3), np.float32), 8, lambda d, t: None).shape == (0, 2)
+    p, gated = _predict(Echo(), np.zeros((0, 3), np.float32), 8, lambda d, t: None)
+    assert p.shape == (0, 2) and gated is None
+    p, gated = _predict(Echo(), np.zeros((0, 3), np.float32), 8, lambda d, t: None, novelty=True)
+    assert p.shape == (0, 2) and gated is not None and gated[0].shape == gated[1].shape == (0,)

@@ -29,7 +29,7 @@ def test_verdict_columns_are_exact() -> None:
     assert verdicts.verdict_columns(CLASSES) == [
         "flow_id", "community_id", "source_file", "ts", "ts_end", "orig_h", "orig_p", "resp_h", "resp_p",
         "proto", "service", "conn_state", "orig_bytes", "resp_bytes", "label", "confidence", "p_attack",
-        "p_normal", "p_DoS", "p_Probe", "p_R2L", "p_U2R", "incident_id", "model_id",
+        "p_normal", "p_DoS", "p_Probe", "p_R2L", "p_U2R", "novel", "incident_id", "model_id",
     ]  # fmt: skip
 
 
@@ -41,6 +41,22 @@ def test_build_verdicts_labels_and_probabilities(make_flows: Flows, fake_proba: 
     assert v.filter(pl.col("resp_h") == "10.0.0.80")["label"].unique().to_list() == ["normal"]
     row = v.row(0, named=True)
     assert row["confidence"] == pytest.approx(0.96) and row["p_attack"] == pytest.approx(1 - row["p_normal"])
+    assert not v["novel"].any()  # no gate: nothing is novel
+
+
+def test_build_verdicts_takes_the_gated_labels(make_flows: Flows, fake_proba: Proba) -> None:
+    flows = make_flows()
+    proba = fake_proba(flows)
+    normal = proba.argmax(axis=1) == 0
+    novel = normal & (np.arange(flows.height) % 2 == 0)  # every other normal flow relabelled R2L
+    pred = np.where(novel, CLASSES.index("R2L"), proba.argmax(axis=1))
+    v = verdicts.build_verdicts(flows, pl.Series(["http"] * flows.height), proba, CLASSES, "m", (pred, novel))
+    assert novel.any() and v["novel"].to_list() == novel.tolist()
+    assert (v.filter(pl.col("novel"))["label"] == "R2L").all()
+    assert v.filter(pl.col("novel"))["confidence"].to_list() == pytest.approx(
+        proba[novel, CLASSES.index("R2L")].tolist()
+    )
+    assert v.filter(~pl.col("novel"))["label"].to_list() == [CLASSES[i] for i in proba.argmax(axis=1)[~novel]]
 
 
 def test_build_verdicts_rejects_wrong_shape(make_flows: Flows) -> None:
