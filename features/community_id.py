@@ -131,18 +131,3 @@ def community_id_array(
             text_all[idx, 2:] = text
     offsets = np.arange(0, 30 * n + 1, 30, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()), pa.py_buffer(text_all.tobytes()))
-
-
-def community_ids(
-    ip_version: np.ndarray,
-    proto: np.ndarray,
-    src_hi: np.ndarray,
-    src_lo: np.ndarray,
-    dst_hi: np.ndarray,
-    dst_lo: np.ndarray,
-    sport: np.ndarray,
-    dport: np.ndarray,
-) -> list[str]:
-    """``community_id_array`` as a list of str."""
-    arr = community_id_array(ip_version, proto, src_hi, src_lo, dst_hi, dst_lo, sport, dport)
-    return [str(x) for x in arr.to_pylist()]

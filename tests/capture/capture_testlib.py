@@ -34,6 +34,13 @@ def corpus_files() -> list[str]:
     )
 
 
+def is_pcapng(rel: str) -> bool:
+    """Whether the corpus file (relative path) is pcapng, by its first four bytes after any gzip."""
+    data = (PCAPS / rel).read_bytes()
+    head = gzip.decompress(data)[:4] if data[:2] == b"\x1f\x8b" else data[:4]
+    return head == b"\x0a\x0d\x0d\x0a"
+
+
 def frames_read(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bytes]]:
     """(ts_ns, captured bytes) of every record nta's reader hands to the decoder, in file order."""
     import features.source as source

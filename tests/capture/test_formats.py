@@ -6,7 +6,6 @@ Self-made files (so the suite runs without ../shared) and the real files of the 
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
 
@@ -14,12 +13,14 @@ import dpkt
 import pytest
 from capture_testlib import (
     PCAPS,
+    corpus_files,
     epb,
     eth,
     frames_read,
     idb,
     ipv4,
     ipv6,
+    is_pcapng,
     manifest,
     need,
     other_block,
@@ -248,15 +249,10 @@ def test_real_timestamps_match_the_manifest() -> None:
             assert got // unit == want, rel
 
 
-def _pcapngs() -> Iterator[str]:
-    if PCAPS.exists():
-        for p in sorted(PCAPS.rglob("*.pcapng")):
-            if p.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a":
-                yield str(p.relative_to(PCAPS))
-
-
 @pytest.mark.corpus
-@pytest.mark.parametrize("rel", list(_pcapngs()) or ["(../shared missing)"])
+@pytest.mark.parametrize(
+    "rel", [r for r in corpus_files() if r.endswith(".pcapng") and is_pcapng(r)] or ["(../shared missing)"]
+)
 def test_pcapng_parser_agrees_with_dpkt(rel: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Our block parser and dpkt's reader: the same frames; the same times where dpkt applies if_tsresol."""
     path = need(PCAPS / rel)
@@ -292,18 +288,8 @@ def test_a_second_pass_gives_the_same_counts(tmp_path: Path) -> None:
     assert (src.records, dict(src.bad), src.sha256) == counts == (10, {"non_ip": 5}, counts[2])
 
 
-def _classic() -> Iterator[str]:
-    if PCAPS.exists():
-        for p in sorted(PCAPS.rglob("*")):
-            if p.is_file() and p.suffix not in (".tsv", ".md"):
-                data = p.read_bytes()
-                head = gzip.decompress(data)[:4] if data[:2] == b"\x1f\x8b" else data[:4]
-                if head != b"\x0a\x0d\x0d\x0a":
-                    yield str(p.relative_to(PCAPS))
-
-
 @pytest.mark.corpus
-@pytest.mark.parametrize("rel", list(_classic()) or ["(../shared missing)"])
+@pytest.mark.parametrize("rel", [r for r in corpus_files() if not is_pcapng(r)] or ["(../shared missing)"])
 def test_pcap_walker_agrees_with_dpkt(rel: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Our classic-pcap walker and dpkt's reader: the same frames and times on every corpus file."""
     path = need(PCAPS / rel)

@@ -7,7 +7,7 @@ import ipaddress
 import numpy as np
 import pytest
 
-from features.community_id import community_id, community_ids
+from features.community_id import community_id, community_id_array
 
 
 def _p(a: str) -> bytes:
@@ -51,7 +51,7 @@ def test_columnar_matches_scalar_for_v4_mapped_and_v6() -> None:
     v6a = int(ipaddress.ip_address("2001:470:e5bf:dead:4957:2174:e82c:4887"))
     v6b = int(ipaddress.ip_address("2607:f8b0:400c:c03::1a"))
     m = (1 << 64) - 1
-    ids = community_ids(
+    ids = community_id_array(
         np.array([4, 6], np.uint8),
         np.array([17, 6], np.uint8),
         np.array([v4 >> 64, v6a >> 64], np.uint64),
@@ -60,7 +60,7 @@ def test_columnar_matches_scalar_for_v4_mapped_and_v6() -> None:
         np.array([v4b & m, v6b & m], np.uint64),
         np.array([54585, 63943], np.int32),
         np.array([53, 25], np.int32),
-    )
+    ).to_pylist()
     assert ids == ["1:d/FP5EW3wiY1vCndhwleRRKHowQ=", "1:/qFaeAR+gFe1KYjMzVDsMv+wgU4="]
 
 
@@ -82,7 +82,9 @@ def test_columnar_equals_scalar_on_random_flows() -> None:
     sp = np.where(icmp, r.choice([0, 8, 3, 11, 128, 129, 135, 1, 13], n), r.integers(0, 65536, n))
     dp = np.where(icmp, r.integers(0, 5, n), r.integers(0, 65536, n))
     sp, dp = np.where(proto == 47, -1, sp), np.where(proto == 47, -1, dp)
-    got = community_ids(ipv, proto, hi[0], lo[0], hi[1], lo[1], sp.astype(np.int32), dp.astype(np.int32))
+    got = community_id_array(
+        ipv, proto, hi[0], lo[0], hi[1], lo[1], sp.astype(np.int32), dp.astype(np.int32)
+    ).to_pylist()
 
     def packed(h: int, lo_: int, v4: bool) -> bytes:
         return struct.pack("!I", lo_ & 0xFFFFFFFF) if v4 else struct.pack("!QQ", h, lo_)
