@@ -28,7 +28,7 @@ from features.errors import InputError, ModelError
 from model.baselines import build_network
 from model.network import NetConfig
 from model.novelty import PREFIX as NOVELTY_PREFIX
-from model.novelty import NormalProfile
+from model.novelty import NormalProfile, last_linear
 
 __all__ = ["FORMAT_VERSION", "METADATA", "WEIGHTS", "LoadedModel", "load_model", "nta_version", "save_model"]
 
@@ -178,7 +178,7 @@ def load_model(model_dir: Path) -> LoadedModel:
         )
     net.load_state_dict(tensors, strict=True)
     net.eval()
-    head = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+    head = last_linear(net)
     if novelty is not None and novelty.dims != head.in_features:
         raise ModelError(
             f"{wpath}: novelty profile has {novelty.dims} dims, the network's head takes {head.in_features}"
