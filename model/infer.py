@@ -22,7 +22,7 @@ from features.encode import FeatureSpec
 from features.errors import ModelError
 from model.artifacts import load_model
 from model.network import NetConfig
-from model.novelty import NormalProfile, representations
+from model.novelty import NormalProfile, last_linear
 
 __all__ = ["Classifier", "default_full_model_dir", "default_model_dir", "resolve_device"]
 
@@ -118,32 +118,52 @@ class Classifier:
                 t = t.pin_memory().to(self.device, non_blocking=True)
             yield start, t
 
-    def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Class probabilities: float32 (n, F) -> float32 (n, K), columns in ``classes`` order."""
+    def _forward(self, x: np.ndarray, batch_size: int, keep_reps: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """One eval pass: probabilities float32 (n, K) and, when asked, the last Linear layer's input (n, D).
+
+        On CUDA under bf16 autocast (probabilities and representations come back as float32), so the plain
+        and the gated predictions rest on the same logits on every device.
+        """
         x = self._check_x(x)
         out = np.empty((len(x), len(self.classes)), dtype=np.float32)  # (n, K)
+        head = last_linear(self.net)
+        reps = np.empty((len(x), head.in_features), dtype=np.float32) if keep_reps else None  # (n, D)
+        captured: list[torch.Tensor] = []
+        hook = head.register_forward_hook(lambda _m, inp, _o: captured.append(inp[0])) if keep_reps else None
         self.net.eval()
         cuda = self.device.startswith("cuda")
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            for start, t in self._batches(x, batch_size):
-                p = torch.softmax(self.net(t).float(), dim=1)  # (b, K)
-                out[start : start + len(t)] = p.cpu().numpy()
-        return out
+        try:
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                for start, t in self._batches(x, batch_size):
+                    p = torch.softmax(self.net(t).float(), dim=1)  # (b, K)
+                    out[start : start + len(t)] = p.cpu().numpy()
+                    if reps is not None:
+                        reps[start : start + len(t)] = captured.pop().float().cpu().numpy()  # (b, D)
+        finally:
+            if hook is not None:
+                hook.remove()
+        return out, reps
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Class probabilities: float32 (n, F) -> float32 (n, K), columns in ``classes`` order."""
+        return self._forward(x, batch_size, keep_reps=False)[0]
 
     def predict(self, x: np.ndarray, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         """(class index (n,) int64, probabilities (n, K) float32)."""
         p = self.predict_proba(x, batch_size)
         return p.argmax(axis=1), p
 
-    def predict_gated(self, x: np.ndarray, batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predict_gated(self, x: np.ndarray, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(class index (n,), probabilities (n, K), novel (n,) bool) with the ``model.novelty`` gate applied.
 
-        ModelError when the model holds no novelty profile. Runs in float32 (no autocast): the distance
-        compares representations with statistics fitted in float32.
+        ModelError when the model holds no novelty profile. The same pass as ``predict_proba`` (on CUDA
+        under bf16 autocast; the representation is cast to float32 for the distance), so a row the gate
+        leaves alone keeps exactly the class ``predict_proba`` gives it.
         """
         if self.novelty is None:
             raise ModelError(f"model {self.model_id} has no novelty profile (train it again with this nta)")
-        proba, z = representations(self.net, self._check_x(x), batch_size, self.device)  # (n, K), (n, D)
+        proba, z = self._forward(x, batch_size, keep_reps=True)  # (n, K), (n, D)
+        assert z is not None
         pred, novel = self.novelty.gate(proba, z)
         return pred, proba, novel
 
