@@ -1,6 +1,6 @@
 """Inference speed of a model folder: flows/s for predict_proba at batch 4096 (encoding excluded and included).
 
-    python tests/benchmarks/bench_infer.py [MODEL_DIR] [--rows 100000] [--threads 2] [--device auto]
+    python tests/benchmarks/bench_infer.py [MODEL_DIR] [--rows 100000] [--threads 2] [--device auto] [--data FILE]
 
 Prints the machine load beside the figures: on a shared machine they move with it.
 """
@@ -31,11 +31,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--data", type=Path, default=SHARED, help="labelled rows to tile (default KDDTest+)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     clf = Classifier.load(a.model_dir, device=a.device)
-    df = read_labeled(SHARED).select(KDD_FEATURES)
+    df = read_labeled(a.data).select(KDD_FEATURES)
     reps = -(-a.rows // df.height)
     big = pl.concat([df] * reps).head(a.rows)
     t = time.perf_counter()
