@@ -83,12 +83,15 @@ def evaluate(classifier: _Predicts, df: pl.DataFrame, batch_size: int = 4096) ->
     """
     x, outside = classifier.spec.transform(df)  # (n, F)
     y_true = targets(df, classifier.classes)
-    y_pred = classifier.predict_proba(x, batch_size).argmax(axis=1)
-    out = {**_views(y_true, y_pred, classifier.classes), "outside_spec": outside}
     gated = getattr(classifier, "predict_gated", None)
-    if gated is not None and getattr(classifier, "novelty", None) is not None:
-        g_pred, _, novel = gated(x)
-        out["novelty_gate"] = {**_views(y_true, g_pred, classifier.classes), "flagged": int(novel.sum())}
+    if gated is None or getattr(classifier, "novelty", None) is None:
+        return {
+            **_views(y_true, classifier.predict_proba(x, batch_size).argmax(axis=1), classifier.classes),
+            "outside_spec": outside,
+        }
+    g_pred, proba, novel = gated(x, batch_size)  # one pass: the plain view is its argmax
+    out = {**_views(y_true, proba.argmax(axis=1), classifier.classes), "outside_spec": outside}
+    out["novelty_gate"] = {**_views(y_true, g_pred, classifier.classes), "flagged": int(novel.sum())}
     return out
 
 
