@@ -72,6 +72,15 @@ def train(
     max_minutes: Annotated[
         float, typer.Option("--max-minutes", min=0.0, help="Stop after the epoch that passes this budget (0: none).")
     ] = 0.0,
+    novelty_quantile: Annotated[
+        float,
+        typer.Option(
+            "--novelty-quantile",
+            min=0.5,
+            max=0.9999,
+            help="Novelty gate threshold: this quantile of the validation normal rows' distances.",
+        ),
+    ] = 0.99,
     https_as_http: Annotated[
         bool,
         typer.Option(
@@ -115,6 +124,7 @@ def train(
         label_smoothing=label_smoothing,
         val_fraction=val_fraction,
         max_minutes=max_minutes,
+        novelty_quantile=novelty_quantile,
         https_as_http=https_as_http,
     )
 

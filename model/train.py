@@ -32,7 +32,7 @@ from model.data import class_names, stratified_split, targets
 from model.evaluate import metrics
 from model.infer import Classifier
 from model.network import NetConfig
-from model.novelty import NormalProfile, fit_profile, representations
+from model.novelty import QUANTILE, NormalProfile, fit_profile, representations
 
 __all__ = ["HISTORY_COLUMNS", "TrainConfig", "TrainResult", "class_weights", "train_model"]
 
@@ -64,6 +64,8 @@ class TrainConfig:
     branch_channels: int = 8
     dropout: float = 0.1
     max_minutes: float = 0.0  # stop after the epoch that passes this wall-clock budget (0: no budget)
+    # model.novelty: the gate's threshold is this quantile of the validation split's normal rows' distances
+    novelty_quantile: float = QUANTILE
     # Capture features only: encode service http_443 as http (features.encode.CAPTURE_ALIASES; NSL-KDD's 530
     # http_443 rows are all attacks). Off: http_443 stays its own value, to be learnt from benign captures.
     https_as_http: bool = True
@@ -143,14 +145,14 @@ class TrainResult:
 
 
 def _fit_novelty(
-    net: nn.Module, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray
+    net: nn.Module, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, quantile: float
 ) -> NormalProfile | None:
     """``model.novelty`` profile of the trained network (None without normal rows in both splits)."""
     if (y_tr == 0).sum() < 2 or (y_va == 0).sum() < 1:
         return None
     _, z_tr = representations(net, x_tr[y_tr == 0])  # (n_normal_train, D)
     _, z_va = representations(net, x_va[y_va == 0])  # (n_normal_val, D)
-    return fit_profile(z_tr, z_va)
+    return fit_profile(z_tr, z_va, quantile)
 
 
 def class_weights(y: np.ndarray, k: int) -> np.ndarray:
@@ -261,7 +263,7 @@ def train_model(
         net.load_state_dict(best[2])
         net.eval()
         _, pred = _epoch_eval(net, x_va, y_va, loss_fn)
-        profile = _fit_novelty(net, x_tr.numpy(), y_tr.numpy(), x_va.numpy(), y_va.numpy())
+        profile = _fit_novelty(net, x_tr.numpy(), y_tr.numpy(), x_va.numpy(), y_va.numpy(), cfg.novelty_quantile)
     finally:
         torch.use_deterministic_algorithms(deterministic)
     return TrainResult(

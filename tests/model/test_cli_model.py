@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
 from analyzer.cli import app
@@ -70,3 +72,27 @@ def test_train_on_several_files(synthetic_df: pl.DataFrame, tmp_path: Path) -> N
     ]
     assert train["data"] == "a.parquet" and train["data_sha256"] == file_sha256(a)
     assert train["config"]["https_as_http"] is False
+
+
+def test_novelty_quantile_sets_the_gate_threshold(synthetic_df: pl.DataFrame, tmp_path: Path) -> None:
+    """Same seed and data, two quantiles: identical weights, a lower threshold for the lower quantile."""
+    data = tmp_path / "train.parquet"
+    synthetic_df.write_parquet(data)
+    metas = {}
+    for q in ("0.99", "0.9"):
+        out = tmp_path / f"m{q}"
+        args = ["train", "--data", str(data), "-o", str(out), "--epochs", "2", "--depth", "1", "-q"]
+        r = CliRunner().invoke(app, [*args, "--novelty-quantile", q])
+        assert r.exit_code == 0, r.output
+        metas[q] = json.loads((out / "metadata.json").read_text())
+    lo, hi = metas["0.9"], metas["0.99"]
+    assert lo["novelty"]["quantile"] == 0.9 and hi["novelty"]["quantile"] == 0.99
+    assert lo["train"]["config"]["novelty_quantile"] == 0.9
+    assert lo["novelty"]["threshold"] < hi["novelty"]["threshold"]
+    assert lo["weights_sha256"] != hi["weights_sha256"]  # the profile tensors are part of the weights file
+    t_lo, t_hi = (load_file(tmp_path / f"m{q}" / "weights.safetensors") for q in ("0.9", "0.99"))
+    net = [k for k in t_hi if not k.startswith("novelty.")]
+    assert net and all(np.array_equal(t_lo[k], t_hi[k]) for k in net)
+    assert not np.array_equal(t_lo["novelty.threshold"], t_hi["novelty.threshold"])
+    r = CliRunner().invoke(app, ["train", "--data", str(data), "-o", str(tmp_path / "x"), "--novelty-quantile", "1"])
+    assert r.exit_code == 2
