@@ -30,7 +30,16 @@ PREFIX = "novelty."
 QUANTILE = 0.99  # chosen before any test figure was seen, not tuned since
 RIDGE = 1e-3  # covariance += RIDGE * mean variance * I: representations can be rank-deficient (ReLU zeros)
 
-__all__ = ["PREFIX", "QUANTILE", "NormalProfile", "fit_profile", "last_linear", "representations"]
+__all__ = [
+    "PREFIX",
+    "QUANTILE",
+    "NormalProfile",
+    "fit_class_gaussians",
+    "fit_profile",
+    "last_linear",
+    "nearest_class",
+    "representations",
+]
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,34 @@ def fit_profile(
     prof = NormalProfile(mean=mean, precision=np.linalg.inv(cov), threshold=np.inf, quantile=quantile)
     thr = float(np.quantile(prof.distance(z_val_normal), quantile))
     return NormalProfile(mean=mean, precision=prof.precision, threshold=thr, quantile=quantile)
+
+
+def fit_class_gaussians(z: np.ndarray, y: np.ndarray, k: int, ridge: float = RIDGE) -> tuple[np.ndarray, np.ndarray]:
+    """Class means (k, D) (NaN rows for absent classes) and the precision (D, D) of their tied covariance.
+
+    Lee et al. 2018's class-conditional form: one covariance pooled over the class-centred rows.
+    """
+    z = np.asarray(z, dtype=np.float64)  # (n, D)
+    means = np.full((k, z.shape[1]), np.nan)
+    centred = z.copy()
+    for c in range(k):
+        rows = y == c
+        if rows.any():
+            means[c] = z[rows].mean(axis=0)
+            centred[rows] -= means[c]
+    cov = centred.T @ centred / max(len(z) - 1, 1)  # (D, D)
+    cov += np.eye(z.shape[1]) * ridge * max(float(np.mean(np.diag(cov))), 1e-12)
+    return means, np.linalg.inv(cov)
+
+
+def nearest_class(z: np.ndarray, means: np.ndarray, precision: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """(n,) index of the nearest class mean (squared Mahalanobis) among the ``allowed`` (k,) bool classes."""
+    z = np.asarray(z, dtype=np.float64)  # (n, D)
+    dist = np.full((len(z), len(means)), np.inf)  # (n, k)
+    for c in np.flatnonzero(allowed & ~np.isnan(means).any(axis=1)):
+        d = z - means[c]
+        dist[:, c] = np.einsum("ij,ij->i", d @ precision, d)
+    return dist.argmin(axis=1)
 
 
 def last_linear(net: nn.Module) -> nn.Linear:

@@ -16,7 +16,14 @@ from features.errors import ModelError
 from model.artifacts import METADATA, WEIGHTS, _sha256
 from model.evaluate import evaluate
 from model.infer import Classifier
-from model.novelty import NormalProfile, fit_profile, last_linear, representations
+from model.novelty import (
+    NormalProfile,
+    fit_class_gaussians,
+    fit_profile,
+    last_linear,
+    nearest_class,
+    representations,
+)
 from model.train import TrainResult, train_model
 
 
@@ -67,6 +74,26 @@ def test_fit_needs_rows_in_both_splits() -> None:
 @pytest.fixture
 def trained(synthetic_df: pl.DataFrame, tiny_cfg: Any) -> TrainResult:
     return train_model(synthetic_df, replace(tiny_cfg, epochs=2))
+
+
+def test_class_gaussians_recover_the_class_of_fresh_rows() -> None:
+    """Three classes with one shared, strongly correlated covariance: the tied-covariance Mahalanobis
+    nearest mean recovers the class of fresh rows, where the plain Euclidean nearest mean often fails."""
+    rng = np.random.default_rng(0)
+    mix = np.array([[3.0, 0.0], [2.9, 0.2]])  # correlated, thin along one axis
+    centres = np.array([[0.0, 0.0], [1.0, -1.0], [-1.0, 1.0]])
+    y = np.repeat(np.arange(3), 2000)
+    z = centres[y] + rng.normal(size=(len(y), 2)) @ mix
+    means, prec = fit_class_gaussians(z, y, 4)  # class 3 has no rows
+    assert np.isnan(means[3]).all() and np.allclose(means[:3], centres, atol=0.15)
+    y2 = np.repeat(np.arange(3), 500)
+    z2 = centres[y2] + rng.normal(size=(len(y2), 2)) @ mix
+    got = nearest_class(z2, means, prec, np.ones(4, dtype=bool))
+    euclid = np.linalg.norm(z2[:, None, :] - centres[None], axis=2).argmin(1)
+    assert (got == y2).mean() > 0.95 > 0.7 > (euclid == y2).mean()
+    assert not (got == 3).any()  # a class without rows is never chosen
+    only_12 = nearest_class(z2, means, prec, np.array([False, True, True, False]))
+    assert set(np.unique(only_12)) <= {1, 2} and (only_12[y2 == 1] == 1).mean() > 0.95
 
 
 def test_training_fits_a_profile_on_the_heads_input(trained: TrainResult) -> None:
