@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from features.errors import ModelError
+from features.nslkdd import read_labeled
 from model.artifacts import METADATA, WEIGHTS
 from model.evaluate import evaluate
 from model.infer import Classifier, default_model_dir
@@ -111,3 +112,16 @@ def test_shipped_default_model_loads() -> None:
     clf = Classifier.load(d, device="cpu")
     assert clf.feature_set == "capture" and clf.classes == ("normal", "DoS", "Probe", "R2L", "U2R")
     assert "hot" not in clf.spec.columns
+
+
+@pytest.mark.parametrize("which", ["default", "default-full"])
+def test_shipped_models_reproduce_their_recorded_test_figures(which: str, nslkdd_dir: Path) -> None:
+    """The README's tables come from metadata.json's metrics.test: the shipped weights must still give them."""
+    d = default_model_dir().parent / which
+    clf = Classifier.load(d, device="cpu")
+    recorded = json.loads((d / METADATA).read_text())["metrics"]["test"]["KDDTest+.txt"]
+    got = evaluate(clf, read_labeled(nslkdd_dir / "KDDTest+.txt"))
+    for view in ("multiclass", "binary"):
+        assert got[view]["confusion"] == recorded[view]["confusion"]
+        assert got["novelty_gate"][view]["confusion"] == recorded["novelty_gate"][view]["confusion"]
+    assert got["novelty_gate"]["flagged"] == recorded["novelty_gate"]["flagged"]
