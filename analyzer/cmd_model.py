@@ -89,6 +89,10 @@ def train(
         ),
     ] = True,
     threads: Annotated[int, typer.Option("--threads", min=0, help="CPU threads for torch (0: torch's default).")] = 1,
+    device: Annotated[
+        str,
+        typer.Option("--device", help="auto (CUDA if present), cpu or cuda. Same seed, same weights: on the CPU only."),
+    ] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing model folder.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
 ) -> None:
@@ -146,7 +150,7 @@ def train(
                 {"file": p.name, "sha256": file_sha256(p), "rows": f.height} for p, f in zip(data, frames, strict=True)
             ]
         with stages.stage("training") as progress:
-            result = train_model(df, cfg, progress=progress, on_epoch=show)
+            result = train_model(df, cfg, progress=progress, on_epoch=show, device=device)
     # "data"/"data_sha256" name the first file, as before several files were allowed; "data_files" lists all.
     result.extra.update(
         {"data": files[0]["file"], "data_sha256": files[0]["sha256"], "data_files": files, "rows": df.height}
@@ -155,7 +159,7 @@ def train(
     v = result.val_metrics
     print(
         f"nta: trained {cfg.arch} ({cfg.feature_set} features, {len(result.classes)} classes) in "
-        f"{result.seconds:.0f} s, best epoch {result.best_epoch}/{len(result.history)}: validation accuracy "
+        f"{result.seconds:.0f} s on {result.device}, best epoch {result.best_epoch}/{len(result.history)}: validation accuracy "
         f"{v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}; wrote {output}",
         file=sys.stderr,
     )

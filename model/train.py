@@ -5,7 +5,9 @@ each class); the feature spec is fitted on the training part only; Adam on cross
 class-weighted, label-smoothed) over shuffled mini-batches; after each epoch the validation loss decides
 the learning-rate halving and early stopping, and the weights of the best validation epoch are kept.
 A fixed seed gives the same weights on the same CPU (seeded split, shuffling and init; deterministic
-algorithms on while training).
+algorithms on while training). On CUDA (``device``) the training rows sit on the GPU, forward passes run
+under bf16 autocast (weights and Adam state stay float32; bf16 needs no loss scaling), and runs are not
+bit-reproducible (cuDNN's LSTM kernels are not deterministic); the trained network comes back on the CPU.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from model.artifacts import save_model
 from model.baselines import ARCHS, build_network
 from model.data import class_names, stratified_split, targets
 from model.evaluate import metrics
-from model.infer import Classifier
+from model.infer import Classifier, resolve_device
 from model.network import NetConfig
 from model.novelty import QUANTILE, NormalProfile, fit_profile, representations
 
@@ -106,6 +108,7 @@ class TrainResult:
     n_val: int
     extra: dict[str, Any] = field(default_factory=dict)
     novelty: NormalProfile | None = None  # model.novelty: fitted on the training/validation split's normal rows
+    device: str = "cpu"  # where it was trained
 
     def classifier(self) -> Classifier:
         """An in-memory Classifier (CPU) for evaluation without saving."""
@@ -134,6 +137,7 @@ class TrainResult:
                 "best_epoch": self.best_epoch,
                 "seconds": round(self.seconds, 1),
                 "torch_threads": torch.get_num_threads(),
+                "device": self.device,
             },
             "metrics": {"val": self.val_metrics},
             **(extra or {}),
@@ -166,15 +170,20 @@ def class_weights(y: np.ndarray, k: int) -> np.ndarray:
     return w / (w[y].mean() if len(y) else 1.0)
 
 
+def _autocast(x: torch.Tensor) -> torch.autocast:
+    """bf16 autocast where ``x`` lives on CUDA; a no-op on the CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.is_cuda)
+
+
 def _epoch_eval(net: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module) -> tuple[float, np.ndarray]:
     """Mean validation loss and predictions (n,), in eval mode, batches of 4096."""
     net.eval()
     total, preds = 0.0, []
-    with torch.inference_mode():
+    with torch.inference_mode(), _autocast(x):
         for s in range(0, len(x), 4096):
-            logits = net(x[s : s + 4096])  # (b, K)
+            logits = net(x[s : s + 4096]).float()  # (b, K)
             total += float(loss_fn(logits, y[s : s + 4096])) * len(logits)
-            preds.append(logits.argmax(1).numpy())
+            preds.append(logits.argmax(1).cpu().numpy())
     return total / max(len(x), 1), np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
 
 
@@ -183,11 +192,12 @@ def train_model(
     cfg: TrainConfig,
     progress: ProgressFn = no_progress,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    device: str = "cpu",
 ) -> TrainResult:
     """Train ``cfg.arch`` on ``df`` (KDD features + ``label5``); see the module docstring for the protocol.
 
     ``progress(done, total)`` counts mini-batches over the epoch budget; ``on_epoch`` receives each history
-    row (the ``HISTORY_COLUMNS``) as it is written.
+    row (the ``HISTORY_COLUMNS``) as it is written. ``device``: cpu, cuda[:N] or auto (model.infer.resolve_device).
 
     Raises:
         InputError: unknown feature set / arch / class count, or too few rows to split.
@@ -205,16 +215,17 @@ def train_model(
     aliases = CAPTURE_ALIASES if cfg.feature_set == "capture" and cfg.https_as_http else None  # features.encode
     spec = FeatureSpec.fit(df[tr_idx], FEATURE_SETS[cfg.feature_set], cfg.scaling, cfg.log1p, aliases)
     x_all, _ = spec.transform(df)  # (n, F)
-    x_tr, y_tr = torch.from_numpy(x_all[tr_idx]), torch.from_numpy(y_all[tr_idx])
-    x_va, y_va = torch.from_numpy(x_all[va_idx]), torch.from_numpy(y_all[va_idx])
+    dev = resolve_device(device)
+    x_tr, y_tr = torch.from_numpy(x_all[tr_idx]).to(dev), torch.from_numpy(y_all[tr_idx]).to(dev)  # (n, F), (n,)
+    x_va, y_va = torch.from_numpy(x_all[va_idx]).to(dev), torch.from_numpy(y_all[va_idx]).to(dev)
 
     deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(dev == "cpu")
     try:
         torch.manual_seed(cfg.seed)
         net_cfg = cfg.net_config(x_all.shape[1])
-        net = build_network(net_cfg)
-        weight = torch.tensor(class_weights(y_all[tr_idx], len(classes)), dtype=torch.float32)
+        net = build_network(net_cfg).to(dev)
+        weight = torch.tensor(class_weights(y_all[tr_idx], len(classes)), dtype=torch.float32, device=dev)
         loss_fn = nn.CrossEntropyLoss(weight=weight if cfg.class_weights else None, label_smoothing=cfg.label_smoothing)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(cfg.patience // 2 - 1, 0))
@@ -229,17 +240,19 @@ def train_model(
             perm = torch.randperm(len(x_tr), generator=gen)
             run_loss = 0.0
             for b in range(n_batches):
-                idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size].to(dev)
                 if len(idx) < 2:  # batch norm needs two rows
                     continue
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(net(x_tr[idx]), y_tr[idx])
+                with _autocast(x_tr):
+                    logits = net(x_tr[idx])  # (b, K)
+                loss = loss_fn(logits.float(), y_tr[idx])
                 loss.backward()
                 opt.step()
                 run_loss += float(loss.detach()) * len(idx)
                 progress((epoch - 1) * n_batches + b + 1, total)
             val_loss, pred = _epoch_eval(net, x_va, y_va, loss_fn)
-            m = metrics(y_va.numpy(), pred, classes)
+            m = metrics(y_va.cpu().numpy(), pred, classes)
             row = {
                 "epoch": epoch,
                 "train_loss": run_loss / len(x_tr),
@@ -263,6 +276,8 @@ def train_model(
         net.load_state_dict(best[2])
         net.eval()
         _, pred = _epoch_eval(net, x_va, y_va, loss_fn)
+        net = net.cpu()  # the profile and everything after it on the CPU, in float32
+        x_tr, y_tr, x_va, y_va = x_tr.cpu(), y_tr.cpu(), x_va.cpu(), y_va.cpu()
         profile = _fit_novelty(net, x_tr.numpy(), y_tr.numpy(), x_va.numpy(), y_va.numpy(), cfg.novelty_quantile)
     finally:
         torch.use_deterministic_algorithms(deterministic)
@@ -279,4 +294,5 @@ def train_model(
         n_train=len(tr_idx),
         n_val=len(va_idx),
         novelty=profile,
+        device=dev,
     )

@@ -4,7 +4,8 @@
 #
 #   bash tests/benchmarks/gpu_check.sh DATA_DIR OUT_DIR
 #
-# DATA_DIR holds KDDTest+.txt and KDDTest-21.txt (or .txt.gz); OUT_DIR receives the logs and JSON. Needs python3 with torch
+# DATA_DIR holds KDDTest+.txt and KDDTest-21.txt (or .txt.gz), and optionally KDDTrain+.txt.gz (then the
+# shipped full model's training command also runs on the device, and its result is scored); OUT_DIR receives the logs and JSON. Needs python3 with torch
 # (CUDA build) and nta's dependencies importable (PYTHONPATH may point at the repository root).
 set -uo pipefail
 data=$1 out=$2
@@ -72,6 +73,20 @@ done
 cmp "$out/scan-cpu/verdicts.csv" "$out/scan-$dev/verdicts.csv" && echo "verdicts.csv identical" || \
   $py -c "import polars as pl, sys; a, b = (pl.read_csv(f'$out/scan-{d}/verdicts.csv') for d in ('cpu', '$dev')); \
 print('verdicts rows', a.height, b.height, 'label differs', (a['label'] != b['label']).sum() if 'label' in a.columns else '?')"
+
+if ls "$data"/KDDTrain+.txt* >/dev/null 2>&1; then
+  step "nta train on $dev: the shipped full model's command (not bit-reproducible on CUDA)"
+  t0=$(date +%s)
+  $py -m analyzer train --data "$(test_file KDDTrain+)" --features full --depth 10 --novelty-quantile 0.9 \
+    --device "$dev" -o "$out/full-$dev" -q
+  echo "wall $(( $(date +%s) - t0 )) s"
+  $py -m analyzer evaluate "$out/full-$dev" --data "$(test_file KDDTest+)" --device "$dev" --json "$out/eval-train-$dev.json" \
+    >/dev/null 2>&1
+  $py -c "import json; d = json.load(open('$out/eval-train-$dev.json')); g = d['novelty_gate']; \
+print('trained on $dev, KDDTest+ 5-class', round(d['multiclass']['accuracy'], 4), 'binary', round(d['binary']['accuracy'], 4), \
+'gated', round(g['multiclass']['accuracy'], 4), round(g['binary']['accuracy'], 4))"
+  rm -f "$out/full-$dev/weights.safetensors"
+fi
 
 step "model and scan tests with CUDA present"
 $py -m pytest -q -p no:cacheprovider tests/model tests/scan -x 2>&1 | tail -15

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
@@ -96,3 +97,14 @@ def test_novelty_quantile_sets_the_gate_threshold(synthetic_df: pl.DataFrame, tm
     assert not np.array_equal(t_lo["novelty.threshold"], t_hi["novelty.threshold"])
     r = CliRunner().invoke(app, ["train", "--data", str(data), "-o", str(tmp_path / "x"), "--novelty-quantile", "1"])
     assert r.exit_code == 2
+
+
+def test_train_on_a_missing_gpu_is_one_line_not_a_traceback(sample_file: Path, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present: --device cuda would train there")
+    out = tmp_path / "m"
+    r = CliRunner().invoke(app, ["train", "--data", str(sample_file), "-o", str(out), "--device", "cuda", "-q"])
+    assert r.exit_code == 3 and "CUDA is not available" in r.output and "Traceback" not in r.output
+    assert not out.exists()
