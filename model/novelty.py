@@ -36,6 +36,7 @@ __all__ = [
     "NormalProfile",
     "fit_class_gaussians",
     "fit_profile",
+    "gate_by_distance",
     "last_linear",
     "nearest_class",
     "representations",
@@ -63,11 +64,7 @@ class NormalProfile:
     def gate(self, proba: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(class index (n,), novel (n,) bool): argmax, except novel rows predicted normal (class 0) get the
         most probable other class."""
-        pred = proba.argmax(axis=1)
-        novel = (pred == 0) & (self.distance(z) > self.threshold)
-        if proba.shape[1] > 1:
-            pred = np.where(novel, proba[:, 1:].argmax(axis=1) + 1, pred)
-        return pred, novel
+        return gate_by_distance(proba, self.distance(z), self.threshold)
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         return {
@@ -90,6 +87,15 @@ class NormalProfile:
             raise ModelError(f"{where}: novelty profile shapes {tuple(mean.shape)} and {tuple(prec.shape)} do not fit")
         thr, q = float(t[PREFIX + "threshold"].reshape(-1)[0]), float(t[PREFIX + "quantile"].reshape(-1)[0])
         return cls(mean=mean, precision=prec, threshold=thr, quantile=q)
+
+
+def gate_by_distance(proba: np.ndarray, dist: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The gate on precomputed squared distances (n,): (class index (n,), novel (n,) bool)."""
+    pred = proba.argmax(axis=1)
+    novel = (pred == 0) & (dist > threshold)
+    if proba.shape[1] > 1:
+        pred = np.where(novel, proba[:, 1:].argmax(axis=1) + 1, pred)
+    return pred, novel
 
 
 def fit_profile(

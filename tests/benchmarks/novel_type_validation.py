@@ -27,7 +27,7 @@ import torch
 
 from features.nslkdd import read_labeled
 from model.data import stratified_split, targets
-from model.novelty import fit_class_gaussians, nearest_class, representations
+from model.novelty import fit_class_gaussians, gate_by_distance, nearest_class, representations
 from model.train import TrainConfig, train_model
 
 FOLDS = 3
@@ -108,10 +108,9 @@ def score_fold(npz: Path, q: float, classes: tuple[str, ...], assign: str = "pro
     d = np.load(npz)
     thr = float(np.quantile(d["val_normal_dist"], q))
     proba, label5 = d["proba"], d["label5"]
-    pred = proba.argmax(1)
-    novel = (pred == 0) & (d["dist"] > thr)
-    relabel = proba[:, 1:].argmax(1) + 1 if assign == "proba" else d["nearest_attack"]
-    pred = np.where(novel, relabel, pred)
+    pred, novel = gate_by_distance(proba, d["dist"], thr)
+    if assign == "class_mean":
+        pred = np.where(novel, d["nearest_attack"], pred)
     normal = label5 == "normal"
     row: dict[str, float] = {"tnr": float((pred[normal] == 0).mean())}
     flagged = []
