@@ -8,7 +8,6 @@ pinned memory without blocking and run under bf16 autocast (probabilities come b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,9 @@ from torch import nn
 from features.encode import FeatureSpec
 from features.errors import ModelError
 from model.artifacts import load_model
+from model.forward import device_batches, forward_pass
 from model.network import NetConfig
-from model.novelty import NormalProfile, last_linear
+from model.novelty import NormalProfile
 
 __all__ = ["Classifier", "default_full_model_dir", "default_model_dir", "resolve_device"]
 
@@ -109,40 +109,10 @@ class Classifier:
             )
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def _batches(self, x: np.ndarray, batch_size: int) -> Iterator[tuple[int, torch.Tensor]]:
-        """(start, device tensor) per batch; on CUDA from pinned memory with a non-blocking copy."""
-        cuda = self.device.startswith("cuda")
-        for start in range(0, len(x), batch_size):
-            t = torch.from_numpy(x[start : start + batch_size])  # (b, F), shares memory with x
-            if cuda:
-                t = t.pin_memory().to(self.device, non_blocking=True)
-            yield start, t
-
     def _forward(self, x: np.ndarray, batch_size: int, keep_reps: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """One eval pass: probabilities float32 (n, K) and, when asked, the last Linear layer's input (n, D).
-
-        On CUDA under bf16 autocast (probabilities and representations come back as float32), so the plain
-        and the gated predictions rest on the same logits on every device.
-        """
-        x = self._check_x(x)
-        out = np.empty((len(x), len(self.classes)), dtype=np.float32)  # (n, K)
-        head = last_linear(self.net)
-        reps = np.empty((len(x), head.in_features), dtype=np.float32) if keep_reps else None  # (n, D)
-        captured: list[torch.Tensor] = []
-        hook = head.register_forward_hook(lambda _m, inp, _o: captured.append(inp[0])) if keep_reps else None
-        self.net.eval()
-        cuda = self.device.startswith("cuda")
-        try:
-            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                for start, t in self._batches(x, batch_size):
-                    p = torch.softmax(self.net(t).float(), dim=1)  # (b, K)
-                    out[start : start + len(t)] = p.cpu().numpy()
-                    if reps is not None:
-                        reps[start : start + len(t)] = captured.pop().float().cpu().numpy()  # (b, D)
-        finally:
-            if hook is not None:
-                hook.remove()
-        return out, reps
+        """``model.forward.forward_pass`` on this classifier's device: the plain and the gated predictions
+        rest on the same logits on every device (bf16 autocast on CUDA)."""
+        return forward_pass(self.net, self._check_x(x), batch_size, self.device, keep_reps)
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Class probabilities: float32 (n, F) -> float32 (n, K), columns in ``classes`` order."""
@@ -180,7 +150,7 @@ class Classifier:
         out = np.empty_like(x)  # (n, F)
         self.net.eval()
         with torch.backends.cudnn.flags(enabled=False):
-            for start, t in self._batches(x, batch_size):
+            for start, t in device_batches(x, batch_size, self.device):
                 t = t.clone().requires_grad_(True)
                 logits = self.net(t)  # (b, K)
                 idx = torch.from_numpy(tgt[start : start + len(t)]).to(self.device)

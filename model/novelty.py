@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from features.errors import ModelError
+from model.forward import forward_pass, last_linear
 
 PREFIX = "novelty."
 QUANTILE = 0.99  # chosen before any test figure was seen, not tuned since
@@ -141,34 +142,10 @@ def nearest_class(z: np.ndarray, means: np.ndarray, precision: np.ndarray, allow
     return dist.argmin(axis=1)
 
 
-def last_linear(net: nn.Module) -> nn.Linear:
-    """The network's last Linear layer (its classifier head; every nta architecture ends in one)."""
-    layers = [m for m in net.modules() if isinstance(m, nn.Linear)]
-    if not layers:
-        raise ModelError(f"{type(net).__name__} has no Linear layer to take representations from")
-    return layers[-1]
-
-
 def representations(
     net: nn.Module, x: np.ndarray, batch_size: int = 8192, device: str = "cpu"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities (n, K) float32, representations (n, D) float32): one eval-mode pass over float32 (n, F)."""
-    captured: list[torch.Tensor] = []
-    hook = last_linear(net).register_forward_hook(lambda _m, inp, _out: captured.append(inp[0].detach()))
-    probs: list[np.ndarray] = []
-    reps: list[np.ndarray] = []
-    net.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(x), batch_size):
-                t = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32))
-                logits = net(t.to(device))  # (b, K)
-                probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-                reps.append(captured.pop().float().cpu().numpy())  # (b, D)
-    finally:
-        hook.remove()
-    k = getattr(last_linear(net), "out_features", 0)
-    d = getattr(last_linear(net), "in_features", 0)
-    if not probs:
-        return np.zeros((0, k), np.float32), np.zeros((0, d), np.float32)
-    return np.concatenate(probs), np.concatenate(reps)
+    """(probabilities (n, K) float32, representations (n, D) float32): ``model.forward.forward_pass``."""
+    proba, reps = forward_pass(net, x, batch_size, device, keep_reps=True)
+    assert reps is not None
+    return proba, reps
