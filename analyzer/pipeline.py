@@ -76,6 +76,11 @@ class ScanResult:
         return self.verdicts.height
 
     @property
+    def novel_flows(self) -> int:
+        """Flows the novelty gate relabelled (0 without ``--novelty``)."""
+        return int(self.verdicts["novel"].sum()) if self.flows else 0
+
+    @property
     def exit_code(self) -> int:
         return 1 if self.matched else 0
 

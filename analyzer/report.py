@@ -85,7 +85,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
         "model": {"id": result.model_id, "device": result.device, "classes": list(result.classes)},
         "novelty_gate": {
             "applied": result.novelty,
-            "relabelled_flows": int(result.verdicts["novel"].sum()) if result.flows else 0,
+            "relabelled_flows": result.novel_flows,
         },
         "captures": result.captures,
         "skipped": [{"file": str(p), "reason": r} for p, r in result.skipped],
@@ -138,9 +138,9 @@ def _header(result: ScanResult) -> Table:
         grid.add_row("Unseen values", ", ".join(f"{k} {n:,}" for k, n in sorted(result.unknown_values.items())))
     grid.add_row("Model", f"{result.model_id} on {result.device}")
     if result.novelty:
-        n_novel = int(result.verdicts["novel"].sum()) if result.flows else 0
         grid.add_row(
-            "Novelty gate", f"on: {n_novel:,} flows the network called normal were unlike its normal training rows"
+            "Novelty gate",
+            f"on: {result.novel_flows:,} flows the network called normal were unlike its normal training rows",
         )
     grid.add_row("Seconds", ", ".join(f"{k} {s:.1f}" for k, s in result.seconds.items()))
     return grid
