@@ -99,12 +99,8 @@ class PacketSource:
 
     def adopt(self, outcome: tuple[int, Counter[str], list[str], str]) -> None:
         """Take the outcome of ``batches()`` run elsewhere (``features.readahead``'s child process)."""
-        self.records, self.bad, self.warnings, self.sha256 = (
-            outcome[0],
-            Counter(outcome[1]),
-            list(outcome[2]),
-            outcome[3],
-        )
+        self.records, bad, warnings, self.sha256 = outcome
+        self.bad, self.warnings = Counter(bad), list(warnings)
 
     def batches(self, progress: ProgressFn = no_progress) -> Iterator[PacketBatch]:
         """Decoded packets in file order, at most ``chunk_records`` records per batch."""
