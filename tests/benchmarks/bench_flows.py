@@ -154,16 +154,16 @@ def main() -> None:
         f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; capture {cap} ({cap.stat().st_size / 2**20:,.0f} MiB)"
         f"; median of {a.repeat} runs per tool"
     )
-    best = median_run(lambda: run_nta(cap), a.repeat)
-    rows = [best]
+    nta_run = median_run(lambda: run_nta(cap), a.repeat)
+    rows = [nta_run]
     py = None if a.no_nfstream else nfstream_python()
     if py is not None:
-        rows.append(median_run(lambda: run_nfstream(py, cap, True, best["records"]), a.repeat))
-        rows.append(median_run(lambda: run_nfstream(py, cap, False, best["records"]), a.repeat))
+        rows.append(median_run(lambda: run_nfstream(py, cap, True, nta_run["records"]), a.repeat))
+        rows.append(median_run(lambda: run_nfstream(py, cap, False, nta_run["records"]), a.repeat))
     show(rows)
     if len(rows) > 1 and rows[1]["wall_s"]:
-        print(f"nta flows / NFStream fastest: {rows[1]['wall_s'] / best['wall_s']:.1f}x packets/s")
-        print(f"nta flows / NFStream defaults: {rows[2]['wall_s'] / best['wall_s']:.1f}x packets/s")
+        print(f"nta flows / NFStream fastest: {rows[1]['wall_s'] / nta_run['wall_s']:.1f}x packets/s")
+        print(f"nta flows / NFStream defaults: {rows[2]['wall_s'] / nta_run['wall_s']:.1f}x packets/s")
     if a.memory:
         runs = [run_nta(ensure(p)) for p in a.memory]
         print("\nmemory check (same packet rate, growing capture): peak RSS should follow concurrent flows, not size")
