@@ -81,6 +81,15 @@ def train(
             help="Novelty gate threshold: this quantile of the validation normal rows' distances.",
         ),
     ] = 0.99,
+    novelty_clusters: Annotated[
+        int,
+        typer.Option(
+            "--novelty-clusters",
+            min=1,
+            max=1024,
+            help="Novelty gate: k-means centres of the normal rows (1: one Gaussian).",
+        ),
+    ] = 1,
     https_as_http: Annotated[
         bool,
         typer.Option(
@@ -129,6 +138,7 @@ def train(
         val_fraction=val_fraction,
         max_minutes=max_minutes,
         novelty_quantile=novelty_quantile,
+        novelty_clusters=novelty_clusters,
         https_as_http=https_as_http,
     )
 

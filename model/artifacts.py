@@ -94,7 +94,12 @@ def save_model(
             "weights_sha256": weights_sha,
             "novelty": None
             if novelty is None
-            else {"dims": novelty.dims, "quantile": novelty.quantile, "threshold": round(novelty.threshold, 4)},
+            else {
+                "dims": novelty.dims,
+                "clusters": novelty.clusters,
+                "quantile": novelty.quantile,
+                "threshold": round(novelty.threshold, 4),
+            },
             "nta_version": nta_version(),
             "torch_version": torch.__version__,
         }

@@ -68,6 +68,8 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop after the epoch that passes this wall-clock budget (0: no budget)
     # model.novelty: the gate's threshold is this quantile of the validation split's normal rows' distances
     novelty_quantile: float = QUANTILE
+    # model.novelty: 1 = one Gaussian over the normal rows; K > 1 = K k-means centres sharing one covariance
+    novelty_clusters: int = 1
     # Capture features only: encode service http_443 as http (features.encode.CAPTURE_ALIASES; NSL-KDD's 530
     # http_443 rows are all attacks). Off: http_443 stays its own value, to be learnt from benign captures.
     https_as_http: bool = True
@@ -149,14 +151,14 @@ class TrainResult:
 
 
 def _fit_novelty(
-    net: nn.Module, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, quantile: float
+    net: nn.Module, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, cfg: TrainConfig
 ) -> NormalProfile | None:
     """``model.novelty`` profile of the trained network (None without normal rows in both splits)."""
     if (y_tr == 0).sum() < 2 or (y_va == 0).sum() < 1:
         return None
     _, z_tr = representations(net, x_tr[y_tr == 0])  # (n_normal_train, D)
     _, z_va = representations(net, x_va[y_va == 0])  # (n_normal_val, D)
-    return fit_profile(z_tr, z_va, quantile)
+    return fit_profile(z_tr, z_va, cfg.novelty_quantile, clusters=cfg.novelty_clusters)
 
 
 def class_weights(y: np.ndarray, k: int) -> np.ndarray:
@@ -278,7 +280,7 @@ def train_model(
         _, pred = _epoch_eval(net, x_va, y_va, loss_fn)
         net = net.cpu()  # the profile and everything after it on the CPU, in float32
         x_tr, y_tr, x_va, y_va = x_tr.cpu(), y_tr.cpu(), x_va.cpu(), y_va.cpu()
-        profile = _fit_novelty(net, x_tr.numpy(), y_tr.numpy(), x_va.numpy(), y_va.numpy(), cfg.novelty_quantile)
+        profile = _fit_novelty(net, x_tr.numpy(), y_tr.numpy(), x_va.numpy(), y_va.numpy(), cfg)
     finally:
         torch.use_deterministic_algorithms(deterministic)
     return TrainResult(

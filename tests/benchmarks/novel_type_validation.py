@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +28,15 @@ import torch
 
 from features.nslkdd import read_labeled
 from model.data import stratified_split, targets
-from model.novelty import fit_class_gaussians, gate_by_distance, nearest_class, representations
+from model.infer import Classifier
+from model.novelty import fit_class_gaussians, fit_profile, gate_by_distance, nearest_class, representations
 from model.train import TrainConfig, train_model
 
 FOLDS = 3
 QUANTILES = (0.99, 0.98, 0.95, 0.90)
 ASSIGN_Q = 0.90  # the quantile the first round chose; the class-assignment rules are compared there
 EVAL_NORMAL_SEED = 12345
+PROFILE_CLUSTERS = (1, 8, 32, 128)  # third round: 1 = the single Gaussian (shipped)
 ATTACK_CLASSES = ("DoS", "Probe", "R2L", "U2R")
 
 
@@ -106,11 +109,24 @@ def score_fold(npz: Path, q: float, classes: tuple[str, ...], assign: str = "pro
     """Gate at quantile ``q``; a flagged row's class: the most probable attack class (``proba``) or the
     nearest attack-class mean (``class_mean``, model.novelty.nearest_class)."""
     d = np.load(npz)
-    thr = float(np.quantile(d["val_normal_dist"], q))
-    proba, label5 = d["proba"], d["label5"]
-    pred, novel = gate_by_distance(proba, d["dist"], thr)
-    if assign == "class_mean":
-        pred = np.where(novel, d["nearest_attack"], pred)
+    nearest = d["nearest_attack"] if assign == "class_mean" else None
+    return score_rows(d["proba"], d["dist"], d["val_normal_dist"], d["label5"], q, classes, nearest)
+
+
+def score_rows(
+    proba: np.ndarray,
+    dist: np.ndarray,
+    val_normal_dist: np.ndarray,
+    label5: np.ndarray,
+    q: float,
+    classes: tuple[str, ...],
+    nearest_attack: np.ndarray | None = None,
+) -> dict[str, float]:
+    """The score of one fold's eval rows (n,) with the gate's threshold at quantile ``q`` of ``val_normal_dist``."""
+    thr = float(np.quantile(val_normal_dist, q))
+    pred, novel = gate_by_distance(proba, dist, thr)
+    if nearest_attack is not None:
+        pred = np.where(novel, nearest_attack, pred)
     normal = label5 == "normal"
     row: dict[str, float] = {"tnr": float((pred[normal] == 0).mean())}
     flagged = []
@@ -124,6 +140,50 @@ def score_fold(npz: Path, q: float, classes: tuple[str, ...], assign: str = "pro
     row["acc_balanced"] = float(np.mean([row[f"acc_{c}"] for c in ATTACK_CLASSES if f"acc_{c}" in row]))
     row["score"] = (row["tnr"] + row["tpr_balanced"]) / 2
     return row
+
+
+def compare_profiles(df: pl.DataFrame, out: Path) -> None:
+    """Third round: the normal profile's shape (one Gaussian, or k-means centres with a tied covariance), on the
+    saved fold models (not retrained), at every candidate quantile."""
+    classes = ("normal", *ATTACK_CLASSES)
+    types = fold_of_types(df)
+    ev_normal = eval_normal_mask(df)
+    rows = []
+    for fold in range(FOLDS):
+        held_mask = df.get_column("label").is_in([t for t, f in types.items() if f == fold]).to_numpy()
+        train_df = df.filter(pl.Series(~(ev_normal | held_mask)))
+        eval_df = df.filter(pl.Series(ev_normal | held_mask))
+        clf = Classifier.load(out / f"fold{fold}-model", device="cpu")
+        cfg = TrainConfig()
+        y_all = targets(train_df, clf.classes)
+        tr_idx, va_idx = stratified_split(y_all, cfg.val_fraction, cfg.seed)
+        z_of = {}
+        for name, part in (
+            ("train", train_df[tr_idx[y_all[tr_idx] == 0]]),
+            ("val", train_df[va_idx[y_all[va_idx] == 0]]),
+            ("eval", eval_df),
+        ):
+            x, _ = clf.spec.transform(part)  # (n, F)
+            z_of[name] = representations(clf.net, x)  # (n, K) probabilities, (n, D) representations
+        proba, z = z_of["eval"]
+        label5 = eval_df.get_column("label5").to_numpy().astype(str)
+        for k in PROFILE_CLUSTERS:
+            t0 = time.perf_counter()
+            prof = fit_profile(z_of["train"][1], z_of["val"][1], clusters=k)
+            dist, val_dist = prof.distance(z), prof.distance(z_of["val"][1])
+            if k == 1:  # the saved fold's own gate: the same distances
+                np.testing.assert_allclose(dist, np.load(out / f"fold{fold}.npz")["dist"], rtol=1e-6)
+            for q in QUANTILES:
+                rows.append(
+                    {"clusters": k, "q": q, "fold": fold, **score_rows(proba, dist, val_dist, label5, q, classes)}
+                )
+            print(f"fold {fold} clusters {k}: fitted in {time.perf_counter() - t0:.1f} s", flush=True)
+    table = pl.DataFrame(rows)
+    table.write_csv(out / "profiles.csv")
+    with pl.Config(tbl_rows=100, tbl_cols=30, float_precision=4, tbl_width_chars=250):
+        print(table.select("clusters", "q", "fold", "tnr", *(f"flag_{c}" for c in ATTACK_CLASSES), "score"))
+        mean = table.group_by("clusters", "q").agg(pl.col("tnr", "tpr_balanced", "score").mean())
+        print(mean.sort(["clusters", "q"], descending=[False, True]))
 
 
 def merge(out: Path) -> None:
@@ -157,12 +217,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--merge", action="store_true")
+    ap.add_argument("--profiles", action="store_true", help="third round: compare profile shapes on saved folds")
     args = ap.parse_args()
     if args.merge:
         merge(args.out)
         return
     torch.set_num_threads(args.threads)
     df = read_labeled(args.train)
+    if args.profiles:
+        compare_profiles(df, args.out)
+        return
     run_fold(df, args.fold, TrainConfig(feature_set=args.features, depth=args.depth, epochs=args.epochs), args.out)
 
 

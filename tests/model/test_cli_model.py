@@ -12,6 +12,7 @@ from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
 from analyzer.cli import app
+from model.infer import Classifier
 
 
 def test_train_then_evaluate(synthetic_df: pl.DataFrame, tmp_path: Path) -> None:
@@ -96,6 +97,22 @@ def test_novelty_quantile_sets_the_gate_threshold(synthetic_df: pl.DataFrame, tm
     assert net and all(np.array_equal(t_lo[k], t_hi[k]) for k in net)
     assert not np.array_equal(t_lo["novelty.threshold"], t_hi["novelty.threshold"])
     r = CliRunner().invoke(app, ["train", "--data", str(data), "-o", str(tmp_path / "x"), "--novelty-quantile", "1"])
+    assert r.exit_code == 2
+
+
+def test_novelty_clusters_are_recorded_and_reloaded(synthetic_df: pl.DataFrame, tmp_path: Path) -> None:
+    data = tmp_path / "train.parquet"
+    synthetic_df.write_parquet(data)
+    out = tmp_path / "m"
+    args = ["train", "--data", str(data), "-o", str(out), "--epochs", "2", "--depth", "1", "-q"]
+    r = CliRunner().invoke(app, [*args, "--novelty-clusters", "4"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["novelty"]["clusters"] == 4 and meta["train"]["config"]["novelty_clusters"] == 4
+    assert load_file(out / "weights.safetensors")["novelty.mean"].shape[0] == 4
+    clf = Classifier.load(out, device="cpu")
+    assert clf.novelty is not None and clf.novelty.clusters == 4
+    r = CliRunner().invoke(app, [*args, "--force", "--novelty-clusters", "0"])
     assert r.exit_code == 2
 
 

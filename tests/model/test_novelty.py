@@ -20,6 +20,7 @@ from model.novelty import (
     NormalProfile,
     fit_class_gaussians,
     fit_profile,
+    kmeans,
     last_linear,
     nearest_class,
     representations,
@@ -28,11 +29,11 @@ from model.train import TrainResult, train_model
 
 
 def _unit_profile(threshold: float = 4.0) -> NormalProfile:
-    return NormalProfile(mean=np.zeros(2), precision=np.eye(2), threshold=threshold, quantile=0.99)
+    return NormalProfile(centres=np.zeros((1, 2)), precision=np.eye(2), threshold=threshold, quantile=0.99)
 
 
 def test_distance_is_the_squared_mahalanobis_distance() -> None:
-    prof = NormalProfile(mean=np.array([1.0, 0.0]), precision=np.diag([1.0, 0.25]), threshold=1.0, quantile=0.9)
+    prof = NormalProfile(centres=np.array([[1.0, 0.0]]), precision=np.diag([1.0, 0.25]), threshold=1.0, quantile=0.9)
     z = np.array([[1.0, 0.0], [2.0, 0.0], [1.0, 2.0], [3.0, 4.0]])
     np.testing.assert_allclose(prof.distance(z), [0.0, 1.0, 1.0, 4.0 + 4.0])
 
@@ -60,10 +61,67 @@ def test_fit_flags_about_the_quantile_of_unseen_normal_rows_and_the_outliers() -
     normal = rng.multivariate_normal([1.0, -1.0, 0.0], cov, size=30_000)
     prof = fit_profile(normal[:20_000], normal[20_000:25_000], quantile=0.99)
     assert prof.quantile == 0.99
-    np.testing.assert_allclose(prof.mean, [1.0, -1.0, 0.0], atol=0.05)
+    np.testing.assert_allclose(prof.centres[0], [1.0, -1.0, 0.0], atol=0.05)
     assert 0.005 < float((prof.distance(normal[25_000:]) > prof.threshold).mean()) < 0.02  # fresh normal rows: ~1%
     far = rng.multivariate_normal([6.0, -6.0, 3.0], cov, size=200)
     assert (prof.distance(far) > prof.threshold).mean() > 0.99
+
+
+def _blobs(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Four well-separated round clusters in 3-D: rows (n, 3), their cluster (n,)."""
+    centres = np.array([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]])
+    which = rng.integers(4, size=n)
+    return centres[which] + rng.normal(size=(n, 3)), which
+
+
+def test_kmeans_finds_separated_clusters_and_is_deterministic() -> None:
+    z, which = _blobs(np.random.default_rng(1), 4000)
+    centres, assign = kmeans(z, 4, seed=0)
+    again, _ = kmeans(z, 4, seed=0)
+    np.testing.assert_array_equal(centres, again)
+    # each found cluster is one true cluster (a bijection), its centre within 0.1 of the truth
+    pairs = {(int(a), int(w)) for a, w in zip(assign, which, strict=True)}
+    assert len(pairs) == 4 and len({a for a, _ in pairs}) == 4
+    truth = np.array([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]])
+    for a, w in pairs:
+        assert np.abs(centres[a] - truth[w]).max() < 0.1
+    assert kmeans(z[:3], 8)[0].shape == (3, 3)  # never more centres than rows
+
+
+def test_clustered_distance_is_the_distance_to_the_nearest_centre() -> None:
+    rng = np.random.default_rng(2)
+    z, _ = _blobs(rng, 3000)
+    prof = fit_profile(z[:2000], z[2000:2500], quantile=0.95, clusters=4)
+    assert prof.clusters == 4 and prof.dims == 3
+    probe = rng.normal(scale=6.0, size=(300, 3))
+    brute = np.min(
+        [np.einsum("ij,ij->i", (probe - c) @ prof.precision, probe - c) for c in prof.centres], axis=0
+    )  # (300,)
+    np.testing.assert_allclose(prof.distance(probe), brute, rtol=1e-9, atol=1e-9)
+
+
+def test_clusters_catch_what_one_gaussian_lets_through() -> None:
+    """Normal rows in four clumps: the hole between them is inside one Gaussian's hull, far from every clump."""
+    rng = np.random.default_rng(3)
+    z, _ = _blobs(rng, 30_000)
+    hole = np.array([[5.0, 5.0, 0.0]]) + rng.normal(scale=0.3, size=(500, 3))  # between two clumps
+    one = fit_profile(z[:20_000], z[20_000:25_000], quantile=0.99)
+    four = fit_profile(z[:20_000], z[20_000:25_000], quantile=0.99, clusters=4)
+    assert (one.distance(hole) > one.threshold).mean() < 0.05
+    assert (four.distance(hole) > four.threshold).mean() > 0.99
+    fresh = z[25_000:]
+    assert 0.005 < float((four.distance(fresh) > four.threshold).mean()) < 0.02
+
+
+def test_profile_tensors_round_trip_one_and_several_centres() -> None:
+    z, _ = _blobs(np.random.default_rng(4), 2000)
+    for k, mean_shape in ((1, (3,)), (4, (4, 3))):
+        prof = fit_profile(z[:1500], z[1500:], quantile=0.9, clusters=k)
+        t = prof.to_tensors()
+        assert tuple(t["novelty.mean"].shape) == mean_shape  # one centre: the (D,) layout of older model files
+        back = NormalProfile.from_tensors(t, "w")
+        np.testing.assert_array_equal(back.centres, prof.centres)
+        np.testing.assert_array_equal(back.distance(z), prof.distance(z))
 
 
 def test_fit_needs_rows_in_both_splits() -> None:
@@ -109,7 +167,7 @@ def test_profile_round_trips_through_the_model_folder(
     trained.save(d)
     clf = Classifier.load(d, device="cpu")
     assert clf.novelty is not None and trained.novelty is not None
-    np.testing.assert_array_equal(clf.novelty.mean, trained.novelty.mean)
+    np.testing.assert_array_equal(clf.novelty.centres, trained.novelty.centres)
     np.testing.assert_array_equal(clf.novelty.precision, trained.novelty.precision)
     assert clf.novelty.threshold == trained.novelty.threshold
     meta = json.loads((d / METADATA).read_text())
