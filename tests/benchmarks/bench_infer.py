@@ -56,6 +56,16 @@ def main() -> None:
     )
     print(f"predict_proba: {len(x) / best:,.0f} flows/s (best of {a.repeats}, batch {a.batch_size}, {len(x):,} rows)")
     print(f"encode + predict: {len(x) / (best + t_enc):,.0f} flows/s (encoding {len(x) / t_enc:,.0f} rows/s)")
+    if clf.novelty is not None:
+        gated = float("inf")
+        for _ in range(a.repeats):
+            t = time.perf_counter()
+            clf.predict_gated(x, a.batch_size)
+            gated = min(gated, time.perf_counter() - t)
+        prof = clf.novelty
+        print(
+            f"predict_gated: {len(x) / gated:,.0f} flows/s (novelty profile: {prof.clusters} centre(s), {prof.dims} dims)"
+        )
 
 
 if __name__ == "__main__":

@@ -62,6 +62,8 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--features", default="full")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--novelty-quantile", type=float, default=TrainConfig.novelty_quantile)
+    ap.add_argument("--novelty-clusters", type=int, default=TrainConfig.novelty_clusters, help="1: one Gaussian")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--merge", type=Path, nargs="+")
     a = ap.parse_args()
@@ -72,7 +74,14 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     train_df = read_labeled(a.train)
     tests = {p.name: read_labeled(p) for p in a.test}
-    base = replace(TrainConfig(), feature_set=a.features, epochs=a.epochs, patience=a.patience)
+    base = replace(
+        TrainConfig(),
+        feature_set=a.features,
+        epochs=a.epochs,
+        patience=a.patience,
+        novelty_quantile=a.novelty_quantile,
+        novelty_clusters=a.novelty_clusters,
+    )
     archs = {k: v for k, v in COMPARE_ARCHS.items() if k in a.archs.split(",")}
     runs = compare_runs(base, [int(s) for s in a.seeds.split(",")], archs)
     t0 = time.perf_counter()

@@ -77,7 +77,7 @@ print('verdicts rows', a.height, b.height, 'label differs', (a['label'] != b['la
 if ls "$data"/KDDTrain+.txt* >/dev/null 2>&1; then
   step "nta train on $dev: the shipped full model's command (not bit-reproducible on CUDA)"
   t0=$(date +%s)
-  $py -m analyzer train --data "$(test_file KDDTrain+)" --features full --depth 10 --novelty-quantile 0.9 \
+  $py -m analyzer train --data "$(test_file KDDTrain+)" --features full --depth 10 --novelty-quantile 0.95 --novelty-clusters 128 \
     --device "$dev" -o "$out/full-$dev" -q
   echo "wall $(( $(date +%s) - t0 )) s"
   $py -m analyzer evaluate "$out/full-$dev" --data "$(test_file KDDTest+)" --device "$dev" --json "$out/eval-train-$dev.json" \
