@@ -109,6 +109,17 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path: Path, monkeypatch: pytes
     assert os.listdir(out.parent) == []
 
 
+def test_atomic_write_gives_the_umask_mode_whatever_the_writer_asked(tmp_path: Path) -> None:
+    from features.atomic import atomic_path
+
+    target = tmp_path / "weights.bin"
+    with atomic_path(target) as tmp:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600))  # as safetensors creates its files
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_read_flows_rejects_foreign_parquet(tmp_path: Path) -> None:
     p = tmp_path / "x.parquet"
     pl.DataFrame({"a": [1]}).write_parquet(p)
