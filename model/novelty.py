@@ -36,6 +36,7 @@ from model.forward import forward_pass, last_linear
 
 PREFIX = "novelty."
 QUANTILE = 0.99  # chosen before any test figure was seen, not tuned since
+CHUNK_ROWS = 16_384  # rows per distance chunk: (chunk, K) float64 temporaries
 RIDGE = 1e-3  # covariance += RIDGE * mean variance * I: representations can be rank-deficient (ReLU zeros)
 
 __all__ = [
@@ -74,8 +75,16 @@ class NormalProfile:
         return int(self.centres.shape[0])
 
     def distance(self, z: np.ndarray) -> np.ndarray:
-        """Squared Mahalanobis distance to the nearest centre: (n, D) -> (n,) float64."""
-        z = np.asarray(z, dtype=np.float64)  # (n, D)
+        """Squared Mahalanobis distance to the nearest centre: (n, D) -> (n,) float64.
+
+        In row chunks, so the float64 temporaries stay a few tens of MB however many flows a scan holds.
+        """
+        out = np.empty(len(z), dtype=np.float64)
+        for lo in range(0, len(z), CHUNK_ROWS):
+            out[lo : lo + CHUNK_ROWS] = self._distance(np.asarray(z[lo : lo + CHUNK_ROWS], dtype=np.float64))
+        return out
+
+    def _distance(self, z: np.ndarray) -> np.ndarray:
         if self.clusters == 1:
             d = z - self.centres[0]  # (n, D)
             return np.einsum("ij,ij->i", d @ self.precision, d)

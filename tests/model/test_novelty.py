@@ -100,6 +100,18 @@ def test_clustered_distance_is_the_distance_to_the_nearest_centre() -> None:
     np.testing.assert_allclose(prof.distance(probe), brute, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("clusters", [1, 4])
+def test_distance_in_chunks_equals_one_pass(clusters: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import model.novelty as nov
+
+    z, _ = _blobs(np.random.default_rng(5), 1000)
+    prof = fit_profile(z[:800], z[800:], quantile=0.9, clusters=clusters)
+    whole = prof.distance(z)  # 1000 rows < CHUNK_ROWS: one chunk
+    monkeypatch.setattr(nov, "CHUNK_ROWS", 7)  # 142 full chunks and a ragged one of 6
+    np.testing.assert_allclose(prof.distance(z), whole, rtol=1e-12)
+    assert prof.distance(z[:0]).shape == (0,)
+
+
 def test_clusters_catch_what_one_gaussian_lets_through() -> None:
     """Normal rows in four clumps: the hole between them is inside one Gaussian's hull, far from every clump."""
     rng = np.random.default_rng(3)
