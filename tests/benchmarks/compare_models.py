@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--features", default="full")
+    ap.add_argument("--depth", type=int, default=TrainConfig.depth, help="modules of MSMRNet / MSMNet")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--novelty-quantile", type=float, default=TrainConfig.novelty_quantile)
     ap.add_argument("--novelty-clusters", type=int, default=TrainConfig.novelty_clusters, help="1: one Gaussian")
@@ -77,6 +78,7 @@ def main() -> None:
     base = replace(
         TrainConfig(),
         feature_set=a.features,
+        depth=a.depth,
         epochs=a.epochs,
         patience=a.patience,
         novelty_quantile=a.novelty_quantile,
