@@ -60,13 +60,15 @@ def eval_normal_mask(df: pl.DataFrame) -> np.ndarray:
     return mask
 
 
+def fold_frames(df: pl.DataFrame, fold: int) -> tuple[list[str], pl.DataFrame, pl.DataFrame]:
+    """(fold's held-out types, its training rows, its eval rows: the eval-normal rows plus the held-out types')."""
+    held = [t for t, f in fold_of_types(df).items() if f == fold]
+    out = pl.Series(eval_normal_mask(df) | df.get_column("label").is_in(held).to_numpy())
+    return held, df.filter(~out), df.filter(out)
+
+
 def run_fold(df: pl.DataFrame, fold: int, cfg: TrainConfig, out: Path) -> None:
-    types = fold_of_types(df)
-    held = [t for t, f in types.items() if f == fold]
-    ev_normal = eval_normal_mask(df)
-    held_mask = df.get_column("label").is_in(held).to_numpy()
-    train_df = df.filter(pl.Series(~(ev_normal | held_mask)))
-    eval_df = df.filter(pl.Series(ev_normal | held_mask))
+    held, train_df, eval_df = fold_frames(df, fold)
     res = train_model(train_df, cfg)
     assert res.novelty is not None
     clf = res.classifier()
@@ -146,13 +148,9 @@ def compare_profiles(df: pl.DataFrame, out: Path) -> None:
     """Third round: the normal profile's shape (one Gaussian, or k-means centres with a tied covariance), on the
     saved fold models (not retrained), at every candidate quantile."""
     classes = ("normal", *ATTACK_CLASSES)
-    types = fold_of_types(df)
-    ev_normal = eval_normal_mask(df)
     rows = []
     for fold in range(FOLDS):
-        held_mask = df.get_column("label").is_in([t for t, f in types.items() if f == fold]).to_numpy()
-        train_df = df.filter(pl.Series(~(ev_normal | held_mask)))
-        eval_df = df.filter(pl.Series(ev_normal | held_mask))
+        _, train_df, eval_df = fold_frames(df, fold)
         clf = Classifier.load(out / f"fold{fold}-model", device="cpu")
         cfg = TrainConfig()
         y_all = targets(train_df, clf.classes)
