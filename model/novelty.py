@@ -188,6 +188,7 @@ def fit_profile(
         raise ValueError(f"need normal rows in both splits (got {z.shape[0]} and {len(z_val_normal)})")
     if clusters == 1:
         centres = z.mean(axis=0, keepdims=True)  # (1, D)
+        # np.cov, as single-Gaussian profiles were always fitted: retraining gives them bit for bit
         cov = np.cov(z, rowvar=False).reshape(z.shape[1], z.shape[1])  # (D, D)
     else:
         centres, assign = kmeans(z, clusters)  # (K, D), (n,)
