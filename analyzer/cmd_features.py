@@ -1,6 +1,6 @@
 """``nta features CAPTURE... -o kdd.parquet [--format parquet|nsl-kdd]``: NSL-KDD's 41 features from captures.
 
-``parquet`` (default): the flow identity columns (``features.kdd.IDENTITY_COLUMNS``) and the 41 features.
+``parquet`` (default): the flow identity columns (``features.kdd.frame.IDENTITY_COLUMNS``) and the 41 features.
 ``nsl-kdd``: NSL-KDD text rows (41 comma-separated columns, no header, rates as ``0.00``), readable by
 any tool built for NSL-KDD; flows of IP protocols NSL-KDD has no value for are left out and counted.
 Both are written atomically (temporary file, then rename).
@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 
 from analyzer.errors import guarded
-from features.errors import InputError
+from features.common import InputError
 
 
 class FeatureFormat(enum.StrEnum):
@@ -57,11 +57,11 @@ def features(
 
     from analyzer import inputs
     from analyzer.progress import make_stages
-    from features.atomic import atomic_path
-    from features.extract import extract_flows
-    from features.kdd import kdd_features
-    from features.kdd_columns import ATTACK_CLASS, CLASSES
-    from features.nslkdd_text import write_nslkdd
+    from features.common import atomic_path
+    from features.flows.extract import extract_flows
+    from features.kdd.columns import ATTACK_CLASS, CLASSES
+    from features.kdd.frame import kdd_features
+    from features.kdd.nslkdd_text import write_nslkdd
 
     if label is not None and label not in CLASSES and label not in ATTACK_CLASS:
         raise InputError(f"--label {label!r}: not a class ({', '.join(CLASSES)}) or an NSL-KDD attack name")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from analyzer.errors import guarded
-from features.errors import InputError
+from features.common import InputError
 
 
 def register(app: typer.Typer) -> None:
@@ -30,9 +30,9 @@ def flows(
     """Read the captures, build flows, write them with their provenance; print a one-paragraph summary."""
     from analyzer import inputs
     from analyzer.progress import make_stages
-    from features.extract import extract_flows
-    from features.flows import FlowConfig
-    from features.flowtable import write_flows
+    from features.flows.builder import FlowConfig
+    from features.flows.extract import extract_flows
+    from features.flows.table import write_flows
 
     if output.is_dir():
         raise InputError(f"{output}: is a folder; -o names the output file")

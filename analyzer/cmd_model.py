@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from analyzer.errors import guarded
-from features.errors import InputError
+from features.common import InputError
 
 
 class FeatureSet(enum.StrEnum):
@@ -110,7 +110,7 @@ def train(
     import torch
 
     from analyzer.progress import make_stages
-    from features.nslkdd import read_labeled
+    from features.kdd.nslkdd import read_labeled
     from model.artifacts import METADATA
     from model.data import file_sha256
     from model.train import TrainConfig, train_model
@@ -189,8 +189,8 @@ def evaluate(
     """Print the metrics table; optionally write JSON and record it in the model folder."""
     import torch
 
-    from features.atomic import atomic_path
-    from features.nslkdd import read_labeled
+    from features.common import atomic_path
+    from features.kdd.nslkdd import read_labeled
     from model.artifacts import write_metadata
     from model.data import file_sha256
     from model.evaluate import evaluate as run_evaluate

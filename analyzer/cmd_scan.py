@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from analyzer.errors import guarded
-from features.errors import InputError
+from features.common import InputError
 
 
 class Device(enum.StrEnum):
@@ -29,7 +29,7 @@ def parse_fail_on(value: str | None) -> frozenset[str]:
     """``any`` -> every attack class; ``dos,probe`` -> those classes (any case); empty -> none."""
     if not value:
         return frozenset()
-    from features.kdd_columns import CLASSES  # imports polars: not at module level, so ``nta --help`` stays fast
+    from features.kdd.columns import CLASSES  # imports polars: not at module level, so ``nta --help`` stays fast
 
     by_lower = {c.lower(): c for c in CLASSES}
     chosen: set[str] = set()

@@ -17,14 +17,11 @@ import typer
 from analyzer.errors import guarded
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     import polars as pl
     from rich.console import Console
 
-    from features.pca import PcaStudy
-    from model.study import DepthVerdict, RunRecord
-    from model.train import TrainConfig
+    from features.encode.pca import PcaStudy
+    from model.study import RunRecord
 
 study_app = typer.Typer(
     help="Rerun the paper's experiments: preprocessing PCA, the depth/shortcut study, the baseline comparison.",
@@ -74,9 +71,9 @@ def pca_cmd(
 
     Writes pca_separability.csv, pca_points.csv, and (with matplotlib) pca_binary.png and pca_classes.png.
     """
-    from features.encode import FEATURE_SETS
-    from features.errors import InputError
-    from features.pca import read_study_frame, run_pca_study
+    from features.common import InputError
+    from features.encode.pca import read_study_frame, run_pca_study
+    from features.encode.spec import FEATURE_SETS
 
     if features not in FEATURE_SETS:
         raise InputError(f"--features must be one of {', '.join(FEATURE_SETS)}, not {features!r}")
@@ -102,49 +99,12 @@ def pca_cmd(
 
 def _write_pca(study: PcaStudy, out: Path, source: str) -> None:
     import numpy as np
-    import polars as pl
 
     from analyzer import plots
-    from features.atomic import atomic_path
-    from features.kdd_columns import CLASSES
+    from features.encode import CLASSES
+    from features.encode.pca import write_pca_tables
 
-    out.mkdir(parents=True, exist_ok=True)
-    n = study.results[0].projection.z.shape[0]
-    rows = []
-    for r in study.results:
-        base = {
-            "variant": r.variant.name,
-            "scaling": r.variant.scaling,
-            "log1p": " ".join(r.variant.log1p),
-            "rows": n,
-            "pc1_variance": float(r.projection.explained[0]),
-            "pc2_variance": float(r.projection.explained[1]),
-        }
-        for task, s in (("normal-vs-attack", r.binary), ("5-class", r.five_class)):
-            if s is not None:
-                rows.append(
-                    {
-                        **base,
-                        "task": task,
-                        "knn_k": 5,
-                        "folds": 5,
-                        "knn_accuracy": s.accuracy,
-                        "knn_balanced_accuracy": s.balanced_accuracy,
-                        "majority_accuracy": s.majority,
-                    }
-                )
-        if r.binary is None:
-            rows.append({**base, "task": "unlabelled"})
-    with atomic_path(out / "pca_separability.csv") as tmp:
-        pl.DataFrame(rows).write_csv(tmp, float_precision=4)
-    points: dict[str, np.ndarray] = {}
-    if study.label5 is not None:
-        points["label5"] = study.label5
-    for i, r in enumerate(study.results):
-        points[f"v{i + 1}_pc1"] = r.projection.z[:, 0]
-        points[f"v{i + 1}_pc2"] = r.projection.z[:, 1]
-    with atomic_path(out / "pca_points.csv") as tmp:
-        pl.DataFrame(points).write_csv(tmp, float_precision=6)
+    n = write_pca_tables(study, out)
     if not plots.available():
         _say(f"pca: CSVs written; {plots.PLOTS_HINT}")
         return
@@ -226,19 +186,20 @@ def depth_cmd(
 
     Writes depth_config.json, depth_history.csv, depth_metrics.csv, depth_verdict.txt, depth_loss.png (matplotlib).
     """
+    from model import study_files as files
     from model.study import depth_runs, depth_verdict
 
-    runs = depth_runs(_base_config(features, seed, batch_size, epochs), epochs)
+    runs = depth_runs(files.base_config(features, seed, batch_size, epochs), epochs)
     _set_threads(threads)
     t0 = time.perf_counter()
     train_df, tests = _load_train_test(data, test or [], train_rows, seed)
     out.mkdir(parents=True, exist_ok=True)
-    _write_config(runs, data, tests, out / "depth_config.json")
-    records = _train_all(train_df, tests, runs, t0, save=lambda recs: _save_partial(recs, out, "depth"))
-    rows = _save_partial(records, out, "depth")
+    files.write_config(runs, data, tests, out / "depth_config.json")
+    records = files.train_all(train_df, tests, runs, _say, save=lambda recs: files.save_partial(recs, out, "depth"))
+    rows = files.save_partial(records, out, "depth")
     first_test = next(iter(tests), None)
-    verdict = _verdict_text(depth_verdict(records, first_test), epochs, train_df.height, data)
-    _write_text(out / "depth_verdict.txt", verdict)
+    verdict = files.depth_verdict_text(depth_verdict(records, first_test), epochs, train_df.height, data)
+    files.write_text(out / "depth_verdict.txt", verdict)
     _plot_losses(records, out / "depth_loss.png", f"Loss per epoch, {data.name} ({train_df.height} rows), seed {seed}")
     _print_runs(rows, f"Depth study: test metrics ({epochs} epochs each, seed {seed})")
     print(verdict)
@@ -268,7 +229,8 @@ def compare_cmd(
 
     Writes compare_config.json, compare_runs.csv (a row per run and test set), compare_summary.csv, compare_history.csv.
     """
-    from features.errors import InputError
+    from features.common import InputError
+    from model import study_files as files
     from model.study import COMPARE_ARCHS, aggregate, compare_runs
 
     if seeds < 1:
@@ -283,17 +245,17 @@ def compare_cmd(
     archs = {lookup[m.lower()]: COMPARE_ARCHS[lookup[m.lower()]] for m in wanted}
     if patience < 0:
         raise InputError(f"--patience must be >= 0, not {patience}")
-    base = _base_config(features, 0, batch_size, epochs)
+    base = files.base_config(features, 0, batch_size, epochs)
     runs = compare_runs(replace(base, patience=patience) if patience else base, range(seeds), archs)
     _set_threads(threads)
     t0 = time.perf_counter()
     train_df, tests = _load_train_test(data, test or [], train_rows, 0)
     out.mkdir(parents=True, exist_ok=True)
-    _write_config(runs, data, tests, out / "compare_config.json")
-    records = _train_all(train_df, tests, runs, t0, save=lambda recs: _save_partial(recs, out, "compare"))
-    rows = _save_partial(records, out, "compare")
+    files.write_config(runs, data, tests, out / "compare_config.json")
+    records = files.train_all(train_df, tests, runs, _say, save=lambda recs: files.save_partial(recs, out, "compare"))
+    rows = files.save_partial(records, out, "compare")
     summary = aggregate(rows)
-    _write_csv(summary, out / "compare_summary.csv")
+    files.write_csv(summary, out / "compare_summary.csv")
     _print_summary(summary, f"Comparison over {seeds} seed(s), {data.name} ({train_df.height} rows), mean +/- std")
     _say(f"compare: wrote {out} in {time.perf_counter() - t0:.0f} s")
 
@@ -302,15 +264,9 @@ def compare_cmd(
 
 
 def _set_threads(threads: int) -> None:
-    import torch
+    from model.study_files import set_threads
 
-    from features.errors import InputError
-
-    if threads < 0:
-        raise InputError(f"--threads must be >= 0, not {threads}")
-    if threads:
-        torch.set_num_threads(threads)
-    _say(f"torch threads: {torch.get_num_threads()}")
+    _say(f"torch threads: {set_threads(threads)}")
 
 
 def _load_train_test(
@@ -318,8 +274,8 @@ def _load_train_test(
 ) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
     import numpy as np
 
-    from features.errors import InputError
-    from features.nslkdd import read_labeled
+    from features.common import InputError
+    from features.kdd.nslkdd import read_labeled
 
     if train_rows < 0:
         raise InputError(f"--train-rows must be >= 0, not {train_rows}")
@@ -335,94 +291,6 @@ def _load_train_test(
         f"train {data} ({train_df.height} rows); test {', '.join(f'{k} ({v.height})' for k, v in frames.items()) or 'none'}"
     )
     return train_df, frames
-
-
-def _base_config(features: str, seed: int, batch_size: int, epochs: int) -> TrainConfig:
-    from features.encode import FEATURE_SETS
-    from features.errors import InputError
-    from model.train import TrainConfig
-
-    if features not in FEATURE_SETS:
-        raise InputError(f"--features must be one of {', '.join(FEATURE_SETS)}, not {features!r}")
-    if epochs < 1 or batch_size == 1 or batch_size < 0:
-        raise InputError(f"--epochs must be >= 1 and --batch-size 0 or >= 2 (got {epochs}, {batch_size})")
-    cfg = TrainConfig(feature_set=features, seed=seed, epochs=epochs)
-    return replace(cfg, batch_size=batch_size) if batch_size else cfg
-
-
-def _train_all(
-    train_df: pl.DataFrame,
-    tests: dict[str, pl.DataFrame],
-    runs: list[tuple[str, TrainConfig]],
-    t0: float,
-    save: Callable[[list[RunRecord]], object] | None = None,
-) -> list[RunRecord]:
-    from model.study import run_models
-
-    def start(i: int, name: str, cfg: TrainConfig) -> None:
-        _say(f"[{i + 1}/{len(runs)}] training {name} (seed {cfg.seed}, up to {cfg.epochs} epochs)")
-
-    def epoch(name: str, row: dict[str, float]) -> None:
-        _say(
-            f"  {name} epoch {int(row['epoch'])}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f},"
-            f" val acc {row['val_acc']:.4f} ({row['seconds']:.0f} s; {time.perf_counter() - t0:.0f} s total)"
-        )
-
-    return run_models(train_df, tests, runs, on_start=start, on_epoch=epoch, on_done=save)
-
-
-def _write_csv(rows: list[dict[str, object]], path: Path) -> None:
-    import polars as pl
-
-    from features.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        pl.DataFrame(rows).write_csv(tmp, float_precision=5)
-
-
-def _write_text(path: Path, text: str) -> None:
-    from features.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(text + "\n")
-
-
-def _write_config(runs: list[tuple[str, TrainConfig]], data: Path, tests: dict[str, pl.DataFrame], path: Path) -> None:
-    """Every run's full training config, so a table can be traced to the exact settings that made it."""
-    import json
-
-    import torch
-
-    from features.atomic import atomic_path
-
-    doc = {
-        "data": str(data),
-        "tests": list(tests),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "runs": [{"name": n, **c.to_dict()} for n, c in runs],
-    }
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
-
-
-def _save_partial(records: list[RunRecord], out: Path, study: str) -> list[dict[str, object]]:
-    """(Re)write the history and per-run tables with the runs finished so far; returns the run rows."""
-    _write_history(records, out / f"{study}_history.csv")
-    return _write_rows(records, out / (f"{study}_metrics.csv" if study == "depth" else f"{study}_runs.csv"))
-
-
-def _write_history(records: list[RunRecord], path: Path) -> None:
-    _write_csv([{"model": r.name, "seed": r.config.seed, **h} for r in records for h in r.history], path)
-
-
-def _write_rows(records: list[RunRecord], path: Path) -> list[dict[str, object]]:
-    from model.study import run_rows
-
-    rows = run_rows(records)
-    if rows:
-        _write_csv(rows, path)
-    return rows
 
 
 def _plot_losses(records: list[RunRecord], path: Path, title: str) -> None:
@@ -482,50 +350,6 @@ def _print_summary(summary: list[dict[str, object]], title: str) -> None:
             cells.append(f"{m:.0f}±{s:.0f}" if k == "train_seconds" else f"{m:.3f}±{s:.3f}")
         table.add_row(*cells)
     _console().print(table)
-
-
-def _verdict_text(v: DepthVerdict, epochs: int, rows: int, data: Path) -> str:
-    """The depth study's plain-language verdict on the paper's two claims, with the numbers."""
-    lines = [f"Verdict on the paper's claims ({data.name}, {rows} rows, {epochs} epochs, one seed):"]
-    conv = [
-        f"depth {p.depth}: mean validation loss over the epochs MSMRNet {p.msmrnet_val_auc:.4f} vs MSMNet "
-        f"{p.msmnet_val_auc:.4f}, after epoch 1 {p.msmrnet_first_val_loss:.4f} vs {p.msmnet_first_val_loss:.4f}, "
-        f"best {p.msmrnet_best_val_loss:.4f} vs {p.msmnet_best_val_loss:.4f}"
-        for p in v.pairs.values()
-    ]
-    if v.convergence_agrees:
-        word = "AGREES"
-    elif any(p.residual_faster for p in v.pairs.values()):
-        word = "PARTLY AGREES (one depth only)"
-    else:
-        word = "DOES NOT AGREE"
-    lines.append(f"1. 'Shortcuts speed convergence': our run {word}: " + "; ".join(conv) + ".")
-    p5, p10 = v.pairs[5], v.pairs[10]
-    nums = (
-        f"final training loss MSMNet {p5.msmnet_final_train_loss:.4f} (5 modules) -> {p10.msmnet_final_train_loss:.4f}"
-        f" (10), MSMRNet {p5.msmrnet_final_train_loss:.4f} -> {p10.msmrnet_final_train_loss:.4f}"
-    )
-    if v.test_accuracy:
-        nums += f"; {v.test} accuracy " + ", ".join(f"{k} {a:.4f}" for k, a in v.test_accuracy.items())
-    if v.degradation_agrees is None:
-        lines.append(
-            "2. 'Shortcuts prevent degradation at depth 10': NOT TESTED by this run: MSMNet did not degrade "
-            f"from 5 to 10 modules, so there was nothing to prevent ({nums})."
-        )
-    else:
-        word = "AGREES" if v.degradation_agrees else "DOES NOT AGREE"
-        lines.append(
-            f"2. 'Shortcuts prevent degradation at depth 10': on training loss our run {word}: MSMNet fits its "
-            f"training data worse with 10 modules than with 5, MSMRNet {'does too' if v.msmrnet_degrades else 'does not'}"
-            f" ({nums})."
-        )
-    if v.msmnet_test_degrades is False:
-        lines.append(
-            f"   But on {v.test} accuracy the plain network did not degrade from 5 to 10 modules, so the benefit of the "
-            "shortcuts there is not shown by this run."
-        )
-    lines.append("One seed and a short budget: differences of a few percent are within run-to-run noise.")
-    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 
-from features.errors import InputError, ModelError, NtaError
+from features.common import InputError, ModelError, NtaError
 
 __all__ = ["ExitCode", "InputError", "ModelError", "NtaError", "exit_code_for", "guarded", "one_line"]
 

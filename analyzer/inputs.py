@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from features.errors import InputError
+from features.common import InputError
 
 CAPTURE_SUFFIXES: tuple[str, ...] = (".pcap", ".pcapng", ".cap")
 
@@ -38,7 +38,7 @@ def looks_like_capture_name(path: Path) -> bool:
 
 def probe(path: Path) -> None:
     """Raise ``InputError`` unless ``path`` opens as a capture (reads its header only)."""
-    from features.source import PacketSource
+    from features.capture.source import PacketSource
 
     try:
         src = PacketSource(path)

@@ -21,11 +21,10 @@ import polars as pl
 
 from analyzer import explain, incidents, inputs, verdicts
 from analyzer.progress import QuietStages, Stages
-from features.atomic import atomic_path
-from features.errors import InputError, ModelError
-from features.kdd_columns import KDD_FEATURES
-
-OUTPUT_NAMES: tuple[str, ...] = ("flows.parquet", "verdicts.csv", "report.json")
+from analyzer.result import OUTPUT_NAMES, ScanResult
+from analyzer.summary import to_json
+from features.common import InputError, ModelError, atomic_path
+from features.kdd.columns import KDD_FEATURES
 
 
 @dataclass(frozen=True)
@@ -47,48 +46,6 @@ class ScanConfig:
     novelty: bool = False  # apply the model's novelty gate (model.novelty): more attacks found, more false alarms
 
 
-@dataclass
-class ScanResult:
-    """Everything the report shows and ``report.json`` holds."""
-
-    out_dir: Path
-    captures: list[dict[str, Any]]
-    skipped: list[tuple[Path, str]]
-    packets: int
-    bad_packets: dict[str, int]
-    warnings: list[str]
-    unknown_values: dict[str, int]
-    model_id: str
-    device: str
-    classes: tuple[str, ...]
-    verdicts: pl.DataFrame  # verdicts.csv rows
-    incidents: pl.DataFrame  # one row per incident, with "summary" and "reason" columns
-    seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds
-    cpu_seconds: dict[str, float] = field(default_factory=dict)  # stage -> CPU seconds of this process (all threads)
-    fail_on: frozenset[str] = frozenset()
-    min_confidence: float = 0.0
-    matched: int = 0
-    summary: dict[str, Any] = field(default_factory=dict)  # report.json content
-    novelty: bool = False  # the novelty gate was applied (verdicts' "novel" column says where it relabelled)
-
-    @property
-    def flows(self) -> int:
-        return self.verdicts.height
-
-    @property
-    def novel_flows(self) -> int:
-        """Flows the novelty gate relabelled (0 without ``--novelty``)."""
-        return int(self.verdicts["novel"].sum()) if self.flows else 0
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.matched else 0
-
-    @property
-    def outputs(self) -> dict[str, Path]:
-        return {name: self.out_dir / name for name in OUTPUT_NAMES}
-
-
 def capture_stem(path: Path) -> str:
     """``demo.pcap.gz`` -> ``demo``: the default output folder's name."""
     name = path.name
@@ -99,8 +56,8 @@ def capture_stem(path: Path) -> str:
 
 def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     """Scan the captures, write the outputs, and return what was found (see the module docstring)."""
-    from features.extract import extract_flows
-    from features.kdd import kdd_features
+    from features.flows.extract import extract_flows
+    from features.kdd.frame import kdd_features
     from model.infer import Classifier, default_model_dir
 
     stages = stages or QuietStages()
@@ -255,9 +212,9 @@ def _flows_table(ext: Any, kdd: pl.DataFrame, model_id: str) -> Any:
     """The flow table as extracted (FLOW_SCHEMA types) plus the KDD features, with ``nta flows``' metadata.
 
     ``land``, ``wrong_fragment`` and ``urgent`` are flow fields and KDD features with the same values; the flow
-    field stays (so ``features.flowtable.read_flows`` reads this file) and is not repeated.
+    field stays (so ``features.flows.table.read_flows`` reads this file) and is not repeated.
     """
-    from features.flowtable import flow_metadata
+    from features.flows.table import flow_metadata
 
     table = ext.flows
     for name in KDD_FEATURES:
@@ -269,8 +226,6 @@ def _flows_table(ext: Any, kdd: pl.DataFrame, model_id: str) -> Any:
 def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any) -> None:
     """All three files to temporaries first, then renamed together; the folder is removed if we made it and failed."""
     import pyarrow.parquet as pq
-
-    from analyzer.report import to_json
 
     out_dir = result.out_dir
     created = not out_dir.exists()

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from features.atomic import atomic_path
+from features.common import atomic_path
 
 __all__ = ["PLOTS_HINT", "Curve", "Panel", "available", "loss_curves_figure", "pca_figure"]
 

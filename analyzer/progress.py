@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import IO, Protocol
 
-from features.progress import ProgressFn, no_progress
+from features.common import ProgressFn, no_progress
 
 
 class Stages(Protocol):

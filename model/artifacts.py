@@ -22,9 +22,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from features.atomic import atomic_path
-from features.encode import FeatureSpec
-from features.errors import InputError, ModelError
+from features.common import InputError, ModelError, atomic_path
+from features.encode.spec import FeatureSpec
 from model.baselines import build_network
 from model.network import NetConfig
 from model.novelty import PREFIX as NOVELTY_PREFIX

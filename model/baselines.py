@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from features.errors import ModelError
+from features.common import ModelError
 from model.network import MSMRNet, NetConfig
 
 __all__ = ["ARCHS", "CNN1D", "MLP", "PlainLSTM", "build_network"]

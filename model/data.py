@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from features.errors import InputError
-from features.kdd_columns import CLASSES
+from features.common import InputError
+from features.encode import CLASSES
 
 __all__ = ["BINARY_CLASSES", "class_names", "file_sha256", "stratified_split", "targets"]
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
-from features.encode import FeatureSpec
+from features.encode.spec import FeatureSpec
 from model.data import BINARY_CLASSES, targets
 
 __all__ = ["binary_view", "confusion", "evaluate", "metrics"]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from features.errors import ModelError
+from features.common import ModelError
 
 __all__ = ["device_batches", "forward_pass", "last_linear"]
 

@@ -17,8 +17,8 @@ import polars as pl
 import torch
 from torch import nn
 
-from features.encode import FeatureSpec
-from features.errors import ModelError
+from features.common import ModelError
+from features.encode.spec import FeatureSpec
 from model.artifacts import load_model
 from model.forward import device_batches, forward_pass
 from model.network import NetConfig

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from features.errors import ModelError
+from features.common import ModelError
 from model.forward import forward_pass, last_linear
 
 PREFIX = "novelty."

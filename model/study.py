@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from features.kdd_columns import CLASSES
-from features.progress import ProgressFn, no_progress
+from features.common import ProgressFn, no_progress
+from features.encode import CLASSES
 from model.evaluate import evaluate
 from model.train import TrainConfig, train_model
 

@@ -24,10 +24,8 @@ import polars as pl
 import torch
 from torch import nn
 
-from features.atomic import atomic_path
-from features.encode import CAPTURE_ALIASES, DEFAULT_LOG1P, FEATURE_SETS, FeatureSpec
-from features.errors import InputError
-from features.progress import ProgressFn, no_progress
+from features.common import InputError, ProgressFn, atomic_path, no_progress
+from features.encode.spec import CAPTURE_ALIASES, DEFAULT_LOG1P, FEATURE_SETS, FeatureSpec
 from model.artifacts import save_model
 from model.baselines import ARCHS, build_network
 from model.data import class_names, stratified_split, targets
@@ -70,7 +68,7 @@ class TrainConfig:
     novelty_quantile: float = QUANTILE
     # model.novelty: 1 = one Gaussian over the normal rows; K > 1 = K k-means centres sharing one covariance
     novelty_clusters: int = 1
-    # Capture features only: encode service http_443 as http (features.encode.CAPTURE_ALIASES; NSL-KDD's 530
+    # Capture features only: encode service http_443 as http (features.encode.spec.CAPTURE_ALIASES; NSL-KDD's 530
     # http_443 rows are all attacks). Off: http_443 stays its own value, to be learnt from benign captures.
     https_as_http: bool = True
 
@@ -214,7 +212,7 @@ def train_model(
     if len(tr_idx) == 0 or len(va_idx) == 0:
         raise InputError(f"need rows for both training and validation, got {df.height} rows")
     t0 = time.perf_counter()
-    aliases = CAPTURE_ALIASES if cfg.feature_set == "capture" and cfg.https_as_http else None  # features.encode
+    aliases = CAPTURE_ALIASES if cfg.feature_set == "capture" and cfg.https_as_http else None  # features.encode.spec
     spec = FeatureSpec.fit(df[tr_idx], FEATURE_SETS[cfg.feature_set], cfg.scaling, cfg.log1p, aliases)
     x_all, _ = spec.transform(df)  # (n, F)
     dev = resolve_device(device)

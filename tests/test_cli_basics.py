@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from analyzer.cli import app
 from analyzer.errors import ExitCode, exit_code_for, guarded, one_line
-from features.errors import InputError, ModelError
+from features.common import InputError, ModelError
 
 
 def test_version_via_python_m() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from features.schema import FLOW_COLUMNS, markdown_table
+from features.flows.schema import FLOW_COLUMNS, markdown_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -32,6 +32,6 @@ def test_flow_column_table_is_derived_from_the_schema() -> None:
     text = README.read_text()
     table = text.split("<!-- flow-columns:start -->\n", 1)[1].split("\n<!-- flow-columns:end -->", 1)[0]
     assert table == markdown_table(), (
-        "regenerate with: python -c 'from features.schema import markdown_table as m; print(m())'"
+        "regenerate with: python -c 'from features.flows.schema import markdown_table as m; print(m())'"
     )
     assert all(f"`{c}`" in table for c in FLOW_COLUMNS)

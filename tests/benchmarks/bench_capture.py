@@ -15,7 +15,7 @@ import resource
 import time
 from pathlib import Path
 
-from features.source import PacketSource
+from features.capture.source import PacketSource
 
 
 def run(path: Path, chunk_records: int) -> dict[str, float]:

@@ -16,8 +16,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from features.kdd_columns import KDD_FEATURES
-from features.nslkdd import read_labeled
+from features.kdd.columns import KDD_FEATURES
+from features.kdd.nslkdd import read_labeled
 from model.infer import Classifier, default_model_dir
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nsl-kdd" / "KDDTest+.txt"

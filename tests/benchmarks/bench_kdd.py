@@ -17,8 +17,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
-from features.kdd import kdd_features
-from features.schema import FLOW_SCHEMA
+from features.flows.schema import FLOW_SCHEMA
+from features.kdd.frame import kdd_features
 
 
 def synth_flows(n: int, seed: int = 0) -> pa.Table:

@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from features.nslkdd import read_labeled
+from features.kdd.nslkdd import read_labeled
 from model.study import COMPARE_ARCHS, aggregate, compare_runs, run_models, run_rows
 from model.train import TrainConfig
 

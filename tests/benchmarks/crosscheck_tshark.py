@@ -211,7 +211,7 @@ class NtaSide:
 
 
 def run_nta(path: Path) -> NtaSide:
-    from features.extract import extract_flows
+    from features.flows.extract import extract_flows
 
     side = NtaSide()
     try:
@@ -247,7 +247,7 @@ def run_nta(path: Path) -> NtaSide:
 # Causes of a flow boundary that only one tool draws (the packets of the pair agree). tshark 4.0's rule
 # (packet-tcp.c): a SYN without ACK whose seq differs from the base seq tshark holds for that side of the
 # conversation (the side's first seq, or the peer's SYN-ACK ack - 1) starts a new conversation; nothing
-# else does. nta's rule is features.schema's (Zeek's): also after a close/reset, and against the
+# else does. nta's rule is features.flows.schema's (Zeek's): also after a close/reset, and against the
 # originator's start sequence whichever side sends the SYN.
 IDLE = "nta: idle gap > {t} s (Zeek's timeout, tshark has none)"
 SYN_AFTER_END = (

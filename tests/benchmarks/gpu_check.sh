@@ -26,7 +26,7 @@ step "CPU and CUDA answers on KDDTest+ (probabilities, classes, gated classes)"
 $py - "$(test_file KDDTest+)" "$dev" <<'EOF'
 import sys
 import numpy as np
-from features.nslkdd import read_labeled
+from features.kdd.nslkdd import read_labeled
 from model.infer import Classifier
 df = read_labeled(sys.argv[1])
 for m in ("model/default", "model/default-full"):

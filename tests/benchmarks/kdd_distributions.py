@@ -22,9 +22,9 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
-from features.kdd import kdd_features
-from features.kdd_columns import CATEGORICAL, KDD_FEATURES, NUMERIC, PROTOCOLS
-from features.nslkdd import read_nslkdd
+from features.kdd.columns import CATEGORICAL, KDD_FEATURES, NUMERIC, PROTOCOLS
+from features.kdd.frame import kdd_features
+from features.kdd.nslkdd import read_nslkdd
 
 REPO = Path(__file__).resolve().parents[2]
 PCAPS = REPO.parent / "shared" / "data" / "pcaps"
@@ -33,7 +33,7 @@ NSL = REPO.parent / "shared" / "data" / "nsl-kdd" / "KDDTrain+.txt.gz"
 
 def extract_dir(folder: Path) -> tuple[pl.DataFrame, list[str]]:
     """KDD features of every capture in ``folder`` (each file on its own), and one line per capture."""
-    from features.extract import extract_flows
+    from features.flows.extract import extract_flows
 
     parts, log = [], []
     for path in sorted(p for p in folder.iterdir() if p.is_file()):

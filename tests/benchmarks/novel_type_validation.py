@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from features.nslkdd import read_labeled
+from features.kdd.nslkdd import read_labeled
 from model.data import stratified_split, targets
 from model.infer import Classifier
 from model.novelty import fit_class_gaussians, fit_profile, gate_by_distance, nearest_class, representations

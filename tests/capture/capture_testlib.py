@@ -43,8 +43,8 @@ def is_pcapng(rel: str) -> bool:
 
 def frames_read(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bytes]]:
     """(ts_ns, captured bytes) of every record nta's reader hands to the decoder, in file order."""
-    import features.source as source
-    from features.source import PacketSource
+    import features.capture.source as source
+    from features.capture.source import PacketSource
 
     chunks = []
     real = source.decode_chunk

@@ -12,8 +12,8 @@ from capture_testlib import PCAPS, epb, eth, idb, ipv4, need, pcap_bytes, shb, t
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.errors import InputError
-from features.source import PacketSource
+from features.capture.source import PacketSource
+from features.common import InputError
 
 F4 = eth(ipv4("10.0.0.1", "10.0.0.2", 6, tcp(1000, 80)))
 HEADER = pcap_bytes([])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from capture_testlib import PCAPS, corpus_files, manifest, need
 
-from features.source import PacketSource
+from features.capture.source import PacketSource
 
 CUT = "formats/file-cut-mid-record.pcap"
 

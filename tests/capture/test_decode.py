@@ -23,9 +23,9 @@ from capture_testlib import (
     udp,
 )
 
-from features.decode_ref import decode_frame
-from features.packets import CONTENT_SNAP, PACKET_COLUMNS
-from features.source import PacketSource
+from features.capture.decode_ref import decode_frame
+from features.capture.packets import CONTENT_SNAP, PACKET_COLUMNS
+from features.capture.source import PacketSource
 
 V4 = ipv4("10.0.0.1", "10.0.0.2", 6, tcp(1234, 80, 0x12, b"GET / HTTP/1.0\r\n\r\n", seq=7, ack=9, win=501))
 V6_UDP = ipv6("2001:db8::1", "2001:db8::2", 17, udp(5353, 53, b"q" * 12))

@@ -17,11 +17,11 @@ from capture_testlib import PCAPS, corpus_files, need
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import features.source as source
-from features.capture import PAD, RecordChunk
-from features.decode import decode_chunk
-from features.decode_ref import decode_frame
-from features.packets import PACKET_COLUMNS, PacketBatch
+import features.capture.source as source
+from features.capture.decode import decode_chunk
+from features.capture.decode_ref import decode_frame
+from features.capture.packets import PACKET_COLUMNS, PacketBatch
+from features.capture.pcap import PAD, RecordChunk
 
 LINKTYPES = [1, 1, 1, 113, 276, 0, 108, 101, 12, 14, 228, 229, 253]
 

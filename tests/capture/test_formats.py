@@ -32,8 +32,8 @@ from capture_testlib import (
     udp,
 )
 
-from features.source import PacketSource
-from features.stream import BLOCK_BYTES
+from features.capture.source import PacketSource
+from features.capture.stream import BLOCK_BYTES
 
 F4 = eth(ipv4("10.0.0.1", "10.0.0.2", 6, tcp(1000, 80)))
 F6 = eth(ipv6("2001:db8::1", "2001:db8::2", 17, udp(5000, 53, b"dns")), 0x86DD)
@@ -140,8 +140,8 @@ def test_records_cross_block_boundaries(tmp_path: Path, monkeypatch: pytest.Monk
 
     With a 16-byte headroom most tails do not fit before the next block and take the copying path.
     """
-    import features.source as source
-    import features.stream as stream
+    import features.capture.source as source
+    import features.capture.stream as stream
 
     real = source.stream_blocks
     monkeypatch.setattr(source, "stream_blocks", lambda *a, **k: real(*a, **{**k, "block": 37}))

@@ -44,7 +44,7 @@ def _need(p: Path) -> Path:
 
 
 def _extract(path: Path) -> Any:
-    from features.extract import extract_flows
+    from features.flows.extract import extract_flows
 
     return extract_flows([path])
 
@@ -83,7 +83,7 @@ def test_corpus_total() -> None:
     """All captures together, as `nta flows` reads several files: one table, a flow per source file."""
     _need(CORPUS)
     paths = [CORPUS / n for n in sorted(ROWS)]
-    from features.extract import extract_flows
+    from features.flows.extract import extract_flows
 
     ext = extract_flows(paths)
     assert int(ext.packets) == sum(int(r["packets"]) for r in ROWS.values())

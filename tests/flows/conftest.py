@@ -1,4 +1,4 @@
-"""Flow tests import their helpers (``pkts``, ``flowbuild``) from this folder."""
+"""Flow tests import their helpers (``flows_pkts``, ``flows_build``: names unique across test folders) from this folder."""
 
 from __future__ import annotations
 

@@ -6,12 +6,12 @@ import random
 
 import polars as pl
 import pytest
-from flowbuild import build
+from flows_build import build
+from flows_pkts import ACK, FIN, PSH, RST, SYN, pkt
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from pkts import ACK, FIN, PSH, RST, SYN, pkt
 
-from features.flows import FlowConfig
+from features.flows.builder import FlowConfig
 
 HOSTS = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "2001:db8::1", "2001:db8::2"]
 FLAGS = [SYN, SYN | ACK, ACK, ACK | PSH, ACK | FIN, RST, RST | ACK, FIN, SYN | FIN, SYN | ACK | FIN | PSH]
@@ -89,7 +89,7 @@ def test_many_reuses_of_one_tuple_in_one_batch() -> None:
 @example(seed=931, n=55)  # a flipped flow whose half-open reuse split is followed by a non-flipped SYN-ACK
 def test_sequential_fallback_equals_vectorised_passes(seed: int, n: int) -> None:
     """The Python fallback (used for keys reused many times in one batch) decides every split the same way."""
-    import features.flows as flows_mod
+    import features.flows.builder as flows_mod
 
     pk = traffic(seed, n)
     vectorised = build(pk, config=CFG)
@@ -106,7 +106,7 @@ def test_hash_collisions_fall_back_to_the_full_key(monkeypatch: pytest.MonkeyPat
     """Every key hashing alike must give the same flows (the sort falls back to the full key)."""
     import numpy as np
 
-    import features.flowstate as fs
+    import features.flows.state as fs
 
     pk = traffic(11, 200)
     normal = build(pk, cuts=[50, 120], config=CFG)

@@ -7,7 +7,7 @@ import ipaddress
 import numpy as np
 import pytest
 
-from features.community_id import community_id, community_id_array
+from features.flows.community_id import community_id, community_id_array
 
 
 def _p(a: str) -> bytes:

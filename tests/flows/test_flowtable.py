@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from analyzer.cli import app
-from features.errors import InputError
-from features.extract import extract_flows
-from features.flowtable import read_flows, write_flows
-from features.schema import FLOW_SCHEMA
+from features.common import InputError
+from features.flows.extract import extract_flows
+from features.flows.schema import FLOW_SCHEMA
+from features.flows.table import read_flows, write_flows
 
 T0 = 1_700_000_000.0
 
@@ -110,7 +110,7 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path: Path, monkeypatch: pytes
 
 
 def test_atomic_write_gives_the_umask_mode_whatever_the_writer_asked(tmp_path: Path) -> None:
-    from features.atomic import atomic_path
+    from features.common import atomic_path
 
     target = tmp_path / "weights.bin"
     with atomic_path(target) as tmp:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from flowbuild import build
-from pkts import pkt
+from flows_build import build
+from flows_pkts import pkt
 
 C, S = "10.0.0.1", "10.0.0.2"
 

@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.flows import FlowBuilder, FlowConfig
-from features.packets import PACKET_COLUMNS, PacketBatch
+from features.capture.packets import PACKET_COLUMNS, PacketBatch
+from features.flows.builder import FlowBuilder, FlowConfig
 
 
 def random_batch(rng: np.random.Generator, n: int, first_idx: int, t0: int) -> PacketBatch:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flowbuild import build
-from pkts import ACK, FIN, PSH, RST, SYN, URG, pkt
+from flows_build import build
+from flows_pkts import ACK, FIN, PSH, RST, SYN, URG, pkt
 
-from features.flows import FlowConfig
-from features.schema import FLOW_COLUMNS
+from features.flows.builder import FlowConfig
+from features.flows.schema import FLOW_COLUMNS
 
 C, S = "10.0.0.1", "10.0.0.2"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from features.tcpstate import Ep, conn_state, endpoint_states
+from features.flows.tcpstate import Ep, conn_state, endpoint_states
 
 TCP_CASES = [
     # (history, expected conn_state, why)

@@ -19,8 +19,8 @@ EXPECTED = Path(__file__).resolve().parent / "expected"
 
 @cache
 def extract(name: str) -> Any:
-    """``features.extract.extract_flows`` on one sample, once per test session."""
-    from features.extract import extract_flows
+    """``features.flows.extract.extract_flows`` on one sample, once per test session."""
+    from features.flows.extract import extract_flows
 
     return extract_flows([SAMPLES / name])
 
@@ -49,7 +49,7 @@ def flows_csv(name: str) -> str:
 
     ``source_file`` keeps only the file name, so the goldens do not depend on where the checkout lives.
     """
-    from features.schema import FLOW_COLUMNS
+    from features.flows.schema import FLOW_COLUMNS
 
     table = extract(name).flows
     rows = table.select(list(FLOW_COLUMNS)).to_pylist()

@@ -11,7 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from features.schema import FLOW_SCHEMA
+from features.flows.schema import FLOW_SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
@@ -96,6 +96,6 @@ def need() -> Callable[[Path], Path]:
 @pytest.fixture(scope="session")
 def kdd_train() -> pl.DataFrame:
     """KDDTrain+ through the NSL-KDD reader (skips without ../shared)."""
-    from features.nslkdd import read_nslkdd
+    from features.kdd.nslkdd import read_nslkdd
 
     return read_nslkdd(_need(SHARED / "data" / "nsl-kdd" / "KDDTrain+.txt.gz"))

@@ -1,7 +1,7 @@
 """``nta features``: Parquet (identity + 41) and NSL-KDD text outputs, atomic, refusing to overwrite.
 
 The flow builder is replaced by a stub returning a hand-built flow table, so these tests exercise the
-command itself whatever state features.extract is in.
+command itself whatever state features.flows.extract is in.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 import features
 from analyzer.cli import app
-from features.kdd import IDENTITY_COLUMNS
-from features.kdd_columns import KDD_FEATURES
+from features.kdd.columns import KDD_FEATURES
+from features.kdd.frame import IDENTITY_COLUMNS
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_pcaps" / "land.pcap"
 
@@ -30,9 +30,9 @@ def stub_extract(monkeypatch: pytest.MonkeyPatch, flow: Any, flows_table: Any) -
     def extract_flows(paths: list[Path], progress: Any = None, **_: Any) -> Any:
         return types.SimpleNamespace(flows=table, payloads=None, warnings=["stub warning"])
 
-    mod = types.ModuleType("features.extract")
+    mod = types.ModuleType("features.flows.extract")
     mod.extract_flows = extract_flows  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "features.extract", mod)
+    monkeypatch.setitem(sys.modules, "features.flows.extract", mod)
     monkeypatch.setattr(features, "extract", mod, raising=False)
 
 
@@ -108,7 +108,7 @@ def test_per_file_windows_equal_each_capture_alone(need: Any, tmp_path: Path) ->
 
 def test_label_makes_training_data(need: Any, tmp_path: Path) -> None:
     """--label normal: the Parquet reads back through read_labeled as normal rows, one per flow."""
-    from features.nslkdd import read_labeled
+    from features.kdd.nslkdd import read_labeled
 
     out = tmp_path / "known-good.parquet"
     res = _features([str(need(SAMPLES / "benign-web-dns-ssh.pcap")), "-o", str(out), "--label", "normal"])

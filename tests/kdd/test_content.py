@@ -7,8 +7,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from features.content import ascii_text
-from features.kdd import kdd_features
+from features.kdd.content import ascii_text
+from features.kdd.frame import kdd_features
 
 PAYLOAD_SCHEMA = {"flow_id": pl.Int64, "ts_ns": pl.Int64, "from_orig": pl.Boolean, "payload": pl.Binary}
 

@@ -7,9 +7,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from features.flags import FLAG_FROM_STATE, RERROR_FLAGS, SERROR_FLAGS
-from features.kdd import kdd_features
-from features.kdd_columns import FLAGS
+from features.kdd.columns import FLAGS
+from features.kdd.flags import FLAG_FROM_STATE, RERROR_FLAGS, SERROR_FLAGS
+from features.kdd.frame import kdd_features
 
 
 @pytest.mark.parametrize(

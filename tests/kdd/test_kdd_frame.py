@@ -8,10 +8,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from features.kdd import IDENTITY_COLUMNS, kdd_features
-from features.kdd_columns import KDD_FEATURES, KDD_SCHEMA
-from features.nslkdd import read_nslkdd
-from features.nslkdd_text import write_nslkdd
+from features.kdd.columns import KDD_FEATURES, KDD_SCHEMA
+from features.kdd.frame import IDENTITY_COLUMNS, kdd_features
+from features.kdd.nslkdd import read_nslkdd
+from features.kdd.nslkdd_text import write_nslkdd
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 

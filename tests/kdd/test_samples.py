@@ -14,9 +14,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from features.kdd import kdd_features
+from features.kdd.frame import kdd_features
 
-extract = pytest.importorskip("features.extract", reason="needs the flow builder (features/extract.py)")
+extract = pytest.importorskip("features.flows.extract", reason="needs the flow builder (features/flows/extract.py)")
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_pcaps"
 
 

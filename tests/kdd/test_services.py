@@ -7,9 +7,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from features.kdd import kdd_features
-from features.kdd_columns import SERVICES
-from features.services import ICMP_TYPES, PRIVATE_BELOW, TCP_PORTS, UDP_PORTS
+from features.kdd.columns import SERVICES
+from features.kdd.frame import kdd_features
+from features.kdd.services import ICMP_TYPES, PRIVATE_BELOW, TCP_PORTS, UDP_PORTS
 
 
 def _service(flow: Any, flows_table: Any, **kw: Any) -> str:

@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from features.kdd import kdd_features
-from features.windows import HOST_WINDOW, WINDOW_FEATURES, window_sums
+from features.kdd.frame import kdd_features
+from features.kdd.windows import HOST_WINDOW, WINDOW_FEATURES, window_sums
 
 
 def test_a_lone_flow_counts_itself(flow: Any, flows_table: Any) -> None:
@@ -114,7 +114,7 @@ def _stats(me: dict[str, Any], win: list[dict[str, Any]], cap: int) -> dict[str,
 
 
 def _reference(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """Brute force over the definitions in features.windows (a Python loop: the test oracle)."""
+    """Brute force over the definitions in features.kdd.windows (a Python loop: the test oracle)."""
     order = sorted(range(len(rows)), key=lambda i: (rows[i]["t"], i))
     out: dict[int, dict[str, float]] = {}
     for k, i in enumerate(order):

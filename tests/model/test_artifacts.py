@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 import torch
 
-from features.errors import ModelError
-from features.nslkdd import read_labeled
+from features.common import ModelError
+from features.kdd.nslkdd import read_labeled
 from model.artifacts import METADATA, WEIGHTS
 from model.evaluate import evaluate
 from model.infer import Classifier, default_model_dir

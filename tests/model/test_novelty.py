@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from safetensors.torch import load_file, save_file
 
-from features.errors import ModelError
+from features.common import ModelError
 from model.artifacts import METADATA, WEIGHTS, _sha256
 from model.evaluate import evaluate
 from model.infer import Classifier

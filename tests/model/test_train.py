@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import torch
 
-from features.errors import InputError
+from features.common import InputError
 from model.data import stratified_split
 from model.train import HISTORY_COLUMNS, TrainConfig, class_weights, train_model
 

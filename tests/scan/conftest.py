@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from features.schema import FLOW_SCHEMA
+from features.flows.schema import FLOW_SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "sample_pcaps"

@@ -43,7 +43,7 @@ def main() -> None:
     import polars as pl
 
     from analyzer.pipeline import ScanConfig, run_scan
-    from features.errors import NtaError
+    from features.common import NtaError
 
     lines = [
         "| capture | expected | flows | attack flows | classes (flows) | incidents (largest first) | verdict |",

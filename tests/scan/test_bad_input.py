@@ -143,12 +143,12 @@ def test_write_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_ctrl_c_is_130_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import features.kdd
+    import features.kdd.frame
 
     def interrupted(*_: object, **__: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(features.kdd, "kdd_features", interrupted)
+    monkeypatch.setattr(features.kdd.frame, "kdd_features", interrupted)
     res = scan(SAMPLES / "land.pcap", "--out", tmp_path / "o")
     assert res.exit_code == 130 and res.stderr.strip() == "nta: interrupted"
     assert not (tmp_path / "o").exists()
@@ -156,7 +156,7 @@ def test_ctrl_c_is_130_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_permission_denied_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The unreadable case where chmod cannot produce it (root): the OS error as PacketSource would raise it."""
-    import features.source
+    import features.capture.source
 
     f = tmp_path / "locked.pcap"
     shutil.copy(SAMPLES / "land.pcap", f)
@@ -164,5 +164,5 @@ def test_permission_denied_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytes
     def denied(path: Path, **_: object) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(features.source, "PacketSource", denied)
+    monkeypatch.setattr(features.capture.source, "PacketSource", denied)
     assert_refused(scan(f, "--out", tmp_path / "o"), 2, tmp_path / "o", "locked.pcap", "Permission denied")

@@ -12,8 +12,8 @@ from typer.testing import CliRunner, Result
 
 from analyzer.cli import app
 from analyzer.verdicts import verdict_columns
-from features.kdd_columns import CLASSES, KDD_FEATURES
-from features.schema import FLOW_COLUMNS, META_SOURCES
+from features.flows.schema import FLOW_COLUMNS, META_SOURCES
+from features.kdd.columns import CLASSES, KDD_FEATURES
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "sample_pcaps"

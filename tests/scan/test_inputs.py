@@ -8,7 +8,7 @@ import pytest
 
 from analyzer.inputs import discover, looks_like_capture_name
 from analyzer.pipeline import capture_stem
-from features.errors import InputError
+from features.common import InputError
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "sample_pcaps"

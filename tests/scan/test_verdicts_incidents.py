@@ -13,8 +13,8 @@ import pytest
 from analyzer import incidents, verdicts
 from analyzer.cmd_scan import parse_fail_on
 from analyzer.report import sparkline
-from features.errors import InputError
-from features.kdd_columns import CLASSES
+from features.common import InputError
+from features.kdd.columns import CLASSES
 
 Flows = Callable[..., pl.DataFrame]
 Proba = Callable[[pl.DataFrame], np.ndarray]

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from features.kdd_columns import KDD_FEATURES, KDD_SCHEMA
+from features.kdd.columns import KDD_FEATURES, KDD_SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"

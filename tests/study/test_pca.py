@@ -1,4 +1,4 @@
-"""PCA and k-NN separability (features/pca.py): hand-checkable cases, then the study on KDD-shaped data."""
+"""PCA and k-NN separability (features/encode/pca.py): hand-checkable cases, then the study on KDD-shaped data."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from features.errors import InputError
-from features.kdd_columns import ATTACK_CLASS, KDD_FEATURES
-from features.pca import (
+from features.common import InputError
+from features.encode.pca import (
     VARIANTS,
     knn_cv_score,
     knn_predict,
@@ -19,6 +18,7 @@ from features.pca import (
     run_pca_study,
     stratified_folds,
 )
+from features.kdd.columns import ATTACK_CLASS, KDD_FEATURES
 
 
 def test_pca_recovers_the_dominant_axes_and_variance_shares() -> None:

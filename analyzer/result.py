@@ -1,0 +1,56 @@
+"""``ScanResult``: what a scan found, as plain data. The pipeline fills it; the report and report.json read it.
+
+Its own module so that neither the terminal report nor ``report.json`` depends on the pipeline that made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+OUTPUT_NAMES: tuple[str, ...] = ("flows.parquet", "verdicts.csv", "report.json")
+
+
+@dataclass
+class ScanResult:
+    """Everything the report shows and ``report.json`` holds."""
+
+    out_dir: Path
+    captures: list[dict[str, Any]]
+    skipped: list[tuple[Path, str]]
+    packets: int
+    bad_packets: dict[str, int]
+    warnings: list[str]
+    unknown_values: dict[str, int]
+    model_id: str
+    device: str
+    classes: tuple[str, ...]
+    verdicts: pl.DataFrame  # verdicts.csv rows
+    incidents: pl.DataFrame  # one row per incident, with "summary" and "reason" columns
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # stage -> CPU seconds of this process (all threads)
+    fail_on: frozenset[str] = frozenset()
+    min_confidence: float = 0.0
+    matched: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)  # report.json content
+    novelty: bool = False  # the novelty gate was applied (verdicts' "novel" column says where it relabelled)
+
+    @property
+    def flows(self) -> int:
+        return self.verdicts.height
+
+    @property
+    def novel_flows(self) -> int:
+        """Flows the novelty gate relabelled (0 without ``--novelty``)."""
+        return int(self.verdicts["novel"].sum()) if self.flows else 0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.matched else 0
+
+    @property
+    def outputs(self) -> dict[str, Path]:
+        return {name: self.out_dir / name for name in OUTPUT_NAMES}

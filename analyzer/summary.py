@@ -1,0 +1,94 @@
+"""``report.json``: the machine-readable summary of a ``ScanResult`` (``analyzer.report`` is its terminal twin).
+
+Plain data in, plain data out: no terminal, no pipeline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import polars as pl
+
+from analyzer import __version__, verdicts
+from analyzer.result import ScanResult
+
+TOP_FLOWS = 10
+TOP_TALKERS = 5
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def span(result: ScanResult) -> tuple[dt.datetime | None, dt.datetime | None]:
+    v = result.verdicts
+    if v.height == 0:
+        return None, None
+    return v["ts"].min(), v["ts_end"].max()  # type: ignore[return-value]
+
+
+def _incident_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "incident_id": row["incident_id"],
+        "label": row["label"],
+        "summary": row["summary"],
+        "reason": row["reason"],
+        "grouped_by": row["grouped_by"],
+        "start": _iso(row["start"]),
+        "end": _iso(row["end"]),
+        "duration_s": row["duration_s"],
+        "flows": row["flows"],
+        "sources": row["sources"],
+        "source": row["source"] if row["sources"] == 1 else None,
+        "targets": row["targets"],
+        "target": row["target"] if row["targets"] == 1 else None,
+        "ports": row["ports"],
+        "conn_states": {s["value"]: s["n"] for s in row["states"]},
+        "services": {s["value"]: s["n"] for s in row["services"]},
+        "confidence": row["confidence"],
+        "bytes": row["bytes"],
+    }
+
+
+def _rows(df: pl.DataFrame) -> list[dict[str, Any]]:
+    return [{k: (_iso(x) if isinstance(x, dt.datetime) else x) for k, x in r.items()} for r in df.iter_rows(named=True)]
+
+
+def to_json(result: ScanResult) -> dict[str, Any]:
+    """The machine-readable summary written to ``report.json`` (and printed by ``--format json``)."""
+    start, end = span(result)
+    line = verdicts.timeline(result.verdicts, result.classes)
+    return {
+        "nta_version": __version__,
+        "model": {"id": result.model_id, "device": result.device, "classes": list(result.classes)},
+        "novelty_gate": {
+            "applied": result.novelty,
+            "relabelled_flows": result.novel_flows,
+        },
+        "captures": result.captures,
+        "skipped": [{"file": str(p), "reason": r} for p, r in result.skipped],
+        "packets": result.packets,
+        "flows": result.flows,
+        "time_span": {
+            "start": _iso(start),
+            "end": _iso(end),
+            "seconds": (end - start).total_seconds() if start and end else 0.0,
+        },
+        "bad_packets": result.bad_packets,
+        "warnings": result.warnings,
+        "unknown_values": result.unknown_values,
+        "seconds": {k: round(s, 3) for k, s in result.seconds.items()},
+        "verdicts": verdicts.class_summary(result.verdicts, result.classes),
+        "timeline": {**line, "start": _iso(line["start"])},
+        "incidents": [_incident_json(r) for r in result.incidents.iter_rows(named=True)],
+        "top_flows": _rows(verdicts.top_flows(result.verdicts, TOP_FLOWS)),
+        "top_talkers": _rows(verdicts.top_talkers(result.verdicts, TOP_TALKERS)),
+        "fail_on": {
+            "classes": sorted(result.fail_on),
+            "min_confidence": result.min_confidence,
+            "matched_flows": result.matched,
+        },
+        "exit_code": result.exit_code,
+        "outputs": {k: str(p) for k, p in result.outputs.items()},
+    }

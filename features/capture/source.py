@@ -1,0 +1,178 @@
+"""One capture file as a stream of PacketBatch: open, validate, walk, decode, count.
+
+``PacketSource(path)`` validates the file at once (``InputError`` naming the file if it is not a
+capture); ``batches()`` then streams it in blocks (``features.capture.stream``), walks the records (classic
+pcap there, pcapng in ``features.capture.pcapng``) and decodes them (``features.capture.decode``). Memory is bounded by
+the block size and ``chunk_records``, never by the file size.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from features.capture.decode import decode_chunk
+from features.capture.packets import PacketBatch
+from features.capture.pcap import PAD, PCAP_MAGICS, PCAPNG_MAGIC, PcapWalker, RecordChunk, WalkState
+from features.capture.pcapng import BOM, PcapngWalker
+from features.capture.stream import HEADROOM, stream_blocks
+from features.common import InputError, ProgressFn, no_progress
+
+
+def _sniff(path: Path) -> tuple[bytes, bool]:
+    """The first bytes of the capture (inflated if gzip) and whether it is gzip; InputError if unreadable."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a capture file")
+    try:
+        with path.open("rb") as f:
+            head = f.read(64)
+            gz = head[:2] == b"\x1f\x8b"
+            if gz:
+                f.seek(0)
+                try:
+                    with gzip.GzipFile(fileobj=f) as g:
+                        head = g.read(64)
+                except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+                    raise InputError(f"{path}: gzip-compressed, but the stream is damaged ({e})") from e
+    except FileNotFoundError as e:
+        raise InputError(f"{path}: no such file") from e
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from e
+    return head, gz
+
+
+def _validate(path: Path, head: bytes, gz: bool) -> str:
+    """Format name of a capture whose first bytes are head; InputError with the reason otherwise."""
+    what = "gzip-compressed data" if gz else "file"
+    if not head:
+        raise InputError(f"{path}: empty {what}, not a capture")
+    if len(head) < 4:
+        raise InputError(f"{path}: {what} too short for a capture header ({len(head)} bytes)")
+    magic = struct.unpack_from("<I", head)[0]
+    if magic in PCAP_MAGICS:
+        if len(head) < 24:
+            raise InputError(f"{path}: pcap header cut short ({len(head)} of 24 bytes)")
+        return PCAP_MAGICS[magic][3]
+    if magic == PCAPNG_MAGIC:
+        if len(head) < 28:
+            raise InputError(f"{path}: pcapng section header cut short ({len(head)} bytes)")
+        bom = struct.unpack_from("<I", head, 8)[0]
+        if bom not in (BOM, 0x4D3C2B1A):
+            raise InputError(f"{path}: pcapng section header without a byte-order magic")
+        return "pcapng"
+    raise InputError(f"{path}: not a pcap or pcapng capture (starts with {head[:4].hex()})")
+
+
+class PacketSource:
+    """One capture file: pcap (any byte order, us/ns, modified) or pcapng, plain or gzip (by content).
+
+    The constructor opens and validates the file and raises ``InputError("<path>: <reason>")`` if it is
+    not a capture at all; a header-only file is a valid capture with 0 packets. ``sha256``, ``records``,
+    ``bad`` and ``warnings`` are complete once ``batches()`` is exhausted.
+    """
+
+    def __init__(self, path: Path, *, chunk_records: int = 262_144, payloads: bool = True) -> None:
+        self.path = Path(path)
+        self.payloads = payloads  # False: batches carry no payload snippets (nothing downstream wants them)
+        head, self._gz = _sniff(self.path)
+        fmt = _validate(self.path, head, self._gz)
+        self._head = head
+        self.format = fmt + ("+gzip" if self._gz else "")
+        self.chunk_records = chunk_records
+        self.size_bytes = self.path.stat().st_size
+        self.sha256 = ""
+        self.records = 0
+        self.bad: Counter[str] = Counter()
+        self.warnings: list[str] = []
+
+    def outcome(self) -> tuple[int, Counter[str], list[str], str]:
+        """What a finished ``batches()`` learnt: (records, bad counts, warnings, sha256); see ``adopt``."""
+        return self.records, Counter(self.bad), list(self.warnings), self.sha256
+
+    def adopt(self, outcome: tuple[int, Counter[str], list[str], str]) -> None:
+        """Take the outcome of ``batches()`` run elsewhere (``features.capture.readahead``'s child process)."""
+        self.records, bad, warnings, self.sha256 = outcome
+        self.bad, self.warnings = Counter(bad), list(warnings)
+
+    def batches(self, progress: ProgressFn = no_progress) -> Iterator[PacketBatch]:
+        """Decoded packets in file order, at most ``chunk_records`` records per batch."""
+        state = WalkState(str(self.path))
+        self.records, self.bad, self.warnings, self.sha256 = 0, Counter(), [], ""  # a second pass starts afresh
+        walker: PcapWalker | PcapngWalker
+        walker = PcapngWalker(state) if self.format.startswith("pcapng") else PcapWalker(self._head, state)
+        sha = hashlib.sha256()
+        left = np.zeros(0, np.uint8)  # the incomplete record at the end of the previous block
+        skip = walker.header_len  # the pcap global header is validated already
+        self._attached: Counter[str] = Counter()  # reader-level counts already put on a batch
+        total = self.size_bytes
+        pos = 0  # stream offset of buf[start]
+        blocks = stream_blocks(self.path, self._gz, sha, state)
+        try:
+            for blk in blocks:
+                if state.stop:  # damage ended the records; keep reading only to finish the sha256
+                    progress(blk.done, total)
+                    continue
+                nl = left.shape[0]
+                if nl <= HEADROOM:
+                    buf, start = blk.buf, HEADROOM - nl
+                    buf[start:HEADROOM] = left
+                else:  # a record longer than the headroom: copy once
+                    buf, start = np.concatenate([left, blk.buf[HEADROOM:]]), 0
+                length = start + nl + blk.size
+                state.origin = pos - start
+                yield from self._decode(walker, buf, length, start + skip, False, state)
+                skip = 0
+                pos += self._cut - start
+                left = buf[self._cut : length].copy()
+                progress(blk.done, total)
+        finally:
+            blocks.close()
+        if not state.stop:
+            buf = np.concatenate([left, np.zeros(PAD, np.uint8)])
+            state.origin = pos
+            yield from self._decode(walker, buf, left.shape[0], skip, True, state)
+        if state.bad - self._attached:  # damage found after the last batch: report it on an empty one
+            batch = PacketBatch.empty()
+            batch.bad = state.bad - self._attached
+            self.bad.update(batch.bad)
+            yield batch
+        self.sha256 = sha.hexdigest()
+        self.warnings = list(state.warnings)
+        progress(total, total)
+
+    def _decode(
+        self,
+        walker: PcapWalker | PcapngWalker,
+        buf: np.ndarray,
+        length: int,
+        start: int,
+        at_eof: bool,
+        state: WalkState,
+    ) -> Iterator[PacketBatch]:
+        chunks, self._cut = walker.walk(buf, length, start, at_eof)
+        for rc in chunks:
+            for lo in range(0, len(rc), self.chunk_records):
+                hi = min(lo + self.chunk_records, len(rc))
+                part = RecordChunk(
+                    rc.buf,
+                    rc.data_off[lo:hi],
+                    rc.caplen[lo:hi],
+                    rc.wirelen[lo:hi],
+                    rc.ts_ns[lo:hi],
+                    rc.linktype[lo:hi],
+                    rc.first_idx + lo,
+                )
+                batch = decode_chunk(part) if self.payloads else decode_chunk(part, payloads=False)
+                delta = state.bad - self._attached
+                batch.bad.update(delta)
+                self._attached.update(delta)
+                self.records += batch.records
+                self.bad.update(batch.bad)
+                yield batch

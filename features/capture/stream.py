@@ -1,0 +1,173 @@
+"""Capture bytes in big blocks from a background thread that also hashes and inflates them.
+
+``stream_blocks`` reads the file into numpy buffers on a daemon thread, hashing every raw byte (sha256)
+and inflating gzip on the way, so I/O, hashing and inflation overlap with decoding (file reads, hashlib
+and zlib release the GIL). Memory is bounded by a one-block queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+import zlib
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from features.capture.pcap import PAD, WalkState
+from features.common import InputError
+
+BLOCK_BYTES = 32 << 20  # bytes read per block: bounds memory (a few blocks live at once)
+HEADROOM = 1 << 20  # free bytes before each block's data, where the previous block's tail is copied
+
+
+@dataclass
+class Block:
+    """Bytes of the capture (inflated if gzip) at buf[HEADROOM:HEADROOM + size], zero-padded after."""
+
+    buf: np.ndarray  # (HEADROOM + size + PAD,) uint8
+    size: int
+    done: int  # raw file bytes read so far (for progress)
+
+
+def stream_blocks(
+    path: Path, gz: bool, sha: hashlib._Hash, state: WalkState, block: int = BLOCK_BYTES
+) -> Generator[Block, None, None]:
+    """Yield the capture's bytes block by block; hashes every raw byte of the file on the way.
+
+    Reads run on a daemon thread with a one-block queue, straight into numpy buffers. A damaged gzip
+    stream ends the data with a ``truncated_gzip`` warning (the records before it are kept); the rest
+    of the file is still hashed.
+    """
+    q: queue.Queue[Block | BaseException | None] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: Block | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            with path.open("rb", buffering=0) as raw:
+                hr = _HashingReader(raw, sha)
+                src: _HashingReader | _Inflate = _Inflate(hr) if gz else hr
+                while not stop.is_set():
+                    buf = np.empty(HEADROOM + block + PAD, np.uint8)
+                    size = 0
+                    try:
+                        while size < block and (k := src.readinto(buf.data[HEADROOM + size : HEADROOM + block])):
+                            size += k
+                    except (EOFError, zlib.error) as e:
+                        if size:
+                            buf[HEADROOM + size :] = 0
+                            put(Block(buf, size, hr.pos))
+                        put(ValueError(f"gzip stream damaged ({e})"))
+                        break
+                    if not size:
+                        break
+                    buf[HEADROOM + size :] = 0
+                    if not put(Block(buf, size, hr.pos)):
+                        break
+                while chunk := raw.read(1 << 20):  # hash what the decompressor did not consume
+                    sha.update(chunk)
+        except OSError as e:
+            put(e)
+        finally:
+            put(None)
+
+    t = threading.Thread(target=run, name=f"nta-read-{path.name}", daemon=True)
+    t.start()
+    try:
+        while (item := q.get()) is not None:
+            if isinstance(item, ValueError):
+                state.fail("truncated_gzip", str(item))
+                continue
+            if isinstance(item, BaseException):
+                raise InputError(f"{state.name}: cannot read: {getattr(item, 'strerror', None) or item}")
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
+class _HashingReader:
+    """File wrapper that feeds every byte read to a hash (gzip reads through it)."""
+
+    def __init__(self, raw: object, sha: hashlib._Hash) -> None:
+        self.raw = raw
+        self.sha = sha
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self.raw.read(n)  # type: ignore[attr-defined]
+        self.sha.update(data)
+        self.pos += len(data)
+        return data
+
+    def readinto(self, mv: memoryview) -> int:
+        k: int = self.raw.readinto(mv) or 0  # type: ignore[attr-defined]
+        self.sha.update(mv[:k])
+        self.pos += k
+        return k
+
+
+class _Inflate:
+    """gzip inflater with ``readinto`` that hands out every byte inflated before a damaged or cut stream.
+
+    ``gzip.GzipFile`` drops the data of a read that hits a truncated stream; incident captures are often
+    copied half-way, so we inflate with zlib ourselves. Concatenated members are followed; anything
+    after the last member that is not another gzip header ends the data.
+    """
+
+    STEP = 1 << 20  # compressed bytes read at a time
+    OUT = 1 << 22  # most inflated bytes produced per step, so a zip bomb cannot balloon memory
+
+    def __init__(self, src: _HashingReader) -> None:
+        self.src = src
+        self.d = zlib.decompressobj(31)
+        self.buf = b""
+        self.pos = 0
+        self.err: Exception | None = None
+        self.done = False
+
+    def readinto(self, mv: memoryview) -> int:
+        while self.pos >= len(self.buf):
+            if self.err is not None:
+                err, self.err = self.err, None
+                raise err
+            if self.done:
+                return 0
+            self.buf, self.pos = self._more(), 0
+        n = min(len(mv), len(self.buf) - self.pos)
+        mv[:n] = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+    def _more(self) -> bytes:
+        d = self.d
+        if d.eof:  # first: at the end of a member zlib can leave the leftover in unconsumed_tail too
+            rest = d.unused_data
+            if len(rest) < 2:
+                rest += self.src.read(self.STEP)
+            if rest[:2] != b"\x1f\x8b":
+                self.done = True
+                return b""
+            self.d = zlib.decompressobj(31)
+            return self.d.decompress(rest, self.OUT)
+        if d.unconsumed_tail:
+            return d.decompress(d.unconsumed_tail, self.OUT)
+        data = self.src.read(self.STEP)
+        if not data:
+            out = d.flush()  # output zlib still held back
+            if not d.eof:
+                self.err = EOFError("compressed stream ends early")
+            return out
+        return d.decompress(data, self.OUT)

@@ -1,0 +1,75 @@
+"""The flow table on disk: Parquet with ``FLOW_SCHEMA`` and nta's key-value metadata, written atomically."""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.common import InputError, atomic_path
+from features.flows.schema import (
+    FLOW_SCHEMA,
+    META_BAD_PACKETS,
+    META_NTA_VERSION,
+    META_SCHEMA_VERSION,
+    META_SOURCES,
+    META_WARNINGS,
+    SCHEMA_VERSION,
+)
+
+if TYPE_CHECKING:
+    from features.flows.extract import Extraction
+
+_JSON_KEYS = (META_SOURCES, META_BAD_PACKETS, META_WARNINGS)
+
+
+def nta_version() -> str:
+    """The installed nta version, or ``unknown`` when running from a tree that is not installed."""
+    try:
+        return metadata.version("nta")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def flow_metadata(ext: Extraction) -> dict[bytes, bytes]:
+    """Parquet key-value metadata: versions as text, sources (with sha256), bad packets and warnings as JSON."""
+    return {
+        META_SCHEMA_VERSION: SCHEMA_VERSION.encode(),
+        META_NTA_VERSION: nta_version().encode(),
+        META_SOURCES: json.dumps(list(ext.sources)).encode(),
+        META_BAD_PACKETS: json.dumps(dict(ext.bad_packets)).encode(),
+        META_WARNINGS: json.dumps(list(ext.warnings)).encode(),
+    }
+
+
+def write_flows(ext: Extraction, path: Path) -> None:
+    """Write ``ext.flows`` to ``path`` as Parquet (zstd) with metadata; atomic: all of it or nothing."""
+    table = ext.flows.cast(FLOW_SCHEMA).replace_schema_metadata(flow_metadata(ext))
+    with atomic_path(Path(path)) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read_flows(path: Path) -> tuple[pa.Table, dict[str, Any]]:
+    """A flow table and its decoded metadata ({"schema_version", "nta_version", "sources", "bad_packets", "warnings"})."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise InputError(f"{path}: not a readable Parquet flow table ({e})") from e
+    raw = table.schema.metadata or {}
+    if META_SCHEMA_VERSION not in raw:
+        raise InputError(f"{path}: Parquet file without nta flow metadata (not written by nta flows)")
+    meta: dict[str, Any] = {
+        "schema_version": raw[META_SCHEMA_VERSION].decode(),
+        "nta_version": raw.get(META_NTA_VERSION, b"unknown").decode(),
+    }
+    for key in _JSON_KEYS:
+        name = key.decode().removeprefix("nta.")
+        meta[name] = json.loads(raw[key]) if key in raw else None
+    missing = [f.name for f in FLOW_SCHEMA if f.name not in table.column_names]
+    if missing:
+        raise InputError(f"{path}: flow table lacks columns {', '.join(missing)}")
+    return table.select(FLOW_SCHEMA.names).cast(FLOW_SCHEMA).replace_schema_metadata(raw), meta

@@ -1,0 +1,146 @@
+"""NSL-KDD's 41 features from the flow table: ``kdd_features(flows, payloads) -> identity + KDD_FEATURES``.
+
+The result keeps the flow identity columns (``IDENTITY_COLUMNS``) beside the 41 features, in
+``KDD_SCHEMA`` dtypes, one row per flow, in the flow table's row order.
+
+Intrinsic features (1-9):
+
+* ``duration``: ``duration_s`` truncated to whole seconds (floor). NSL-KDD holds only integers
+  (0 fractional values in 125,973 KDDTrain+ rows; 92 % are 0); truncation is what a C conversion of
+  Bro's float duration and the maintained extractor (AI-IDS) do. Rounding would turn every
+  0.5-1 s exchange into 1 s, where NSL-KDD's normal http and domain_u rows are 0 in 99 % and 97 %.
+* ``protocol_type``: ``tcp``, ``udp``, ``icmp`` (ICMPv6 is ``icmp``: NSL-KDD has no v6, and
+  ``features.kdd.services`` maps v6 echo/unreachable/time-exceeded onto the same tokens). Other IP
+  protocols (GRE, ESP, OSPF, SCTP, ...) keep their flow-table name (e.g. ``gre``): NSL-KDD has no
+  value for them, so they are **outside the model's view** (``in_kdd_view``): they take no part in
+  the window features (which are 0 for them), ``--format nsl-kdd`` leaves them out (counted), and
+  the encoder counts them as unknown categories. Mapping them onto icmp or udp would invent
+  records KDD never had (a GRE tunnel would look like a huge ``ecr_i``, i.e. smurf).
+* ``service``: ``features.kdd.services`` (the 70-token table and the private/other rule).
+* ``flag``: ``features.kdd.flags`` (conn_state restricted to 11 values; UDP/ICMP ``SF``).
+* ``src_bytes``/``dst_bytes``: ``orig_bytes``/``resp_bytes`` (transport payload bytes, as KDD counts).
+* ``land``: 1 when both endpoints (address and port) are equal; ``wrong_fragment``: bad fragments in the
+  flow; ``urgent``: packets with URG. All three come straight from the flow table.
+
+Content features (10-22): ``features.kdd.content``. Window features (23-41): ``features.kdd.windows``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from features.flows.schema import FLOW_SCHEMA
+from features.kdd.columns import KDD_FEATURES, KDD_SCHEMA, PROTOCOLS
+from features.kdd.content import CONTENT_FEATURES, content_features
+from features.kdd.flags import flag_expr
+from features.kdd.services import service_expr
+from features.kdd.windows import WINDOW_FEATURES, window_features
+
+IDENTITY_COLUMNS: tuple[str, ...] = (
+    "flow_id", "community_id", "source_file", "ts", "ts_end", "orig_h", "orig_p", "resp_h", "resp_p",
+    "proto", "conn_state",
+)  # fmt: skip
+
+_NEEDED: tuple[str, ...] = (
+    *IDENTITY_COLUMNS, "duration_s", "ip_proto", "icmp_type", "icmp_code", "orig_bytes", "resp_bytes",
+    "land", "wrong_fragment", "urgent",
+)  # fmt: skip
+
+
+def in_kdd_view() -> pl.Expr:
+    """True for rows whose ``protocol_type`` NSL-KDD has (tcp, udp, icmp): the rows a model may judge."""
+    return pl.col("protocol_type").is_in(list(PROTOCOLS))
+
+
+def _as_frame(flows: pa.Table | pl.DataFrame) -> pl.DataFrame:
+    df = flows if isinstance(flows, pl.DataFrame) else pl.from_arrow(flows)
+    assert isinstance(df, pl.DataFrame)
+    missing = [c for c in _NEEDED if c not in df.columns]
+    if missing:
+        raise ValueError(f"flow table lacks column(s) {', '.join(missing)} (features.flows.schema.FLOW_SCHEMA)")
+    return df
+
+
+def empty_flows() -> pl.DataFrame:
+    """An empty frame with the flow table's schema."""
+    result = pl.from_arrow(FLOW_SCHEMA.empty_table())
+    assert isinstance(result, pl.DataFrame)
+    return result
+
+
+def intrinsic_features(df: pl.DataFrame) -> pl.DataFrame:
+    """Intrinsic features 1-9 (protocol_type, service, flag as strings; the rest Float64) plus the flow columns."""
+    proto = pl.col("ip_proto").cast(pl.Int64)
+    protocol_type = (
+        pl.when(proto == 6)
+        .then(pl.lit("tcp"))
+        .when(proto == 17)
+        .then(pl.lit("udp"))
+        .when(proto.is_in([1, 58]))
+        .then(pl.lit("icmp"))
+        .otherwise(pl.col("proto").fill_null("unknown"))
+    )
+    return df.with_columns(
+        pl.col("duration_s").fill_null(0.0).clip(lower_bound=0.0).floor().alias("duration"),
+        protocol_type.alias("protocol_type"),
+        service_expr(),
+        flag_expr(),
+        pl.col("orig_bytes").fill_null(0).cast(pl.Float64).alias("src_bytes"),
+        pl.col("resp_bytes").fill_null(0).cast(pl.Float64).alias("dst_bytes"),
+        pl.col("land").fill_null(False).cast(pl.Float64).alias("land_f"),
+        pl.col("wrong_fragment").fill_null(0).cast(pl.Float64).alias("wrong_fragment_f"),
+        pl.col("urgent").fill_null(0).cast(pl.Float64).alias("urgent_f"),
+    )
+
+
+def kdd_features(
+    flows: pa.Table | pl.DataFrame,
+    payloads: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """IDENTITY_COLUMNS + the 41 KDD_FEATURES (KDD_SCHEMA dtypes), one row per flow, in the flows' row order.
+
+    Args:
+        flows: the flow table (FLOW_SCHEMA columns; extra columns are ignored).
+        payloads: flow_id, ts_ns, from_orig, payload (binary) for content features; None: content
+            features from the payload-free rules only (see ``features.kdd.content``).
+    """
+    df = intrinsic_features(_as_frame(flows).with_row_index("_row"))
+    content = content_features(df, payloads)
+
+    # Window features over the TCP/UDP/ICMP rows, in window order (start time, then row order).
+    view = (
+        df.filter(in_kdd_view())
+        .select(
+            "_row",
+            pl.col("ts").cast(pl.Datetime("ns", "UTC")).dt.epoch("ns").alias("t_ns"),
+            "resp_h",
+            "service",
+            "resp_p",
+            "flag",
+            "orig_p",
+        )
+        .sort("t_ns", "_row", nulls_last=False)
+    )
+    win = window_features(view).with_columns(view.get_column("_row"))
+    zeros = np.zeros(df.height, np.float64)
+    win_full = {c: zeros.copy() for c in WINDOW_FEATURES}
+    rows = win.get_column("_row").to_numpy()
+    for c in WINDOW_FEATURES:
+        win_full[c][rows] = win.get_column(c).to_numpy()
+
+    feats = df.select(
+        *IDENTITY_COLUMNS,
+        "duration",
+        "protocol_type",
+        "service",
+        "flag",
+        "src_bytes",
+        "dst_bytes",
+        pl.col("land_f").alias("land"),
+        pl.col("wrong_fragment_f").alias("wrong_fragment"),
+        pl.col("urgent_f").alias("urgent"),
+    )
+    feats = feats.hstack(content.select(CONTENT_FEATURES)).hstack(pl.DataFrame(win_full))
+    return feats.select(*IDENTITY_COLUMNS, *(pl.col(c).cast(KDD_SCHEMA[c]) for c in KDD_FEATURES))
