@@ -10,6 +10,9 @@ Parquet, so the file can train or evaluate a model (``nta train --data``): a res
 becomes extra ``normal`` rows. ``--per-file`` computes the window features (count, dst_host_*) of each capture
 on its own, so connections of unrelated captures never share a window, and adds a ``capture`` column (the
 capture's path as found); without it the captures are one timeline, as ``nta scan`` reads them.
+``--labels FILE`` labels each flow from label windows (``features.kdd.labels``: the traffic lab's
+``labels.csv``) and adds ``label`` and ``scenario`` columns; flows of an attacker outside every window are left
+out and counted.
 """
 
 from __future__ import annotations
@@ -17,17 +20,32 @@ from __future__ import annotations
 import enum
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from analyzer.errors import guarded
 from features.common import InputError
 
+if TYPE_CHECKING:
+    from features.kdd.labels import LabelJoin
+
 
 class FeatureFormat(enum.StrEnum):
     parquet = "parquet"
     nsl_kdd = "nsl-kdd"
+
+
+def _label_notes(path: Path | None, join: LabelJoin) -> list[str]:
+    """What the label join noticed, as warnings: unexplained attacker flows (left out) and windows with no flow."""
+    notes = []
+    if join.unexplained:
+        notes.append(
+            f"{path}: {join.unexplained} flows touch an attacker address outside every window: left out (unlabelled)"
+        )
+    if join.empty_windows:
+        notes.append(f"{path}: windows inside the capture's time span with no flow: {', '.join(join.empty_windows)}")
+    return notes
 
 
 def register(app: typer.Typer) -> None:
@@ -47,6 +65,13 @@ def features(
         str | None,
         typer.Option("--label", help="Add a label column (normal, DoS, Probe, R2L, U2R or an attack name)."),
     ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            help="Label flows from a label-window CSV (the traffic lab's labels.csv): adds label and scenario columns.",
+        ),
+    ] = None,
     per_file: Annotated[
         bool, typer.Option("--per-file", help="Window features per capture (not across the captures).")
     ] = False,
@@ -61,10 +86,16 @@ def features(
     from features.flows.extract import extract_flows
     from features.kdd.columns import ATTACK_CLASS, CLASSES
     from features.kdd.frame import kdd_features
+    from features.kdd.labels import label_flows, read_label_windows
     from features.kdd.nslkdd_text import write_nslkdd
 
     if label is not None and label not in CLASSES and label not in ATTACK_CLASS:
         raise InputError(f"--label {label!r}: not a class ({', '.join(CLASSES)}) or an NSL-KDD attack name")
+    if label is not None and labels is not None:
+        raise InputError("--label and --labels: give one (a constant label, or label windows from a file)")
+    if labels is not None and fmt is FeatureFormat.nsl_kdd:
+        raise InputError("--labels needs --format parquet (NSL-KDD text has no scenario column)")
+    windows = read_label_windows(labels) if labels is not None else None
     if label is not None and fmt is FeatureFormat.nsl_kdd:
         raise InputError("--label needs --format parquet (NSL-KDD text carries the label in its own rows)")
     if output.exists() and not force:
@@ -94,6 +125,10 @@ def features(
             kdd = pl.concat(parts) if len(parts) > 1 else parts[0]
             if label is not None:
                 kdd = kdd.with_columns(pl.lit(label).alias("label"))
+            if windows is not None:
+                join = label_flows(kdd, windows)
+                kdd = kdd.with_columns(join.label, join.scenario).filter(pl.col("label").is_not_null())
+                warnings.extend(_label_notes(labels, join))
         with stages.stage("writing"):
             if fmt is FeatureFormat.nsl_kdd:
                 written, left_out = write_nslkdd(kdd, output)
