@@ -24,6 +24,9 @@ def flows(
     tcp_idle: Annotated[float, typer.Option("--tcp-idle", help="TCP idle timeout, seconds.", min=0.001)] = 300.0,
     udp_idle: Annotated[float, typer.Option("--udp-idle", help="UDP idle timeout, seconds.", min=0.001)] = 60.0,
     icmp_idle: Annotated[float, typer.Option("--icmp-idle", help="ICMP idle timeout, seconds.", min=0.001)] = 60.0,
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Read files overlapping in time as one stream merged by time.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output file.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
 ) -> None:
@@ -42,7 +45,7 @@ def flows(
     config = FlowConfig(tcp_idle_s=tcp_idle, udp_idle_s=udp_idle, icmp_idle_s=icmp_idle)
     with make_stages(quiet) as stages:
         with stages.stage("reading") as progress:
-            ext = extract_flows(found.captures, config, progress, payloads=False)
+            ext = extract_flows(found.captures, config, progress, payloads=False, merge=merge)
         with stages.stage("writing"):
             write_flows(ext, output)
     for path, reason in found.skipped:
@@ -58,6 +61,9 @@ def summary(ext: object, output: Path) -> str:
     n_flows = ext.flows.num_rows  # type: ignore[attr-defined]
     files = f"{len(sources)} capture file{'s' if len(sources) != 1 else ''}"
     text = f"Read {files}, {getattr(ext, 'packets', 0):,} packets -> {n_flows:,} flows written to {output}."
+    for s in getattr(ext, "joined", []):
+        how = "joined in time order" if s["how"] == "joined" else "merged by time"
+        text += f" {len(s['files'])} files {how}: {s['files'][0]} ... {s['files'][-1]}."
     if bad:
         text += " Bad packets: " + ", ".join(f"{k} {v:,}" for k, v in sorted(bad.items())) + "."
     else:

@@ -90,6 +90,14 @@ def scan(
             "become their most probable attack class (column 'novel'). Finds more attacks, with more false alarms.",
         ),
     ] = False,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge",
+            help="Files overlapping in time (several sensors or taps): read them as one stream merged by time. "
+            "Default: rotated files are joined, overlapping ones kept apart.",
+        ),
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Damaged-capture warnings are errors (exit 2).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
@@ -111,6 +119,7 @@ def scan(
         force=force,
         strict=strict,
         novelty=novelty,
+        merge=merge,
     )
     with make_stages(quiet) as stages:
         result = run_scan(config, stages)

@@ -44,6 +44,7 @@ class ScanConfig:
     explain_incidents: int = 20  # the largest N incidents get feature attributions (the report shows 15)
     explain_flows: int = 32  # flows sampled per explained incident (attribution costs a backward pass)
     novelty: bool = False  # apply the model's novelty gate (model.novelty): more attacks found, more false alarms
+    merge: bool = False  # files overlapping in time: one stream merged by time (else kept apart)
 
 
 def capture_stem(path: Path) -> str:
@@ -81,7 +82,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         if config.novelty and clf.novelty is None:
             raise ModelError(f"model {clf.model_id} has no novelty profile: --novelty needs one (nta train fits it)")
     with timed("reading") as progress:
-        ext = extract_flows(found.captures, progress=progress)
+        ext = extract_flows(found.captures, progress=progress, merge=config.merge)
     if config.strict and ext.warnings:
         raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
     with timed("features"):
@@ -118,6 +119,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         min_confidence=config.min_confidence,
         matched=verdicts.matches(v, config.fail_on, config.min_confidence),
         novelty=config.novelty,
+        streams=list(ext.streams),
     )
     with timed("writing"):
         _write_outputs(result, kdd, ext)

@@ -44,6 +44,11 @@ def _header(result: ScanResult) -> Table:
     names = ", ".join(str(c["file"]) for c in result.captures[:3])
     more = f" and {len(result.captures) - 3} more" if len(result.captures) > 3 else ""
     grid.add_row("Captures", f"{len(result.captures)}: {names}{more}")
+    for s in result.joined:
+        files = s["files"]
+        shown = ", ".join(files[:2]) + (f" ... {files[-1]}" if len(files) > 2 else "")
+        how = "joined in time order (rotated files)" if s["how"] == "joined" else "merged by time (--merge)"
+        grid.add_row(s["how"].capitalize(), f"{len(files)} files {how}: {shown}")
     if result.skipped:
         p, why = result.skipped[0]
         grid.add_row("Skipped", f"{len(result.skipped)} files (e.g. {p}: {why})")

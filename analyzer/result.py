@@ -37,6 +37,13 @@ class ScanResult:
     matched: int = 0
     summary: dict[str, Any] = field(default_factory=dict)  # report.json content
     novelty: bool = False  # the novelty gate was applied (verdicts' "novel" column says where it relabelled)
+    # Files read as one packet stream (features.flows.extract.Extraction.streams): {"files": [...], "how": ...}
+    streams: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def joined(self) -> list[dict[str, Any]]:
+        """Streams of more than one file: rotated files joined in time order, or files merged by time."""
+        return [s for s in self.streams if len(s["files"]) > 1]
 
     @property
     def flows(self) -> int:

@@ -67,6 +67,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
             "relabelled_flows": result.novel_flows,
         },
         "captures": result.captures,
+        "capture_streams": result.streams,
         "skipped": [{"file": str(p), "reason": r} for p, r in result.skipped],
         "packets": result.packets,
         "flows": result.flows,

@@ -15,7 +15,9 @@ import numpy as np
 
 # name -> numpy dtype; "absent" sentinel in the comment.
 PACKET_COLUMNS: dict[str, np.dtype] = {
-    "pkt_idx": np.dtype(np.int64),  # index of the record in its capture file (0-based)
+    # index of the record in its capture file (0-based); in a stream of files, file number << 40 | index
+    # (features.capture.streams)
+    "pkt_idx": np.dtype(np.int64),
     "ts_ns": np.dtype(np.int64),  # capture timestamp, ns since the Unix epoch, UTC
     "vlan": np.dtype(np.int32),  # outermost VLAN id; -1 when untagged
     "ip_version": np.dtype(np.uint8),  # 4 or 6

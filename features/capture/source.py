@@ -25,6 +25,19 @@ from features.capture.pcapng import BOM, PcapngWalker
 from features.capture.stream import HEADROOM, stream_blocks
 from features.common import InputError, ProgressFn, no_progress
 
+PEEK_BYTES = 1 << 20  # bytes ``PacketSource.peek`` reads for the first record
+
+
+def _read_some(f: gzip.GzipFile, limit: int) -> bytes:
+    """Up to ``limit`` inflated bytes; a damaged or cut stream gives what inflated before the damage."""
+    out = b""
+    try:
+        while len(out) < limit and (part := f.read(min(1 << 16, limit - len(out)))):
+            out += part
+    except (EOFError, gzip.BadGzipFile, zlib.error):
+        pass
+    return out
+
 
 def _sniff(path: Path) -> tuple[bytes, bool]:
     """The first bytes of the capture (inflated if gzip) and whether it is gzip; InputError if unreadable."""
@@ -91,20 +104,46 @@ class PacketSource:
         self.records = 0
         self.bad: Counter[str] = Counter()
         self.warnings: list[str] = []
+        self.ts_last: int | None = None  # latest record timestamp (ns), once ``batches()`` is exhausted
 
-    def outcome(self) -> tuple[int, Counter[str], list[str], str]:
-        """What a finished ``batches()`` learnt: (records, bad counts, warnings, sha256); see ``adopt``."""
-        return self.records, Counter(self.bad), list(self.warnings), self.sha256
+    def outcome(self) -> tuple[int, Counter[str], list[str], str, int | None]:
+        """What a finished ``batches()`` learnt: (records, bad counts, warnings, sha256, ts_last); see ``adopt``."""
+        return self.records, Counter(self.bad), list(self.warnings), self.sha256, self.ts_last
 
-    def adopt(self, outcome: tuple[int, Counter[str], list[str], str]) -> None:
+    def adopt(self, outcome: tuple[int, Counter[str], list[str], str, int | None]) -> None:
         """Take the outcome of ``batches()`` run elsewhere (``features.capture.readahead``'s child process)."""
-        self.records, bad, warnings, self.sha256 = outcome
+        self.records, bad, warnings, self.sha256, self.ts_last = outcome
         self.bad, self.warnings = Counter(bad), list(warnings)
+
+    def peek(self, limit: int = PEEK_BYTES) -> tuple[int | None, int | None]:
+        """(timestamp in ns, link type) of the first record, from the first ``limit`` bytes only; (None, None)
+        when they hold no complete record (a header-only capture). Cheap: how files are put in time order
+        (``features.capture.streams``) before any is read."""
+        try:
+            with self.path.open("rb") as f:
+                if self._gz:
+                    with gzip.GzipFile(fileobj=f) as g:
+                        data = _read_some(g, limit)
+                else:
+                    data = f.read(limit)
+        except OSError as e:
+            raise InputError(f"{self.path}: cannot read ({e.strerror or e})") from e
+        state = WalkState(str(self.path))
+        walker: PcapWalker | PcapngWalker
+        walker = PcapngWalker(state) if self.format.startswith("pcapng") else PcapWalker(self._head, state)
+        buf = np.frombuffer(data + bytes(PAD), np.uint8).copy()
+        start = walker.header_len if isinstance(walker, PcapWalker) else 0
+        chunks, _ = walker.walk(buf, len(data), min(start, len(data)), False)
+        for rc in chunks:
+            if len(rc):
+                return int(rc.ts_ns[0]), int(rc.linktype[0])
+        return None, (walker.linktype if isinstance(walker, PcapWalker) else None)
 
     def batches(self, progress: ProgressFn = no_progress) -> Iterator[PacketBatch]:
         """Decoded packets in file order, at most ``chunk_records`` records per batch."""
         state = WalkState(str(self.path))
         self.records, self.bad, self.warnings, self.sha256 = 0, Counter(), [], ""  # a second pass starts afresh
+        self.ts_last = None
         walker: PcapWalker | PcapngWalker
         walker = PcapngWalker(state) if self.format.startswith("pcapng") else PcapWalker(self._head, state)
         sha = hashlib.sha256()
@@ -158,6 +197,9 @@ class PacketSource:
     ) -> Iterator[PacketBatch]:
         chunks, self._cut = walker.walk(buf, length, start, at_eof)
         for rc in chunks:
+            if len(rc):
+                last = int(rc.ts_ns.max())
+                self.ts_last = last if self.ts_last is None else max(self.ts_last, last)
             for lo in range(0, len(rc), self.chunk_records):
                 hi = min(lo + self.chunk_records, len(rc))
                 part = RecordChunk(

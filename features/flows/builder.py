@@ -11,6 +11,7 @@ past its timeout, or ended past the close delay, judged against the highest time
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,10 +52,14 @@ DEFAULT_CONFIG = FlowConfig()
 
 
 class FlowBuilder:
-    """Builds the flows of one capture file from its packet batches, in capture order."""
+    """Builds the flows of one packet stream (a capture file, or files joined: ``features.capture.streams``)
+    from its batches, in capture order. A flow's ``source_file`` is the file of its first packet: file
+    ``pkt_idx >> FILE_SHIFT`` of ``sources`` (``add_source`` appends one as the stream reaches it)."""
 
-    def __init__(self, source_file: str, config: FlowConfig = DEFAULT_CONFIG, *, payloads: bool = True) -> None:
-        self.source_file = source_file
+    def __init__(
+        self, source_file: str | Sequence[str], config: FlowConfig = DEFAULT_CONFIG, *, payloads: bool = True
+    ) -> None:
+        self.sources: list[str] = [source_file] if isinstance(source_file, str) else list(source_file)
         self.keep_payloads = payloads  # link PacketBatch.payloads to flows (content features need them)
         self.config = config
         self._delay = int(config.close_delay_s * _NS)
@@ -65,19 +70,24 @@ class FlowBuilder:
         self._payloads: list[pl.DataFrame] = []
 
     # ------------------------------------------------------------------ public
+    def add_source(self, name: str) -> int:
+        """Append a file to the stream; returns its file number (to tag its batches with)."""
+        self.sources.append(name)
+        return len(self.sources) - 1
+
     def add(self, batch: PacketBatch) -> pl.DataFrame:
         """Consume one batch; return the flows that are finished for sure (``flow_id`` is builder-local)."""
         cols = self._frags.resolve(batch.cols, final=False)
         if cols["ts_ns"].size:
             self._watermark = max(self._watermark, int(batch.cols["ts_ns"].max()))
         done = self._process(cols, batch, final=False)
-        return fr.to_frame(done, self.source_file)
+        return fr.to_frame(done, self.sources)
 
     def finish(self) -> pl.DataFrame:
         """Flush every open flow at the end of the capture."""
         cols = self._frags.resolve(None, final=True)
         done = self._process(cols, None, final=True)
-        return fr.to_frame(done, self.source_file)
+        return fr.to_frame(done, self.sources)
 
     def take_payloads(self) -> pl.DataFrame:
         """Payload snippets linked so far (flow_id = builder-local id, ts_ns, from_orig, payload); clears them."""

@@ -77,9 +77,10 @@ def _conn_states(hist: list[str], proto: list[int]) -> list[str]:
     return out
 
 
-def to_frame(st: dict[str, np.ndarray], source_file: str) -> pl.DataFrame:
-    """Flow records of finished states; ``flow_id`` is the builder-local uid (renumbered by ``extract``)."""
-    n = st["h"].size
+def to_frame(st: dict[str, np.ndarray], sources: str | list[str]) -> pl.DataFrame:
+    """Flow records of finished states; ``flow_id`` is the builder-local uid (renumbered by ``extract``);
+    ``source_file`` is ``sources[st["src"]]`` (the file of the flow's first packet)."""
+    files = [sources] if isinstance(sources, str) else sources
     o = st["odir"] == 0  # originator is the key's ``a`` endpoint
 
     def pick(a: np.ndarray, b: np.ndarray, orig: bool) -> np.ndarray:
@@ -102,7 +103,7 @@ def to_frame(st: dict[str, np.ndarray], source_file: str) -> pl.DataFrame:
     cols: dict[str, pa.Array] = {
         "flow_id": pa.array(st["uid"].astype(np.int64)),
         "community_id": cid,
-        "source_file": pa.array([source_file], pa.string()).take(np.zeros(n, np.int64)),
+        "source_file": pa.array(files, pa.string()).take(np.minimum(st["src"], len(files) - 1)),
         "ts": pa.array(st["ts0"] // 1000, ts_type),
         "ts_end": pa.array(st["ts1"] // 1000, ts_type),
         "duration_s": pa.array((st["ts1"] - st["ts0"]) / 1e9),

@@ -3,7 +3,9 @@
 Flow definition
 ---------------
 * A flow is bidirectional and keyed by (outer VLAN id, IP protocol, the two endpoints (address, port)).
-  Flows never span two capture files: ``source_file`` is part of every record.
+  Rotated files of one capture session are one packet stream (``features.capture.streams``), so a flow
+  continues across their boundaries; files overlapping in time are kept apart unless merged. ``source_file``
+  names the file of the flow's first packet.
 * The originator (``orig_*``) is the sender of the first packet seen, except that a TCP flow whose first
   packet is a SYN-ACK is flipped, as Zeek does it: the SYN-ACK's receiver becomes the originator and the
   history starts with ``^``.
@@ -56,7 +58,7 @@ _TS = pa.timestamp("us", tz="UTC")
 FLOW_FIELDS: tuple[Field, ...] = (
     Field("flow_id", pa.int64(), "", "Row number of the flow in this table, in (ts, key) order; stable per run."),
     Field("community_id", pa.string(), "", "Community ID v1 (seed 0) of the flow, to pivot to Zeek and Suricata."),
-    Field("source_file", pa.string(), "", "Capture file the flow was read from."),
+    Field("source_file", pa.string(), "", "Capture file of the flow's first packet."),
     Field("ts", _TS, "UTC", "Time of the flow's first packet."),
     Field("ts_end", _TS, "UTC", "Time of the flow's last packet."),
     Field("duration_s", pa.float64(), "s", "ts_end - ts in seconds."),

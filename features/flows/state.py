@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from features.capture.streams import file_of
 from features.flows.history import NONE, DirState, tcp_letters
 from features.flows.reuse import reuse_state
 from features.flows.segments import bool_cumsum, last_of_seg, seg_cumsum, seg_ids
@@ -31,6 +32,7 @@ _DTYPES: dict[str, type] = {
     "b_lo": np.uint64,
     "b_port": np.int32,
     "uid": np.int64,
+    "src": np.int64,  # file of the flow's first packet in its stream (features.capture.streams.file_of)
     "odir": np.int64,
     "flip": np.bool_,
     "ts0": np.int64,
@@ -240,6 +242,7 @@ def reduce_segments(
     out["odir"] = np.where(cont, carried["odir"][cc] if carried["odir"].size else 0, odir_new)
     new_rank = bool_cumsum(~cont) - 1
     out["uid"] = np.where(cont, carried["uid"][cc] if carried["uid"].size else 0, next_uid + new_rank)
+    out["src"] = np.where(cont, carried["src"][cc] if carried["src"].size else 0, file_of(r["pkt_idx"][first]))
     out["_new_uids"] = np.array([int((~cont).sum())])
     real = ~r["is_v"]
     k2 = seg * 2 + r["dir"]

@@ -37,8 +37,9 @@ Definitions (each derived from the NSL-KDD rows where they can be; tests/kdd/tes
   of scan probes to unnamed ports in the same 2 s were *not* the same service. Named tokens that
   cover several ports (ftp_data, X11, IRC, ...) stay one service: normal ftp_data rows (data
   connections to ever-new client ports) have median ``dst_host_srv_count`` 62, not 1.
-* Windows span capture files: records of several files (e.g. a ring buffer's ``tcpdump -C`` pieces)
-  are one stream ordered by start time, as KDD's were; flows themselves never span files.
+* Windows span capture files: records of several files (e.g. a ring buffer's ``tcpdump -C`` pieces,
+  whose flows continue across the pieces, or several sensors' files) are one stream ordered by start
+  time, as KDD's were.
 * Only TCP, UDP and ICMP records take part (other IP protocols were never in KDD's view); the others
   get 0 in all 19 features.
 
