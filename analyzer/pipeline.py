@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -57,9 +58,9 @@ def capture_stem(path: Path) -> str:
 
 def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     """Scan the captures, write the outputs, and return what was found (see the module docstring)."""
-    from features.flows.extract import extract_flows
+    from features.flows.extract import FlowStream, gather
     from features.kdd.frame import kdd_features
-    from model.infer import Classifier, default_model_dir
+    from model.files import check_model_files, default_model_dir
 
     stages = stages or QuietStages()
     seconds: dict[str, float] = {}
@@ -77,52 +78,89 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
     _check_outputs(out_dir, config.force)
     with timed("model"):
-        clf = Classifier.load(config.model_dir or default_model_dir(), device=config.device)
-        _check_model_features(clf)
-        if config.novelty and clf.novelty is None:
-            raise ModelError(f"model {clf.model_id} has no novelty profile: --novelty needs one (nta train fits it)")
+        # The files are checked now: a bad model is refused before any packet is read. The network is built
+        # once reading has started (importing torch alone takes about 1.3 s): big captures are read and
+        # their flows built in child processes (features.flows.extract.FlowStream.chunks) meanwhile.
+        checked = check_model_files(config.model_dir or default_model_dir())
+        _check_model_features(checked)
+        if config.novelty and not checked.has_novelty:
+            raise ModelError(
+                f"model {checked.model_id} has no novelty profile: --novelty needs one (nta train fits it)"
+            )
+    loaded: list[Any] = []
+    load_s = [0.0, 0.0]  # wall and CPU seconds building the network (inside "reading" when done there)
+
+    def load_model() -> None:
+        t0, c0 = time.perf_counter(), time.process_time()
+        loaded.append(_load_classifier(checked.model_dir, config.device))
+        load_s[:] = [time.perf_counter() - t0, time.process_time() - c0]
+
     with timed("reading") as progress:
-        ext = extract_flows(found.captures, progress=progress, merge=config.merge)
+        fs = FlowStream(found.captures, progress=progress, merge=config.merge, on_start=load_model)
+        ext = gather(fs)
+    seconds["reading"] -= load_s[0]
+    cpu_seconds["reading"] -= load_s[1]
+    if not loaded:
+        load_model()
+    seconds["model"] += load_s[0]
+    cpu_seconds["model"] += load_s[1]
+    clf = loaded[0]
     if config.strict and ext.warnings:
         raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
     with timed("features"):
         flows = pl.from_arrow(ext.flows)
         assert isinstance(flows, pl.DataFrame)
         kdd = _aligned(flows, kdd_features(ext.flows, ext.payloads))
-    with timed("encoding"):
-        x, unknown = clf.spec.transform(kdd)  # (n, F) float32
-    with timed("inference") as progress:
-        proba, gated = _predict(clf, x, config.batch_size, progress, config.novelty)  # (n, K), gate or None
-    with timed("incidents"):
-        v = verdicts.build_verdicts(flows, kdd["service"], proba, clf.classes, clf.model_id, gated)
-        inc, members = incidents.find_incidents(v, config.incidents)
-        v = v.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
-        v = v.select(verdicts.verdict_columns(clf.classes))
-    with timed("explaining"):
-        inc = _explain(clf, x, kdd, v, inc, config)
-    result = ScanResult(
-        out_dir=out_dir,
-        captures=list(ext.sources),
-        skipped=found.skipped,
-        packets=int(ext.packets),
-        bad_packets=dict(ext.bad_packets),
-        warnings=list(ext.warnings),
-        unknown_values={k: int(n) for k, n in unknown.items() if n},
-        model_id=clf.model_id,
-        device=str(clf.device),
-        classes=tuple(clf.classes),
-        verdicts=v,
-        incidents=inc,
-        seconds=seconds,
-        cpu_seconds=cpu_seconds,
-        fail_on=config.fail_on,
-        min_confidence=config.min_confidence,
-        matched=verdicts.matches(v, config.fail_on, config.min_confidence),
-        novelty=config.novelty,
-        streams=list(ext.streams),
-    )
-    with timed("writing"):
-        _write_outputs(result, kdd, ext)
+    paths = {name: out_dir / name for name in OUTPUT_NAMES}
+    created = not out_dir.exists()
+    try:
+        with contextlib.ExitStack() as stack:
+            tmp = {name: stack.enter_context(atomic_path(p)) for name, p in paths.items()}
+            # flows.parquet needs no verdict: it is written on a thread while the model runs.
+            writer = _Background(_write_flows, ext, kdd, clf.model_id, tmp["flows.parquet"])
+            stack.callback(writer.join)  # on failure, the thread is done before its temporary is removed
+            with timed("encoding"):
+                x, unknown = clf.spec.transform(kdd)  # (n, F) float32
+            with timed("inference") as progress:
+                proba, gated = _predict(clf, x, config.batch_size, progress, config.novelty)  # (n, K), gate or None
+            with timed("incidents"):
+                v = verdicts.build_verdicts(flows, kdd["service"], proba, clf.classes, clf.model_id, gated)
+                inc, members = incidents.find_incidents(v, config.incidents)
+                v = v.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
+                v = v.select(verdicts.verdict_columns(clf.classes))
+            with timed("explaining"):
+                inc = _explain(clf, x, kdd, v, inc, config)
+            result = ScanResult(
+                out_dir=out_dir,
+                captures=list(ext.sources),
+                skipped=found.skipped,
+                packets=int(ext.packets),
+                bad_packets=dict(ext.bad_packets),
+                warnings=list(ext.warnings),
+                unknown_values={k: int(n) for k, n in unknown.items() if n},
+                model_id=clf.model_id,
+                device=str(clf.device),
+                classes=tuple(clf.classes),
+                verdicts=v,
+                incidents=inc,
+                seconds=seconds,
+                cpu_seconds=cpu_seconds,
+                fail_on=config.fail_on,
+                min_confidence=config.min_confidence,
+                matched=verdicts.matches(v, config.fail_on, config.min_confidence),
+                novelty=config.novelty,
+                streams=list(ext.streams),
+            )
+            with timed("writing"):
+                writer.result()
+                verdicts.write_csv(result.verdicts, tmp["verdicts.csv"])
+                result.summary = to_json(result)  # "writing" in it: the time so far (report.json itself is small)
+                tmp["report.json"].write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
     return result
 
 
@@ -132,6 +170,41 @@ def _check_outputs(out_dir: Path, force: bool) -> None:
     existing = [n for n in OUTPUT_NAMES if (out_dir / n).exists()]
     if existing and not force:
         raise InputError(f"{out_dir}: outputs exist ({', '.join(existing)}); use --force to overwrite them")
+
+
+class _Background:
+    """``fn(*args)`` on a daemon thread; ``result()`` waits and returns its value or raises its exception."""
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self._out: list[Any] = []
+        self._err: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, args=(fn, *args), name="nta-model", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Any, *args: Any) -> None:
+        try:
+            self._out.append(fn(*args))
+        except BaseException as e:  # handed to the caller of result()
+            self._err.append(e)
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._err:
+            raise self._err[0]
+        return self._out[0]
+
+
+def _load_classifier(model_dir: Path, device: str) -> Any:
+    """The network of a checked model folder, with CPU threads chosen per inference (``model.forward.AUTO``)."""
+    from model.forward import AUTO
+    from model.infer import Classifier
+
+    clf = Classifier.load(model_dir, device=device)
+    clf.threads = AUTO
+    return clf
 
 
 def _check_model_features(clf: Any) -> None:
@@ -210,6 +283,13 @@ def _explain(
     return inc.with_columns(summary=pl.Series(summaries, dtype=pl.String), reason=pl.Series(reasons, dtype=reason_type))
 
 
+def _write_flows(ext: Any, kdd: pl.DataFrame, model_id: str, path: Path) -> None:
+    """flows.parquet (zstd) at ``path``."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(_flows_table(ext, kdd, model_id), path, compression="zstd")
+
+
 def _flows_table(ext: Any, kdd: pl.DataFrame, model_id: str) -> Any:
     """The flow table as extracted (FLOW_SCHEMA types) plus the KDD features, with ``nta flows``' metadata.
 
@@ -223,27 +303,3 @@ def _flows_table(ext: Any, kdd: pl.DataFrame, model_id: str) -> Any:
         if name not in table.column_names:
             table = table.append_column(name, kdd[name].to_arrow())
     return table.replace_schema_metadata({**flow_metadata(ext), b"nta.model_id": model_id.encode()})
-
-
-def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any) -> None:
-    """All three files to temporaries first, then renamed together; the folder is removed if we made it and failed."""
-    import pyarrow.parquet as pq
-
-    out_dir = result.out_dir
-    created = not out_dir.exists()
-    paths = result.outputs
-    t0 = time.perf_counter()
-    try:
-        with contextlib.ExitStack() as stack:
-            tmp = {name: stack.enter_context(atomic_path(p)) for name, p in paths.items()}
-            table = _flows_table(ext, kdd, result.model_id)
-            pq.write_table(table, tmp["flows.parquet"], compression="zstd")
-            verdicts.write_csv(result.verdicts, tmp["verdicts.csv"])
-            result.seconds["writing"] = time.perf_counter() - t0  # so far: report.json itself is small
-            result.summary = to_json(result)
-            tmp["report.json"].write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
-    except BaseException:
-        if created:
-            with contextlib.suppress(OSError):
-                out_dir.rmdir()
-        raise

@@ -10,7 +10,6 @@ a spec whose column count is not the network's input width, or tensors that do n
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
@@ -25,15 +24,21 @@ from torch import nn
 from features.common import InputError, ModelError, atomic_path
 from features.encode.spec import FeatureSpec
 from model.baselines import build_network
+from model.files import FORMAT_VERSION, METADATA, NOVELTY_PREFIX, WEIGHTS, read_metadata, sha256_file
 from model.network import NetConfig
-from model.novelty import PREFIX as NOVELTY_PREFIX
 from model.novelty import NormalProfile, last_linear
 
-__all__ = ["FORMAT_VERSION", "METADATA", "WEIGHTS", "LoadedModel", "load_model", "nta_version", "save_model"]
-
-FORMAT_VERSION = 1
-WEIGHTS = "weights.safetensors"
-METADATA = "metadata.json"
+__all__ = [
+    "FORMAT_VERSION",
+    "METADATA",
+    "WEIGHTS",
+    "LoadedModel",
+    "load_model",
+    "nta_version",
+    "read_metadata",
+    "save_model",
+    "write_metadata",
+]
 
 
 @dataclass
@@ -56,8 +61,7 @@ def nta_version() -> str:
         return "unknown"
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+_sha256 = sha256_file  # the name tests and older callers use
 
 
 def save_model(
@@ -111,27 +115,6 @@ def write_metadata(model_dir: Path, meta: dict[str, Any]) -> None:
     """Rewrite ``metadata.json`` atomically (e.g. to record test metrics); weights are untouched."""
     with atomic_path(Path(model_dir) / METADATA) as tmp:
         tmp.write_text(json.dumps(meta, indent=1, sort_keys=False) + "\n")
-
-
-def read_metadata(model_dir: Path) -> dict[str, Any]:
-    """Parse ``metadata.json`` and check its format version (ModelError otherwise)."""
-    model_dir = Path(model_dir)
-    path = model_dir / METADATA
-    if not model_dir.is_dir():
-        raise ModelError(f"{model_dir}: no model directory there")
-    if not path.is_file():
-        raise ModelError(f"{path}: missing (a model directory holds {WEIGHTS} and {METADATA})")
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"{path}: unreadable model metadata: {e}") from None
-    if not isinstance(meta, dict):
-        raise ModelError(f"{path}: model metadata is not a JSON object")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelError(
-            f"{path}: model format version {meta.get('format_version')!r}, this nta reads version {FORMAT_VERSION}"
-        )
-    return meta
 
 
 def load_model(model_dir: Path) -> LoadedModel:

@@ -20,21 +20,12 @@ from torch import nn
 from features.common import ModelError
 from features.encode.spec import FeatureSpec
 from model.artifacts import load_model
+from model.files import default_full_model_dir, default_model_dir
 from model.forward import device_batches, forward_pass
 from model.network import NetConfig
 from model.novelty import NormalProfile
 
 __all__ = ["Classifier", "default_full_model_dir", "default_model_dir", "resolve_device"]
-
-
-def default_model_dir() -> Path:
-    """The shipped capture-features model (``model/default``), used by ``nta scan`` unless told otherwise."""
-    return Path(__file__).resolve().parent / "default"
-
-
-def default_full_model_dir() -> Path:
-    """The shipped all-41-features model (``model/default-full``), for NSL-KDD-style records."""
-    return Path(__file__).resolve().parent / "default-full"
 
 
 def resolve_device(device: str) -> str:
@@ -59,6 +50,7 @@ class Classifier:
     metadata: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     novelty: NormalProfile | None = None  # model.novelty profile, when the model directory holds one
+    threads: int | None = None  # CPU threads for inference: None torch's setting, AUTO (0) model.forward.pick_threads
 
     @classmethod
     def load(cls, model_dir: Path, device: str = "auto") -> Classifier:
@@ -112,7 +104,7 @@ class Classifier:
     def _forward(self, x: np.ndarray, batch_size: int, keep_reps: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """``model.forward.forward_pass`` on this classifier's device: the plain and the gated predictions
         rest on the same logits on every device (bf16 autocast on CUDA)."""
-        return forward_pass(self.net, self._check_x(x), batch_size, self.device, keep_reps)
+        return forward_pass(self.net, self._check_x(x), batch_size, self.device, keep_reps, self.threads)
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Class probabilities: float32 (n, F) -> float32 (n, K), columns in ``classes`` order."""

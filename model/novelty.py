@@ -32,9 +32,10 @@ import torch
 from torch import nn
 
 from features.common import ModelError
+from model.files import NOVELTY_PREFIX
 from model.forward import forward_pass, last_linear
 
-PREFIX = "novelty."
+PREFIX = NOVELTY_PREFIX
 QUANTILE = 0.99  # chosen before any test figure was seen, not tuned since
 CHUNK_ROWS = 16_384  # rows per distance chunk: (chunk, K) float64 temporaries
 RIDGE = 1e-3  # covariance += RIDGE * mean variance * I: representations can be rank-deficient (ReLU zeros)

@@ -15,74 +15,119 @@ it saves there. Nothing in the child touches the console: its progress calls are
 from __future__ import annotations
 
 import multiprocessing as mp
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
+from typing import Any, TypeVar
 
 from features.capture.packets import PacketBatch
 from features.capture.prefetch import prefetched
 from features.capture.source import PacketSource
 from features.common import ProgressFn
 
+T = TypeVar("T")
 PROCESS_MIN_BYTES = 16 << 20  # captures at least this big (on disk) are decoded in a child process
 
 
 def read_ahead(
-    src: PacketSource, progress: ProgressFn, *, process_min_bytes: int = PROCESS_MIN_BYTES
+    src: PacketSource, progress: ProgressFn, *, process_min_bytes: int = PROCESS_MIN_BYTES, depth: int = 1
 ) -> Iterator[PacketBatch]:
-    """``src.batches(progress)``'s batches, decoded one batch ahead of the caller (same order, same errors)."""
+    """``src.batches(progress)``'s batches, decoded up to ``depth`` batches ahead of the caller (same order,
+    same errors). A deeper read-ahead lets the decoder run on while the caller does something else (``nta
+    scan`` imports torch meanwhile); each batch waiting costs its memory (~25 MB per 262,144 packets)."""
     if src.size_bytes < process_min_bytes or "fork" not in mp.get_all_start_methods():
-        yield from prefetched(src.batches, progress)
+        yield from prefetched(src.batches, progress, depth)
         return
-    yield from _from_child(src, progress)
+    yield from _from_child(src, progress, depth)
 
 
-def _child(src: PacketSource, conn: Connection) -> None:
-    """Child process body: every batch, then the source's outcome (or the exception) down ``conn``."""
+def _from_child(src: PacketSource, progress: ProgressFn, depth: int = 1) -> Iterator[PacketBatch]:
+    yield from in_child(src.batches, src.outcome, src.adopt, progress, depth, name=str(src.path), what="reader")
+
+
+def in_child(
+    make: Callable[[ProgressFn], Iterator[T]],
+    outcome: Callable[[], Any],
+    adopt: Callable[[Any], None],
+    progress: ProgressFn,
+    depth: int = 1,
+    *,
+    name: str,
+    what: str = "reader",
+    on_started: Callable[[], None] | None = None,
+    daemon: bool = True,
+    spawn: Callable[[Connection], None] | None = None,
+) -> Iterator[T]:
+    """``make(progress)``'s items, produced in a forked child process and sent down a pipe (pickled).
+
+    When the items are exhausted the child sends ``outcome()`` (what it learnt on the way), which the parent
+    hands to ``adopt``; an exception in the child is raised in the parent unchanged (as its text when it
+    cannot be pickled); a child that dies is a ``RuntimeError`` naming ``name`` and the exit code. Progress
+    calls are replayed in the parent. ``depth`` > 1: a parent thread drains the pipe up to ``depth`` items
+    ahead, so the child keeps working while the parent is busy. ``on_started`` runs in the parent once the
+    child is running, before the first item is awaited. Closing the iterator ends the child. A child that
+    starts children of its own (``daemon=False``) is not a daemon: multiprocessing forbids that.
+
+    ``spawn``: start a fresh interpreter instead of forking, running ``spawn(conn)`` (a picklable callable that
+    calls ``child_body`` with its own ``make`` and ``outcome``). A forked child may use only what is safe
+    after a fork (numpy, files): polars' and pyarrow's thread pools are not, and a forked child using them
+    can hang on a lock held by a thread that did not survive the fork.
+    """
+    ctx: Any = mp.get_context("spawn" if spawn is not None else "fork")
+    recv_end, send_end = ctx.Pipe(duplex=False)
+    body: tuple[Any, tuple[Any, ...]] = (spawn, (send_end,)) if spawn else (child_body, (make, outcome, send_end, name))
+    proc = ctx.Process(target=body[0], args=body[1], name=f"nta-{what}", daemon=daemon)
+    proc.start()
+    send_end.close()  # the child holds the only writer: its exit ends our recv with EOFError
+
+    def receive(prog: ProgressFn) -> Iterator[T]:
+        while True:
+            try:
+                kind, calls, item = recv_end.recv()
+            except EOFError:
+                proc.join()
+                raise RuntimeError(f"{name}: the {what} process ended early (exit code {proc.exitcode})") from None
+            for done, total in calls:
+                prog(done, total)
+            if kind == "item":
+                yield item
+            elif kind == "end":
+                adopt(item)
+                return
+            else:
+                raise item
+
+    try:
+        if on_started is not None:
+            on_started()
+        # Deeper than one item: a thread drains the pipe, so the child keeps working while we are busy.
+        yield from prefetched(receive, progress, depth - 1) if depth > 1 else receive(progress)
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+        proc.join()
+        recv_end.close()
+
+
+def child_body(
+    make: Callable[[ProgressFn], Iterator[Any]], outcome: Callable[[], Any], conn: Connection, name: str
+) -> None:
+    """Child process body: every item, then the outcome (or the exception) down ``conn``."""
     calls: list[tuple[int, int]] = []
 
     def record(done: int, total: int) -> None:
         calls.append((done, total))
 
     try:
-        for batch in src.batches(record):
-            conn.send(("batch", calls[:], batch))
+        for item in make(record):
+            conn.send(("item", calls[:], item))
             calls.clear()
-        conn.send(("end", calls[:], src.outcome()))
+        conn.send(("end", calls[:], outcome()))
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent reports it
         pass
     except BaseException as e:  # handed to the parent, which raises it
         try:
             conn.send(("error", calls[:], e))
         except Exception:  # an exception that cannot be pickled: send its text instead
-            conn.send(("error", calls[:], RuntimeError(f"{src.path}: {type(e).__name__}: {e}")))
+            conn.send(("error", calls[:], RuntimeError(f"{name}: {type(e).__name__}: {e}")))
     finally:
         conn.close()
-
-
-def _from_child(src: PacketSource, progress: ProgressFn) -> Iterator[PacketBatch]:
-    ctx = mp.get_context("fork")
-    recv_end, send_end = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(src, send_end), name="nta-reader", daemon=True)
-    proc.start()
-    send_end.close()  # the child holds the only writer: its exit ends our recv with EOFError
-    try:
-        while True:
-            try:
-                kind, calls, item = recv_end.recv()
-            except EOFError:
-                proc.join()
-                raise RuntimeError(f"{src.path}: the reader process ended early (exit code {proc.exitcode})") from None
-            for done, total in calls:
-                progress(done, total)
-            if kind == "batch":
-                yield item
-            elif kind == "end":
-                src.adopt(item)
-                return
-            else:
-                raise item
-    finally:
-        if proc.is_alive():
-            proc.terminate()
-        proc.join()
-        recv_end.close()

@@ -60,6 +60,7 @@ class Stream:
     linktype: int | None = None
     pattern: tuple[str, str] = ("", "")
     last_ts: int | None = None  # latest record timestamp read so far
+    busy: bool = False  # a file of the stream is being read: it cannot take another one yet
 
 
 class StreamJoiner:
@@ -81,7 +82,10 @@ class StreamJoiner:
             fits = [
                 s
                 for s in self.streams
-                if s.linktype == linktype and s.last_ts is not None and s.last_ts - JOIN_SLACK_NS <= first_ts
+                if not s.busy
+                and s.linktype == linktype
+                and s.last_ts is not None
+                and s.last_ts - JOIN_SLACK_NS <= first_ts
             ]
             if fits:
                 best = max(fits, key=lambda s: (s.pattern == pattern, s.last_ts))

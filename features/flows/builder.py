@@ -89,6 +89,13 @@ class FlowBuilder:
         done = self._process(cols, None, final=True)
         return fr.to_frame(done, self.sources)
 
+    def floor(self) -> int | None:
+        """The earliest start (ns) a flow not yet returned can have, as far as this builder knows: its open
+        flows' and held fragments' earliest timestamps (None: nothing open). Flows of packets not yet added
+        start at those packets' timestamps."""
+        starts = [int(a.min()) for a in (self._state["ts0"], self._frags.held_ts()) if a.size]
+        return min(starts) if starts else None
+
     def take_payloads(self) -> pl.DataFrame:
         """Payload snippets linked so far (flow_id = builder-local id, ts_ns, from_orig, payload); clears them."""
         out = pl.concat(self._payloads) if self._payloads else fr.empty_payloads()

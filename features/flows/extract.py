@@ -1,25 +1,46 @@
-"""Captures to one flow table: read each stream of files batch by batch, build its flows, number them all at once."""
+"""Captures to flows, streamed: files read as packet streams in time order, finished flows released in their final
+order (with their ``flow_id``) as soon as no later packet can change that order.
+
+``FlowStream`` yields ``FlowChunk``s; ``extract_flows`` gathers them into one table (``Extraction``).
+
+Order and release. The flow table is sorted by (start time, stream, flow key): ``flow_id`` is the row number in
+that order. A finished flow can be numbered once no flow that sorts before it can still appear: every flow
+not yet finished starts at or after the *floor*, the earliest of the open flows' starts (and held-back
+fragments), the next packet of every file being read, and the first packet of every file not yet opened.
+Flows starting before the floor (to the microsecond the table holds) are released, sorted and numbered; the
+rest wait. Files are read in time order: the file whose next packet is earliest goes first, so files that
+overlap in time are read side by side and the floor moves with all of them. Memory is set by the open flows
+and the finished flows waiting for the floor, not by the capture's length. A capture whose timestamps step
+back by more than a batch (262,144 records) can break the order at that step; ordinary captures never do.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from features.capture.packets import PacketBatch
-from features.capture.readahead import read_ahead
+from features.capture.readahead import PROCESS_MIN_BYTES, child_body, in_child, read_ahead
+from features.capture.source import PacketSource
 from features.capture.streams import Stream, StreamJoiner, merge_by_time, tag_batch
 from features.common import ProgressFn, no_progress
 from features.flows.builder import DEFAULT_CONFIG, FlowBuilder, FlowConfig
-from features.flows.records import empty_payloads
+from features.flows.records import PAYLOAD_SCHEMA, empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
 
 # Sort order of the final table: time first, then the flow key, so flow_id is stable per input.
 _ORDER = ("ts", "_file", "ip_proto", "orig_h", "orig_p", "resp_h", "resp_p", "icmp_type", "icmp_code", "vlan", "_uid")
+CHUNK_FLOWS = 16_384  # flows released at a time (at least; the last chunk may be smaller)
+CHILD_AHEAD = 64  # chunks a flow-building child may run ahead of the process that consumes them
+_NEVER = np.iinfo(np.int64).max
 
 
 @dataclass
@@ -41,6 +62,279 @@ class Extraction:
         return [s for s in self.streams if len(s["files"]) > 1]
 
 
+@dataclass
+class FlowChunk:
+    """Finished flows in table order (``FLOW_SCHEMA``, ``flow_id`` final) and their payload snippets."""
+
+    flows: pl.DataFrame
+    payloads: pl.DataFrame  # flow_id, ts_ns, from_orig, payload; sorted by flow_id, ts_ns
+
+
+@dataclass
+class _Reading:
+    """A file (or, merged, all files) being read: its batch iterator with the next batch fetched ahead."""
+
+    it: Iterator[PacketBatch]
+    stream: Stream
+    builder: FlowBuilder
+    key: int  # the stream's place in the sort order (its first file's index in the given order)
+    files: list[int]  # the files it reads (one, or all when merged)
+    file_no: int = 0  # the file's number in its stream (tags pkt_idx); merged batches are tagged already
+    nxt: PacketBatch | None = None
+
+    def fetch(self) -> None:
+        self.nxt = next(self.it, None)
+
+    def next_ts(self) -> int:
+        """Timestamp of the next packet to read (a batch of damage counts only goes first)."""
+        b = self.nxt
+        if b is None:
+            return _NEVER
+        return int(b.cols["ts_ns"].min()) if len(b) else np.iinfo(np.int64).min
+
+
+class FlowStream:
+    """Flows of ``paths`` as ``FlowChunk``s (see the module docstring); what was read in ``extraction()``.
+
+    Each path is opened first, so a non-capture fails before any work (``InputError``). Files are read as
+    streams (``features.capture.streams``): rotated files of one session are joined in time order, so flows
+    continue across their boundaries; files overlapping in time are kept apart, or with ``merge`` read as one
+    stream ordered by time. ``progress`` gets (bytes read, total bytes) over all files. With
+    ``payloads=False`` no payload snippets are kept. Files are decoded up to ``ahead`` batches ahead;
+    ``on_start`` is called once the first file's decoding has started, before any flow is built: work done
+    there (``nta scan`` builds its network) overlaps with the decoding.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        config: FlowConfig = DEFAULT_CONFIG,
+        progress: ProgressFn = no_progress,
+        *,
+        payloads: bool = True,
+        merge: bool = False,
+        chunk_flows: int = CHUNK_FLOWS,
+        ahead: int = 1,
+        on_start: Callable[[], None] | None = None,
+    ) -> None:
+        self.sources = [PacketSource(Path(p), payloads=payloads) for p in paths]
+        self.starts = [s.peek() for s in self.sources]
+        self.config = config
+        self.progress = progress
+        self.payloads = payloads
+        self.merge = merge
+        self.chunk_flows = max(1, chunk_flows)
+        self.ahead = max(1, ahead)
+        self._on_start = on_start
+        self._total = sum(s.size_bytes for s in self.sources)
+        self._done: dict[int, int] = {}
+        self._joiner = StreamJoiner()
+        self._pending: list[pl.DataFrame] = []  # finished flows not yet released (with _file, _uid)
+        self._pending_pay: list[pl.DataFrame] = []  # their payload snippets (with _file, _uid)
+        self._next_id = 0
+        self.flows = 0  # released so far
+
+    # ------------------------------------------------------------------ reading
+    def _reader(self, i: int) -> Iterator[PacketBatch]:
+        def prog(d: int, _total: int) -> None:
+            self._done[i] = d
+            self.progress(sum(self._done.values()), self._total)
+
+        if self.ahead > 1:
+            return read_ahead(self.sources[i], prog, depth=self.ahead)
+        return read_ahead(self.sources[i], prog)  # decode the next batch while this one builds flows
+
+    def __iter__(self) -> Iterator[FlowChunk]:
+        builders: list[FlowBuilder] = []
+        reading: list[_Reading] = []
+        order = StreamJoiner.order(self.starts)
+        if self.merge and order:
+            fb = FlowBuilder([str(self.sources[i].path) for i in order], self.config, payloads=self.payloads)
+            tagged = [_tagged(self._reader(i), n) for n, i in enumerate(order)]
+            merged = merge_by_time([self.starts[i][0] for i in order], tagged)
+            self._joiner.streams = [Stream(0, files=list(order))]
+            r = _Reading(merged, self._joiner.streams[0], fb, order[0], list(order))
+            r.fetch()
+            builders.append(fb)
+            reading.append(r)
+            order = []
+            self._started()
+        # Files without a record in their first megabyte (header-only captures) first, then by time.
+        queue = [i for i in order if self.starts[i][0] is None] + [i for i in order if self.starts[i][0] is not None]
+        by_stream: dict[int, FlowBuilder] = {}
+        while queue or reading:
+            nxt = min((r.next_ts() for r in reading), default=_NEVER)
+            if queue and (self.starts[queue[0]][0] or np.iinfo(np.int64).min) <= nxt:
+                i = queue.pop(0)
+                s = self._joiner.assign(i, self.sources[i].path, *self.starts[i])
+                if s.sid in by_stream:
+                    n = by_stream[s.sid].add_source(str(self.sources[i].path))
+                else:
+                    by_stream[s.sid] = FlowBuilder(str(self.sources[i].path), self.config, payloads=self.payloads)
+                    builders.append(by_stream[s.sid])
+                    n = 0
+                s.busy = True
+                r = _Reading(self._reader(i), s, by_stream[s.sid], s.files[0], [i], n)
+                r.fetch()
+                reading.append(r)
+                self._started()
+            else:
+                r = min(reading, key=lambda r: r.next_ts())
+                batch = r.nxt
+                assert batch is not None
+                r.fetch()  # the next batch's first packet bounds what this file can still deliver
+                self._add(r.builder.add(tag_batch(batch, r.file_no) if r.file_no else batch), r)
+            for r in [r for r in reading if r.nxt is None]:  # read to the end
+                reading.remove(r)
+                r.stream.busy = False
+                StreamJoiner.read(r.stream, self.sources[r.files[0]].ts_last)
+            floor = self._floor(builders, reading, queue)
+            chunk = self._release(floor, final=False)
+            if chunk is not None:
+                yield chunk
+        for fb, s in zip(builders, self._joiner.streams, strict=True):
+            self._add(fb.finish(), _Reading(iter(()), s, fb, s.files[0], s.files))
+        while (chunk := self._release(_NEVER, final=True)) is not None:
+            yield chunk
+
+    def chunks(self, forked: bool | None = None) -> Iterator[FlowChunk]:
+        """The chunks, built in a child process when ``forked`` (default: captures of at least
+        ``PROCESS_MIN_BYTES``), else here. In the child, flows are built while this process does other work:
+        ``on_start`` runs here as soon as the child is running, and the child runs up to ``CHILD_AHEAD``
+        chunks ahead. The child is a fresh interpreter (spawned, not forked: flow building uses polars, whose
+        thread pool does not survive a fork); it reads the captures itself."""
+        if forked is None:
+            forked = self._total >= PROCESS_MIN_BYTES
+        if not forked:
+            yield from self
+            return
+
+        def adopt(got: tuple[list[Any], list[Stream], int]) -> None:
+            for src, out in zip(self.sources, got[0], strict=True):
+                src.adopt(out)
+            self._joiner.streams, self.flows = got[1], got[2]
+
+        spec = _ChildSpec([s.path for s in self.sources], self.config, self.payloads, self.merge, self.chunk_flows)
+        name = str(self.sources[0].path) if self.sources else "captures"
+        hook, self._on_start = self._on_start, None
+        yield from in_child(
+            lambda _p: iter(()), lambda: None, adopt, self.progress, CHILD_AHEAD, name=name, what="flow",
+            on_started=hook, daemon=False, spawn=spec,
+        )  # fmt: skip
+
+    def outcome(self) -> tuple[list[Any], list[Stream], int]:
+        """What reading learnt, to hand to another process's ``FlowStream`` (``chunks(forked=True)``)."""
+        return [s.outcome() for s in self.sources], self._joiner.streams, self.flows
+
+    def _started(self) -> None:
+        if self._on_start is not None:
+            hook, self._on_start = self._on_start, None
+            hook()
+
+    def _add(self, frame: pl.DataFrame, r: _Reading) -> None:
+        if frame.height:
+            self._pending.append(frame.with_columns(pl.lit(r.key, pl.Int64).alias("_file")))
+        pay = r.builder.take_payloads()
+        if pay.height:
+            self._pending_pay.append(
+                pay.rename({"flow_id": "_uid"}).with_columns(pl.lit(r.key, pl.Int64).alias("_file"))
+            )
+
+    def _floor(self, builders: list[FlowBuilder], reading: list[_Reading], queue: list[int]) -> int:
+        """The earliest start a flow not yet finished can have (ns)."""
+        lows = [f for f in (fb.floor() for fb in builders) if f is not None]
+        lows += [r.next_ts() for r in reading]
+        lows += [t for t in (self.starts[i][0] for i in queue) if t is not None]
+        return min(lows, default=_NEVER)
+
+    def _release(self, floor: int, final: bool) -> FlowChunk | None:
+        """The pending flows that start before ``floor``, numbered, when there are enough of them (or ``final``)."""
+        if not self._pending:
+            return None
+        pend = pl.concat(self._pending, how="vertical") if len(self._pending) > 1 else self._pending[0]
+        if floor == _NEVER:
+            ready = pend
+            rest = pend.clear()
+        else:
+            early = pl.col("ts").dt.epoch("us") < floor // 1000
+            ready, rest = pend.filter(early), pend.filter(~early)
+        if ready.height < self.chunk_flows and not (final and ready.height):
+            self._pending = [pend]
+            return None
+        self._pending = [rest] if rest.height else []
+        ready = ready.rename({"flow_id": "_uid"}).sort(list(_ORDER), nulls_last=False)
+        ready = ready.with_columns(
+            pl.int_range(self._next_id, self._next_id + ready.height, dtype=pl.Int64).alias("flow_id")
+        )
+        self._next_id += ready.height
+        self.flows += ready.height
+        pays = empty_payloads()
+        if self._pending_pay:
+            pp = pl.concat(self._pending_pay) if len(self._pending_pay) > 1 else self._pending_pay[0]
+            ids = ready.select("_file", "_uid", "flow_id")
+            pays = (
+                pp.join(ids, on=["_file", "_uid"], how="inner")
+                .select("flow_id", "ts_ns", "from_orig", "payload")
+                .sort("flow_id", "ts_ns")
+            )
+            left = pp.join(ids, on=["_file", "_uid"], how="anti")
+            self._pending_pay = [left] if left.height else []
+        flows = pl.from_arrow(ready.select(FLOW_COLUMNS).to_arrow().cast(FLOW_SCHEMA))
+        assert isinstance(flows, pl.DataFrame)
+        return FlowChunk(flows, pays.cast(PAYLOAD_SCHEMA))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ what was read
+    def extraction(self, flows: pa.Table | None = None, payloads: pl.DataFrame | None = None) -> Extraction:
+        """What the reading learnt (complete once the chunks are exhausted), with ``flows``/``payloads`` if given."""
+        bad: Counter[str] = Counter()
+        warnings: list[str] = []
+        info: list[dict] = []
+        for src in self.sources:
+            bad.update(src.bad)
+            warnings.extend(src.warnings)
+            info.append(
+                {
+                    "file": str(src.path),
+                    "sha256": src.sha256,
+                    "format": src.format,
+                    "packets": src.records,
+                    "bytes": src.size_bytes,
+                }
+            )
+        return Extraction(
+            flows=flows if flows is not None else FLOW_SCHEMA.empty_table(),
+            payloads=payloads if payloads is not None else empty_payloads(),
+            sources=info,
+            bad_packets=dict(sorted(bad.items())),
+            warnings=warnings,
+            packets=sum(s.records for s in self.sources),
+            streams=[
+                {"files": [str(self.sources[i].path) for i in st.files], "how": _how(len(st.files), self.merge)}
+                for st in sorted(self._joiner.streams, key=lambda st: st.files[0])
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class _ChildSpec:
+    """The body of a flow-building child: its own ``FlowStream`` over the same captures."""
+
+    paths: list[Path]
+    config: FlowConfig
+    payloads: bool
+    merge: bool
+    chunk_flows: int
+
+    def __call__(self, conn: Connection) -> None:
+        fs = FlowStream(self.paths, self.config, payloads=self.payloads, merge=self.merge, chunk_flows=self.chunk_flows)
+
+        def make(progress: ProgressFn) -> Iterator[FlowChunk]:
+            fs.progress = progress
+            return iter(fs)
+
+        child_body(make, fs.outcome, conn, str(self.paths[0]) if self.paths else "captures")
+
+
 def extract_flows(
     paths: Sequence[Path],
     config: FlowConfig = DEFAULT_CONFIG,
@@ -49,106 +343,21 @@ def extract_flows(
     payloads: bool = True,
     merge: bool = False,
 ) -> Extraction:
-    """Flow records of ``paths`` (each opened first, so a non-capture fails before any work: ``InputError``).
+    """All flows of ``paths`` as one table (``FlowStream``'s chunks gathered); ``Extraction.streams`` says which
+    files were read together. With ``payloads=False`` no payload snippets are kept (less memory when only the
+    flow table is wanted)."""
+    return gather(FlowStream(paths, config, progress, payloads=payloads, merge=merge))
 
-    ``progress`` gets (bytes read, total bytes) over all files. Files are read as streams
-    (``features.capture.streams``): rotated files of one session are joined in time order, so flows
-    continue across their boundaries; files overlapping in time are kept apart, or with ``merge`` read as
-    one stream ordered by time. ``Extraction.streams`` says which files were read together. With
-    ``payloads=False`` no payload snippets are kept (``Extraction.payloads`` is empty): less memory when
-    only the flow table is wanted.
-    """
-    from features.capture.source import PacketSource
 
-    sources = [PacketSource(Path(p), payloads=payloads) for p in paths]
-    starts = [s.peek() for s in sources]
-    total = sum(s.size_bytes for s in sources)
-    done: dict[int, int] = {}
-    frames: list[pl.DataFrame] = []
-    pays: list[pl.DataFrame] = []
-    streams: list[Stream] = []
-
-    def reader(i: int) -> Iterator[PacketBatch]:
-        def prog(d: int, _total: int) -> None:
-            done[i] = d
-            progress(sum(done.values()), total)
-
-        return read_ahead(sources[i], prog)  # decode the next batch while this one builds flows
-
-    def collect(fb: FlowBuilder, key: int) -> None:
-        frames.append(fb.finish().with_columns(pl.lit(key).alias("_file")))
-        pays.append(fb.take_payloads().with_columns(pl.lit(key).alias("_file")))
-
-    if merge and sources:
-        order = StreamJoiner.order(starts)
-        fb = FlowBuilder([str(sources[i].path) for i in order], config, payloads=payloads)
-        tagged = [_tagged(reader(i), n) for n, i in enumerate(order)]
-        key = min(order)
-        for b in merge_by_time([starts[i][0] for i in order], tagged):
-            frames.append(fb.add(b).with_columns(pl.lit(key).alias("_file")))
-        collect(fb, key)
-        streams = [Stream(0, files=order)]
+def gather(fs: FlowStream) -> Extraction:
+    """Every chunk of ``fs`` in one table, with what the reading learnt."""
+    chunks = list(fs.chunks())
+    if chunks:
+        table = pa.concat_tables([c.flows.to_arrow() for c in chunks]).cast(FLOW_SCHEMA)
+        pays = pl.concat([c.payloads for c in chunks])
     else:
-        joiner = StreamJoiner()
-        builders: dict[int, FlowBuilder] = {}
-        for i in joiner.order(starts):
-            s = joiner.assign(i, sources[i].path, *starts[i])
-            key = s.files[0]  # streams sort like their first file in the given order
-            if s.sid not in builders:
-                builders[s.sid] = FlowBuilder(str(sources[i].path), config, payloads=payloads)
-                n = 0
-            else:
-                n = builders[s.sid].add_source(str(sources[i].path))
-            fb = builders[s.sid]
-            for b in reader(i):
-                frames.append(fb.add(tag_batch(b, n)).with_columns(pl.lit(key).alias("_file")))
-            joiner.read(s, sources[i].ts_last)
-        for s in joiner.streams:
-            collect(builders[s.sid], s.files[0])
-        streams = joiner.streams
-    bad: Counter[str] = Counter()
-    warnings: list[str] = []
-    info: list[dict] = []
-    for src in sources:
-        bad.update(src.bad)
-        warnings.extend(src.warnings)
-        info.append(
-            {
-                "file": str(src.path),
-                "sha256": src.sha256,
-                "format": src.format,
-                "packets": src.records,
-                "bytes": src.size_bytes,
-            }
-        )
-    if not frames:
-        empty = pl.from_arrow(FLOW_SCHEMA.empty_table())
-        assert isinstance(empty, pl.DataFrame)
-        frames = [empty]
-    flows = pl.concat(frames)
-    if "_file" not in flows.columns:
-        flows = flows.with_columns(pl.lit(0).alias("_file"))
-    flows = flows.rename({"flow_id": "_uid"}).sort(list(_ORDER), nulls_last=False).with_row_index("flow_id")
-    ids = flows.select("_file", "_uid", pl.col("flow_id").cast(pl.Int64))
-    linked = empty_payloads()
-    if pays:
-        p = pl.concat(pays).rename({"flow_id": "_uid"})
-        linked = p.join(ids, on=["_file", "_uid"], how="inner").select("flow_id", "ts_ns", "from_orig", "payload")
-        linked = linked.sort("flow_id", "ts_ns")
-    table = flows.with_columns(pl.col("flow_id").cast(pl.Int64)).select(FLOW_COLUMNS).to_arrow()
-    table = table.cast(FLOW_SCHEMA)
-    return Extraction(
-        flows=table,
-        payloads=linked,
-        sources=info,
-        bad_packets=dict(sorted(bad.items())),
-        warnings=warnings,
-        packets=sum(s.records for s in sources),
-        streams=[
-            {"files": [str(sources[i].path) for i in st.files], "how": _how(len(st.files), merge)}
-            for st in sorted(streams, key=lambda st: st.files[0])
-        ],
-    )
+        table, pays = FLOW_SCHEMA.empty_table(), empty_payloads()
+    return fs.extraction(table, pays)
 
 
 def _tagged(batches: Iterator[PacketBatch], file_no: int) -> Iterator[PacketBatch]:

@@ -48,6 +48,10 @@ class FragmentTracker:
         self._held = _empty()  # unresolved non-first fragments, not yet passed on
         self._watermark = np.iinfo(np.int64).min
 
+    def held_ts(self) -> np.ndarray:
+        """Timestamps of the non-first fragments held back (they may still start flows)."""
+        return self._held["ts_ns"]
+
     def resolve(self, cols: dict[str, np.ndarray] | None, final: bool) -> dict[str, np.ndarray]:
         """Return the packets to build flows from: ``cols`` plus released held fragments, with two more columns.
 

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason
 
 def _extract(paths: list[Path], min_bytes: int, monkeypatch: pytest.MonkeyPatch, payloads: bool = True):  # type: ignore[no-untyped-def]
     monkeypatch.setattr(
-        "features.flows.extract.read_ahead", lambda s, p: readahead.read_ahead(s, p, process_min_bytes=min_bytes)
+        "features.flows.extract.read_ahead",
+        lambda s, p, **kw: readahead.read_ahead(s, p, process_min_bytes=min_bytes, **kw),
     )
     return extract_flows(paths, payloads=payloads)
 

@@ -1,0 +1,53 @@
+"""features.flows.extract.FlowStream: flows released in chunks as the floor moves, built here or in a child process,
+make exactly the table of one release at the end."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from features.flows.builder import FlowConfig
+from features.flows.extract import FlowStream, extract_flows, gather
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_pcaps"
+NAMES = ["demo-mixed.pcap", "benign-web-dns-ssh.pcap", "teardrop.pcap", "syn-flood.pcap"]
+
+
+# Short timeouts: flows end within seconds, so the floor moves through these short captures.
+QUICK = FlowConfig(tcp_idle_s=2.0, udp_idle_s=1.0, icmp_idle_s=1.0, other_idle_s=1.0, close_delay_s=0.5)
+
+
+def stream(names: list[str], chunk_flows: int, records: int, merge: bool = False) -> FlowStream:
+    fs = FlowStream([SAMPLES / n for n in names], QUICK, chunk_flows=chunk_flows, merge=merge)
+    for src in fs.sources:
+        src.chunk_records = records  # many small batches: the floor moves often
+    return fs
+
+
+@pytest.mark.parametrize("names", [[n] for n in NAMES] + [NAMES])
+def test_small_chunks_give_the_table_of_one_release(names: list[str]) -> None:
+    whole = extract_flows([SAMPLES / n for n in names], QUICK)
+    fs = stream(names, chunk_flows=4, records=16)
+    chunks = list(fs.chunks(forked=False))
+    flows = pl.concat([c.flows for c in chunks])
+    assert len(chunks) > 3 or flows.height < 20
+    assert flows.equals(pl.from_arrow(whole.flows))  # type: ignore[arg-type]
+    assert pl.concat([c.payloads for c in chunks]).equals(whole.payloads)
+    assert [c.flows["flow_id"][0] for c in chunks] == sorted(c.flows["flow_id"][0] for c in chunks)
+    assert fs.extraction().streams == whole.streams and fs.flows == flows.height
+
+
+def test_flows_built_in_a_child_process_are_the_same() -> None:
+    here = gather(stream(NAMES, chunk_flows=8, records=32))
+    started: list[bool] = []
+    fs = stream(NAMES, chunk_flows=8, records=32)
+    fs._on_start = lambda: started.append(mp.active_children() != [])
+    chunks = list(fs.chunks(forked=True))
+    assert started == [True]  # the hook ran here while the child was working
+    assert pl.concat([c.flows for c in chunks]).equals(pl.from_arrow(here.flows))  # type: ignore[arg-type]
+    ext = fs.extraction()
+    assert ext.sources == here.sources and ext.packets == here.packets and ext.bad_packets == here.bad_packets
+    assert ext.streams == here.streams and not mp.active_children()
