@@ -34,8 +34,8 @@ def flows(
     from analyzer import inputs
     from analyzer.progress import make_stages
     from features.flows.builder import FlowConfig
-    from features.flows.extract import extract_flows
-    from features.flows.table import write_flows
+    from features.flows.extract import FlowStream
+    from features.flows.table import write_flow_stream
 
     if output.is_dir():
         raise InputError(f"{output}: is a folder; -o names the output file")
@@ -43,22 +43,22 @@ def flows(
         raise InputError(f"{output}: exists; use --force to overwrite it")
     found = inputs.discover(captures)
     config = FlowConfig(tcp_idle_s=tcp_idle, udp_idle_s=udp_idle, icmp_idle_s=icmp_idle)
-    with make_stages(quiet) as stages:
-        with stages.stage("reading") as progress:
-            ext = extract_flows(found.captures, config, progress, payloads=False, merge=merge)
-        with stages.stage("writing"):
-            write_flows(ext, output)
+    with make_stages(quiet) as stages, stages.stage("reading") as progress:
+        # Flows go to the file as they are released (FlowStream): memory follows open flows, not the table.
+        fs = FlowStream(found.captures, config, progress, payloads=False, merge=merge)
+        ext, n_flows = write_flow_stream(fs, output)
     for path, reason in found.skipped:
         print(f"nta: skipped {path}: {reason}", file=sys.stderr)
-    print(summary(ext, output))
+    print(summary(ext, output, n_flows))
 
 
-def summary(ext: object, output: Path) -> str:
+def summary(ext: object, output: Path, n_flows: int | None = None) -> str:
     """One paragraph: files, packets, flows, bad packets by name, warnings."""
     sources = getattr(ext, "sources", [])
     bad = getattr(ext, "bad_packets", {})
     warnings = getattr(ext, "warnings", [])
-    n_flows = ext.flows.num_rows  # type: ignore[attr-defined]
+    if n_flows is None:
+        n_flows = ext.flows.num_rows  # type: ignore[attr-defined]
     files = f"{len(sources)} capture file{'s' if len(sources) != 1 else ''}"
     text = f"Read {files}, {getattr(ext, 'packets', 0):,} packets -> {n_flows:,} flows written to {output}."
     for s in getattr(ext, "joined", []):

@@ -46,6 +46,32 @@ def sample_rows(rows: np.ndarray, k: int) -> np.ndarray:
     return rows[np.linspace(0, len(rows) - 1, k).round().astype(np.int64)]
 
 
+class Rows(Protocol):
+    """Where the flows' features come from, by row number: in memory, or read back from flows.parquet."""
+
+    def encoded(self, rows: np.ndarray) -> np.ndarray:
+        """(m, F) encoded features of the rows."""
+        ...
+
+    def column(self, name: str, rows: np.ndarray) -> pl.Series:
+        """One raw KDD feature of the rows."""
+        ...
+
+
+@dataclass(frozen=True)
+class InMemory:
+    """``Rows`` over arrays held in memory: x (n, F) encoded, kdd the n flows' raw features."""
+
+    x: np.ndarray
+    kdd: pl.DataFrame
+
+    def encoded(self, rows: np.ndarray) -> np.ndarray:
+        return self.x[rows]
+
+    def column(self, name: str, rows: np.ndarray) -> pl.Series:
+        return self.kdd[name].gather(rows)
+
+
 def explain_incidents(
     clf: Attributor,
     source_feature: Sequence[str],
@@ -58,7 +84,7 @@ def explain_incidents(
     top: int = 3,
     batch_size: int = 4096,
 ) -> dict[int, list[Driver]]:
-    """Top drivers per incident.
+    """Top drivers per incident (``explain_rows`` over features in memory).
 
     Args:
         clf: the classifier (``attribute`` and ``classes``).
@@ -69,6 +95,31 @@ def explain_incidents(
         labels: class name of each incident to explain.
         per_incident: flows sampled per incident.
     """
+    return explain_rows(
+        clf,
+        source_feature,
+        InMemory(x, kdd),
+        members,
+        labels,
+        per_incident=per_incident,
+        top=top,
+        batch_size=batch_size,
+    )
+
+
+def explain_rows(
+    clf: Attributor,
+    source_feature: Sequence[str],
+    flows: Rows,
+    members: pl.DataFrame,
+    labels: dict[int, str],
+    *,
+    per_incident: int = 64,
+    top: int = 3,
+    batch_size: int = 4096,
+) -> dict[int, list[Driver]]:
+    """Top drivers per incident, the features fetched from ``flows`` for the sampled rows (encoded) and, for
+    the typical values, the chosen features of every member row: memory follows the incidents, not the scan."""
     names = list(dict.fromkeys(source_feature))  # KDD features in first-appearance order
     col_of = np.array([names.index(s) for s in source_feature])  # (F,) encoded column -> feature index
     to_feature = np.zeros((len(col_of), len(names)))  # (F, n_features): sums encoded columns per feature
@@ -83,7 +134,7 @@ def explain_incidents(
         # One call for every incident: each sampled row is attributed toward its own incident's class.
         rows = np.concatenate([groups[i] for i in ids])
         target = np.concatenate([np.full(len(groups[i]), clf.classes.index(labels[i]), np.int64) for i in ids])
-        attr = clf.attribute(x[rows], target, batch_size=batch_size)  # (m, F)
+        attr = clf.attribute(flows.encoded(rows), target, batch_size=batch_size)  # (m, F)
         per_feat = attr.astype(np.float64) @ to_feature  # (m, n_features)
         start = 0
         for i in ids:
@@ -94,17 +145,21 @@ def explain_incidents(
     for i, s in scores.items():
         best = [j for j in np.argsort(-s, kind="stable")[:top] if s[j] > 0]
         all_rows = members.filter(pl.col("incident_id") == i)["row"].to_numpy()
-        out[i] = [Driver(names[j], typical(kdd[names[j]], all_rows), float(s[j])) for j in best]
+        out[i] = [Driver(names[j], typical_of(flows.column(names[j], all_rows)), float(s[j])) for j in best]
     return out
 
 
 def typical(column: pl.Series, rows: np.ndarray) -> str:
     """The incident's typical value of one feature, formatted short: median of numbers, mode of strings."""
-    vals = column.gather(rows)
+    return typical_of(column.gather(rows))
+
+
+def typical_of(vals: pl.Series) -> str:
+    """``typical`` of the values themselves (the column's name says how to format them)."""
     if vals.dtype == pl.String:
         return str(vals.drop_nulls().mode().sort().first() or "?")
     med = vals.median()
-    return fmt_value(column.name, float(med) if med is not None else 0.0)  # type: ignore[arg-type]
+    return fmt_value(vals.name, float(med) if med is not None else 0.0)  # type: ignore[arg-type]
 
 
 def fmt_value(name: str, v: float) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from analyzer import explain, incidents, inputs, verdicts
+from analyzer.outputs import FlowsWriter, ParquetRows, VerdictRows, flows_table
 from analyzer.progress import QuietStages, Stages
 from analyzer.result import OUTPUT_NAMES, ScanResult
 from analyzer.summary import to_json
@@ -46,6 +48,7 @@ class ScanConfig:
     explain_flows: int = 32  # flows sampled per explained incident (attribution costs a backward pass)
     novelty: bool = False  # apply the model's novelty gate (model.novelty): more attacks found, more false alarms
     merge: bool = False  # files overlapping in time: one stream merged by time (else kept apart)
+    chunk_flows: int = 16_384  # flows per chunk through features, inference and the outputs (memory, not results)
 
 
 def capture_stem(path: Path) -> str:
@@ -56,23 +59,26 @@ def capture_stem(path: Path) -> str:
     return name or "capture"
 
 
+STAGES = ("model", "reading", "features", "encoding", "inference", "incidents", "explaining", "writing")
+INFER_AHEAD = 2  # chunks waiting for (or in) inference while the next ones are read
+
+
 def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     """Scan the captures, write the outputs, and return what was found (see the module docstring)."""
-    from features.flows.extract import FlowStream, gather
-    from features.kdd.frame import kdd_features
+    from features.flows.extract import FlowStream
     from model.files import check_model_files, default_model_dir
 
     stages = stages or QuietStages()
-    seconds: dict[str, float] = {}
-    cpu_seconds: dict[str, float] = {}
+    seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # report order, whatever runs first
+    cpu_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
 
     @contextlib.contextmanager
     def timed(name: str) -> Iterator[Any]:
         t0, c0 = time.perf_counter(), time.process_time()
         with stages.stage(name) as progress:
             yield progress
-        seconds[name] = time.perf_counter() - t0
-        cpu_seconds[name] = time.process_time() - c0
+        seconds[name] += time.perf_counter() - t0
+        cpu_seconds[name] += time.process_time() - c0
 
     found = inputs.discover(config.paths)
     out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
@@ -88,48 +94,61 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 f"model {checked.model_id} has no novelty profile: --novelty needs one (nta train fits it)"
             )
     loaded: list[Any] = []
-    load_s = [0.0, 0.0]  # wall and CPU seconds building the network (inside "reading" when done there)
 
     def load_model() -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         loaded.append(_load_classifier(checked.model_dir, config.device))
-        load_s[:] = [time.perf_counter() - t0, time.process_time() - c0]
+        seconds["model"] += time.perf_counter() - t0
+        cpu_seconds["model"] += time.process_time() - c0
 
-    with timed("reading") as progress:
-        fs = FlowStream(found.captures, progress=progress, merge=config.merge, on_start=load_model)
-        ext = gather(fs)
-    seconds["reading"] -= load_s[0]
-    cpu_seconds["reading"] -= load_s[1]
-    if not loaded:
-        load_model()
-    seconds["model"] += load_s[0]
-    cpu_seconds["model"] += load_s[1]
-    clf = loaded[0]
-    if config.strict and ext.warnings:
-        raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
-    with timed("features"):
-        flows = pl.from_arrow(ext.flows)
-        assert isinstance(flows, pl.DataFrame)
-        kdd = _aligned(flows, kdd_features(ext.flows, ext.payloads))
     paths = {name: out_dir / name for name in OUTPUT_NAMES}
     created = not out_dir.exists()
     try:
         with contextlib.ExitStack() as stack:
             tmp = {name: stack.enter_context(atomic_path(p)) for name, p in paths.items()}
-            # flows.parquet needs no verdict: it is written on a thread while the model runs.
-            writer = _Background(_write_flows, ext, kdd, clf.model_id, tmp["flows.parquet"])
-            stack.callback(writer.join)  # on failure, the thread is done before its temporary is removed
-            with timed("encoding"):
-                x, unknown = clf.spec.transform(kdd)  # (n, F) float32
-            with timed("inference") as progress:
-                proba, gated = _predict(clf, x, config.batch_size, progress, config.novelty)  # (n, K), gate or None
+            spill = tmp["verdicts.csv"].with_name(tmp["verdicts.csv"].name + ".rows")
+            stack.callback(lambda: spill.unlink(missing_ok=True))
+            engine = _Engine(config, loaded, tmp["flows.parquet"], spill, seconds, cpu_seconds)
+            stack.callback(engine.abort)  # on failure: the inference thread stops before temporaries go
+            before, cpu_before = dict(seconds), dict(cpu_seconds)
+            with timed("reading") as progress:
+                # Flows arrive in table order, chunk by chunk; each chunk's features, encoding and inference
+                # (on a thread) run while the next chunk is read; outputs are written as chunks complete.
+                fs = FlowStream(
+                    found.captures, progress=progress, merge=config.merge, on_start=load_model,
+                    chunk_flows=config.chunk_flows,
+                )  # fmt: skip
+                for chunk in fs.chunks(forked=None):
+                    engine.add(chunk)
+                engine.drain()
+            # Time of the other stages inside the reading loop: this thread's (inference runs beside it, on its
+            # own thread: its seconds overlap reading's, its CPU is the process's).
+            seconds["reading"] -= sum(seconds[k] - before[k] for k in ("model", "features", "encoding", "writing"))
+            cpu_seconds["reading"] -= sum(
+                cpu_seconds[k] - cpu_before[k] for k in ("model", "features", "encoding", "inference", "writing")
+            )
+            if not loaded:
+                load_model()
+            clf = loaded[0]
+            ext = fs.extraction()
+            if config.strict and ext.warnings:
+                raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
+            t0 = time.perf_counter()
+            engine.finish_flows(ext, clf.model_id)
+            seconds["writing"] += time.perf_counter() - t0
             with timed("incidents"):
-                v = verdicts.build_verdicts(flows, kdd["service"], proba, clf.classes, clf.model_id, gated)
-                inc, members = incidents.find_incidents(v, config.incidents)
-                v = v.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
-                v = v.select(verdicts.verdict_columns(clf.classes))
+                tally = engine.tally
+                att = tally.attacks()
+                if att is None:
+                    att = verdicts.build_verdicts(
+                        _empty_flows(), pl.Series([], dtype=pl.String), np.zeros((0, len(clf.classes)), np.float32),
+                        clf.classes, clf.model_id,
+                    )  # fmt: skip
+                inc, members = incidents.find_incidents(att, config.incidents)
+                att = att.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
+                att = att.select(verdicts.verdict_columns(clf.classes))
             with timed("explaining"):
-                inc = _explain(clf, x, kdd, v, inc, config)
+                inc = _explain(clf, ParquetRows(tmp["flows.parquet"], clf.spec), att, inc, config)
             result = ScanResult(
                 out_dir=out_dir,
                 captures=list(ext.sources),
@@ -137,23 +156,23 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 packets=int(ext.packets),
                 bad_packets=dict(ext.bad_packets),
                 warnings=list(ext.warnings),
-                unknown_values={k: int(n) for k, n in unknown.items() if n},
+                unknown_values={k: int(n) for k, n in engine.unknown.items() if n},
                 model_id=clf.model_id,
                 device=str(clf.device),
                 classes=tuple(clf.classes),
-                verdicts=v,
+                tally=tally,
+                attacks=att,
                 incidents=inc,
                 seconds=seconds,
                 cpu_seconds=cpu_seconds,
                 fail_on=config.fail_on,
                 min_confidence=config.min_confidence,
-                matched=verdicts.matches(v, config.fail_on, config.min_confidence),
+                matched=tally.matched,
                 novelty=config.novelty,
                 streams=list(ext.streams),
             )
             with timed("writing"):
-                writer.result()
-                verdicts.write_csv(result.verdicts, tmp["verdicts.csv"])
+                engine.rows.write_csv(tmp["verdicts.csv"], members, verdicts.verdict_columns(clf.classes))
                 result.summary = to_json(result)  # "writing" in it: the time so far (report.json itself is small)
                 tmp["report.json"].write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
     except BaseException:
@@ -162,6 +181,142 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 out_dir.rmdir()
         raise
     return result
+
+
+class _Engine:
+    """Per chunk of flows: KDD features, encoding, inference on a worker thread (``INFER_AHEAD`` chunks in
+    flight), then the verdict rows (counted in a ``Tally``, spilled for verdicts.csv) and flows.parquet's row
+    group. Chunks complete in order."""
+
+    def __init__(
+        self, config: ScanConfig, loaded: list[Any], flows_path: Path, rows_path: Path, seconds: dict, cpu: dict
+    ) -> None:
+        from features.kdd.frame import KddStream
+
+        self.config = config
+        self._loaded = loaded  # the classifier, once built (before the first chunk arrives)
+        self.kdd = KddStream()
+        self.flows_out = FlowsWriter(flows_path)
+        self.rows = VerdictRows(rows_path)
+        self.tally = verdicts.Tally(fail_on=config.fail_on, min_confidence=config.min_confidence)
+        self.unknown: dict[str, int] = {}
+        self.seconds = seconds
+        self.cpu = cpu  # CPU seconds per stage: this thread's, the inference thread's
+        self._c = time.thread_time()
+        self._todo: queue.Queue[Any] = queue.Queue(maxsize=INFER_AHEAD)
+        self._done: queue.Queue[Any] = queue.Queue()
+        self._inflight: list[tuple[pl.DataFrame, pl.Series]] = []
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def _clf(self) -> Any:
+        if not self._loaded:
+            raise RuntimeError("flows arrived before the model was built")
+        return self._loaded[0]
+
+    def _timed(self, name: str, t0: float) -> float:
+        t1, c1 = time.perf_counter(), time.thread_time()
+        self.seconds[name] += t1 - t0
+        self.cpu[name] += c1 - self._c
+        self._c = c1
+        return t1
+
+    def add(self, chunk: Any) -> None:
+        clf = self._clf()
+        t, self._c = time.perf_counter(), time.thread_time()
+        kdd = self.kdd.add(chunk.flows, chunk.payloads)
+        t = self._timed("features", t)
+        x, unknown = clf.spec.transform(kdd.select(KDD_FEATURES))  # (n, F) float32
+        for k, n in unknown.items():
+            self.unknown[k] = self.unknown.get(k, 0) + int(n)
+        t = self._timed("encoding", t)
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._infer, args=(clf,), name="nta-inference", daemon=True)
+            self._worker.start()
+        self._inflight.append((chunk.flows, kdd.get_column("service")))
+        self._put(x)
+        self.flows_out.write(flows_table(chunk.flows, kdd))  # the model runs meanwhile
+        self._timed("writing", t)
+        self._complete(block=len(self._inflight) > INFER_AHEAD)
+
+    def _put(self, x: np.ndarray) -> None:
+        while True:
+            try:
+                self._todo.put(x, timeout=0.1)
+                return
+            except queue.Full:
+                self._complete(block=False)  # make room: results are waiting
+
+    def _infer(self, clf: Any) -> None:
+        """Worker thread: chunks' probabilities in order (or the exception that stopped it)."""
+        while not self._stop.is_set():
+            try:
+                x = self._todo.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if x is None:
+                return
+            try:
+                t0, c0 = time.perf_counter(), time.thread_time()
+                out = _predict(clf, x, self.config.batch_size, lambda d, t: None, self.config.novelty)
+                self._done.put((out, time.perf_counter() - t0, time.thread_time() - c0))
+            except BaseException as e:  # raised in the main thread
+                self._done.put(e)
+                return
+
+    def _complete(self, block: bool) -> None:
+        """Finish the chunks whose inference is done (wait for the oldest when ``block``)."""
+        clf = self._clf()
+        while self._inflight:
+            try:
+                got = self._done.get(timeout=None) if block else self._done.get_nowait()
+            except queue.Empty:
+                return
+            block = False
+            if isinstance(got, BaseException):
+                raise got
+            (proba, gated), took, cpu = got
+            self.seconds["inference"] += took
+            self.cpu["inference"] += cpu
+            flows, service = self._inflight.pop(0)
+            t, self._c = time.perf_counter(), time.thread_time()
+            v = verdicts.build_verdicts(flows, service, proba, clf.classes, clf.model_id, gated)
+            self.tally.add(v)
+            self.rows.write(v)
+            self._timed("writing", t)
+
+    def drain(self) -> None:
+        """Wait for every chunk in flight."""
+        while self._inflight:
+            self._complete(block=True)
+        if self._worker is not None:
+            self._todo.put(None)
+            self._worker.join()
+            self._worker = None
+
+    def finish_flows(self, ext: Any, model_id: str) -> None:
+        """Close flows.parquet with its metadata (what reading learnt, the model id)."""
+        from features.flows.table import flow_metadata
+        from features.kdd.frame import kdd_features
+
+        empty = _empty_flows()
+        meta = {**flow_metadata(ext), b"nta.model_id": model_id.encode()}
+        self.flows_out.close(meta, flows_table(empty, kdd_features(empty)))
+        self.rows.close()
+
+    def abort(self) -> None:
+        """After a failure: stop the worker and close the files (their owners remove them)."""
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join()
+        self.flows_out.abort()
+        self.rows.close()
+
+
+def _empty_flows() -> pl.DataFrame:
+    from features.kdd.frame import empty_flows
+
+    return empty_flows()
 
 
 def _check_outputs(out_dir: Path, force: bool) -> None:
@@ -217,15 +372,6 @@ def _check_model_features(clf: Any) -> None:
         )
 
 
-def _aligned(flows: pl.DataFrame, kdd: pl.DataFrame) -> pl.DataFrame:
-    """The 41 features in the flows' row order (joined on flow_id when the frame carries it)."""
-    if "flow_id" in kdd.columns and not kdd["flow_id"].equals(flows["flow_id"]):
-        kdd = flows.select("flow_id").join(kdd, on="flow_id", how="left", maintain_order="left")
-    if kdd.height != flows.height:
-        raise ValueError(f"KDD features have {kdd.height} rows for {flows.height} flows")
-    return kdd.select(KDD_FEATURES)
-
-
 def _predict(
     clf: Any, x: np.ndarray, batch_size: int, progress: Any, novelty: bool = False
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
@@ -262,44 +408,23 @@ def _predict(
     return proba_u[back], (np.concatenate(preds)[back], np.concatenate(novels)[back])
 
 
-def _explain(
-    clf: Any, x: np.ndarray, kdd: pl.DataFrame, v: pl.DataFrame, inc: pl.DataFrame, cfg: ScanConfig
-) -> pl.DataFrame:
-    """Add ``summary`` (one line) and ``reason`` (top features) to the incidents; the largest N are explained."""
+def _explain(clf: Any, rows: explain.Rows, att: pl.DataFrame, inc: pl.DataFrame, cfg: ScanConfig) -> pl.DataFrame:
+    """Add ``summary`` (one line) and ``reason`` (top features) to the incidents; the largest N are explained.
+
+    ``att``: the attack verdict rows with ``incident_id``; ``rows``: the flows' features by row number (=
+    ``flow_id``), read back from flows.parquet for the flows the explanations need.
+    """
     chosen = inc.sort(["flows", "incident_id"], descending=[True, False]).head(cfg.explain_incidents)
     members = (
-        v.with_row_index("row")
-        .filter(pl.col("incident_id").is_in(chosen["incident_id"].implode()))
+        att.filter(pl.col("incident_id").is_in(chosen["incident_id"].implode()))
         .sort("ts", "flow_id")
-        .select(pl.col("row").cast(pl.Int64), "incident_id")
+        .select(pl.col("flow_id").cast(pl.Int64).alias("row"), "incident_id")
     )
     labels = dict(zip(chosen["incident_id"].to_list(), chosen["label"].to_list(), strict=True))
-    drivers = explain.explain_incidents(
-        clf, clf.spec.source_feature, x, kdd, members, labels, per_incident=cfg.explain_flows, batch_size=cfg.batch_size
+    drivers = explain.explain_rows(
+        clf, clf.spec.source_feature, rows, members, labels, per_incident=cfg.explain_flows, batch_size=cfg.batch_size
     )
     reason_type = pl.List(pl.Struct({"feature": pl.String, "value": pl.String, "score": pl.Float64}))
     reasons = [[d.__dict__ for d in drivers.get(i, [])] for i in inc["incident_id"]]
     summaries = [incidents.describe(r) for r in inc.iter_rows(named=True)]
     return inc.with_columns(summary=pl.Series(summaries, dtype=pl.String), reason=pl.Series(reasons, dtype=reason_type))
-
-
-def _write_flows(ext: Any, kdd: pl.DataFrame, model_id: str, path: Path) -> None:
-    """flows.parquet (zstd) at ``path``."""
-    import pyarrow.parquet as pq
-
-    pq.write_table(_flows_table(ext, kdd, model_id), path, compression="zstd")
-
-
-def _flows_table(ext: Any, kdd: pl.DataFrame, model_id: str) -> Any:
-    """The flow table as extracted (FLOW_SCHEMA types) plus the KDD features, with ``nta flows``' metadata.
-
-    ``land``, ``wrong_fragment`` and ``urgent`` are flow fields and KDD features with the same values; the flow
-    field stays (so ``features.flows.table.read_flows`` reads this file) and is not repeated.
-    """
-    from features.flows.table import flow_metadata
-
-    table = ext.flows
-    for name in KDD_FEATURES:
-        if name not in table.column_names:
-            table = table.append_column(name, kdd[name].to_arrow())
-    return table.replace_schema_metadata({**flow_metadata(ext), b"nta.model_id": model_id.encode()})

@@ -80,7 +80,7 @@ def _verdict_table(result: ScanResult) -> Table:
     t.add_column("flows", justify="right")
     t.add_column("share", justify="right")
     t.add_column("top services")
-    for c in verdicts.class_summary(result.verdicts, result.classes):
+    for c in verdicts.class_summary(result.tally, result.classes):
         svc = ", ".join(f"{s} {n:,}" for s, n in c["top_services"])
         style = None if c["label"] == verdicts.NORMAL or not c["flows"] else "bold red"
         t.add_row(c["label"], f"{c['flows']:,}", f"{c['share']:.1%}", svc, style=style)
@@ -89,7 +89,8 @@ def _verdict_table(result: ScanResult) -> Table:
 
 def _timeline(result: ScanResult, width: int) -> Group:
     # One character per bin; the label and the "peak" note take about 45 columns.
-    line = verdicts.timeline(result.verdicts, result.classes, bins=max(10, min(60, width - 45)))
+    bins = max(10, min(60, width - 45))
+    line = verdicts.timeline(result.attacks, result.classes, bins, span=(result.tally.ts_min, result.tally.ts_max))
     if not line["counts"]:
         return Group(Text("Attack flows over time: none"))
     head = Text(
@@ -131,7 +132,7 @@ def _top_flows(result: ScanResult, width: int) -> Table:
         # Only the endpoints may fold (long IPv6 addresses); every other column keeps its width.
         fold = name in ("originator", "responder")
         t.add_column(name, justify=just, no_wrap=not fold, overflow="fold", min_width=15 if fold else None)  # type: ignore[arg-type]
-    for r in verdicts.top_flows(result.verdicts, TOP_FLOWS).iter_rows(named=True):
+    for r in verdicts.top_flows(result.attacks, TOP_FLOWS).iter_rows(named=True):
         inc = "" if r["incident_id"] is None else f"#{r['incident_id']}"
         cells = [str(r["flow_id"]), r["ts"].strftime("%H:%M:%S"), _endpoint(r["orig_h"], r["orig_p"]),
                  _endpoint(r["resp_h"], r["resp_p"]), f"{r['service']}", r["conn_state"], r["label"],
@@ -156,7 +157,7 @@ def _talkers(result: ScanResult) -> Table:
     )
     for name in ("originator", "flows", "classes", "targets", "ports", "max p_attack"):
         t.add_column(name, justify="left" if name in ("originator", "classes") else "right")
-    for r in verdicts.top_talkers(result.verdicts, TOP_TALKERS).iter_rows(named=True):
+    for r in verdicts.top_talkers(result.attacks, TOP_TALKERS).iter_rows(named=True):
         t.add_row(
             r["orig_h"],
             f"{r['flows']:,}",
@@ -182,7 +183,7 @@ def render(result: ScanResult, console: Console) -> None:
     console.print(_timeline(result, console.width))
     console.print()
     console.print(_incidents(result))
-    if result.verdicts.filter(verdicts.is_attack()).height:
+    if result.attacks.height:
         console.print()
         console.print(_top_flows(result, console.width))
         console.print(_talkers(result))

@@ -11,6 +11,8 @@ from typing import Any
 
 import polars as pl
 
+from analyzer.verdicts import Tally
+
 OUTPUT_NAMES: tuple[str, ...] = ("flows.parquet", "verdicts.csv", "report.json")
 
 
@@ -28,7 +30,8 @@ class ScanResult:
     model_id: str
     device: str
     classes: tuple[str, ...]
-    verdicts: pl.DataFrame  # verdicts.csv rows
+    tally: Tally  # counts and time span over every verdict row (verdicts.csv holds the rows themselves)
+    attacks: pl.DataFrame  # the verdicts.csv rows of attack flows, with their incident_id
     incidents: pl.DataFrame  # one row per incident, with "summary" and "reason" columns
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # stage -> CPU seconds of this process (all threads)
@@ -47,12 +50,12 @@ class ScanResult:
 
     @property
     def flows(self) -> int:
-        return self.verdicts.height
+        return self.tally.flows
 
     @property
     def novel_flows(self) -> int:
         """Flows the novelty gate relabelled (0 without ``--novelty``)."""
-        return int(self.verdicts["novel"].sum()) if self.flows else 0
+        return self.tally.novel
 
     @property
     def exit_code(self) -> int:

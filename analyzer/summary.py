@@ -22,10 +22,8 @@ def _iso(t: dt.datetime | None) -> str | None:
 
 
 def span(result: ScanResult) -> tuple[dt.datetime | None, dt.datetime | None]:
-    v = result.verdicts
-    if v.height == 0:
-        return None, None
-    return v["ts"].min(), v["ts_end"].max()  # type: ignore[return-value]
+    """(earliest flow start, latest flow end); (None, None) without flows."""
+    return result.tally.ts_min, result.tally.ts_end_max
 
 
 def _incident_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +56,7 @@ def _rows(df: pl.DataFrame) -> list[dict[str, Any]]:
 def to_json(result: ScanResult) -> dict[str, Any]:
     """The machine-readable summary written to ``report.json`` (and printed by ``--format json``)."""
     start, end = span(result)
-    line = verdicts.timeline(result.verdicts, result.classes)
+    line = verdicts.timeline(result.attacks, result.classes, span=(result.tally.ts_min, result.tally.ts_max))
     return {
         "nta_version": __version__,
         "model": {"id": result.model_id, "device": result.device, "classes": list(result.classes)},
@@ -80,11 +78,11 @@ def to_json(result: ScanResult) -> dict[str, Any]:
         "warnings": result.warnings,
         "unknown_values": result.unknown_values,
         "seconds": {k: round(s, 3) for k, s in result.seconds.items()},
-        "verdicts": verdicts.class_summary(result.verdicts, result.classes),
+        "verdicts": verdicts.class_summary(result.tally, result.classes),
         "timeline": {**line, "start": _iso(line["start"])},
         "incidents": [_incident_json(r) for r in result.incidents.iter_rows(named=True)],
-        "top_flows": _rows(verdicts.top_flows(result.verdicts, TOP_FLOWS)),
-        "top_talkers": _rows(verdicts.top_talkers(result.verdicts, TOP_TALKERS)),
+        "top_flows": _rows(verdicts.top_flows(result.attacks, TOP_FLOWS)),
+        "top_talkers": _rows(verdicts.top_talkers(result.attacks, TOP_TALKERS)),
         "fail_on": {
             "classes": sorted(result.fail_on),
             "min_confidence": result.min_confidence,

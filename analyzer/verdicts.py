@@ -13,8 +13,9 @@ fields with commas, quotes or line breaks quoted, quotes doubled).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import polars as pl
@@ -94,10 +95,12 @@ def build_verdicts(
     return df.select(verdict_columns(classes))
 
 
-def write_csv(verdicts: pl.DataFrame, path: Path) -> None:
-    """Write ``verdicts.csv`` (RFC 4180) to ``path`` (the caller makes it atomic)."""
+def write_csv(verdicts: pl.DataFrame, path: Path | BinaryIO, header: bool = True) -> None:
+    """Write ``verdicts.csv`` (RFC 4180) to ``path`` (the caller makes it atomic), or append rows to an open
+    file (``header=False`` after the first chunk: rows are written alike whatever the chunking)."""
     verdicts.write_csv(
         path,
+        include_header=header,
         line_terminator="\r\n",
         quote_style="necessary",
         float_precision=6,
@@ -109,14 +112,62 @@ def is_attack() -> pl.Expr:
     return pl.col("label") != NORMAL
 
 
-def class_summary(verdicts: pl.DataFrame, classes: Sequence[str], top_services: int = 3) -> list[dict[str, Any]]:
+@dataclass
+class Tally:
+    """What the report needs from all verdict rows, kept as they stream past: counts, the time span, and the
+    attack rows themselves (incidents, timeline, top flows and talkers need only those)."""
+
+    fail_on: frozenset[str] = frozenset()
+    min_confidence: float = 0.0
+    flows: int = 0
+    novel: int = 0
+    matched: int = 0  # rows matching --fail-on at --min-confidence
+    ts_min: Any = None  # earliest flow start
+    ts_max: Any = None  # latest flow start
+    ts_end_max: Any = None  # latest flow end
+    services: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema={"label": pl.String, "service": pl.String, "len": pl.UInt32})
+    )
+    _attacks: list[pl.DataFrame] = field(default_factory=list)
+
+    def add(self, v: pl.DataFrame) -> None:
+        """Count one chunk of verdict rows (``verdict_columns`` order) and keep its attack rows."""
+        if v.height == 0:
+            return
+        self.flows += v.height
+        self.novel += int(v["novel"].sum())
+        self.matched += matches(v, self.fail_on, self.min_confidence)
+        lo, hi, end = v["ts"].min(), v["ts"].max(), v["ts_end"].max()
+        self.ts_min = lo if self.ts_min is None else min(self.ts_min, lo)
+        self.ts_max = hi if self.ts_max is None else max(self.ts_max, hi)
+        self.ts_end_max = end if self.ts_end_max is None else max(self.ts_end_max, end)
+        counts = v.group_by("label", "service").len().cast({"service": pl.String, "len": pl.UInt32})
+        both = pl.concat([self.services, counts.select(self.services.columns)])
+        self.services = both.group_by("label", "service").agg(pl.col("len").sum())
+        self._attacks.append(v.filter(is_attack()))
+
+    def attacks(self) -> pl.DataFrame | None:
+        """The attack rows seen, in order (None when no row was added)."""
+        if not self._attacks:
+            return None
+        return pl.concat(self._attacks) if len(self._attacks) > 1 else self._attacks[0]
+
+    @staticmethod
+    def of(verdicts: pl.DataFrame) -> Tally:
+        t = Tally()
+        t.add(verdicts)
+        return t
+
+
+def class_summary(
+    verdicts: pl.DataFrame | Tally, classes: Sequence[str], top_services: int = 3
+) -> list[dict[str, Any]]:
     """Flows, share and top services per class, every class listed (zero rows included), in class order."""
-    n = max(verdicts.height, 1)
-    counts = dict(verdicts.group_by("label").len().iter_rows())
+    tally = verdicts if isinstance(verdicts, Tally) else Tally.of(verdicts)
+    n = max(tally.flows, 1)
+    counts = dict(tally.services.group_by("label").agg(pl.col("len").sum()).iter_rows())
     svc = (
-        verdicts.group_by("label", "service")
-        .len()
-        .sort(["label", "len", "service"], descending=[False, True, False])
+        tally.services.sort(["label", "len", "service"], descending=[False, True, False])
         .group_by("label", maintain_order=True)
         .head(top_services)
     )
@@ -134,12 +185,20 @@ def class_summary(verdicts: pl.DataFrame, classes: Sequence[str], top_services: 
     return out
 
 
-def timeline(verdicts: pl.DataFrame, classes: Sequence[str], bins: int = 60) -> dict[str, Any]:
-    """Attack flows per class per time bin (by flow start), over the capture's span."""
-    if verdicts.height == 0:
+def timeline(
+    verdicts: pl.DataFrame, classes: Sequence[str], bins: int = 60, span: tuple[Any, Any] | None = None
+) -> dict[str, Any]:
+    """Attack flows per class per time bin (by flow start), over the capture's span: the earliest and latest
+    flow start of ``verdicts``, or ``span`` when ``verdicts`` holds only some rows (the attacks)."""
+    if span is None:
+        if verdicts.height == 0:
+            return {"start": None, "bin_s": 0.0, "bins": 0, "counts": {}}
+        span = (verdicts["ts"].min(), verdicts["ts"].max())
+    if span[0] is None:
         return {"start": None, "bin_s": 0.0, "bins": 0, "counts": {}}
+    edges = pl.Series([span[0], span[1]], dtype=verdicts.schema["ts"]).dt.epoch("us").to_numpy() / 1e6
     ts = verdicts["ts"].dt.epoch("us").to_numpy().astype(np.float64) / 1e6  # (n,) seconds
-    t0, t1 = float(ts.min()), float(ts.max())
+    t0, t1 = float(edges[0]), float(edges[1])
     bin_s = max((t1 - t0) / bins, 1e-6)
     idx = np.minimum(((ts - t0) / bin_s).astype(np.int64), bins - 1)  # (n,)
     labels = verdicts["label"].to_numpy()
@@ -148,7 +207,7 @@ def timeline(verdicts: pl.DataFrame, classes: Sequence[str], bins: int = 60) -> 
         for c in classes
         if c != NORMAL and (labels == c).any()
     }
-    return {"start": verdicts["ts"].min(), "bin_s": bin_s, "bins": bins, "counts": counts}
+    return {"start": span[0], "bin_s": bin_s, "bins": bins, "counts": counts}
 
 
 def top_flows(verdicts: pl.DataFrame, n: int = 10, per_incident: int = 2) -> pl.DataFrame:

@@ -15,6 +15,9 @@ it saves there. Nothing in the child touches the console: its progress calls are
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
@@ -67,16 +70,20 @@ def in_child(
     child is running, before the first item is awaited. Closing the iterator ends the child. A child that
     starts children of its own (``daemon=False``) is not a daemon: multiprocessing forbids that.
 
-    ``spawn``: start a fresh interpreter instead of forking, running ``spawn(conn)`` (a picklable callable that
-    calls ``child_body`` with its own ``make`` and ``outcome``). A forked child may use only what is safe
-    after a fork (numpy, files): polars' and pyarrow's thread pools are not, and a forked child using them
-    can hang on a lock held by a thread that did not survive the fork.
+    ``spawn``: start a fresh interpreter instead of forking (``features.capture.child``), running
+    ``spawn(conn)`` (a picklable callable that calls ``child_body`` with its own ``make`` and ``outcome``). A
+    forked child may use only what is safe after a fork (numpy, files): polars' and pyarrow's thread pools are
+    not, and a forked child using them can hang on a lock held by a thread that did not survive the fork.
     """
-    ctx: Any = mp.get_context("spawn" if spawn is not None else "fork")
-    recv_end, send_end = ctx.Pipe(duplex=False)
-    body: tuple[Any, tuple[Any, ...]] = (spawn, (send_end,)) if spawn else (child_body, (make, outcome, send_end, name))
-    proc = ctx.Process(target=body[0], args=body[1], name=f"nta-{what}", daemon=daemon)
-    proc.start()
+    proc: Any
+    if spawn is not None:
+        recv_end, send_end = mp.Pipe(duplex=False)
+        proc = _Spawned(spawn, send_end)
+    else:
+        ctx: Any = mp.get_context("fork")
+        recv_end, send_end = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=child_body, args=(make, outcome, send_end, name), name=f"nta-{what}", daemon=daemon)
+        proc.start()
     send_end.close()  # the child holds the only writer: its exit ends our recv with EOFError
 
     def receive(prog: ProgressFn) -> Iterator[T]:
@@ -106,6 +113,37 @@ def in_child(
             proc.terminate()
         proc.join()
         recv_end.close()
+
+
+class _Spawned:
+    """A fresh interpreter running ``features.capture.child``, handed ``body`` (pickled) and the pipe's write end."""
+
+    def __init__(self, body: Callable[[Connection], None], send_end: Connection) -> None:
+        inbox_r, inbox_w = os.pipe()
+        out_fd = send_end.fileno()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # find nta as this process does
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "features.capture.child", str(inbox_r), str(out_fd)],
+            pass_fds=(inbox_r, out_fd),
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        os.close(inbox_r)
+        with Connection(inbox_w, readable=False) as inbox:
+            inbox.send(body)
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._proc.poll()
+
+    def is_alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def terminate(self) -> None:
+        self._proc.terminate()
+
+    def join(self) -> None:
+        self._proc.wait()
 
 
 def child_body(

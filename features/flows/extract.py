@@ -39,7 +39,7 @@ from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
 # Sort order of the final table: time first, then the flow key, so flow_id is stable per input.
 _ORDER = ("ts", "_file", "ip_proto", "orig_h", "orig_p", "resp_h", "resp_p", "icmp_type", "icmp_code", "vlan", "_uid")
 CHUNK_FLOWS = 16_384  # flows released at a time (at least; the last chunk may be smaller)
-CHILD_AHEAD = 64  # chunks a flow-building child may run ahead of the process that consumes them
+CHILD_AHEAD = 4  # chunks a flow-building child may run ahead of the process that consumes them
 _NEVER = np.iinfo(np.int64).max
 
 
@@ -189,8 +189,7 @@ class FlowStream:
                 r.stream.busy = False
                 StreamJoiner.read(r.stream, self.sources[r.files[0]].ts_last)
             floor = self._floor(builders, reading, queue)
-            chunk = self._release(floor, final=False)
-            if chunk is not None:
+            while (chunk := self._release(floor, final=False)) is not None:
                 yield chunk
         for fb, s in zip(builders, self._joiner.streams, strict=True):
             self._add(fb.finish(), _Reading(iter(()), s, fb, s.files[0], s.files))
@@ -248,9 +247,15 @@ class FlowStream:
         return min(lows, default=_NEVER)
 
     def _release(self, floor: int, final: bool) -> FlowChunk | None:
-        """The pending flows that start before ``floor``, numbered, when there are enough of them (or ``final``)."""
+        """The first ``chunk_flows`` pending flows that start before ``floor``, numbered, when there are that many
+        (or, ``final``, whatever is left)."""
         if not self._pending:
             return None
+        if not final:  # cheap test first: could chunk_flows rows start before the floor?
+            cut = floor // 1000
+            could = [f.height for f in self._pending if _min_us(f) < cut]
+            if sum(could) < self.chunk_flows:
+                return None
         pend = pl.concat(self._pending, how="vertical") if len(self._pending) > 1 else self._pending[0]
         if floor == _NEVER:
             ready = pend
@@ -261,8 +266,11 @@ class FlowStream:
         if ready.height < self.chunk_flows and not (final and ready.height):
             self._pending = [pend]
             return None
-        self._pending = [rest] if rest.height else []
         ready = ready.rename({"flow_id": "_uid"}).sort(list(_ORDER), nulls_last=False)
+        if ready.height > self.chunk_flows:  # the rest waits for the next call
+            rest = pl.concat([ready.slice(self.chunk_flows).rename({"_uid": "flow_id"}), rest])
+            ready = ready.head(self.chunk_flows)
+        self._pending = [rest] if rest.height else []
         ready = ready.with_columns(
             pl.int_range(self._next_id, self._next_id + ready.height, dtype=pl.Int64).alias("flow_id")
         )
@@ -349,15 +357,22 @@ def extract_flows(
     return gather(FlowStream(paths, config, progress, payloads=payloads, merge=merge))
 
 
-def gather(fs: FlowStream) -> Extraction:
-    """Every chunk of ``fs`` in one table, with what the reading learnt."""
-    chunks = list(fs.chunks())
+def gather(fs: FlowStream, forked: bool | None = False) -> Extraction:
+    """Every chunk of ``fs`` in one table, with what the reading learnt. Built here by default: a child process
+    (``FlowStream.chunks``) only pays when this process has other work meanwhile."""
+    chunks = list(fs.chunks(forked))
     if chunks:
         table = pa.concat_tables([c.flows.to_arrow() for c in chunks]).cast(FLOW_SCHEMA)
         pays = pl.concat([c.payloads for c in chunks])
     else:
         table, pays = FLOW_SCHEMA.empty_table(), empty_payloads()
     return fs.extraction(table, pays)
+
+
+def _min_us(frame: pl.DataFrame) -> int:
+    """The earliest flow start of a frame, in microseconds since the epoch."""
+    value = frame.get_column("ts").dt.epoch("us").min()
+    return int(value) if value is not None else _NEVER  # type: ignore[arg-type]
 
 
 def _tagged(batches: Iterator[PacketBatch], file_no: int) -> Iterator[PacketBatch]:

@@ -22,7 +22,7 @@ from features.flows.schema import (
 )
 
 if TYPE_CHECKING:
-    from features.flows.extract import Extraction
+    from features.flows.extract import Extraction, FlowStream
 
 _JSON_KEYS = (META_SOURCES, META_BAD_PACKETS, META_WARNINGS)
 
@@ -51,6 +51,21 @@ def write_flows(ext: Extraction, path: Path) -> None:
     table = ext.flows.cast(FLOW_SCHEMA).replace_schema_metadata(flow_metadata(ext))
     with atomic_path(Path(path)) as tmp:
         pq.write_table(table, tmp, compression="zstd")
+
+
+def write_flow_stream(fs: FlowStream, path: Path) -> tuple[Extraction, int]:
+    """Write ``fs``'s flows to ``path`` chunk by chunk (one row group each; memory follows a chunk, not the
+    table) with the metadata at the end; atomic. Returns what was read (without the table) and the flow count."""
+    with atomic_path(Path(path)) as tmp:
+        writer = pq.ParquetWriter(tmp, FLOW_SCHEMA, compression="zstd", store_schema=False)
+        try:
+            for chunk in fs.chunks(forked=False):
+                writer.write_table(chunk.flows.to_arrow().cast(FLOW_SCHEMA))
+            ext = fs.extraction()
+            writer.add_key_value_metadata(flow_metadata(ext))
+        finally:
+            writer.close()
+    return ext, fs.flows
 
 
 def read_flows(path: Path) -> tuple[pa.Table, dict[str, Any]]:

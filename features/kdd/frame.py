@@ -36,7 +36,7 @@ from features.kdd.columns import KDD_FEATURES, KDD_SCHEMA, PROTOCOLS
 from features.kdd.content import CONTENT_FEATURES, content_features
 from features.kdd.flags import flag_expr
 from features.kdd.services import service_expr
-from features.kdd.windows import WINDOW_FEATURES, window_features
+from features.kdd.windows import HOST_WINDOW, TIME_WINDOW_NS, WINDOW_FEATURES, window_features
 
 IDENTITY_COLUMNS: tuple[str, ...] = (
     "flow_id", "community_id", "source_file", "ts", "ts_end", "orig_h", "orig_p", "resp_h", "resp_p",
@@ -106,41 +106,80 @@ def kdd_features(
         payloads: flow_id, ts_ns, from_orig, payload (binary) for content features; None: content
             features from the payload-free rules only (see ``features.kdd.content``).
     """
-    df = intrinsic_features(_as_frame(flows).with_row_index("_row"))
-    content = content_features(df, payloads)
+    return KddStream().add(flows, payloads)
 
-    # Window features over the TCP/UDP/ICMP rows, in window order (start time, then row order).
-    view = (
-        df.filter(in_kdd_view())
-        .select(
-            "_row",
-            pl.col("ts").cast(pl.Datetime("ns", "UTC")).dt.epoch("ns").alias("t_ns"),
-            "resp_h",
-            "service",
-            "resp_p",
-            "flag",
-            "orig_p",
+
+_WINDOW_INPUT = ("t_ns", "resp_h", "service", "resp_p", "flag", "orig_p")
+
+
+class KddStream:
+    """``kdd_features`` for a flow table that arrives in chunks, in table order (``features.flows.extract``'s
+    ``FlowChunk``s): each chunk's features are those the whole table would give its rows.
+
+    Intrinsic and content features are per flow. A window feature of a record depends only on the records
+    before it in window order that started at most 2 s earlier (``TIME_WINDOW_NS``) or are among the
+    ``HOST_WINDOW - 1`` before it: those are carried from chunk to chunk (a few columns each) and computed
+    again with the next chunk's records, whose own results alone are kept. Payload snippets are not kept.
+    """
+
+    def __init__(self) -> None:
+        self._carry: pl.DataFrame | None = None  # window inputs of the records the next chunk may need
+
+    def add(self, flows: pa.Table | pl.DataFrame, payloads: pl.DataFrame | None = None) -> pl.DataFrame:
+        """The features of one chunk (see ``kdd_features``); chunks must come in table order."""
+        df = intrinsic_features(_as_frame(flows).with_row_index("_row"))
+        content = content_features(df, payloads)
+
+        # Window features over the TCP/UDP/ICMP rows, in window order (start time, then row order).
+        view = (
+            df.filter(in_kdd_view())
+            .select(
+                "_row",
+                pl.col("ts").cast(pl.Datetime("ns", "UTC")).dt.epoch("ns").alias("t_ns"),
+                "resp_h",
+                "service",
+                "resp_p",
+                "flag",
+                "orig_p",
+            )
+            .sort("t_ns", "_row", nulls_last=False)
         )
-        .sort("t_ns", "_row", nulls_last=False)
-    )
-    win = window_features(view).with_columns(view.get_column("_row"))
-    zeros = np.zeros(df.height, np.float64)
-    win_full = {c: zeros.copy() for c in WINDOW_FEATURES}
-    rows = win.get_column("_row").to_numpy()
-    for c in WINDOW_FEATURES:
-        win_full[c][rows] = win.get_column(c).to_numpy()
+        inputs = view.select(_WINDOW_INPUT)
+        carried = 0
+        if self._carry is not None and self._carry.height:
+            carried = self._carry.height
+            inputs = pl.concat([self._carry, inputs.cast(self._carry.schema)])  # type: ignore[arg-type]
+        win = window_features(inputs).slice(carried).with_columns(view.get_column("_row"))
+        self._carry = _window_tail(inputs)
+        zeros = np.zeros(df.height, np.float64)
+        win_full = {c: zeros.copy() for c in WINDOW_FEATURES}
+        rows = win.get_column("_row").to_numpy()
+        for c in WINDOW_FEATURES:
+            win_full[c][rows] = win.get_column(c).to_numpy()
 
-    feats = df.select(
-        *IDENTITY_COLUMNS,
-        "duration",
-        "protocol_type",
-        "service",
-        "flag",
-        "src_bytes",
-        "dst_bytes",
-        pl.col("land_f").alias("land"),
-        pl.col("wrong_fragment_f").alias("wrong_fragment"),
-        pl.col("urgent_f").alias("urgent"),
+        feats = df.select(
+            *IDENTITY_COLUMNS,
+            "duration",
+            "protocol_type",
+            "service",
+            "flag",
+            "src_bytes",
+            "dst_bytes",
+            pl.col("land_f").alias("land"),
+            pl.col("wrong_fragment_f").alias("wrong_fragment"),
+            pl.col("urgent_f").alias("urgent"),
+        )
+        feats = feats.hstack(content.select(CONTENT_FEATURES)).hstack(pl.DataFrame(win_full))
+        return feats.select(*IDENTITY_COLUMNS, *(pl.col(c).cast(KDD_SCHEMA[c]) for c in KDD_FEATURES))
+
+
+def _window_tail(inputs: pl.DataFrame) -> pl.DataFrame:
+    """The records a later record's windows can reach: the last HOST_WINDOW - 1, and all within
+    TIME_WINDOW_NS of the last start (later records start no earlier)."""
+    if inputs.height == 0:
+        return inputs
+    last = inputs.get_column("t_ns")[-1]
+    recent = inputs.with_row_index("_i").filter(
+        (pl.col("_i") >= inputs.height - (HOST_WINDOW - 1)) | (pl.col("t_ns") >= last - TIME_WINDOW_NS)
     )
-    feats = feats.hstack(content.select(CONTENT_FEATURES)).hstack(pl.DataFrame(win_full))
-    return feats.select(*IDENTITY_COLUMNS, *(pl.col(c).cast(KDD_SCHEMA[c]) for c in KDD_FEATURES))
+    return recent.drop("_i")

@@ -40,8 +40,6 @@ def main() -> None:
     ap.add_argument("--novelty", action="store_true", help="Scan with the model's novelty gate (nta scan --novelty).")
     args = ap.parse_args()
 
-    import polars as pl
-
     from analyzer.pipeline import ScanConfig, run_scan
     from features.common import NtaError
 
@@ -62,17 +60,16 @@ def main() -> None:
                 except NtaError as e:
                     lines.append(f"| {kind}/{cap.name} | | | | | error: {e} | |")
                     continue
-            v = r.verdicts
-            att = v.filter(pl.col("label") != "normal")
+            att = r.attacks
             classes = att.group_by("label").len().sort("len", descending=True)
             cls_text = ", ".join(f"{c} {n:,}" for c, n in classes.iter_rows())
             inc = r.incidents.sort("flows", descending=True)
             inc_text = "; ".join(inc["summary"].head(2).to_list()) + (f"; +{inc.height - 2}" if inc.height > 2 else "")
-            share = att.height / max(v.height, 1)
+            share = att.height / max(r.flows, 1)
             want = "normal" if kind == "benign" else expected(cap.name)
             if kind == "benign":
                 benign_shares.append(share)
-                benign_flows += v.height
+                benign_flows += r.flows
                 benign_attacks += att.height
                 ok = "ok" if share <= 0.01 else f"MISS ({share:.1%} > 1 %)"
             elif want == "-":
@@ -80,7 +77,7 @@ def main() -> None:
             else:
                 ok = "ok" if want in inc["label"].to_list() else "MISS"
             lines.append(
-                f"| {kind}/{cap.name} | {want} | {v.height:,} | {att.height:,} ({share:.1%}) | {cls_text or '-'} "
+                f"| {kind}/{cap.name} | {want} | {r.flows:,} | {att.height:,} ({share:.1%}) | {cls_text or '-'} "
                 f"| {inc_text or '-'} | {ok} |"
             )
             print(lines[-1], flush=True)

@@ -135,7 +135,7 @@ def test_write_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
     """A failure while writing the last output removes the ones already written (and the new folder)."""
     from analyzer import verdicts
 
-    def boom(*_: object) -> None:
+    def boom(*_: object, **__: object) -> None:
         raise OSError(28, "No space left on device", "verdicts.csv")
 
     monkeypatch.setattr(verdicts, "write_csv", boom)

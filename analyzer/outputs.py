@@ -1,0 +1,160 @@
+"""The scan's outputs written as the flows stream past: memory follows a chunk of flows, not the whole scan.
+
+* ``FlowsWriter``: flows.parquet, one row group per chunk (flow columns + the 41 KDD features); the key-value
+  metadata (sources with their sha256, bad packets, warnings, model id) is only known at the end, so it goes
+  into the file's footer then (the Arrow schema is not stored: it is the Parquet one plus that metadata).
+* ``VerdictRows``: the verdict rows, spilled chunk by chunk to an Arrow IPC stream beside the outputs, since
+  ``incident_id`` is only known once every attack flow has been seen; ``write_csv`` then streams them into
+  verdicts.csv with their incidents.
+* ``ParquetRows``: the explanations' features read back from flows.parquet for the rows they need.
+
+Every file here is a temporary the pipeline renames into place (or removes) at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from analyzer import verdicts
+from features.flows.schema import FLOW_SCHEMA
+from features.kdd.columns import KDD_FEATURES, KDD_SCHEMA
+
+
+def flows_table(flows: pl.DataFrame, kdd: pl.DataFrame) -> pa.Table:
+    """One chunk of flows.parquet: the flow table as extracted (FLOW_SCHEMA types) plus the KDD features.
+
+    ``land``, ``wrong_fragment`` and ``urgent`` are flow fields and KDD features with the same values; the flow
+    field stays (so ``features.flows.table.read_flows`` reads this file) and is not repeated.
+    """
+    table = flows.to_arrow().cast(FLOW_SCHEMA)
+    for name in KDD_FEATURES:
+        if name not in table.column_names:
+            table = table.append_column(name, kdd[name].to_arrow())
+    return table
+
+
+class FlowsWriter:
+    """flows.parquet (zstd), written chunk by chunk to ``path``; ``close(metadata)`` finishes it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd", store_schema=False)
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+
+    def close(self, metadata: dict[bytes, bytes], empty: pa.Table) -> None:
+        """Add the key-value metadata and close; ``empty`` gives the columns when no chunk was written."""
+        if self._writer is None:
+            self.write(empty)
+        assert self._writer is not None
+        self._writer.add_key_value_metadata(metadata)
+        self._writer.close()
+
+    def abort(self) -> None:
+        """Close without finishing (the file is removed by its owner)."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+
+
+class VerdictRows:
+    """Verdict rows (``verdict_columns`` order, ``incident_id`` still null) spilled to an Arrow IPC stream."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sink: Any = None
+        self._writer: Any = None
+
+    def write(self, v: pl.DataFrame) -> None:
+        table = v.to_arrow()
+        if self._writer is None:
+            self._sink = pa.OSFile(str(self.path), "wb")
+            self._writer = pa.ipc.new_stream(self._sink, table.schema)
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+            self._writer = None
+
+    def write_csv(self, path: Path, members: pl.DataFrame, columns: list[str]) -> None:
+        """verdicts.csv at ``path``: the spilled rows in order, each with its ``incident_id`` from ``members``
+        (flow_id -> incident_id of the attack flows, sorted by flow_id)."""
+        self.close()
+        ids = members["flow_id"].to_numpy()
+        with path.open("wb") as f:
+            if not self.path.exists():
+                verdicts.write_csv(pl.DataFrame(schema=dict.fromkeys(columns, pl.String)), f)
+                return
+            with pa.OSFile(str(self.path), "rb") as src:
+                reader = pa.ipc.open_stream(src)
+                first = True
+                for batch in reader:
+                    v = pl.from_arrow(batch)
+                    assert isinstance(v, pl.DataFrame)
+                    if v.height == 0:
+                        continue
+                    lo, hi = np.searchsorted(ids, [v["flow_id"][0], v["flow_id"][-1]], side="left")
+                    part = members.slice(int(lo), int(hi - lo + 1))
+                    v = v.drop("incident_id").join(part, on="flow_id", how="left", maintain_order="left")
+                    verdicts.write_csv(v.select(columns), f, header=first)
+                    first = False
+            if first:  # no row at all: the header alone
+                verdicts.write_csv(pl.DataFrame(schema=dict.fromkeys(columns, pl.String)), f)
+
+
+class ParquetRows:
+    """``analyzer.explain.Rows`` read back from a finished flows.parquet: row number = flow_id."""
+
+    def __init__(self, path: Path, spec: Any) -> None:
+        self.path = path
+        self.spec = spec  # features.encode.spec.FeatureSpec
+        self._file: Any = None
+        self._groups: list[tuple[int, int]] | None = None  # flow_id range of each row group
+
+    def _read(self, rows: np.ndarray, columns: list[str]) -> pl.DataFrame:
+        """The rows (any order, as given) with ``columns``; only the row groups holding them are read, one at a
+        time (each row group is one chunk of consecutive flow ids)."""
+        want = np.asarray(rows, np.int64)
+        ids = np.unique(want)
+        if self._groups is None:
+            self._file = pq.ParquetFile(self.path)
+            self._groups = [self._id_range(i) for i in range(self._file.metadata.num_row_groups)]
+        parts = []
+        for i, (lo, hi) in enumerate(self._groups):
+            a, b = np.searchsorted(ids, [lo, hi], side="left")
+            b += int(b < ids.size and ids[b] == hi)
+            if a == b:
+                continue
+            part = pl.from_arrow(self._file.read_row_group(i, columns=["flow_id", *columns]))
+            assert isinstance(part, pl.DataFrame)
+            parts.append(part.filter(pl.col("flow_id").is_in(pl.Series(ids[a:b]).implode())))
+        got = pl.concat(parts) if parts else pl.DataFrame(schema={"flow_id": pl.Int64})
+        order = pl.DataFrame({"flow_id": want})
+        return order.join(got, on="flow_id", how="left", maintain_order="left")
+
+    def _id_range(self, i: int) -> tuple[int, int]:
+        stats = self._file.metadata.row_group(i).column(self._file.schema_arrow.get_field_index("flow_id")).statistics
+        return int(stats.min), int(stats.max)
+
+    def encoded(self, rows: np.ndarray) -> np.ndarray:
+        kdd = self._read(rows, list(KDD_FEATURES)).select(pl.col(c).cast(KDD_SCHEMA[c]) for c in KDD_FEATURES)
+        x, _ = self.spec.transform(kdd)
+        return np.asarray(x)
+
+    def column(self, name: str, rows: np.ndarray) -> pl.Series:
+        return self._read(rows, [name]).get_column(name).cast(KDD_SCHEMA[name])

@@ -1,0 +1,29 @@
+"""Entry point of a spawned worker process: ``python -m features.capture.child IN_FD OUT_FD``.
+
+The parent (``features.capture.readahead.in_child`` with ``spawn``) writes one pickled callable to IN_FD; it is
+called with a ``multiprocessing.connection.Connection`` on OUT_FD and sends its items there. A fresh interpreter,
+not a fork (polars' thread pool does not survive a fork), and not ``multiprocessing``'s spawn, which runs the
+parent's main script again and so fails in scripts without an ``if __name__ == "__main__"`` guard.
+"""
+
+from __future__ import annotations
+
+import sys
+from multiprocessing.connection import Connection
+
+
+def main(argv: list[str]) -> int:
+    inbox = Connection(int(argv[0]), writable=False)
+    outbox = Connection(int(argv[1]), readable=False)
+    try:
+        body = inbox.recv()
+    except (EOFError, OSError):
+        return 1
+    finally:
+        inbox.close()
+    body(outbox)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
