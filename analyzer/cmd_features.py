@@ -82,6 +82,7 @@ def features(
 
     from analyzer import inputs
     from analyzer.progress import make_stages
+    from features.capture.source import is_stream
     from features.common import atomic_path
     from features.flows.extract import extract_flows
     from features.kdd.columns import ATTACK_CLASS, CLASSES
@@ -109,7 +110,7 @@ def features(
         parts = []
         with stages.stage("reading") as progress:
             # One extraction per group: with --per-file the window features never see another capture's flows.
-            sizes = [sum(f.stat().st_size for f in group) for group in groups]
+            sizes = [sum(0 if is_stream(f) else f.stat().st_size for f in group) for group in groups]
             for n, group in enumerate(groups):
 
                 def overall(done: int, _total: int, base: int = sum(sizes[:n])) -> None:

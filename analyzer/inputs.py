@@ -7,6 +7,9 @@ Rules (also in the README):
 * A folder is walked recursively in sorted order; files named ``*.pcap``, ``*.pcapng``, ``*.cap``
   (optionally ``.gz``) are probed and used. Other files, and capture-named files that do not open as
   captures, are *skipped*: listed in the report with the reason, never fatal.
+* ``-`` is standard input; it, pipes and named pipes (FIFOs) named on the command line are read once, as
+  streams, and checked when they are read (a named pipe with no writer is refused after
+  ``features.capture.source.FIFO_WAIT_S``).
 * Nothing left to scan is an ``InputError``. The same file reached twice is read once.
 """
 
@@ -16,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from features.capture.source import is_stream
 from features.common import InputError
 
 CAPTURE_SUFFIXES: tuple[str, ...] = (".pcap", ".pcapng", ".cap")
@@ -64,7 +68,9 @@ def discover(paths: Sequence[Path]) -> Inputs:
 
     for path in paths:
         path = Path(path)
-        if path.is_dir():
+        if is_stream(path):  # '-', a pipe, a named pipe: read once, when the flows are built (a probe would eat it)
+            add(path)
+        elif path.is_dir():
             _walk(path, found, add)
         elif path.exists():
             probe(path)  # a file the user named: not a capture is an error, not a skip

@@ -47,7 +47,9 @@ class ScanConfig:
 
 
 def capture_stem(path: Path) -> str:
-    """``demo.pcap.gz`` -> ``demo``: the default output folder's name."""
+    """``demo.pcap.gz`` -> ``demo``: the default output folder's name (``stdin`` for ``-``)."""
+    if str(path) == "-":
+        return "stdin"
     name = path.name
     for suffix in (".gz", ".pcapng", ".pcap", ".cap"):
         name = name[: -len(suffix)] if name.lower().endswith(suffix) else name

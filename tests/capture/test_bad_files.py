@@ -8,7 +8,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from capture_testlib import PCAPS, epb, eth, idb, ipv4, need, pcap_bytes, shb, tcp
+from capture_testlib import PCAPS, epb, eth, idb, ipv4, need, pcap_bytes, shb, tcp, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -181,3 +181,24 @@ def test_random_interface_blocks_never_raise(tmp_path: Path, body: bytes, data: 
     src = PacketSource(p)
     rows = sum(len(b) for b in src.batches())
     assert rows <= src.records <= 2
+
+
+@pytest.mark.parametrize("n", [20, 24, 40, 100])
+def test_gzip_cut_short_is_judged_like_the_same_bytes_plain(tmp_path: Path, n: int) -> None:
+    """One rule: a damaged gzip stream is judged by the bytes it inflates to, as those bytes plain would be."""
+    data = pcap_bytes([(i, F4) for i in range(3)])[:n]
+    plain = write(tmp_path / "plain.pcap", data)
+    z = tmp_path / "cut.pcap.gz"
+    z.write_bytes(gzip.compress(data)[:-8])  # the gzip trailer is lost: every byte inflates, then the stream ends
+    if n < 24:
+        for p in (plain, z):
+            with pytest.raises(InputError, match=rf"pcap header cut short \({n} of 24 bytes\)"):
+                PacketSource(p)
+        return
+    whole, stray = divmod(n - 24, 16 + len(F4))
+    a, b = PacketSource(plain), PacketSource(z)
+    assert sum(len(x) for x in a.batches()) == sum(len(x) for x in b.batches()) == whole
+    assert a.records == b.records == whole
+    cut = f"{plain}: truncated_record: file cut mid-record ({stray} stray bytes) after {whole} complete records"
+    assert a.warnings == ([cut] if stray else [])
+    assert [w.split(": ")[1] for w in b.warnings] == ["truncated_gzip"]
