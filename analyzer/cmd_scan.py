@@ -56,8 +56,9 @@ Exit codes:
 2 bad input or usage (not a capture, unreadable, nothing to scan,
 outputs exist without --force, a damaged capture with --strict);
 3 model problem (missing, corrupt, built for other features);
-130 interrupted. Errors are one line on stderr (nta --traceback scan ...
-shows the traceback).
+70 internal error (a bug in nta);
+130 interrupted (Ctrl-C); 143 terminated (SIGTERM). Errors are one line
+on stderr (nta --traceback scan ... shows the traceback).
 """
 
 

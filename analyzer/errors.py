@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from collections.abc import Callable
 from enum import IntEnum
@@ -12,7 +13,17 @@ import typer
 
 from features.common import InputError, ModelError, NtaError
 
-__all__ = ["ExitCode", "InputError", "ModelError", "NtaError", "exit_code_for", "guarded", "one_line"]
+__all__ = [
+    "ExitCode",
+    "InputError",
+    "ModelError",
+    "NtaError",
+    "Terminated",
+    "exit_code_for",
+    "guarded",
+    "one_line",
+    "terminate_on_sigterm",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -29,11 +40,31 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2  # not a capture, unreadable, nothing to scan, bad usage
     MODEL = 3  # model missing, corrupt or incompatible
     INTERNAL = 70  # a bug in nta (EX_SOFTWARE): never confused with "attacks found"
-    INTERRUPTED = 130  # Ctrl-C
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    TERMINATED = 143  # SIGTERM (kill, a CI job's timeout): handled as Ctrl-C is, temporary files removed
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by ``terminate_on_sigterm``'s handler.
+
+    A ``KeyboardInterrupt`` so that every clean-up written for Ctrl-C (temporary files, the reader process,
+    worker threads) runs for it too; only its exit code and message differ.
+    """
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def terminate_on_sigterm() -> None:
+    """From now on SIGTERM interrupts the command like Ctrl-C (exit 143 instead of dying half-way)."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def exit_code_for(exc: BaseException) -> int:
     """The exit code for an error that ended a command."""
+    if isinstance(exc, Terminated):
+        return ExitCode.TERMINATED
     if isinstance(exc, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
     if isinstance(exc, NtaError):
@@ -45,6 +76,8 @@ def exit_code_for(exc: BaseException) -> int:
 
 def one_line(exc: BaseException) -> str:
     """``nta: error: <message>`` on one line, whatever the message holds."""
+    if isinstance(exc, Terminated):
+        return "nta: terminated (SIGTERM)"
     if isinstance(exc, KeyboardInterrupt):
         return "nta: interrupted"
     if not isinstance(exc, NtaError | OSError):
