@@ -83,7 +83,7 @@ def features(
     from analyzer import inputs
     from analyzer.progress import make_stages
     from features.capture.source import is_stream
-    from features.common import atomic_path
+    from features.common import atomic_path, output_file
     from features.flows.extract import extract_flows
     from features.kdd.columns import ATTACK_CLASS, CLASSES
     from features.kdd.frame import kdd_features
@@ -99,10 +99,7 @@ def features(
     windows = read_label_windows(labels) if labels is not None else None
     if label is not None and fmt is FeatureFormat.nsl_kdd:
         raise InputError("--label needs --format parquet (NSL-KDD text carries the label in its own rows)")
-    if output.exists() and not force:
-        raise InputError(f"{output}: exists; use --force to overwrite it")
-    if output.is_dir():
-        raise InputError(f"{output}: is a folder; -o names the output file")
+    output_file(output, force=force)  # refused before any packet is read: a folder, a device, exists without --force
     found = inputs.discover(captures)
     groups = [[p] for p in found.captures] if per_file else [found.captures]
     warnings: list[str] = []
