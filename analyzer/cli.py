@@ -1,7 +1,7 @@
 """The ``nta`` command line. Commands live in ``analyzer/cmd_*.py``; this module only assembles them.
 
 Exit codes: 0 ok; 1 verdicts matched ``--fail-on``; 2 bad input or usage; 3 model problem; 70 internal
-error (a bug); 130 Ctrl-C; 143 SIGTERM. Errors are one line on stderr; ``--traceback`` shows the Python traceback.
+error (a bug); 130 Ctrl-C; 141 stdout closed by its reader; 143 SIGTERM. Errors are one line on stderr; ``--traceback`` shows the Python traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ app = typer.Typer(
     help=(
         "Offline network-forensics triage: captures -> flows -> NSL-KDD features -> MSMRNet verdicts.\n\n"
         "Exit codes: 0 ok; 1 verdicts matched --fail-on; 2 bad input or usage; 3 model problem; "
-        "70 internal error; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM)."
+        "70 internal error; 130 interrupted (Ctrl-C); 141 stdout closed by its reader (| head); "
+        "143 terminated (SIGTERM)."
     ),
     no_args_is_help=True,
     add_completion=False,

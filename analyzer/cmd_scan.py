@@ -57,8 +57,11 @@ Exit codes:
 outputs exist without --force, a damaged capture with --strict);
 3 model problem (missing, corrupt, built for other features);
 70 internal error (a bug in nta);
-130 interrupted (Ctrl-C); 143 terminated (SIGTERM). Errors are one line
-on stderr (nta --traceback scan ... shows the traceback).
+130 interrupted (Ctrl-C);
+141 stdout closed by its reader (e.g. | head): outputs are written, and a
+closed stdout is not a finding, whatever --fail-on says;
+143 terminated (SIGTERM). Errors are one line on stderr
+(nta --traceback scan ... shows the traceback).
 """
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -41,6 +43,7 @@ class ExitCode(IntEnum):
     MODEL = 3  # model missing, corrupt or incompatible
     INTERNAL = 70  # a bug in nta (EX_SOFTWARE): never confused with "attacks found"
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    STDOUT_CLOSED = 141  # stdout closed by its reader (``| head``): 128 + SIGPIPE, as a shell reports it
     TERMINATED = 143  # SIGTERM (kill, a CI job's timeout): handled as Ctrl-C is, temporary files removed
 
 
@@ -67,6 +70,8 @@ def exit_code_for(exc: BaseException) -> int:
         return ExitCode.TERMINATED
     if isinstance(exc, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
+    if isinstance(exc, BrokenPipeError):  # the only pipe nta writes to is stdout (outputs are regular files)
+        return ExitCode.STDOUT_CLOSED
     if isinstance(exc, NtaError):
         return exc.exit_code
     if isinstance(exc, OSError):
@@ -80,6 +85,8 @@ def one_line(exc: BaseException) -> str:
         return "nta: terminated (SIGTERM)"
     if isinstance(exc, KeyboardInterrupt):
         return "nta: interrupted"
+    if isinstance(exc, BrokenPipeError):
+        return "nta: stdout closed by its reader (broken pipe); files written are complete"
     if not isinstance(exc, NtaError | OSError):
         return f"nta: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} (rerun with --traceback)"
     text = " ".join(str(exc).split()) or type(exc).__name__
@@ -89,7 +96,16 @@ def one_line(exc: BaseException) -> str:
 
 
 def print_error(exc: BaseException) -> None:
-    print(one_line(exc), file=sys.stderr)
+    with contextlib.suppress(OSError):  # stderr closed too: the exit code is all there is
+        print(one_line(exc), file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so Python's flush at exit does not hit the closed pipe again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # AttributeError/ValueError: no real fd (tests)
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
 
 
 def guarded(fn: Callable[P, R]) -> Callable[P, R]:
@@ -104,6 +120,8 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
         except (Exception, KeyboardInterrupt) as e:
             if SHOW_TRACEBACK["on"]:
                 raise
+            if isinstance(e, BrokenPipeError):
+                _silence_stdout()
             print_error(e)
             raise typer.Exit(exit_code_for(e)) from None
 

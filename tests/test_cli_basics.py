@@ -31,6 +31,7 @@ def test_unknown_command_is_usage_error() -> None:
         (ModelError("model/: weights sha256 mismatch"), 3),
         (KeyboardInterrupt(), 130),
         (Terminated(), 143),
+        (BrokenPipeError(32, "Broken pipe"), 141),
         (FileNotFoundError(2, "No such file or directory", "a.pcap"), 2),
         (RuntimeError("boom"), 70),
     ],
