@@ -11,6 +11,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import re
 import shutil
 import stat
 import sys
@@ -118,12 +119,37 @@ def atomic_path(target: Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, target)
+        with _write_errors(target):
+            yield tmp
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+# "(os error 28)" (polars, other Rust writers), "[errno 28]" (pyarrow): an OS error reported as another exception.
+_OS_ERROR = re.compile(r"(?:os error|errno) (\d+)", re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def _write_errors(target: Path) -> Iterator[None]:
+    """Writing ``target`` failed for a reason of the system (a full disk, a quota, an I/O error): ``InputError``
+    naming it (exit 2), whichever library wrote and however it reported the OS error; anything else passes."""
+    try:
+        yield
+    except NtaError:
+        raise
+    except Exception as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            problem = os.strerror(e.errno)  # pyarrow's strerror carries its own wording around it
+        elif (m := _OS_ERROR.search(str(e))) is not None:
+            problem = os.strerror(int(m.group(1)))
+        elif isinstance(e, OSError):
+            problem = " ".join(str(e).split())
+        else:
+            raise
+        raise InputError(f"{target}: cannot write ({problem})") from e
 
 
 # --- atomic output folder: several files that must change together (nta scan's three outputs).
@@ -202,7 +228,8 @@ def atomic_folder(target: Path, replaces: Collection[str]) -> Iterator[Path]:
     moved: list[str] = []
     done = False
     try:
-        yield new
+        with _write_errors(target):
+            yield new
         if not target.exists():
             os.rename(new, target)  # fails if a folder with entries appeared there meanwhile
             done = True
