@@ -82,7 +82,8 @@ def features(
 
     from analyzer import inputs
     from analyzer.progress import make_stages
-    from features.common import atomic_path
+    from features.capture.source import is_stream
+    from features.common import atomic_path, output_file
     from features.flows.extract import extract_flows
     from features.kdd.columns import ATTACK_CLASS, CLASSES
     from features.kdd.frame import kdd_features
@@ -98,10 +99,7 @@ def features(
     windows = read_label_windows(labels) if labels is not None else None
     if label is not None and fmt is FeatureFormat.nsl_kdd:
         raise InputError("--label needs --format parquet (NSL-KDD text carries the label in its own rows)")
-    if output.exists() and not force:
-        raise InputError(f"{output}: exists; use --force to overwrite it")
-    if output.is_dir():
-        raise InputError(f"{output}: is a folder; -o names the output file")
+    output_file(output, force=force)  # refused before any packet is read: a folder, a device, exists without --force
     found = inputs.discover(captures)
     groups = [[p] for p in found.captures] if per_file else [found.captures]
     warnings: list[str] = []
@@ -109,7 +107,7 @@ def features(
         parts = []
         with stages.stage("reading") as progress:
             # One extraction per group: with --per-file the window features never see another capture's flows.
-            sizes = [sum(f.stat().st_size for f in group) for group in groups]
+            sizes = [sum(0 if is_stream(f) else f.stat().st_size for f in group) for group in groups]
             for n, group in enumerate(groups):
 
                 def overall(done: int, _total: int, base: int = sum(sizes[:n])) -> None:

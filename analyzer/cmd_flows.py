@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from analyzer.errors import guarded
-from features.common import InputError
+from features.common import output_file
 
 
 def register(app: typer.Typer) -> None:
@@ -34,10 +34,7 @@ def flows(
     from features.flows.extract import extract_flows
     from features.flows.table import write_flows
 
-    if output.is_dir():
-        raise InputError(f"{output}: is a folder; -o names the output file")
-    if output.exists() and not force:
-        raise InputError(f"{output}: exists; use --force to overwrite it")
+    output_file(output, force=force)  # refused before any packet is read: a folder, a device, exists without --force
     found = inputs.discover(captures)
     config = FlowConfig(tcp_idle_s=tcp_idle, udp_idle_s=udp_idle, icmp_idle_s=icmp_idle)
     with make_stages(quiet) as stages:

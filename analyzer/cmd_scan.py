@@ -55,9 +55,14 @@ Exit codes:
 1 verdicts matched --fail-on (at --min-confidence or above);
 2 bad input or usage (not a capture, unreadable, nothing to scan,
 outputs exist without --force, a damaged capture with --strict);
-3 model problem (missing, corrupt, built for other features);
-130 interrupted. Errors are one line on stderr (nta --traceback scan ...
-shows the traceback).
+3 model problem (missing, corrupt, out of bounds, NaN, built for other
+features);
+70 internal error (a bug in nta);
+130 interrupted (Ctrl-C);
+141 stdout closed by its reader (e.g. | head): outputs are written, and a
+closed stdout is not a finding, whatever --fail-on says;
+143 terminated (SIGTERM). Errors are one line on stderr
+(nta --traceback scan ... shows the traceback).
 """
 
 

@@ -2,8 +2,9 @@
 
 Order matters for the user: everything that can refuse the job (inputs, existing outputs, the model)
 is checked before the first packet is read, and nothing is written until every stage has succeeded;
-then the three outputs are written to temporary files and renamed into place together, so a failure
-or Ctrl-C leaves no partial output (and no output folder the scan created).
+then the three outputs are written to a new folder that replaces the output folder in one step
+(``features.common.atomic_folder``), so a failure or Ctrl-C leaves no partial output, and readers see the
+old three outputs or the new three, never a mix.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from analyzer import explain, incidents, inputs, verdicts
 from analyzer.progress import QuietStages, Stages
 from analyzer.result import OUTPUT_NAMES, ScanResult
 from analyzer.summary import to_json
-from features.common import InputError, ModelError, atomic_path
+from features.common import InputError, ModelError, atomic_folder, check_folder
 from features.kdd.columns import KDD_FEATURES
 
 
@@ -47,7 +48,9 @@ class ScanConfig:
 
 
 def capture_stem(path: Path) -> str:
-    """``demo.pcap.gz`` -> ``demo``: the default output folder's name."""
+    """``demo.pcap.gz`` -> ``demo``: the default output folder's name (``stdin`` for ``-``)."""
+    if str(path) == "-":
+        return "stdin"
     name = path.name
     for suffix in (".gz", ".pcapng", ".pcap", ".cap"):
         name = name[: -len(suffix)] if name.lower().endswith(suffix) else name
@@ -125,8 +128,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
 
 
 def _check_outputs(out_dir: Path, force: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir}: --out exists and is not a folder")
+    out_dir = check_folder(out_dir, OUTPUT_NAMES)  # not a folder, or an output that cannot be replaced: refused
     existing = [n for n in OUTPUT_NAMES if (out_dir / n).exists()]
     if existing and not force:
         raise InputError(f"{out_dir}: outputs exist ({', '.join(existing)}); use --force to overwrite them")
@@ -224,24 +226,15 @@ def _flows_table(ext: Any, kdd: pl.DataFrame, model_id: str) -> Any:
 
 
 def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any) -> None:
-    """All three files to temporaries first, then renamed together; the folder is removed if we made it and failed."""
+    """The three files into a new folder, which then replaces the output folder in one step (``atomic_folder``):
+    all three outputs change together or none does; on any failure nothing is left behind."""
     import pyarrow.parquet as pq
 
-    out_dir = result.out_dir
-    created = not out_dir.exists()
-    paths = result.outputs
     t0 = time.perf_counter()
-    try:
-        with contextlib.ExitStack() as stack:
-            tmp = {name: stack.enter_context(atomic_path(p)) for name, p in paths.items()}
-            table = _flows_table(ext, kdd, result.model_id)
-            pq.write_table(table, tmp["flows.parquet"], compression="zstd")
-            verdicts.write_csv(result.verdicts, tmp["verdicts.csv"])
-            result.seconds["writing"] = time.perf_counter() - t0  # so far: report.json itself is small
-            result.summary = to_json(result)
-            tmp["report.json"].write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
-    except BaseException:
-        if created:
-            with contextlib.suppress(OSError):
-                out_dir.rmdir()
-        raise
+    with atomic_folder(result.out_dir, OUTPUT_NAMES) as folder:
+        table = _flows_table(ext, kdd, result.model_id)
+        pq.write_table(table, folder / "flows.parquet", compression="zstd")
+        verdicts.write_csv(result.verdicts, folder / "verdicts.csv")
+        result.seconds["writing"] = time.perf_counter() - t0  # so far: report.json itself is small
+        result.summary = to_json(result)
+        (folder / "report.json").write_text(json.dumps(result.summary, indent=2, default=str) + "\n")

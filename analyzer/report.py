@@ -163,9 +163,18 @@ def _talkers(result: ScanResult) -> Table:
     return t
 
 
+class _Console(Console):
+    """rich's Console, except that a closed stdout raises ``BrokenPipeError`` (exit 141 in ``analyzer.errors``)
+    instead of rich's ``SystemExit(1)``, the code of "verdicts matched --fail-on"."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(32, "Broken pipe")
+
+
 def make_console() -> Console:
     """The report's console: stdout, colour only on a terminal (rich decides)."""
-    return Console(highlight=False)
+    return _Console(highlight=False)
 
 
 def render(result: ScanResult, console: Console) -> None:

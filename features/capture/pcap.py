@@ -50,6 +50,14 @@ class RecordChunk:
         return int(self.data_off.shape[0])
 
 
+# Timestamps a record may carry: 1950-01-01 to 2200-01-01 UTC, in ns (a span of 7.9e18 ns, well inside int64's
+# 9.2e18). Outside (a pcapng tick count or if_tsoffset that wraps 64 bits) a record is counted as
+# ``bad_timestamp`` and skipped, so no time arithmetic downstream (durations, windows, the microsecond
+# conversion) can overflow. Classic pcap's unsigned 32-bit seconds (1970-2106) always fit.
+TS_MIN_NS = -631_152_000 * 10**9
+TS_MAX_NS = 7_258_118_400 * 10**9
+
+
 @dataclass
 class WalkState:
     """What a walker learns besides records: counts, warnings, and whether to stop reading."""

@@ -10,11 +10,21 @@ the parent's ``PacketSource`` adopts; an exception in the child is re-raised in 
 
 Small files, and platforms without ``fork``, use ``features.capture.prefetch``'s thread: a fork costs more than
 it saves there. Nothing in the child touches the console: its progress calls are replayed by the parent.
+
+The child never outlives the parent: it closes its inherited copy of the pipe's read end (so a send to a parent
+that is gone fails instead of blocking forever), asks the kernel to SIGKILL it when the parent dies (Linux
+``PR_SET_PDEATHSIG``; the parent's SIGKILL included) and puts SIGTERM back to its default action (the parent's
+handler, inherited by the fork, turns it into an interruption). The parent terminates and joins it on every way
+out of ``read_ahead``, exceptions and interruptions (Ctrl-C, SIGTERM) included.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing as mp
+import os
+import signal
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 
@@ -36,8 +46,26 @@ def read_ahead(
     yield from _from_child(src, progress)
 
 
-def _child(src: PacketSource, conn: Connection) -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> bool:
+    """Have the kernel SIGKILL this process when ``parent`` (the forking thread's process) dies; False where
+    prctl is missing (not Linux). Exits at once if the parent died before the call."""
+    armed = False
+    with contextlib.suppress(OSError, AttributeError):
+        armed = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    if os.getppid() != parent:  # the parent was gone before the request took effect
+        os._exit(0)
+    return armed
+
+
+def _child(src: PacketSource, conn: Connection, parent_end: Connection, parent: int) -> None:
     """Child process body: every batch, then the source's outcome (or the exception) down ``conn``."""
+    parent_end.close()  # our copy of the read end: with it open, a send to a dead parent blocks forever
+    with contextlib.suppress(ValueError):  # not the main thread: keep what there is
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent(parent)
     calls: list[tuple[int, int]] = []
 
     def record(done: int, total: int) -> None:
@@ -48,13 +76,16 @@ def _child(src: PacketSource, conn: Connection) -> None:
             conn.send(("batch", calls[:], batch))
             calls.clear()
         conn.send(("end", calls[:], src.outcome()))
-    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent reports it
+    except (KeyboardInterrupt, BrokenPipeError):  # Ctrl-C reaches the whole group / the parent is gone: it reports
         pass
     except BaseException as e:  # handed to the parent, which raises it
-        try:
-            conn.send(("error", calls[:], e))
-        except Exception:  # an exception that cannot be pickled: send its text instead
-            conn.send(("error", calls[:], RuntimeError(f"{src.path}: {type(e).__name__}: {e}")))
+        with contextlib.suppress(OSError):
+            try:
+                conn.send(("error", calls[:], e))
+            except OSError:
+                raise
+            except Exception:  # an exception that cannot be pickled: send its text instead
+                conn.send(("error", calls[:], RuntimeError(f"{src.path}: {type(e).__name__}: {e}")))
     finally:
         conn.close()
 
@@ -62,7 +93,7 @@ def _child(src: PacketSource, conn: Connection) -> None:
 def _from_child(src: PacketSource, progress: ProgressFn) -> Iterator[PacketBatch]:
     ctx = mp.get_context("fork")
     recv_end, send_end = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(src, send_end), name="nta-reader", daemon=True)
+    proc = ctx.Process(target=_child, args=(src, send_end, recv_end, os.getpid()), name="nta-reader", daemon=True)
     proc.start()
     send_end.close()  # the child holds the only writer: its exit ends our recv with EOFError
     try:

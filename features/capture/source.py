@@ -8,13 +8,16 @@ the block size and ``chunk_records``, never by the file size.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import os
+import select
+import stat
 import struct
 import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -22,34 +25,164 @@ from features.capture.decode import decode_chunk
 from features.capture.packets import PacketBatch
 from features.capture.pcap import PAD, PCAP_MAGICS, PCAPNG_MAGIC, PcapWalker, RecordChunk, WalkState
 from features.capture.pcapng import BOM, PcapngWalker
-from features.capture.stream import HEADROOM, stream_blocks
+from features.capture.stream import HEADROOM, Inflate, stream_blocks
 from features.common import InputError, ProgressFn, no_progress
 
+STDIN = "-"  # the capture name that reads standard input
+FIFO_WAIT_S = 10.0  # how long a named pipe may stay without data (no writer) before it is refused
+SNIFF_BYTES = 64  # leading (inflated) bytes that decide the format
 
-def _sniff(path: Path) -> tuple[bytes, bool]:
-    """The first bytes of the capture (inflated if gzip) and whether it is gzip; InputError if unreadable."""
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, not a capture file")
+
+def is_stream(path: Path) -> bool:
+    """True for ``-`` (standard input) and anything that is neither a regular file nor a folder: a pipe, a
+    named pipe (FIFO), a character device. Those are read once, front to back, and never reopened."""
+    if str(path) == STDIN:
+        return True
     try:
-        with path.open("rb") as f:
-            head = f.read(64)
-            gz = head[:2] == b"\x1f\x8b"
-            if gz:
-                f.seek(0)
-                try:
-                    with gzip.GzipFile(fileobj=f) as g:
-                        head = g.read(64)
-                except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-                    raise InputError(f"{path}: gzip-compressed, but the stream is damaged ({e})") from e
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _open_stream(path: Path) -> BinaryIO:
+    """Open a stream once (see ``is_stream``); a named pipe that gets no data within ``FIFO_WAIT_S`` is refused."""
+    try:
+        if str(path) == STDIN:
+            fd = os.dup(0)
+            if os.isatty(fd):
+                os.close(fd)
+                raise InputError(f"{path}: standard input is a terminal, not a capture (pipe one in: ... | nta ... -)")
+        elif stat.S_ISFIFO(path.stat().st_mode):
+            # A blocking open of a FIFO waits for a writer forever: open without blocking, then wait for data
+            # (or for a writer that came and went) at most FIFO_WAIT_S.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLHUP)
+            if not poller.poll(FIFO_WAIT_S * 1000):
+                os.close(fd)
+                raise InputError(f"{path}: named pipe with no writer (no data within {FIFO_WAIT_S:g} s)")
+            os.set_blocking(fd, True)
+        else:
+            fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError as e:
         raise InputError(f"{path}: no such file") from e
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from e
-    return head, gz
+    return os.fdopen(fd, "rb", buffering=0)
 
 
-def _validate(path: Path, head: bytes, gz: bool) -> str:
+class _Replay:
+    """A stream whose first bytes were read already (to sniff the format): hands them out again, then the rest.
+
+    Counts every byte it hands out (``pos``): a stream has no size to stat.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.kept = bytearray()  # bytes read while sniffing, not yet handed out
+        self.sniffing = True
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.sniffing:
+            data = self.raw.read(n) or b""
+            self.kept += data
+            return data
+        if self.kept:
+            take = len(self.kept) if n < 0 else min(n, len(self.kept))
+            data = bytes(self.kept[:take])
+            del self.kept[:take]
+        else:
+            data = self.raw.read(n) or b""
+        self.pos += len(data)
+        return data
+
+    def readinto(self, mv: memoryview) -> int:
+        data = self.read(len(mv))
+        mv[: len(data)] = data
+        return len(data)
+
+    def read_full(self, n: int) -> bytes:
+        """Up to n bytes, fewer only at the end (a pipe hands out what it holds at the moment)."""
+        out = b""
+        while len(out) < n and (more := self.read(n - len(out))):
+            out += more
+        return out
+
+    def __enter__(self) -> _Replay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _sniff_from(r: _Replay) -> tuple[bytes, bool, str]:
+    """The first ``SNIFF_BYTES`` of the capture (inflated if gzip), whether it is gzip, and what stopped the
+    inflation early ("" if nothing did). A damaged gzip stream is judged by the bytes it inflates to, exactly as
+    a plain file cut at that length would be (one rule for both); reading it gives ``truncated_gzip``."""
+    head = r.read_full(SNIFF_BYTES)
+    r.sniffing = False  # from here on ``r`` hands out the bytes read so far again, then the rest
+    gz = head[:2] == b"\x1f\x8b"
+    damage = ""
+    if gz:
+        replayed = _Recorder(r)
+        inflate = Inflate(replayed)
+        buf = bytearray(SNIFF_BYTES)
+        n = 0
+        try:
+            while n < SNIFF_BYTES and (k := inflate.readinto(memoryview(buf)[n:])):
+                n += k
+        except (EOFError, zlib.error) as e:
+            damage = str(e)
+        head = bytes(buf[:n])
+        r.kept[:0] = replayed.taken  # everything the inflater read goes back in front of the stream
+    r.pos = 0
+    return head, gz, damage
+
+
+class _Recorder:
+    """Reads through a ``_Replay`` and keeps what it read (so it can be replayed once more)."""
+
+    def __init__(self, src: _Replay) -> None:
+        self.src = src
+        self.taken = bytearray()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.src.read(n)
+        self.taken += data
+        return data
+
+
+def _sniff(path: Path) -> tuple[bytes, bool, str]:
+    """``_sniff_from`` on a regular file (opened for this and closed again); InputError if unreadable."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a capture file")
+    try:
+        with path.open("rb") as f, _Replay(f) as r:
+            return _sniff_from(r)
+    except FileNotFoundError as e:
+        raise InputError(f"{path}: no such file") from e
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from e
+
+
+def _validate(path: Path, head: bytes, gz: bool, damage: str = "") -> str:
     """Format name of a capture whose first bytes are head; InputError with the reason otherwise."""
+    try:
+        return _format_of(path, head, gz)
+    except InputError as e:
+        if not damage:
+            raise
+        raise InputError(
+            f"{e} (gzip-compressed, but the stream is damaged after {len(head)} bytes: {damage})"
+        ) from None
+
+
+def _format_of(path: Path, head: bytes, gz: bool) -> str:
     what = "gzip-compressed data" if gz else "file"
     if not head:
         raise InputError(f"{path}: empty {what}, not a capture")
@@ -81,16 +214,33 @@ class PacketSource:
     def __init__(self, path: Path, *, chunk_records: int = 262_144, payloads: bool = True) -> None:
         self.path = Path(path)
         self.payloads = payloads  # False: batches carry no payload snippets (nothing downstream wants them)
-        head, self._gz = _sniff(self.path)
-        fmt = _validate(self.path, head, self._gz)
+        self._stream: _Replay | None = None  # a pipe, FIFO or standard input: opened once, read once
+        if is_stream(self.path):
+            self._stream = _Replay(_open_stream(self.path))
+            try:
+                head, self._gz, damage = _sniff_from(self._stream)
+                fmt = _validate(self.path, head, self._gz, damage)
+            except BaseException:
+                self.close()
+                raise
+            self.size_bytes = 0  # unknown until read: ``batches`` sets it
+        else:
+            head, self._gz, damage = _sniff(self.path)
+            fmt = _validate(self.path, head, self._gz, damage)
+            self.size_bytes = self.path.stat().st_size
         self._head = head
         self.format = fmt + ("+gzip" if self._gz else "")
         self.chunk_records = chunk_records
-        self.size_bytes = self.path.stat().st_size
+        self._read_once = False
         self.sha256 = ""
         self.records = 0
         self.bad: Counter[str] = Counter()
         self.warnings: list[str] = []
+
+    def close(self) -> None:
+        """Close a stream this source holds open (regular files are opened only while ``batches`` runs)."""
+        if self._stream is not None:
+            self._stream.close()
 
     def outcome(self) -> tuple[int, Counter[str], list[str], str]:
         """What a finished ``batches()`` learnt: (records, bad counts, warnings, sha256); see ``adopt``."""
@@ -104,6 +254,9 @@ class PacketSource:
     def batches(self, progress: ProgressFn = no_progress) -> Iterator[PacketBatch]:
         """Decoded packets in file order, at most ``chunk_records`` records per batch."""
         state = WalkState(str(self.path))
+        if self._stream is not None and self._read_once:
+            raise InputError(f"{self.path}: a pipe or standard input can be read only once")
+        self._read_once = True
         self.records, self.bad, self.warnings, self.sha256 = 0, Counter(), [], ""  # a second pass starts afresh
         walker: PcapWalker | PcapngWalker
         walker = PcapngWalker(state) if self.format.startswith("pcapng") else PcapWalker(self._head, state)
@@ -113,7 +266,8 @@ class PacketSource:
         self._attached: Counter[str] = Counter()  # reader-level counts already put on a batch
         total = self.size_bytes
         pos = 0  # stream offset of buf[start]
-        blocks = stream_blocks(self.path, self._gz, sha, state)
+        stream = self._stream
+        blocks = stream_blocks(self.path if stream is None else (lambda: stream), self._gz, sha, state)
         try:
             for blk in blocks:
                 if state.stop:  # damage ended the records; keep reading only to finish the sha256
@@ -145,6 +299,8 @@ class PacketSource:
             yield batch
         self.sha256 = sha.hexdigest()
         self.warnings = list(state.warnings)
+        if stream is not None:
+            self.size_bytes = total = stream.pos
         progress(total, total)
 
     def _decode(

@@ -103,7 +103,7 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path: Path, monkeypatch: pytes
         raise OSError("disk full")
 
     monkeypatch.setattr(pq, "write_table", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(InputError, match=r"flows\.parquet: cannot write \(disk full\)"):  # exit 2, file named
         write_flows(ext, out)
     assert not out.exists()
     assert os.listdir(out.parent) == []
