@@ -76,6 +76,10 @@ def features(
         bool, typer.Option("--per-file", help="Window features per capture (not across the captures).")
     ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
+    no_decap: Annotated[
+        bool,
+        typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
+    ] = False,
 ) -> None:
     """Read the captures, build flows, compute the 41 features, write them."""
     import polars as pl
@@ -115,7 +119,7 @@ def features(
                 def overall(done: int, _total: int, base: int = sum(sizes[:n])) -> None:
                     progress(base + done, sum(sizes))  # one bar over all groups
 
-                ext = extract_flows(group, progress=overall)
+                ext = extract_flows(group, progress=overall, decap=not no_decap)
                 warnings.extend(ext.warnings)
                 part = kdd_features(ext.flows, ext.payloads)
                 if per_file:

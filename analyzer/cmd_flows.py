@@ -26,6 +26,10 @@ def flows(
     icmp_idle: Annotated[float, typer.Option("--icmp-idle", help="ICMP idle timeout, seconds.", min=0.001)] = 60.0,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output file.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
+    no_decap: Annotated[
+        bool,
+        typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
+    ] = False,
 ) -> None:
     """Read the captures, build flows, write them with their provenance; print a one-paragraph summary."""
     from analyzer import inputs
@@ -42,7 +46,7 @@ def flows(
     config = FlowConfig(tcp_idle_s=tcp_idle, udp_idle_s=udp_idle, icmp_idle_s=icmp_idle)
     with make_stages(quiet) as stages:
         with stages.stage("reading") as progress:
-            ext = extract_flows(found.captures, config, progress, payloads=False)
+            ext = extract_flows(found.captures, config, progress, payloads=False, decap=not no_decap)
         with stages.stage("writing"):
             write_flows(ext, output)
     for path, reason in found.skipped:

@@ -93,6 +93,10 @@ def scan(
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Damaged-capture warnings are errors (exit 2).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    no_decap: Annotated[
+        bool,
+        typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
+    ] = False,
     format: Annotated[Format, typer.Option("--format", help="text: the report; json: report.json on stdout.")] = (
         Format.text
     ),
@@ -111,6 +115,7 @@ def scan(
         force=force,
         strict=strict,
         novelty=novelty,
+        decap=not no_decap,
     )
     with make_stages(quiet) as stages:
         result = run_scan(config, stages)

@@ -44,6 +44,7 @@ class ScanConfig:
     explain_incidents: int = 20  # the largest N incidents get feature attributions (the report shows 15)
     explain_flows: int = 32  # flows sampled per explained incident (attribution costs a backward pass)
     novelty: bool = False  # apply the model's novelty gate (model.novelty): more attacks found, more false alarms
+    decap: bool = True  # decapsulate tunnels (features.capture.tunnels); False: the outer packets make the flows
 
 
 def capture_stem(path: Path) -> str:
@@ -81,7 +82,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         if config.novelty and clf.novelty is None:
             raise ModelError(f"model {clf.model_id} has no novelty profile: --novelty needs one (nta train fits it)")
     with timed("reading") as progress:
-        ext = extract_flows(found.captures, progress=progress)
+        ext = extract_flows(found.captures, progress=progress, decap=config.decap)
     if config.strict and ext.warnings:
         raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
     with timed("features"):

@@ -78,9 +78,10 @@ class PacketSource:
     ``bad`` and ``warnings`` are complete once ``batches()`` is exhausted.
     """
 
-    def __init__(self, path: Path, *, chunk_records: int = 262_144, payloads: bool = True) -> None:
+    def __init__(self, path: Path, *, chunk_records: int = 262_144, payloads: bool = True, decap: bool = True) -> None:
         self.path = Path(path)
         self.payloads = payloads  # False: batches carry no payload snippets (nothing downstream wants them)
+        self.decap = decap  # False: tunnel packets stay as they are (features.capture.tunnels)
         head, self._gz = _sniff(self.path)
         fmt = _validate(self.path, head, self._gz)
         self._head = head
@@ -169,7 +170,7 @@ class PacketSource:
                     rc.linktype[lo:hi],
                     rc.first_idx + lo,
                 )
-                batch = decode_chunk(part) if self.payloads else decode_chunk(part, payloads=False)
+                batch = decode_chunk(part, payloads=self.payloads, decap=self.decap)
                 delta = state.bad - self._attached
                 batch.bad.update(delta)
                 self._attached.update(delta)

@@ -17,7 +17,20 @@ from features.flows.records import empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
 
 # Sort order of the final table: time first, then the flow key, so flow_id is stable per input.
-_ORDER = ("ts", "_file", "ip_proto", "orig_h", "orig_p", "resp_h", "resp_p", "icmp_type", "icmp_code", "vlan", "_uid")
+_ORDER = (
+    "ts",
+    "_file",
+    "ip_proto",
+    "orig_h",
+    "orig_p",
+    "resp_h",
+    "resp_p",
+    "icmp_type",
+    "icmp_code",
+    "vlan",
+    "tunnel",
+    "_uid",
+)
 
 
 @dataclass
@@ -38,16 +51,17 @@ def extract_flows(
     progress: ProgressFn = no_progress,
     *,
     payloads: bool = True,
+    decap: bool = True,
 ) -> Extraction:
     """Flow records of ``paths`` (each opened first, so a non-capture fails before any work: ``InputError``).
 
     ``progress`` gets (bytes read, total bytes) over all files. Flows never span two files. With
     ``payloads=False`` no payload snippets are kept (``Extraction.payloads`` is empty): less memory when
-    only the flow table is wanted.
+    only the flow table is wanted. ``decap=False`` keeps tunnel packets as the outer flows they make.
     """
     from features.capture.source import PacketSource
 
-    sources = [PacketSource(Path(p), payloads=payloads) for p in paths]
+    sources = [PacketSource(Path(p), payloads=payloads, decap=decap) for p in paths]
     total = sum(s.size_bytes for s in sources)
     done_before = 0
     frames: list[pl.DataFrame] = []
