@@ -1,7 +1,12 @@
-"""``nta flows CAPTURE... -o flows.parquet``: captures to one bidirectional flow table (Parquet, atomic)."""
+"""``nta flows CAPTURE... -o flows.parquet``: captures to one bidirectional flow table (Parquet, atomic).
+
+``--format zeek`` writes the table as Zeek's conn.log (TSV with Zeek's header), ``--format zeek-json`` as Zeek's
+JSON lines (``features.flows.zeek``).
+"""
 
 from __future__ import annotations
 
+import enum
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +17,12 @@ from analyzer.errors import guarded
 from features.common import InputError
 
 
+class FlowFormat(enum.StrEnum):
+    parquet = "parquet"
+    zeek = "zeek"
+    zeek_json = "zeek-json"
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
     app.command("flows", help="Turn captures into one bidirectional flow table (Parquet).")(flows)
@@ -20,10 +31,14 @@ def register(app: typer.Typer) -> None:
 @guarded
 def flows(
     captures: Annotated[list[Path], typer.Argument(help="Capture files (pcap/pcapng, gzipped or not) or folders.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Parquet file to write.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="File to write (Parquet, or conn.log).")],
     tcp_idle: Annotated[float, typer.Option("--tcp-idle", help="TCP idle timeout, seconds.", min=0.001)] = 300.0,
     udp_idle: Annotated[float, typer.Option("--udp-idle", help="UDP idle timeout, seconds.", min=0.001)] = 60.0,
     icmp_idle: Annotated[float, typer.Option("--icmp-idle", help="ICMP idle timeout, seconds.", min=0.001)] = 60.0,
+    fmt: Annotated[
+        FlowFormat,
+        typer.Option("--format", help="parquet: the flow table; zeek / zeek-json: Zeek's conn.log (TSV / JSON lines)."),
+    ] = FlowFormat.parquet,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output file.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
     no_decap: Annotated[
@@ -48,7 +63,16 @@ def flows(
         with stages.stage("reading") as progress:
             ext = extract_flows(found.captures, config, progress, payloads=False, decap=not no_decap)
         with stages.stage("writing"):
-            write_flows(ext, output)
+            if fmt is FlowFormat.parquet:
+                write_flows(ext, output)
+            else:
+                import polars as pl
+
+                from features.flows.zeek import CONN_LOG, conn_frame, save_log
+
+                flows = pl.from_arrow(ext.flows)
+                assert isinstance(flows, pl.DataFrame)
+                save_log(CONN_LOG, conn_frame(flows), output, json=fmt is FlowFormat.zeek_json)
     for path, reason in found.skipped:
         print(f"nta: skipped {path}: {reason}", file=sys.stderr)
     print(summary(ext, output))

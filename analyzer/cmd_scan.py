@@ -48,7 +48,8 @@ HELP = """Label every flow in the captures and report incidents.
 PATHS: capture files (pcap, pcapng, gzipped or not) or folders, searched
 recursively for *.pcap, *.pcapng, *.cap (and .gz); other files in a folder
 are listed as skipped. Writes flows.parquet, verdicts.csv and report.json
-under --out (default ./nta-out/<first capture's name>/).
+under --out (default ./nta-out/<first capture's name>/); with --zeek or
+--zeek-json also Zeek's conn.log and nta.log (the verdicts, keyed by uid).
 
 Exit codes:
 0 scanned, nothing matched --fail-on;
@@ -93,6 +94,12 @@ def scan(
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Damaged-capture warnings are errors (exit 2).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    zeek: Annotated[
+        bool, typer.Option("--zeek", help="Also write conn.log and nta.log (verdicts by uid) as Zeek TSV logs.")
+    ] = False,
+    zeek_json: Annotated[
+        bool, typer.Option("--zeek-json", help="The same Zeek logs as JSON lines (Zeek's use_json format).")
+    ] = False,
     no_decap: Annotated[
         bool,
         typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
@@ -103,6 +110,9 @@ def scan(
 ) -> None:
     from analyzer.pipeline import ScanConfig, run_scan
     from analyzer.progress import make_stages
+
+    if zeek and zeek_json:
+        raise InputError("--zeek and --zeek-json: choose one (both write conn.log and nta.log)")
 
     config = ScanConfig(
         paths=tuple(paths),
@@ -116,6 +126,7 @@ def scan(
         strict=strict,
         novelty=novelty,
         decap=not no_decap,
+        zeek="json" if zeek_json else "tsv" if zeek else "",
     )
     with make_stages(quiet) as stages:
         result = run_scan(config, stages)

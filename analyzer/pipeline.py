@@ -21,7 +21,7 @@ import polars as pl
 
 from analyzer import explain, incidents, inputs, verdicts
 from analyzer.progress import QuietStages, Stages
-from analyzer.result import OUTPUT_NAMES, ScanResult
+from analyzer.result import OUTPUT_NAMES, ZEEK_NAMES, ScanResult
 from analyzer.summary import to_json
 from features.common import InputError, ModelError, atomic_path
 from features.kdd.columns import KDD_FEATURES
@@ -45,6 +45,11 @@ class ScanConfig:
     explain_flows: int = 32  # flows sampled per explained incident (attribution costs a backward pass)
     novelty: bool = False  # apply the model's novelty gate (model.novelty): more attacks found, more false alarms
     decap: bool = True  # decapsulate tunnels (features.capture.tunnels); False: the outer packets make the flows
+    zeek: str = ""  # "tsv" or "json": also write conn.log and nta.log in Zeek's format (features.flows.zeek)
+
+    @property
+    def extra_outputs(self) -> tuple[str, ...]:
+        return ZEEK_NAMES if self.zeek else ()
 
 
 def capture_stem(path: Path) -> str:
@@ -75,7 +80,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
 
     found = inputs.discover(config.paths)
     out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
-    _check_outputs(out_dir, config.force)
+    _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
     with timed("model"):
         clf = Classifier.load(config.model_dir or default_model_dir(), device=config.device)
         _check_model_features(clf)
@@ -119,16 +124,17 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         min_confidence=config.min_confidence,
         matched=verdicts.matches(v, config.fail_on, config.min_confidence),
         novelty=config.novelty,
+        extra_outputs=config.extra_outputs,
     )
     with timed("writing"):
-        _write_outputs(result, kdd, ext)
+        _write_outputs(result, kdd, ext, flows, config.zeek)
     return result
 
 
-def _check_outputs(out_dir: Path, force: bool) -> None:
+def _check_outputs(out_dir: Path, force: bool, names: tuple[str, ...]) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: --out exists and is not a folder")
-    existing = [n for n in OUTPUT_NAMES if (out_dir / n).exists()]
+    existing = [n for n in names if (out_dir / n).exists()]
     if existing and not force:
         raise InputError(f"{out_dir}: outputs exist ({', '.join(existing)}); use --force to overwrite them")
 
@@ -224,8 +230,11 @@ def _flows_table(ext: Any, kdd: pl.DataFrame, model_id: str) -> Any:
     return table.replace_schema_metadata({**flow_metadata(ext), b"nta.model_id": model_id.encode()})
 
 
-def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any) -> None:
-    """All three files to temporaries first, then renamed together; the folder is removed if we made it and failed."""
+def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any, flows: pl.DataFrame, zeek: str = "") -> None:
+    """All files to temporaries first, then renamed together; the folder is removed if we made it and failed.
+
+    ``zeek`` ("tsv" or "json"): conn.log and nta.log (``features.flows.zeek``) join the outputs.
+    """
     import pyarrow.parquet as pq
 
     out_dir = result.out_dir
@@ -238,6 +247,12 @@ def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any) -> None:
             table = _flows_table(ext, kdd, result.model_id)
             pq.write_table(table, tmp["flows.parquet"], compression="zstd")
             verdicts.write_csv(result.verdicts, tmp["verdicts.csv"])
+            if zeek:
+                from features.flows import zeek as zk
+
+                zk.write_log(zk.CONN_LOG, zk.conn_frame(flows), tmp["conn.log"], json=zeek == "json")
+                nta = zk.nta_frame(flows, result.verdicts, result.classes)
+                zk.write_log(zk.nta_log(result.classes), nta, tmp["nta.log"], json=zeek == "json")
             result.seconds["writing"] = time.perf_counter() - t0  # so far: report.json itself is small
             result.summary = to_json(result)
             tmp["report.json"].write_text(json.dumps(result.summary, indent=2, default=str) + "\n")

@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 OUTPUT_NAMES: tuple[str, ...] = ("flows.parquet", "verdicts.csv", "report.json")
+ZEEK_NAMES: tuple[str, ...] = ("conn.log", "nta.log")  # with nta scan --zeek / --zeek-json
 
 
 @dataclass
@@ -37,6 +38,7 @@ class ScanResult:
     matched: int = 0
     summary: dict[str, Any] = field(default_factory=dict)  # report.json content
     novelty: bool = False  # the novelty gate was applied (verdicts' "novel" column says where it relabelled)
+    extra_outputs: tuple[str, ...] = ()  # outputs asked for besides OUTPUT_NAMES (ZEEK_NAMES)
 
     @property
     def flows(self) -> int:
@@ -53,4 +55,4 @@ class ScanResult:
 
     @property
     def outputs(self) -> dict[str, Path]:
-        return {name: self.out_dir / name for name in OUTPUT_NAMES}
+        return {name: self.out_dir / name for name in (*OUTPUT_NAMES, *self.extra_outputs)}
