@@ -76,6 +76,16 @@ def features(
         bool, typer.Option("--per-file", help="Window features per capture (not across the captures).")
     ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Read only packets at or after this ISO time (UTC if no zone).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Read only packets before this ISO time.")] = None,
+    host: Annotated[
+        list[str] | None, typer.Option("--host", help="Only packets from or to this address or CIDR (repeatable).")
+    ] = None,
+    port: Annotated[
+        list[int] | None, typer.Option("--port", help="Only TCP/UDP packets on this port (repeatable).")
+    ] = None,
     no_decap: Annotated[
         bool,
         typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
@@ -86,6 +96,7 @@ def features(
 
     from analyzer import inputs
     from analyzer.progress import make_stages
+    from features.capture.filter import PacketFilter
     from features.common import atomic_path
     from features.flows.extract import extract_flows
     from features.kdd.columns import ATTACK_CLASS, CLASSES
@@ -100,6 +111,7 @@ def features(
     if labels is not None and fmt is FeatureFormat.nsl_kdd:
         raise InputError("--labels needs --format parquet (NSL-KDD text has no scenario column)")
     windows = read_label_windows(labels) if labels is not None else None
+    narrow = PacketFilter.build(since, until, host or [], port or [])
     if label is not None and fmt is FeatureFormat.nsl_kdd:
         raise InputError("--label needs --format parquet (NSL-KDD text carries the label in its own rows)")
     if output.exists() and not force:
@@ -119,7 +131,7 @@ def features(
                 def overall(done: int, _total: int, base: int = sum(sizes[:n])) -> None:
                     progress(base + done, sum(sizes))  # one bar over all groups
 
-                ext = extract_flows(group, progress=overall, decap=not no_decap)
+                ext = extract_flows(group, progress=overall, decap=not no_decap, packet_filter=narrow)
                 warnings.extend(ext.warnings)
                 part = kdd_features(ext.flows, ext.payloads)
                 if per_file:

@@ -41,6 +41,16 @@ def flows(
     ] = FlowFormat.parquet,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output file.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Read only packets at or after this ISO time (UTC if no zone).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Read only packets before this ISO time.")] = None,
+    host: Annotated[
+        list[str] | None, typer.Option("--host", help="Only packets from or to this address or CIDR (repeatable).")
+    ] = None,
+    port: Annotated[
+        list[int] | None, typer.Option("--port", help="Only TCP/UDP packets on this port (repeatable).")
+    ] = None,
     no_decap: Annotated[
         bool,
         typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
@@ -49,10 +59,12 @@ def flows(
     """Read the captures, build flows, write them with their provenance; print a one-paragraph summary."""
     from analyzer import inputs
     from analyzer.progress import make_stages
+    from features.capture.filter import PacketFilter
     from features.flows.builder import FlowConfig
     from features.flows.extract import extract_flows
     from features.flows.table import write_flows
 
+    PacketFilter.build(since, until, host or [], port or [])  # a bad option fails before anything is read
     if output.is_dir():
         raise InputError(f"{output}: is a folder; -o names the output file")
     if output.exists() and not force:
@@ -61,7 +73,14 @@ def flows(
     config = FlowConfig(tcp_idle_s=tcp_idle, udp_idle_s=udp_idle, icmp_idle_s=icmp_idle)
     with make_stages(quiet) as stages:
         with stages.stage("reading") as progress:
-            ext = extract_flows(found.captures, config, progress, payloads=False, decap=not no_decap)
+            ext = extract_flows(
+                found.captures,
+                config,
+                progress,
+                payloads=False,
+                decap=not no_decap,
+                packet_filter=PacketFilter.build(since, until, host or [], port or []),
+            )
         with stages.stage("writing"):
             if fmt is FlowFormat.parquet:
                 write_flows(ext, output)
@@ -86,6 +105,8 @@ def summary(ext: object, output: Path) -> str:
     n_flows = ext.flows.num_rows  # type: ignore[attr-defined]
     files = f"{len(sources)} capture file{'s' if len(sources) != 1 else ''}"
     text = f"Read {files}, {getattr(ext, 'packets', 0):,} packets -> {n_flows:,} flows written to {output}."
+    if getattr(ext, "filtered", 0):
+        text += f" {ext.filtered:,} packets outside the filters were skipped."  # type: ignore[attr-defined]
     if bad:
         text += " Bad packets: " + ", ".join(f"{k} {v:,}" for k, v in sorted(bad.items())) + "."
     else:

@@ -94,12 +94,31 @@ def scan(
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Damaged-capture warnings are errors (exit 2).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    allow: Annotated[
+        Path | None,
+        typer.Option(
+            "--allow",
+            help="Known-good hosts, networks and services (one per line: 10.0.0.5, 10.0.0.0/24, 53/udp, "
+            "10.0.0.53 53/udp): their flows stay in the outputs but make no incident and no --fail-on match.",
+            show_default=False,
+        ),
+    ] = None,
     zeek: Annotated[
         bool, typer.Option("--zeek", help="Also write conn.log and nta.log (verdicts by uid) as Zeek TSV logs.")
     ] = False,
     zeek_json: Annotated[
         bool, typer.Option("--zeek-json", help="The same Zeek logs as JSON lines (Zeek's use_json format).")
     ] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Read only packets at or after this ISO time (UTC if no zone).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Read only packets before this ISO time.")] = None,
+    host: Annotated[
+        list[str] | None, typer.Option("--host", help="Only packets from or to this address or CIDR (repeatable).")
+    ] = None,
+    port: Annotated[
+        list[int] | None, typer.Option("--port", help="Only TCP/UDP packets on this port (repeatable).")
+    ] = None,
     no_decap: Annotated[
         bool,
         typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
@@ -110,6 +129,7 @@ def scan(
 ) -> None:
     from analyzer.pipeline import ScanConfig, run_scan
     from analyzer.progress import make_stages
+    from features.capture.filter import PacketFilter
 
     if zeek and zeek_json:
         raise InputError("--zeek and --zeek-json: choose one (both write conn.log and nta.log)")
@@ -127,6 +147,8 @@ def scan(
         novelty=novelty,
         decap=not no_decap,
         zeek="json" if zeek_json else "tsv" if zeek else "",
+        packet_filter=PacketFilter.build(since, until, host or [], port or []),
+        allow=allow,
     )
     with make_stages(quiet) as stages:
         result = run_scan(config, stages)

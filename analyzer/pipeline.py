@@ -20,9 +20,11 @@ import numpy as np
 import polars as pl
 
 from analyzer import explain, incidents, inputs, verdicts
+from analyzer.allow import allowed, read_allow
 from analyzer.progress import QuietStages, Stages
 from analyzer.result import OUTPUT_NAMES, ZEEK_NAMES, ScanResult
 from analyzer.summary import to_json
+from features.capture.filter import PacketFilter
 from features.common import InputError, ModelError, atomic_path
 from features.kdd.columns import KDD_FEATURES
 
@@ -46,6 +48,8 @@ class ScanConfig:
     novelty: bool = False  # apply the model's novelty gate (model.novelty): more attacks found, more false alarms
     decap: bool = True  # decapsulate tunnels (features.capture.tunnels); False: the outer packets make the flows
     zeek: str = ""  # "tsv" or "json": also write conn.log and nta.log in Zeek's format (features.flows.zeek)
+    packet_filter: PacketFilter | None = None  # --since/--until/--host/--port (features.capture.filter)
+    allow: Path | None = None  # --allow FILE: known-good hosts, networks, services (analyzer.allow)
 
     @property
     def extra_outputs(self) -> tuple[str, ...]:
@@ -81,13 +85,14 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     found = inputs.discover(config.paths)
     out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
     _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
+    allow = read_allow(config.allow) if config.allow is not None else []
     with timed("model"):
         clf = Classifier.load(config.model_dir or default_model_dir(), device=config.device)
         _check_model_features(clf)
         if config.novelty and clf.novelty is None:
             raise ModelError(f"model {clf.model_id} has no novelty profile: --novelty needs one (nta train fits it)")
     with timed("reading") as progress:
-        ext = extract_flows(found.captures, progress=progress, decap=config.decap)
+        ext = extract_flows(found.captures, progress=progress, decap=config.decap, packet_filter=config.packet_filter)
     if config.strict and ext.warnings:
         raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
     with timed("features"):
@@ -100,6 +105,8 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         proba, gated = _predict(clf, x, config.batch_size, progress, config.novelty)  # (n, K), gate or None
     with timed("incidents"):
         v = verdicts.build_verdicts(flows, kdd["service"], proba, clf.classes, clf.model_id, gated)
+        if allow:
+            v = v.with_columns(allowed(flows, allow))
         inc, members = incidents.find_incidents(v, config.incidents)
         v = v.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
         v = v.select(verdicts.verdict_columns(clf.classes))
@@ -125,6 +132,10 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         matched=verdicts.matches(v, config.fail_on, config.min_confidence),
         novelty=config.novelty,
         extra_outputs=config.extra_outputs,
+        filters=config.packet_filter.text if config.packet_filter is not None else (),
+        filtered_packets=int(ext.filtered),
+        allow_file=str(config.allow) if config.allow is not None else None,
+        allow_entries=len(allow),
     )
     with timed("writing"):
         _write_outputs(result, kdd, ext, flows, config.zeek)

@@ -48,6 +48,9 @@ def _header(result: ScanResult) -> Table:
         p, why = result.skipped[0]
         grid.add_row("Skipped", f"{len(result.skipped)} files (e.g. {p}: {why})")
     grid.add_row("Packets", f"{result.packets:,}")
+    if result.filters:
+        asked = ", ".join(result.filters)
+        grid.add_row("Filters", f"{asked}: {result.filtered_packets:,} packets outside, skipped while reading")
     grid.add_row("Flows", f"{result.flows:,}")
     if start is not None and end is not None:
         grid.add_row("Time span", f"{_when(start)} - {_when(end)} UTC ({fmt_duration((end - start).total_seconds())})")
@@ -57,6 +60,12 @@ def _header(result: ScanResult) -> Table:
         grid.add_row("Warning", Text(w, style="yellow"))
     if result.unknown_values:
         grid.add_row("Unseen values", ", ".join(f"{k} {n:,}" for k, n in sorted(result.unknown_values.items())))
+    if result.allow_file is not None:
+        grid.add_row(
+            "Allowed",
+            f"{result.allowed_flows:,} flows known-good by {result.allow_file} ({result.allow_entries} entries): "
+            "kept in the outputs, in no incident and no --fail-on match",
+        )
     grid.add_row("Model", f"{result.model_id} on {result.device}")
     if result.novelty:
         grid.add_row(
@@ -177,7 +186,7 @@ def render(result: ScanResult, console: Console) -> None:
     console.print(_timeline(result, console.width))
     console.print()
     console.print(_incidents(result))
-    if result.verdicts.filter(verdicts.is_attack()).height:
+    if verdicts.suspicious(result.verdicts).height:
         console.print()
         console.print(_top_flows(result, console.width))
         console.print(_talkers(result))

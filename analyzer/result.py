@@ -39,6 +39,10 @@ class ScanResult:
     summary: dict[str, Any] = field(default_factory=dict)  # report.json content
     novelty: bool = False  # the novelty gate was applied (verdicts' "novel" column says where it relabelled)
     extra_outputs: tuple[str, ...] = ()  # outputs asked for besides OUTPUT_NAMES (ZEEK_NAMES)
+    filters: tuple[str, ...] = ()  # the packet filter asked for ("since ...", "host ...", "port ...")
+    filtered_packets: int = 0  # packets the filter left out
+    allow_file: str | None = None  # --allow FILE
+    allow_entries: int = 0
 
     @property
     def flows(self) -> int:
@@ -48,6 +52,12 @@ class ScanResult:
     def novel_flows(self) -> int:
         """Flows the novelty gate relabelled (0 without ``--novelty``)."""
         return int(self.verdicts["novel"].sum()) if self.flows else 0
+
+    @property
+    def allowed_flows(self) -> int:
+        """Flows an ``--allow`` entry covers (0 without ``--allow``)."""
+        v = self.verdicts
+        return int(v["allowed"].sum()) if self.flows and "allowed" in v.columns else 0
 
     @property
     def exit_code(self) -> int:

@@ -75,6 +75,8 @@ def to_json(result: ScanResult) -> dict[str, Any]:
             "end": _iso(end),
             "seconds": (end - start).total_seconds() if start and end else 0.0,
         },
+        "filters": {"asked": list(result.filters), "packets_skipped": result.filtered_packets},
+        "allowed": {"file": result.allow_file, "entries": result.allow_entries, "flows": result.allowed_flows},
         "bad_packets": result.bad_packets,
         "warnings": result.warnings,
         "unknown_values": result.unknown_values,

@@ -79,7 +79,7 @@ def decode_chunk(rc: RecordChunk, *, payloads: bool = True, decap: bool = True) 
     ``decap=False`` keeps tunnel packets as they are instead of decoding the packets inside.
     """
     n = len(rc)
-    pkt_idx = rc.first_idx + np.arange(n, dtype=np.int64)
+    pkt_idx = rc.pkt_idx if rc.pkt_idx is not None else rc.first_idx + np.arange(n, dtype=np.int64)
     lvl = _decode(rc.buf, rc.data_off, rc.caplen, rc.wirelen, rc.ts_ns, rc.linktype, pkt_idx, payloads, decap, 0)
     cols = lvl.cols
     rows = cols["ts_ns"].shape[0]

@@ -58,6 +58,7 @@ class PacketBatch:
     bad: Counter[str] = field(default_factory=Counter)  # bad/skipped packets by name
     records: int = 0  # capture records seen in this chunk, decoded or not
     tunnels: dict[int, str] = field(default_factory=dict)  # tunnel id -> "vxlan 10.0.0.1 10.0.0.2"
+    filtered: int = 0  # records of this chunk left out by a PacketFilter (features.capture.filter)
 
     def __len__(self) -> int:
         return int(self.cols["ts_ns"].shape[0])

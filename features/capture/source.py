@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from features.capture.decode import decode_chunk
+from features.capture.filter import PacketFilter
 from features.capture.packets import PacketBatch
 from features.capture.pcap import PAD, PCAP_MAGICS, PCAPNG_MAGIC, PcapWalker, RecordChunk, WalkState
 from features.capture.pcapng import BOM, PcapngWalker
@@ -78,8 +79,17 @@ class PacketSource:
     ``bad`` and ``warnings`` are complete once ``batches()`` is exhausted.
     """
 
-    def __init__(self, path: Path, *, chunk_records: int = 262_144, payloads: bool = True, decap: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        chunk_records: int = 262_144,
+        payloads: bool = True,
+        decap: bool = True,
+        packet_filter: PacketFilter | None = None,
+    ) -> None:
         self.path = Path(path)
+        self.packet_filter = packet_filter if packet_filter is not None and packet_filter.active else None
         self.payloads = payloads  # False: batches carry no payload snippets (nothing downstream wants them)
         self.decap = decap  # False: tunnel packets stay as they are (features.capture.tunnels)
         head, self._gz = _sniff(self.path)
@@ -92,20 +102,22 @@ class PacketSource:
         self.records = 0
         self.bad: Counter[str] = Counter()
         self.warnings: list[str] = []
+        self.filtered = 0  # records left out by the packet filter
 
-    def outcome(self) -> tuple[int, Counter[str], list[str], str]:
-        """What a finished ``batches()`` learnt: (records, bad counts, warnings, sha256); see ``adopt``."""
-        return self.records, Counter(self.bad), list(self.warnings), self.sha256
+    def outcome(self) -> tuple[int, Counter[str], list[str], str, int]:
+        """What a finished ``batches()`` learnt: (records, bad counts, warnings, sha256, filtered); see ``adopt``."""
+        return self.records, Counter(self.bad), list(self.warnings), self.sha256, self.filtered
 
-    def adopt(self, outcome: tuple[int, Counter[str], list[str], str]) -> None:
+    def adopt(self, outcome: tuple[int, Counter[str], list[str], str, int]) -> None:
         """Take the outcome of ``batches()`` run elsewhere (``features.capture.readahead``'s child process)."""
-        self.records, bad, warnings, self.sha256 = outcome
+        self.records, bad, warnings, self.sha256, self.filtered = outcome
         self.bad, self.warnings = Counter(bad), list(warnings)
 
     def batches(self, progress: ProgressFn = no_progress) -> Iterator[PacketBatch]:
         """Decoded packets in file order, at most ``chunk_records`` records per batch."""
         state = WalkState(str(self.path))
         self.records, self.bad, self.warnings, self.sha256 = 0, Counter(), [], ""  # a second pass starts afresh
+        self.filtered = 0
         walker: PcapWalker | PcapngWalker
         walker = PcapngWalker(state) if self.format.startswith("pcapng") else PcapWalker(self._head, state)
         sha = hashlib.sha256()
@@ -170,10 +182,45 @@ class PacketSource:
                     rc.linktype[lo:hi],
                     rc.first_idx + lo,
                 )
-                batch = decode_chunk(part, payloads=self.payloads, decap=self.decap)
+                batch = self._filtered_decode(part)
                 delta = state.bad - self._attached
                 batch.bad.update(delta)
                 self._attached.update(delta)
                 self.records += batch.records
+                self.filtered += batch.filtered
                 self.bad.update(batch.bad)
                 yield batch
+
+    def _filtered_decode(self, part: RecordChunk) -> PacketBatch:
+        """Decode a chunk, leaving out what the packet filter rejects: by time before decoding, by host/port after."""
+        flt = self.packet_filter
+        n = len(part)
+        skipped = 0
+        if flt is not None and flt.by_time:
+            keep = flt.time_mask(part.ts_ns)
+            if not keep.all():
+                idx = np.flatnonzero(keep)
+                skipped = n - idx.size
+                part = RecordChunk(
+                    part.buf,
+                    part.data_off[idx],
+                    part.caplen[idx],
+                    part.wirelen[idx],
+                    part.ts_ns[idx],
+                    part.linktype[idx],
+                    part.first_idx,
+                    (part.pkt_idx[idx] if part.pkt_idx is not None else part.first_idx + idx).astype(np.int64),
+                )
+        batch = decode_chunk(part, payloads=self.payloads, decap=self.decap)
+        batch.records = n
+        if flt is not None and flt.by_packet and len(batch):
+            keep = flt.packet_mask(batch.cols)
+            if not keep.all():
+                skipped += int((~keep).sum())
+                batch.cols = {k: v[keep] for k, v in batch.cols.items()}
+                if batch.payloads:
+                    has = np.isin(batch.payload_idx, batch.cols["pkt_idx"])
+                    batch.payload_idx = batch.payload_idx[has]
+                    batch.payloads = [p for p, h in zip(batch.payloads, has.tolist(), strict=True) if h]
+        batch.filtered = skipped
+        return batch
