@@ -103,6 +103,12 @@ def scan(
             show_default=False,
         ),
     ] = None,
+    carve: Annotated[
+        bool,
+        typer.Option(
+            "--carve", help="Write each incident's packets to incidents/NNN-<class>-<source>.pcap under --out."
+        ),
+    ] = False,
     zeek: Annotated[
         bool, typer.Option("--zeek", help="Also write conn.log and nta.log (verdicts by uid) as Zeek TSV logs.")
     ] = False,
@@ -149,6 +155,7 @@ def scan(
         zeek="json" if zeek_json else "tsv" if zeek else "",
         packet_filter=PacketFilter.build(since, until, host or [], port or []),
         allow=allow,
+        carve=carve,
     )
     with make_stages(quiet) as stages:
         result = run_scan(config, stages)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from analyzer import explain, incidents, inputs, verdicts
+from analyzer import evidence, explain, incidents, inputs, verdicts
 from analyzer.allow import allowed, read_allow
 from analyzer.progress import QuietStages, Stages
 from analyzer.result import OUTPUT_NAMES, ZEEK_NAMES, ScanResult
@@ -50,6 +50,7 @@ class ScanConfig:
     zeek: str = ""  # "tsv" or "json": also write conn.log and nta.log in Zeek's format (features.flows.zeek)
     packet_filter: PacketFilter | None = None  # --since/--until/--host/--port (features.capture.filter)
     allow: Path | None = None  # --allow FILE: known-good hosts, networks, services (analyzer.allow)
+    carve: bool = False  # --carve: each incident's packets to incidents/NNN-<class>-<source>.pcap (analyzer.evidence)
 
     @property
     def extra_outputs(self) -> tuple[str, ...]:
@@ -85,6 +86,9 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     found = inputs.discover(config.paths)
     out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
     _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
+    carved_dir = out_dir / evidence.INCIDENTS_DIR
+    if config.carve and not config.force and carved_dir.is_dir() and any(carved_dir.iterdir()):
+        raise InputError(f"{carved_dir}: holds carved incidents already; use --force to replace them")
     allow = read_allow(config.allow) if config.allow is not None else []
     with timed("model"):
         clf = Classifier.load(config.model_dir or default_model_dir(), device=config.device)
@@ -112,6 +116,14 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         v = v.select(verdicts.verdict_columns(clf.classes))
     with timed("explaining"):
         inc = _explain(clf, x, kdd, v, inc, config)
+    members = evidence.incident_members(v, flows)
+    inc = _evidence_columns(inc, members)
+    carved: dict[int, tuple[Path, int]] = {}
+    if config.carve:
+        with timed("carving") as progress:
+            carved = evidence.carve_incidents(
+                out_dir, list(found.captures), members, inc, decap=config.decap, force=True, progress=progress
+            )
     result = ScanResult(
         out_dir=out_dir,
         captures=list(ext.sources),
@@ -136,10 +148,42 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         filtered_packets=int(ext.filtered),
         allow_file=str(config.allow) if config.allow is not None else None,
         allow_entries=len(allow),
+        decap=config.decap,
+        flow_table=flows,
+        carved=carved,
     )
-    with timed("writing"):
-        _write_outputs(result, kdd, ext, flows, config.zeek)
+    try:
+        with timed("writing"):
+            _write_outputs(result, kdd, ext, flows, config.zeek)
+    except BaseException:
+        for path, _ in carved.values():  # nothing is left behind when the outputs cannot be written
+            path.unlink(missing_ok=True)
+        raise
+    if carved and config.force:
+        _remove_stale(carved_dir, {p for p, _ in carved.values()})
     return result
+
+
+def _evidence_columns(inc: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+    """Each incident's Wireshark display filter and its flows' Community IDs (``analyzer.evidence``)."""
+    filters, cids = [], []
+    by_incident = {k[0]: g for k, g in members.group_by("incident_id")} if members.height else {}
+    for i in inc["incident_id"].to_list():
+        g = by_incident.get(i)
+        filters.append(evidence.incident_filter(g) if g is not None else "")
+        cids.append(evidence.community_ids(g) if g is not None else [])
+    return inc.with_columns(
+        wireshark_filter=pl.Series(filters, dtype=pl.String), community_ids=pl.Series(cids, dtype=pl.List(pl.String))
+    )
+
+
+def _remove_stale(folder: Path, keep: set[Path]) -> None:
+    """With --force, carved files of an earlier scan that this one did not write again are removed."""
+    import re
+
+    for p in folder.iterdir():
+        if re.fullmatch(r"\d{3,}-.+\.pcap(ng)?", p.name) and p not in keep:
+            p.unlink()
 
 
 def _check_outputs(out_dir: Path, force: bool, names: tuple[str, ...]) -> None:

@@ -43,6 +43,9 @@ class ScanResult:
     filtered_packets: int = 0  # packets the filter left out
     allow_file: str | None = None  # --allow FILE
     allow_entries: int = 0
+    decap: bool = True  # tunnels were decapsulated (nta carve must decode the same way)
+    flow_table: pl.DataFrame | None = None  # the flows (flow-table columns), for display filters of top flows
+    carved: dict[int, tuple[Path, int]] = field(default_factory=dict)  # incident -> (capture file, packets)
 
     @property
     def flows(self) -> int:

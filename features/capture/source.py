@@ -92,6 +92,7 @@ class PacketSource:
         self.packet_filter = packet_filter if packet_filter is not None and packet_filter.active else None
         self.payloads = payloads  # False: batches carry no payload snippets (nothing downstream wants them)
         self.decap = decap  # False: tunnel packets stay as they are (features.capture.tunnels)
+        self.keep_records = False  # True: each batch carries its RecordChunk (frames' bytes), for carving
         head, self._gz = _sniff(self.path)
         fmt = _validate(self.path, head, self._gz)
         self._head = head
@@ -103,6 +104,14 @@ class PacketSource:
         self.bad: Counter[str] = Counter()
         self.warnings: list[str] = []
         self.filtered = 0  # records left out by the packet filter
+
+    @property
+    def pcap_header(self) -> tuple[int, bool] | None:
+        """(link type, nanosecond timestamps) of a classic pcap file; None for pcapng."""
+        if self.format.startswith("pcapng"):
+            return None
+        endian, ns, _, _ = PCAP_MAGICS[struct.unpack_from("<I", self._head)[0]]
+        return struct.unpack_from(endian + "I", self._head, 20)[0] & 0x03FFFFFF, ns
 
     def outcome(self) -> tuple[int, Counter[str], list[str], str, int]:
         """What a finished ``batches()`` learnt: (records, bad counts, warnings, sha256, filtered); see ``adopt``."""
@@ -183,6 +192,8 @@ class PacketSource:
                     rc.first_idx + lo,
                 )
                 batch = self._filtered_decode(part)
+                if self.keep_records:
+                    batch.chunk = part
                 delta = state.bad - self._attached
                 batch.bad.update(delta)
                 self._attached.update(delta)

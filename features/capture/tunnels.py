@@ -230,3 +230,17 @@ def _addr(hi: int, lo: int) -> str:
     if hi == 0 and lo >> 32 == 0xFFFF:
         return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
     return ipaddress.IPv6Address(hi << 64 | lo).compressed
+
+
+def tunnel_id_of(text: str) -> int:
+    """The id of a tunnel from its text form (``tunnel_text``'s inverse, for matching flows to packets)."""
+    kinds, a, b = text.split(" ")
+    chain = 0
+    for i, k in enumerate(kinds.split("/")):
+        chain |= KINDS.index(k) << (8 * i)
+    ends = []
+    for addr in (a, b):
+        ip = ipaddress.ip_address(addr)
+        v = (0xFFFF << 32 | int(ip)) if ip.version == 4 else int(ip)
+        ends += [v >> 64, v & (2**64 - 1)]
+    return int(tunnel_ids(np.array([chain], np.uint64), np.array([ends], np.uint64))[0])
