@@ -47,7 +47,7 @@ HELP = """Label every flow in the captures and report incidents.
 
 PATHS: capture files (pcap, pcapng, gzipped or not) or folders, searched
 recursively for *.pcap, *.pcapng, *.cap (and .gz); other files in a folder
-are listed as skipped. Writes flows.parquet, verdicts.csv and report.json
+are listed as skipped. Writes flows.parquet, verdicts.csv, report.json and report.html
 under --out (default ./nta-out/<first capture's name>/); with --zeek or
 --zeek-json also Zeek's conn.log and nta.log (the verdicts, keyed by uid).
 

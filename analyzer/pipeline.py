@@ -311,6 +311,9 @@ def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any, flows: pl.Da
             result.seconds["writing"] = time.perf_counter() - t0  # so far: report.json itself is small
             result.summary = to_json(result)
             tmp["report.json"].write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
+            from analyzer.html import render_html
+
+            tmp["report.html"].write_text(render_html(json.loads(json.dumps(result.summary, default=str))))
     except BaseException:
         if created:
             with contextlib.suppress(OSError):

@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-OUTPUT_NAMES: tuple[str, ...] = ("flows.parquet", "verdicts.csv", "report.json")
+OUTPUT_NAMES: tuple[str, ...] = ("flows.parquet", "verdicts.csv", "report.json", "report.html")
 ZEEK_NAMES: tuple[str, ...] = ("conn.log", "nta.log")  # with nta scan --zeek / --zeek-json
 
 
