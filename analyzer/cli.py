@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from analyzer import __version__, cmd_features, cmd_flows, cmd_model, cmd_scan, cmd_study
+from analyzer import __version__, cmd_carve, cmd_features, cmd_flows, cmd_model, cmd_scan, cmd_study
 from analyzer.errors import SHOW_TRACEBACK, terminate_on_sigterm
 
 app = typer.Typer(
@@ -43,7 +43,7 @@ def _root(
     SHOW_TRACEBACK["on"] = traceback
 
 
-for _module in (cmd_flows, cmd_features, cmd_model, cmd_scan, cmd_study):
+for _module in (cmd_flows, cmd_features, cmd_model, cmd_scan, cmd_carve, cmd_study):
     _module.register(app)
 
 

@@ -76,12 +76,27 @@ def features(
         bool, typer.Option("--per-file", help="Window features per capture (not across the captures).")
     ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Read only packets at or after this ISO time (UTC if no zone).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Read only packets before this ISO time.")] = None,
+    host: Annotated[
+        list[str] | None, typer.Option("--host", help="Only packets from or to this address or CIDR (repeatable).")
+    ] = None,
+    port: Annotated[
+        list[int] | None, typer.Option("--port", help="Only TCP/UDP packets on this port (repeatable).")
+    ] = None,
+    no_decap: Annotated[
+        bool,
+        typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
+    ] = False,
 ) -> None:
     """Read the captures, build flows, compute the 41 features, write them."""
     import polars as pl
 
     from analyzer import inputs
     from analyzer.progress import make_stages
+    from features.capture.filter import PacketFilter
     from features.capture.source import is_stream
     from features.common import atomic_path, output_file
     from features.flows.extract import extract_flows
@@ -97,6 +112,7 @@ def features(
     if labels is not None and fmt is FeatureFormat.nsl_kdd:
         raise InputError("--labels needs --format parquet (NSL-KDD text has no scenario column)")
     windows = read_label_windows(labels) if labels is not None else None
+    narrow = PacketFilter.build(since, until, host or [], port or [])
     if label is not None and fmt is FeatureFormat.nsl_kdd:
         raise InputError("--label needs --format parquet (NSL-KDD text carries the label in its own rows)")
     output_file(output, force=force)  # refused before any packet is read: a folder, a device, exists without --force
@@ -113,7 +129,7 @@ def features(
                 def overall(done: int, _total: int, base: int = sum(sizes[:n])) -> None:
                     progress(base + done, sum(sizes))  # one bar over all groups
 
-                ext = extract_flows(group, progress=overall)
+                ext = extract_flows(group, progress=overall, decap=not no_decap, packet_filter=narrow)
                 warnings.extend(ext.warnings)
                 part = kdd_features(ext.flows, ext.payloads)
                 if per_file:

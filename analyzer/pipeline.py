@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from analyzer import explain, incidents, inputs, verdicts
+from analyzer import evidence, explain, incidents, inputs, verdicts
+from analyzer.allow import allowed, read_allow
 from analyzer.progress import QuietStages, Stages
-from analyzer.result import OUTPUT_NAMES, ScanResult
+from analyzer.result import OUTPUT_NAMES, ZEEK_NAMES, ScanResult
 from analyzer.summary import to_json
+from features.capture.filter import PacketFilter
 from features.common import InputError, ModelError, atomic_folder, check_folder
 from features.kdd.columns import KDD_FEATURES
 
@@ -45,6 +47,15 @@ class ScanConfig:
     explain_incidents: int = 20  # the largest N incidents get feature attributions (the report shows 15)
     explain_flows: int = 32  # flows sampled per explained incident (attribution costs a backward pass)
     novelty: bool = False  # apply the model's novelty gate (model.novelty): more attacks found, more false alarms
+    decap: bool = True  # decapsulate tunnels (features.capture.tunnels); False: the outer packets make the flows
+    zeek: str = ""  # "tsv" or "json": also write conn.log and nta.log in Zeek's format (features.flows.zeek)
+    packet_filter: PacketFilter | None = None  # --since/--until/--host/--port (features.capture.filter)
+    allow: Path | None = None  # --allow FILE: known-good hosts, networks, services (analyzer.allow)
+    carve: bool = False  # --carve: each incident's packets to incidents/NNN-<class>-<source>.pcap (analyzer.evidence)
+
+    @property
+    def extra_outputs(self) -> tuple[str, ...]:
+        return ZEEK_NAMES if self.zeek else ()
 
 
 def capture_stem(path: Path) -> str:
@@ -77,14 +88,18 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
 
     found = inputs.discover(config.paths)
     out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
-    _check_outputs(out_dir, config.force)
+    _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
+    carved_dir = out_dir / evidence.INCIDENTS_DIR
+    if config.carve and not config.force and carved_dir.is_dir() and any(carved_dir.iterdir()):
+        raise InputError(f"{carved_dir}: holds carved incidents already; use --force to replace them")
+    allow = read_allow(config.allow) if config.allow is not None else []
     with timed("model"):
         clf = Classifier.load(config.model_dir or default_model_dir(), device=config.device)
         _check_model_features(clf)
         if config.novelty and clf.novelty is None:
             raise ModelError(f"model {clf.model_id} has no novelty profile: --novelty needs one (nta train fits it)")
     with timed("reading") as progress:
-        ext = extract_flows(found.captures, progress=progress)
+        ext = extract_flows(found.captures, progress=progress, decap=config.decap, packet_filter=config.packet_filter)
     if config.strict and ext.warnings:
         raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
     with timed("features"):
@@ -97,11 +112,21 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         proba, gated = _predict(clf, x, config.batch_size, progress, config.novelty)  # (n, K), gate or None
     with timed("incidents"):
         v = verdicts.build_verdicts(flows, kdd["service"], proba, clf.classes, clf.model_id, gated)
+        if allow:
+            v = v.with_columns(allowed(flows, allow))
         inc, members = incidents.find_incidents(v, config.incidents)
         v = v.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
         v = v.select(verdicts.verdict_columns(clf.classes))
     with timed("explaining"):
         inc = _explain(clf, x, kdd, v, inc, config)
+    members = evidence.incident_members(v, flows)
+    inc = _evidence_columns(inc, members)
+    carved: dict[int, tuple[Path, int]] = {}
+    if config.carve:
+        with timed("carving") as progress:
+            carved = evidence.carve_incidents(
+                out_dir, list(found.captures), members, inc, decap=config.decap, force=True, progress=progress
+            )
     result = ScanResult(
         out_dir=out_dir,
         captures=list(ext.sources),
@@ -121,15 +146,52 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         min_confidence=config.min_confidence,
         matched=verdicts.matches(v, config.fail_on, config.min_confidence),
         novelty=config.novelty,
+        extra_outputs=config.extra_outputs,
+        filters=config.packet_filter.text if config.packet_filter is not None else (),
+        filtered_packets=int(ext.filtered),
+        allow_file=str(config.allow) if config.allow is not None else None,
+        allow_entries=len(allow),
+        decap=config.decap,
+        flow_table=flows,
+        carved=carved,
     )
-    with timed("writing"):
-        _write_outputs(result, kdd, ext)
+    try:
+        with timed("writing"):
+            _write_outputs(result, kdd, ext, flows, config.zeek)
+    except BaseException:
+        for path, _ in carved.values():  # nothing is left behind when the outputs cannot be written
+            path.unlink(missing_ok=True)
+        raise
+    if carved and config.force:
+        _remove_stale(carved_dir, {p for p, _ in carved.values()})
     return result
 
 
-def _check_outputs(out_dir: Path, force: bool) -> None:
-    out_dir = check_folder(out_dir, OUTPUT_NAMES)  # not a folder, or an output that cannot be replaced: refused
-    existing = [n for n in OUTPUT_NAMES if (out_dir / n).exists()]
+def _evidence_columns(inc: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+    """Each incident's Wireshark display filter and its flows' Community IDs (``analyzer.evidence``)."""
+    filters, cids = [], []
+    by_incident = {k[0]: g for k, g in members.group_by("incident_id")} if members.height else {}
+    for i in inc["incident_id"].to_list():
+        g = by_incident.get(i)
+        filters.append(evidence.incident_filter(g) if g is not None else "")
+        cids.append(evidence.community_ids(g) if g is not None else [])
+    return inc.with_columns(
+        wireshark_filter=pl.Series(filters, dtype=pl.String), community_ids=pl.Series(cids, dtype=pl.List(pl.String))
+    )
+
+
+def _remove_stale(folder: Path, keep: set[Path]) -> None:
+    """With --force, carved files of an earlier scan that this one did not write again are removed."""
+    import re
+
+    for p in folder.iterdir():
+        if re.fullmatch(r"\d{3,}-.+\.pcap(ng)?", p.name) and p not in keep:
+            p.unlink()
+
+
+def _check_outputs(out_dir: Path, force: bool, names: tuple[str, ...]) -> None:
+    out_dir = check_folder(out_dir, names)  # not a folder, or an output that cannot be replaced: refused
+    existing = [n for n in names if (out_dir / n).exists()]
     if existing and not force:
         raise InputError(f"{out_dir}: outputs exist ({', '.join(existing)}); use --force to overwrite them")
 
@@ -225,16 +287,28 @@ def _flows_table(ext: Any, kdd: pl.DataFrame, model_id: str) -> Any:
     return table.replace_schema_metadata({**flow_metadata(ext), b"nta.model_id": model_id.encode()})
 
 
-def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any) -> None:
-    """The three files into a new folder, which then replaces the output folder in one step (``atomic_folder``):
-    all three outputs change together or none does; on any failure nothing is left behind."""
+def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any, flows: pl.DataFrame, zeek: str = "") -> None:
+    """Every output into a new folder, which then replaces the output folder in one step (``atomic_folder``):
+    the outputs change together or none does; on any failure nothing is left behind.
+
+    ``zeek`` ("tsv" or "json"): conn.log and nta.log (``features.flows.zeek``) join the outputs.
+    """
     import pyarrow.parquet as pq
 
     t0 = time.perf_counter()
-    with atomic_folder(result.out_dir, OUTPUT_NAMES) as folder:
+    with atomic_folder(result.out_dir, tuple(result.outputs)) as folder:
         table = _flows_table(ext, kdd, result.model_id)
         pq.write_table(table, folder / "flows.parquet", compression="zstd")
         verdicts.write_csv(result.verdicts, folder / "verdicts.csv")
+        if zeek:
+            from features.flows import zeek as zk
+
+            zk.write_log(zk.CONN_LOG, zk.conn_frame(flows), folder / "conn.log", json=zeek == "json")
+            nta = zk.nta_frame(flows, result.verdicts, result.classes)
+            zk.write_log(zk.nta_log(result.classes), nta, folder / "nta.log", json=zeek == "json")
         result.seconds["writing"] = time.perf_counter() - t0  # so far: report.json itself is small
         result.summary = to_json(result)
         (folder / "report.json").write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
+        from analyzer.html import render_html
+
+        (folder / "report.html").write_text(render_html(json.loads(json.dumps(result.summary, default=str))))

@@ -11,7 +11,8 @@ from typing import Any
 
 import polars as pl
 
-OUTPUT_NAMES: tuple[str, ...] = ("flows.parquet", "verdicts.csv", "report.json")
+OUTPUT_NAMES: tuple[str, ...] = ("flows.parquet", "verdicts.csv", "report.json", "report.html")
+ZEEK_NAMES: tuple[str, ...] = ("conn.log", "nta.log")  # with nta scan --zeek / --zeek-json
 
 
 @dataclass
@@ -37,6 +38,14 @@ class ScanResult:
     matched: int = 0
     summary: dict[str, Any] = field(default_factory=dict)  # report.json content
     novelty: bool = False  # the novelty gate was applied (verdicts' "novel" column says where it relabelled)
+    extra_outputs: tuple[str, ...] = ()  # outputs asked for besides OUTPUT_NAMES (ZEEK_NAMES)
+    filters: tuple[str, ...] = ()  # the packet filter asked for ("since ...", "host ...", "port ...")
+    filtered_packets: int = 0  # packets the filter left out
+    allow_file: str | None = None  # --allow FILE
+    allow_entries: int = 0
+    decap: bool = True  # tunnels were decapsulated (nta carve must decode the same way)
+    flow_table: pl.DataFrame | None = None  # the flows (flow-table columns), for display filters of top flows
+    carved: dict[int, tuple[Path, int]] = field(default_factory=dict)  # incident -> (capture file, packets)
 
     @property
     def flows(self) -> int:
@@ -48,9 +57,15 @@ class ScanResult:
         return int(self.verdicts["novel"].sum()) if self.flows else 0
 
     @property
+    def allowed_flows(self) -> int:
+        """Flows an ``--allow`` entry covers (0 without ``--allow``)."""
+        v = self.verdicts
+        return int(v["allowed"].sum()) if self.flows and "allowed" in v.columns else 0
+
+    @property
     def exit_code(self) -> int:
         return 1 if self.matched else 0
 
     @property
     def outputs(self) -> dict[str, Path]:
-        return {name: self.out_dir / name for name in OUTPUT_NAMES}
+        return {name: self.out_dir / name for name in (*OUTPUT_NAMES, *self.extra_outputs)}

@@ -45,6 +45,7 @@ class RecordChunk:
     ts_ns: np.ndarray  # (n,) int64: ns since the epoch, UTC
     linktype: np.ndarray  # (n,) int32
     first_idx: int  # pkt_idx of the first record (records count from 0 in the file)
+    pkt_idx: np.ndarray | None = None  # (n,) int64 when the records are not consecutive (a time filter left some out)
 
     def __len__(self) -> int:
         return int(self.data_off.shape[0])

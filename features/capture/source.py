@@ -22,6 +22,7 @@ from typing import BinaryIO
 import numpy as np
 
 from features.capture.decode import decode_chunk
+from features.capture.filter import PacketFilter
 from features.capture.packets import PacketBatch
 from features.capture.pcap import PAD, PCAP_MAGICS, PCAPNG_MAGIC, PcapWalker, RecordChunk, WalkState
 from features.capture.pcapng import BOM, PcapngWalker
@@ -211,9 +212,20 @@ class PacketSource:
     ``bad`` and ``warnings`` are complete once ``batches()`` is exhausted.
     """
 
-    def __init__(self, path: Path, *, chunk_records: int = 262_144, payloads: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        chunk_records: int = 262_144,
+        payloads: bool = True,
+        decap: bool = True,
+        packet_filter: PacketFilter | None = None,
+    ) -> None:
         self.path = Path(path)
+        self.packet_filter = packet_filter if packet_filter is not None and packet_filter.active else None
         self.payloads = payloads  # False: batches carry no payload snippets (nothing downstream wants them)
+        self.decap = decap  # False: tunnel packets stay as they are (features.capture.tunnels)
+        self.keep_records = False  # True: each batch carries its RecordChunk (frames' bytes), for carving
         self._stream: _Replay | None = None  # a pipe, FIFO or standard input: opened once, read once
         if is_stream(self.path):
             self._stream = _Replay(_open_stream(self.path))
@@ -236,19 +248,28 @@ class PacketSource:
         self.records = 0
         self.bad: Counter[str] = Counter()
         self.warnings: list[str] = []
+        self.filtered = 0  # records left out by the packet filter
 
     def close(self) -> None:
         """Close a stream this source holds open (regular files are opened only while ``batches`` runs)."""
         if self._stream is not None:
             self._stream.close()
 
-    def outcome(self) -> tuple[int, Counter[str], list[str], str]:
-        """What a finished ``batches()`` learnt: (records, bad counts, warnings, sha256); see ``adopt``."""
-        return self.records, Counter(self.bad), list(self.warnings), self.sha256
+    @property
+    def pcap_header(self) -> tuple[int, bool] | None:
+        """(link type, nanosecond timestamps) of a classic pcap file; None for pcapng."""
+        if self.format.startswith("pcapng"):
+            return None
+        endian, ns, _, _ = PCAP_MAGICS[struct.unpack_from("<I", self._head)[0]]
+        return struct.unpack_from(endian + "I", self._head, 20)[0] & 0x03FFFFFF, ns
 
-    def adopt(self, outcome: tuple[int, Counter[str], list[str], str]) -> None:
+    def outcome(self) -> tuple[int, Counter[str], list[str], str, int]:
+        """What a finished ``batches()`` learnt: (records, bad counts, warnings, sha256, filtered); see ``adopt``."""
+        return self.records, Counter(self.bad), list(self.warnings), self.sha256, self.filtered
+
+    def adopt(self, outcome: tuple[int, Counter[str], list[str], str, int]) -> None:
         """Take the outcome of ``batches()`` run elsewhere (``features.capture.readahead``'s child process)."""
-        self.records, bad, warnings, self.sha256 = outcome
+        self.records, bad, warnings, self.sha256, self.filtered = outcome
         self.bad, self.warnings = Counter(bad), list(warnings)
 
     def batches(self, progress: ProgressFn = no_progress) -> Iterator[PacketBatch]:
@@ -258,6 +279,7 @@ class PacketSource:
             raise InputError(f"{self.path}: a pipe or standard input can be read only once")
         self._read_once = True
         self.records, self.bad, self.warnings, self.sha256 = 0, Counter(), [], ""  # a second pass starts afresh
+        self.filtered = 0
         walker: PcapWalker | PcapngWalker
         walker = PcapngWalker(state) if self.format.startswith("pcapng") else PcapWalker(self._head, state)
         sha = hashlib.sha256()
@@ -325,10 +347,47 @@ class PacketSource:
                     rc.linktype[lo:hi],
                     rc.first_idx + lo,
                 )
-                batch = decode_chunk(part) if self.payloads else decode_chunk(part, payloads=False)
+                batch = self._filtered_decode(part)
+                if self.keep_records:
+                    batch.chunk = part
                 delta = state.bad - self._attached
                 batch.bad.update(delta)
                 self._attached.update(delta)
                 self.records += batch.records
+                self.filtered += batch.filtered
                 self.bad.update(batch.bad)
                 yield batch
+
+    def _filtered_decode(self, part: RecordChunk) -> PacketBatch:
+        """Decode a chunk, leaving out what the packet filter rejects: by time before decoding, by host/port after."""
+        flt = self.packet_filter
+        n = len(part)
+        skipped = 0
+        if flt is not None and flt.by_time:
+            keep = flt.time_mask(part.ts_ns)
+            if not keep.all():
+                idx = np.flatnonzero(keep)
+                skipped = n - idx.size
+                part = RecordChunk(
+                    part.buf,
+                    part.data_off[idx],
+                    part.caplen[idx],
+                    part.wirelen[idx],
+                    part.ts_ns[idx],
+                    part.linktype[idx],
+                    part.first_idx,
+                    (part.pkt_idx[idx] if part.pkt_idx is not None else part.first_idx + idx).astype(np.int64),
+                )
+        batch = decode_chunk(part, payloads=self.payloads, decap=self.decap)
+        batch.records = n
+        if flt is not None and flt.by_packet and len(batch):
+            keep = flt.packet_mask(batch.cols)
+            if not keep.all():
+                skipped += int((~keep).sum())
+                batch.cols = {k: v[keep] for k, v in batch.cols.items()}
+                if batch.payloads:
+                    has = np.isin(batch.payload_idx, batch.cols["pkt_idx"])
+                    batch.payload_idx = batch.payload_idx[has]
+                    batch.payloads = [p for p, h in zip(batch.payloads, has.tolist(), strict=True) if h]
+        batch.filtered = skipped
+        return batch

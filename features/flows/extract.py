@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from features.capture.filter import PacketFilter
 from features.capture.readahead import read_ahead
 from features.common import ProgressFn, no_progress
 from features.flows.builder import DEFAULT_CONFIG, FlowBuilder, FlowConfig
@@ -17,7 +18,20 @@ from features.flows.records import empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
 
 # Sort order of the final table: time first, then the flow key, so flow_id is stable per input.
-_ORDER = ("ts", "_file", "ip_proto", "orig_h", "orig_p", "resp_h", "resp_p", "icmp_type", "icmp_code", "vlan", "_uid")
+_ORDER = (
+    "ts",
+    "_file",
+    "ip_proto",
+    "orig_h",
+    "orig_p",
+    "resp_h",
+    "resp_p",
+    "icmp_type",
+    "icmp_code",
+    "vlan",
+    "tunnel",
+    "_uid",
+)
 
 
 @dataclass
@@ -30,6 +44,7 @@ class Extraction:
     bad_packets: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     packets: int = 0
+    filtered: int = 0  # packets the packet filter left out (features.capture.filter)
 
 
 def extract_flows(
@@ -38,16 +53,19 @@ def extract_flows(
     progress: ProgressFn = no_progress,
     *,
     payloads: bool = True,
+    decap: bool = True,
+    packet_filter: PacketFilter | None = None,
 ) -> Extraction:
     """Flow records of ``paths`` (each opened first, so a non-capture fails before any work: ``InputError``).
 
     ``progress`` gets (bytes read, total bytes) over all files. Flows never span two files. With
     ``payloads=False`` no payload snippets are kept (``Extraction.payloads`` is empty): less memory when
-    only the flow table is wanted.
+    only the flow table is wanted. ``decap=False`` keeps tunnel packets as the outer flows they make.
+    ``packet_filter`` narrows the read to a time window, hosts and ports (``features.capture.filter``).
     """
     from features.capture.source import PacketSource
 
-    sources = [PacketSource(Path(p), payloads=payloads) for p in paths]
+    sources = [PacketSource(Path(p), payloads=payloads, decap=decap, packet_filter=packet_filter) for p in paths]
     total = sum(s.size_bytes for s in sources)
     done_before = 0
     frames: list[pl.DataFrame] = []
@@ -100,4 +118,5 @@ def extract_flows(
         bad_packets=dict(sorted(bad.items())),
         warnings=warnings,
         packets=sum(s.records for s in sources),
+        filtered=sum(s.filtered for s in sources),
     )
