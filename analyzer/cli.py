@@ -1,7 +1,7 @@
 """The ``nta`` command line. Commands live in ``analyzer/cmd_*.py``; this module only assembles them.
 
 Exit codes: 0 ok; 1 verdicts matched ``--fail-on``; 2 bad input or usage; 3 model problem; 70 internal
-error (a bug); 130 Ctrl-C. Errors are one line on stderr; ``--traceback`` shows the Python traceback.
+error (a bug); 130 Ctrl-C; 141 stdout closed by its reader; 143 SIGTERM. Errors are one line on stderr; ``--traceback`` shows the Python traceback.
 """
 
 from __future__ import annotations
@@ -10,15 +10,16 @@ from typing import Annotated
 
 import typer
 
-from analyzer import __version__, cmd_features, cmd_flows, cmd_model, cmd_scan, cmd_study
-from analyzer.errors import SHOW_TRACEBACK
+from analyzer import __version__, cmd_carve, cmd_features, cmd_flows, cmd_model, cmd_scan, cmd_study
+from analyzer.errors import SHOW_TRACEBACK, terminate_on_sigterm
 
 app = typer.Typer(
     name="nta",
     help=(
         "Offline network-forensics triage: captures -> flows -> NSL-KDD features -> MSMRNet verdicts.\n\n"
         "Exit codes: 0 ok; 1 verdicts matched --fail-on; 2 bad input or usage; 3 model problem; "
-        "70 internal error; 130 interrupted."
+        "70 internal error; 130 interrupted (Ctrl-C); 141 stdout closed by its reader (| head); "
+        "143 terminated (SIGTERM)."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -42,10 +43,11 @@ def _root(
     SHOW_TRACEBACK["on"] = traceback
 
 
-for _module in (cmd_flows, cmd_features, cmd_model, cmd_scan, cmd_study):
+for _module in (cmd_flows, cmd_features, cmd_model, cmd_scan, cmd_carve, cmd_study):
     _module.register(app)
 
 
 def main() -> None:
     """Console-script entry point."""
+    terminate_on_sigterm()
     app(prog_name="nta")

@@ -76,13 +76,29 @@ def features(
         bool, typer.Option("--per-file", help="Window features per capture (not across the captures).")
     ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Read only packets at or after this ISO time (UTC if no zone).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Read only packets before this ISO time.")] = None,
+    host: Annotated[
+        list[str] | None, typer.Option("--host", help="Only packets from or to this address or CIDR (repeatable).")
+    ] = None,
+    port: Annotated[
+        list[int] | None, typer.Option("--port", help="Only TCP/UDP packets on this port (repeatable).")
+    ] = None,
+    no_decap: Annotated[
+        bool,
+        typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
+    ] = False,
 ) -> None:
     """Read the captures, build flows, compute the 41 features, write them."""
     import polars as pl
 
     from analyzer import inputs
     from analyzer.progress import make_stages
-    from features.common import atomic_path
+    from features.capture.filter import PacketFilter
+    from features.capture.source import is_stream
+    from features.common import atomic_path, output_file
     from features.flows.extract import extract_flows
     from features.kdd.columns import ATTACK_CLASS, CLASSES
     from features.kdd.frame import kdd_features
@@ -96,12 +112,10 @@ def features(
     if labels is not None and fmt is FeatureFormat.nsl_kdd:
         raise InputError("--labels needs --format parquet (NSL-KDD text has no scenario column)")
     windows = read_label_windows(labels) if labels is not None else None
+    narrow = PacketFilter.build(since, until, host or [], port or [])
     if label is not None and fmt is FeatureFormat.nsl_kdd:
         raise InputError("--label needs --format parquet (NSL-KDD text carries the label in its own rows)")
-    if output.exists() and not force:
-        raise InputError(f"{output}: exists; use --force to overwrite it")
-    if output.is_dir():
-        raise InputError(f"{output}: is a folder; -o names the output file")
+    output_file(output, force=force)  # refused before any packet is read: a folder, a device, exists without --force
     found = inputs.discover(captures)
     groups = [[p] for p in found.captures] if per_file else [found.captures]
     warnings: list[str] = []
@@ -109,13 +123,13 @@ def features(
         parts = []
         with stages.stage("reading") as progress:
             # One extraction per group: with --per-file the window features never see another capture's flows.
-            sizes = [sum(f.stat().st_size for f in group) for group in groups]
+            sizes = [sum(0 if is_stream(f) else f.stat().st_size for f in group) for group in groups]
             for n, group in enumerate(groups):
 
                 def overall(done: int, _total: int, base: int = sum(sizes[:n])) -> None:
                     progress(base + done, sum(sizes))  # one bar over all groups
 
-                ext = extract_flows(group, progress=overall)
+                ext = extract_flows(group, progress=overall, decap=not no_decap, packet_filter=narrow)
                 warnings.extend(ext.warnings)
                 part = kdd_features(ext.flows, ext.payloads)
                 if per_file:

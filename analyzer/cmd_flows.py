@@ -1,7 +1,12 @@
-"""``nta flows CAPTURE... -o flows.parquet``: captures to one bidirectional flow table (Parquet, atomic)."""
+"""``nta flows CAPTURE... -o flows.parquet``: captures to one bidirectional flow table (Parquet, atomic).
+
+``--format zeek`` writes the table as Zeek's conn.log (TSV with Zeek's header), ``--format zeek-json`` as Zeek's
+JSON lines (``features.flows.zeek``).
+"""
 
 from __future__ import annotations
 
+import enum
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +14,13 @@ from typing import Annotated
 import typer
 
 from analyzer.errors import guarded
-from features.common import InputError
+from features.common import output_file
+
+
+class FlowFormat(enum.StrEnum):
+    parquet = "parquet"
+    zeek = "zeek"
+    zeek_json = "zeek-json"
 
 
 def register(app: typer.Typer) -> None:
@@ -20,33 +31,70 @@ def register(app: typer.Typer) -> None:
 @guarded
 def flows(
     captures: Annotated[list[Path], typer.Argument(help="Capture files (pcap/pcapng, gzipped or not) or folders.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Parquet file to write.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="File to write (Parquet, or conn.log).")],
     tcp_idle: Annotated[float, typer.Option("--tcp-idle", help="TCP idle timeout, seconds.", min=0.001)] = 300.0,
     udp_idle: Annotated[float, typer.Option("--udp-idle", help="UDP idle timeout, seconds.", min=0.001)] = 60.0,
     icmp_idle: Annotated[float, typer.Option("--icmp-idle", help="ICMP idle timeout, seconds.", min=0.001)] = 60.0,
     merge: Annotated[
         bool, typer.Option("--merge", help="Read files overlapping in time as one stream merged by time.")
     ] = False,
+    fmt: Annotated[
+        FlowFormat,
+        typer.Option("--format", help="parquet: the flow table; zeek / zeek-json: Zeek's conn.log (TSV / JSON lines)."),
+    ] = FlowFormat.parquet,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output file.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Read only packets at or after this ISO time (UTC if no zone).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Read only packets before this ISO time.")] = None,
+    host: Annotated[
+        list[str] | None, typer.Option("--host", help="Only packets from or to this address or CIDR (repeatable).")
+    ] = None,
+    port: Annotated[
+        list[int] | None, typer.Option("--port", help="Only TCP/UDP packets on this port (repeatable).")
+    ] = None,
+    no_decap: Annotated[
+        bool,
+        typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
+    ] = False,
 ) -> None:
     """Read the captures, build flows, write them with their provenance; print a one-paragraph summary."""
     from analyzer import inputs
     from analyzer.progress import make_stages
+    from features.capture.filter import PacketFilter
     from features.flows.builder import FlowConfig
     from features.flows.extract import FlowStream
     from features.flows.table import write_flow_stream
 
-    if output.is_dir():
-        raise InputError(f"{output}: is a folder; -o names the output file")
-    if output.exists() and not force:
-        raise InputError(f"{output}: exists; use --force to overwrite it")
+    PacketFilter.build(since, until, host or [], port or [])  # a bad option fails before anything is read
+    output_file(output, force=force)  # refused before any packet is read: a folder, a device, exists without --force
     found = inputs.discover(captures)
     config = FlowConfig(tcp_idle_s=tcp_idle, udp_idle_s=udp_idle, icmp_idle_s=icmp_idle)
     with make_stages(quiet) as stages, stages.stage("reading") as progress:
         # Flows go to the file as they are released (FlowStream): memory follows open flows, not the table.
-        fs = FlowStream(found.captures, config, progress, payloads=False, merge=merge)
-        ext, n_flows = write_flow_stream(fs, output)
+        fs = FlowStream(
+            found.captures,
+            config,
+            progress,
+            payloads=False,
+            merge=merge,
+            decap=not no_decap,
+            packet_filter=PacketFilter.build(since, until, host or [], port or []),
+        )
+        if fmt is FlowFormat.parquet:
+            ext, n_flows = write_flow_stream(fs, output)
+        else:  # Zeek's conn.log is written from the whole table, gathered first (not streamed)
+            import polars as pl
+
+            from features.flows.extract import gather
+            from features.flows.zeek import CONN_LOG, conn_frame, save_log
+
+            ext = gather(fs)
+            n_flows = ext.flows.num_rows
+            flows = pl.from_arrow(ext.flows)
+            assert isinstance(flows, pl.DataFrame)
+            save_log(CONN_LOG, conn_frame(flows), output, json=fmt is FlowFormat.zeek_json)
     for path, reason in found.skipped:
         print(f"nta: skipped {path}: {reason}", file=sys.stderr)
     print(summary(ext, output, n_flows))
@@ -64,6 +112,8 @@ def summary(ext: object, output: Path, n_flows: int | None = None) -> str:
     for s in getattr(ext, "joined", []):
         how = "joined in time order" if s["how"] == "joined" else "merged by time"
         text += f" {len(s['files'])} files {how}: {s['files'][0]} ... {s['files'][-1]}."
+    if getattr(ext, "filtered", 0):
+        text += f" {ext.filtered:,} packets outside the filters were skipped."  # type: ignore[attr-defined]
     if bad:
         text += " Bad packets: " + ", ".join(f"{k} {v:,}" for k, v in sorted(bad.items())) + "."
     else:

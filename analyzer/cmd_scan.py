@@ -47,17 +47,23 @@ HELP = """Label every flow in the captures and report incidents.
 
 PATHS: capture files (pcap, pcapng, gzipped or not) or folders, searched
 recursively for *.pcap, *.pcapng, *.cap (and .gz); other files in a folder
-are listed as skipped. Writes flows.parquet, verdicts.csv and report.json
-under --out (default ./nta-out/<first capture's name>/).
+are listed as skipped. Writes flows.parquet, verdicts.csv, report.json and report.html
+under --out (default ./nta-out/<first capture's name>/); with --zeek or
+--zeek-json also Zeek's conn.log and nta.log (the verdicts, keyed by uid).
 
 Exit codes:
 0 scanned, nothing matched --fail-on;
 1 verdicts matched --fail-on (at --min-confidence or above);
 2 bad input or usage (not a capture, unreadable, nothing to scan,
 outputs exist without --force, a damaged capture with --strict);
-3 model problem (missing, corrupt, built for other features);
-130 interrupted. Errors are one line on stderr (nta --traceback scan ...
-shows the traceback).
+3 model problem (missing, corrupt, out of bounds, NaN, built for other
+features);
+70 internal error (a bug in nta);
+130 interrupted (Ctrl-C);
+141 stdout closed by its reader (e.g. | head): outputs are written, and a
+closed stdout is not a finding, whatever --fail-on says;
+143 terminated (SIGTERM). Errors are one line on stderr
+(nta --traceback scan ... shows the traceback).
 """
 
 
@@ -101,12 +107,51 @@ def scan(
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Damaged-capture warnings are errors (exit 2).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    allow: Annotated[
+        Path | None,
+        typer.Option(
+            "--allow",
+            help="Known-good hosts, networks and services (one per line: 10.0.0.5, 10.0.0.0/24, 53/udp, "
+            "10.0.0.53 53/udp): their flows stay in the outputs but make no incident and no --fail-on match.",
+            show_default=False,
+        ),
+    ] = None,
+    carve: Annotated[
+        bool,
+        typer.Option(
+            "--carve", help="Write each incident's packets to incidents/NNN-<class>-<source>.pcap under --out."
+        ),
+    ] = False,
+    zeek: Annotated[
+        bool, typer.Option("--zeek", help="Also write conn.log and nta.log (verdicts by uid) as Zeek TSV logs.")
+    ] = False,
+    zeek_json: Annotated[
+        bool, typer.Option("--zeek-json", help="The same Zeek logs as JSON lines (Zeek's use_json format).")
+    ] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Read only packets at or after this ISO time (UTC if no zone).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Read only packets before this ISO time.")] = None,
+    host: Annotated[
+        list[str] | None, typer.Option("--host", help="Only packets from or to this address or CIDR (repeatable).")
+    ] = None,
+    port: Annotated[
+        list[int] | None, typer.Option("--port", help="Only TCP/UDP packets on this port (repeatable).")
+    ] = None,
+    no_decap: Annotated[
+        bool,
+        typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
+    ] = False,
     format: Annotated[Format, typer.Option("--format", help="text: the report; json: report.json on stdout.")] = (
         Format.text
     ),
 ) -> None:
     from analyzer.pipeline import ScanConfig, run_scan
     from analyzer.progress import make_stages
+    from features.capture.filter import PacketFilter
+
+    if zeek and zeek_json:
+        raise InputError("--zeek and --zeek-json: choose one (both write conn.log and nta.log)")
 
     config = ScanConfig(
         paths=tuple(paths),
@@ -120,6 +165,11 @@ def scan(
         strict=strict,
         novelty=novelty,
         merge=merge,
+        decap=not no_decap,
+        zeek="json" if zeek_json else "tsv" if zeek else "",
+        packet_filter=PacketFilter.build(since, until, host or [], port or []),
+        allow=allow,
+        carve=carve,
     )
     with make_stages(quiet) as stages:
         result = run_scan(config, stages)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import signal
 import sys
 from collections.abc import Callable
 from enum import IntEnum
@@ -12,7 +15,17 @@ import typer
 
 from features.common import InputError, ModelError, NtaError
 
-__all__ = ["ExitCode", "InputError", "ModelError", "NtaError", "exit_code_for", "guarded", "one_line"]
+__all__ = [
+    "ExitCode",
+    "InputError",
+    "ModelError",
+    "NtaError",
+    "Terminated",
+    "exit_code_for",
+    "guarded",
+    "one_line",
+    "terminate_on_sigterm",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -29,13 +42,36 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2  # not a capture, unreadable, nothing to scan, bad usage
     MODEL = 3  # model missing, corrupt or incompatible
     INTERNAL = 70  # a bug in nta (EX_SOFTWARE): never confused with "attacks found"
-    INTERRUPTED = 130  # Ctrl-C
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    STDOUT_CLOSED = 141  # stdout closed by its reader (``| head``): 128 + SIGPIPE, as a shell reports it
+    TERMINATED = 143  # SIGTERM (kill, a CI job's timeout): handled as Ctrl-C is, temporary files removed
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by ``terminate_on_sigterm``'s handler.
+
+    A ``KeyboardInterrupt`` so that every clean-up written for Ctrl-C (temporary files, the reader process,
+    worker threads) runs for it too; only its exit code and message differ.
+    """
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def terminate_on_sigterm() -> None:
+    """From now on SIGTERM interrupts the command like Ctrl-C (exit 143 instead of dying half-way)."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def exit_code_for(exc: BaseException) -> int:
     """The exit code for an error that ended a command."""
+    if isinstance(exc, Terminated):
+        return ExitCode.TERMINATED
     if isinstance(exc, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
+    if isinstance(exc, BrokenPipeError):  # the only pipe nta writes to is stdout (outputs are regular files)
+        return ExitCode.STDOUT_CLOSED
     if isinstance(exc, NtaError):
         return exc.exit_code
     if isinstance(exc, OSError):
@@ -45,8 +81,12 @@ def exit_code_for(exc: BaseException) -> int:
 
 def one_line(exc: BaseException) -> str:
     """``nta: error: <message>`` on one line, whatever the message holds."""
+    if isinstance(exc, Terminated):
+        return "nta: terminated (SIGTERM)"
     if isinstance(exc, KeyboardInterrupt):
         return "nta: interrupted"
+    if isinstance(exc, BrokenPipeError):
+        return "nta: stdout closed by its reader (broken pipe); files written are complete"
     if not isinstance(exc, NtaError | OSError):
         return f"nta: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} (rerun with --traceback)"
     text = " ".join(str(exc).split()) or type(exc).__name__
@@ -56,7 +96,16 @@ def one_line(exc: BaseException) -> str:
 
 
 def print_error(exc: BaseException) -> None:
-    print(one_line(exc), file=sys.stderr)
+    with contextlib.suppress(OSError):  # stderr closed too: the exit code is all there is
+        print(one_line(exc), file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so Python's flush at exit does not hit the closed pipe again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # AttributeError/ValueError: no real fd (tests)
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
 
 
 def guarded(fn: Callable[P, R]) -> Callable[P, R]:
@@ -71,6 +120,8 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
         except (Exception, KeyboardInterrupt) as e:
             if SHOW_TRACEBACK["on"]:
                 raise
+            if isinstance(e, BrokenPipeError):
+                _silence_stdout()
             print_error(e)
             raise typer.Exit(exit_code_for(e)) from None
 

@@ -54,7 +54,8 @@ def find_incidents(
         ``(incidents, membership)``: ``incidents`` has one row per incident (see ``_aggregate`` for columns),
         sorted by ``incident_id``; ``membership`` maps ``flow_id`` -> ``incident_id`` for every attack flow.
     """
-    att = verdicts.select(*_NEEDED, "orig_bytes", "resp_bytes").filter(pl.col("label") != NORMAL)
+    att = verdicts.filter(~pl.col("allowed")) if "allowed" in verdicts.columns else verdicts  # --allow: never
+    att = att.select(*_NEEDED, "orig_bytes", "resp_bytes").filter(pl.col("label") != NORMAL)
     if att.height == 0:
         return _empty_incidents(), pl.DataFrame(schema={"flow_id": pl.Int64, "incident_id": pl.Int64})
     minor = pl.len().over("label", "orig_h") < config.minor_flows

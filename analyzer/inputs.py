@@ -5,17 +5,25 @@ Rules (also in the README):
 * A file named on the command line must be a capture (pcap or pcapng, gzipped or not, recognised by
   content, not by name); anything else is an ``InputError`` (exit 2) naming the file.
 * A folder is walked recursively in sorted order; files named ``*.pcap``, ``*.pcapng``, ``*.cap``
-  (optionally ``.gz``) are probed and used. Other files, and capture-named files that do not open as
-  captures, are *skipped*: listed in the report with the reason, never fatal.
+  (optionally ``.gz``) are probed and used. Other files, and capture-named entries that do not open as
+  captures (dangling or looping symbolic links, named pipes, sockets, devices included: never opened), are
+  *skipped*: listed in the report with the reason, never fatal.
+* ``-`` is standard input; it, pipes and named pipes (FIFOs) named on the command line are read once, as
+  streams, and checked when they are read (a named pipe with no writer is refused after
+  ``features.capture.source.FIFO_WAIT_S``).
 * Nothing left to scan is an ``InputError``. The same file reached twice is read once.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from features.capture.source import is_stream
 from features.common import InputError
 
 CAPTURE_SUFFIXES: tuple[str, ...] = (".pcap", ".pcapng", ".cap")
@@ -64,7 +72,9 @@ def discover(paths: Sequence[Path]) -> Inputs:
 
     for path in paths:
         path = Path(path)
-        if path.is_dir():
+        if is_stream(path):  # '-', a pipe, a named pipe: read once, when the flows are built (a probe would eat it)
+            add(path)
+        elif path.is_dir():
             _walk(path, found, add)
         elif path.exists():
             probe(path)  # a file the user named: not a capture is an error, not a skip
@@ -83,12 +93,16 @@ def discover(paths: Sequence[Path]) -> Inputs:
 
 def _walk(folder: Path, found: Inputs, add: Callable[[Path], None]) -> None:
     try:
-        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        entries = sorted(p for p in folder.rglob("*") if not p.is_dir())
     except OSError as e:
         raise InputError(f"{folder}: cannot list folder ({e.strerror or e})") from e
-    for p in files:
+    for p in entries:
         if not looks_like_capture_name(p):
             found.skipped.append((p, "not a capture file name (.pcap, .pcapng, .cap, optionally .gz)"))
+            continue
+        why = _not_a_file(p)
+        if why:  # a dangling link, a link loop, a named pipe...: listed, never opened (a FIFO would block)
+            found.skipped.append((p, why))
             continue
         try:
             probe(p)
@@ -96,6 +110,22 @@ def _walk(folder: Path, found: Inputs, add: Callable[[Path], None]) -> None:
             found.skipped.append((p, _reason(str(e), p)))
             continue
         add(p)
+
+
+def _not_a_file(p: Path) -> str:
+    """Why ``p`` (found in a folder) cannot be read as a capture file; "" for a regular file (or a link to one)."""
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        return f"dangling symbolic link (to {os.readlink(p)})" if p.is_symlink() else "vanished while listing"
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop"
+        return f"cannot read ({e.strerror or e})"
+    if stat.S_ISREG(mode):
+        return ""
+    kind = "named pipe (FIFO)" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+    return f"a {kind}, not a regular file (name it on the command line to read it as a stream)"
 
 
 def _reason(message: str, path: Path) -> str:

@@ -6,7 +6,8 @@
 * ``VerdictRows``: the verdict rows, spilled chunk by chunk to an Arrow IPC stream beside the outputs, since
   ``incident_id`` is only known once every attack flow has been seen; ``write_csv`` then streams them into
   verdicts.csv with their incidents.
-* ``ParquetRows``: the explanations' features read back from flows.parquet for the rows they need.
+* ``ParquetRows``: the explanations' features (and the attack flows' rows) read back from flows.parquet for
+  the rows they need.
 
 Every file here is a temporary the pipeline renames into place (or removes) at the end.
 """
@@ -14,6 +15,7 @@ Every file here is a temporary the pipeline renames into place (or removes) at t
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analyzer import verdicts
-from features.flows.schema import FLOW_SCHEMA
+from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
 from features.kdd.columns import KDD_FEATURES, KDD_SCHEMA
 
 
@@ -91,28 +93,31 @@ class VerdictRows:
             self._sink.close()
             self._writer = None
 
-    def write_csv(self, path: Path, members: pl.DataFrame, columns: list[str]) -> None:
-        """verdicts.csv at ``path``: the spilled rows in order, each with its ``incident_id`` from ``members``
-        (flow_id -> incident_id of the attack flows, sorted by flow_id)."""
+    def joined(self, members: pl.DataFrame, columns: list[str]) -> Iterator[pl.DataFrame]:
+        """The spilled rows in order, chunk by chunk, each with its ``incident_id`` from ``members`` (flow_id ->
+        incident_id of the attack flows, sorted by flow_id), as ``columns``."""
         self.close()
+        if not self.path.exists():
+            return
         ids = members["flow_id"].to_numpy()
+        with pa.OSFile(str(self.path), "rb") as src:
+            for batch in pa.ipc.open_stream(src):
+                v = pl.from_arrow(batch)
+                assert isinstance(v, pl.DataFrame)
+                if v.height == 0:
+                    continue
+                lo, hi = np.searchsorted(ids, [v["flow_id"][0], v["flow_id"][-1]], side="left")
+                part = members.slice(int(lo), int(hi - lo + 1))
+                v = v.drop("incident_id").join(part, on="flow_id", how="left", maintain_order="left")
+                yield v.select(columns)
+
+    def write_csv(self, path: Path, members: pl.DataFrame, columns: list[str]) -> None:
+        """verdicts.csv at ``path``: ``joined``'s rows (the header alone when there is none)."""
         with path.open("wb") as f:
-            if not self.path.exists():
-                verdicts.write_csv(pl.DataFrame(schema=dict.fromkeys(columns, pl.String)), f)
-                return
-            with pa.OSFile(str(self.path), "rb") as src:
-                reader = pa.ipc.open_stream(src)
-                first = True
-                for batch in reader:
-                    v = pl.from_arrow(batch)
-                    assert isinstance(v, pl.DataFrame)
-                    if v.height == 0:
-                        continue
-                    lo, hi = np.searchsorted(ids, [v["flow_id"][0], v["flow_id"][-1]], side="left")
-                    part = members.slice(int(lo), int(hi - lo + 1))
-                    v = v.drop("incident_id").join(part, on="flow_id", how="left", maintain_order="left")
-                    verdicts.write_csv(v.select(columns), f, header=first)
-                    first = False
+            first = True
+            for v in self.joined(members, columns):
+                verdicts.write_csv(v, f, header=first)
+                first = False
             if first:  # no row at all: the header alone
                 verdicts.write_csv(pl.DataFrame(schema=dict.fromkeys(columns, pl.String)), f)
 
@@ -150,6 +155,17 @@ class ParquetRows:
     def _id_range(self, i: int) -> tuple[int, int]:
         stats = self._file.metadata.row_group(i).column(self._file.schema_arrow.get_field_index("flow_id")).statistics
         return int(stats.min), int(stats.max)
+
+    def flows(self, rows: np.ndarray) -> pl.DataFrame:
+        """The flow-table columns (``FLOW_SCHEMA``) of the flows ``rows``, in that order."""
+        if len(rows) == 0:
+            empty = pl.from_arrow(FLOW_SCHEMA.empty_table())
+            assert isinstance(empty, pl.DataFrame)
+            return empty
+        got = self._read(rows, [c for c in FLOW_COLUMNS if c != "flow_id"]).select(FLOW_COLUMNS)
+        out = pl.from_arrow(got.to_arrow().cast(FLOW_SCHEMA))
+        assert isinstance(out, pl.DataFrame)
+        return out
 
     def encoded(self, rows: np.ndarray) -> np.ndarray:
         kdd = self._read(rows, list(KDD_FEATURES)).select(pl.col(c).cast(KDD_SCHEMA[c]) for c in KDD_FEATURES)

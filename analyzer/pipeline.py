@@ -1,9 +1,11 @@
 """``run_scan``: the one place the stages are wired together. Returns data (``ScanResult``); never prints.
 
 Order matters for the user: everything that can refuse the job (inputs, existing outputs, the model)
-is checked before the first packet is read, and nothing is written until every stage has succeeded;
-then the three outputs are written to temporary files and renamed into place together, so a failure
-or Ctrl-C leaves no partial output (and no output folder the scan created).
+is checked before the first packet is read. The flows then stream through in chunks (features, encoding,
+inference on a thread) and the outputs are written as they complete, into a new folder that replaces the
+output folder in one step at the end (``features.common.atomic_folder``): a failure or Ctrl-C leaves no
+partial output, and readers see the old outputs or all the new ones, never a mix. Memory follows the open
+flows and a chunk, not the capture (``features.flows.extract.FlowStream``, ``analyzer.outputs``).
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from analyzer import explain, incidents, inputs, verdicts
+from analyzer import evidence, explain, incidents, inputs, verdicts
+from analyzer.allow import allowed, read_allow
 from analyzer.outputs import FlowsWriter, ParquetRows, VerdictRows, flows_table
 from analyzer.progress import QuietStages, Stages
-from analyzer.result import OUTPUT_NAMES, ScanResult
+from analyzer.result import OUTPUT_NAMES, ZEEK_NAMES, ScanResult
 from analyzer.summary import to_json
-from features.common import InputError, ModelError, atomic_path
+from features.capture.filter import PacketFilter
+from features.capture.source import is_stream
+from features.common import InputError, ModelError, atomic_folder, check_folder
 from features.kdd.columns import KDD_FEATURES
 
 
@@ -49,10 +54,21 @@ class ScanConfig:
     novelty: bool = False  # apply the model's novelty gate (model.novelty): more attacks found, more false alarms
     merge: bool = False  # files overlapping in time: one stream merged by time (else kept apart)
     chunk_flows: int = 16_384  # flows per chunk through features, inference and the outputs (memory, not results)
+    decap: bool = True  # decapsulate tunnels (features.capture.tunnels); False: the outer packets make the flows
+    zeek: str = ""  # "tsv" or "json": also write conn.log and nta.log in Zeek's format (features.flows.zeek)
+    packet_filter: PacketFilter | None = None  # --since/--until/--host/--port (features.capture.filter)
+    allow: Path | None = None  # --allow FILE: known-good hosts, networks, services (analyzer.allow)
+    carve: bool = False  # --carve: each incident's packets to incidents/NNN-<class>-<source>.pcap (analyzer.evidence)
+
+    @property
+    def extra_outputs(self) -> tuple[str, ...]:
+        return ZEEK_NAMES if self.zeek else ()
 
 
 def capture_stem(path: Path) -> str:
-    """``demo.pcap.gz`` -> ``demo``: the default output folder's name."""
+    """``demo.pcap.gz`` -> ``demo``: the default output folder's name (``stdin`` for ``-``)."""
+    if str(path) == "-":
+        return "stdin"
     name = path.name
     for suffix in (".gz", ".pcapng", ".pcap", ".cap"):
         name = name[: -len(suffix)] if name.lower().endswith(suffix) else name
@@ -77,12 +93,16 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         t0, c0 = time.perf_counter(), time.process_time()
         with stages.stage(name) as progress:
             yield progress
-        seconds[name] += time.perf_counter() - t0
-        cpu_seconds[name] += time.process_time() - c0
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
+        cpu_seconds[name] = cpu_seconds.get(name, 0.0) + time.process_time() - c0
 
     found = inputs.discover(config.paths)
     out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
-    _check_outputs(out_dir, config.force)
+    _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
+    carved_dir = out_dir / evidence.INCIDENTS_DIR
+    if config.carve and not config.force and carved_dir.is_dir() and any(carved_dir.iterdir()):
+        raise InputError(f"{carved_dir}: holds carved incidents already; use --force to replace them")
+    allow = read_allow(config.allow) if config.allow is not None else []
     with timed("model"):
         # The files are checked now: a bad model is refused before any packet is read. The network is built
         # once reading has started (importing torch alone takes about 1.3 s): big captures are read and
@@ -101,14 +121,17 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         seconds["model"] += time.perf_counter() - t0
         cpu_seconds["model"] += time.process_time() - c0
 
-    paths = {name: out_dir / name for name in OUTPUT_NAMES}
-    created = not out_dir.exists()
+    carved: dict[int, tuple[Path, int]] = {}
     try:
         with contextlib.ExitStack() as stack:
-            tmp = {name: stack.enter_context(atomic_path(p)) for name, p in paths.items()}
-            spill = tmp["verdicts.csv"].with_name(tmp["verdicts.csv"].name + ".rows")
+            # Every output is written into a new folder that replaces the output folder in one step at the end
+            # (atomic_folder): the outputs change together or none does. flows.parquet and the spilled verdict
+            # rows are written there as the chunks stream past.
+            folder = stack.enter_context(atomic_folder(out_dir, (*OUTPUT_NAMES, *config.extra_outputs)))
+            flows_path = folder / "flows.parquet"
+            spill = folder / ".verdicts.rows"  # removed before the folder is swapped in
             stack.callback(lambda: spill.unlink(missing_ok=True))
-            engine = _Engine(config, loaded, tmp["flows.parquet"], spill, seconds, cpu_seconds)
+            engine = _Engine(config, loaded, flows_path, spill, seconds, cpu_seconds, allow)
             stack.callback(engine.abort)  # on failure: the inference thread stops before temporaries go
             before, cpu_before = dict(seconds), dict(cpu_seconds)
             with timed("reading") as progress:
@@ -116,9 +139,11 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 # (on a thread) run while the next chunk is read; outputs are written as chunks complete.
                 fs = FlowStream(
                     found.captures, progress=progress, merge=config.merge, on_start=load_model,
-                    chunk_flows=config.chunk_flows,
+                    chunk_flows=config.chunk_flows, decap=config.decap, packet_filter=config.packet_filter,
                 )  # fmt: skip
-                for chunk in fs.chunks(forked=None):
+                # A pipe (or standard input) is read once, here: a flow-building child could not reopen it.
+                piped = any(is_stream(Path(p)) for p in found.captures)
+                for chunk in fs.chunks(forked=False if piped else None):
                     engine.add(chunk)
                 engine.drain()
             # Time of the other stages inside the reading loop: this thread's (inference runs beside it, on its
@@ -147,8 +172,19 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 inc, members = incidents.find_incidents(att, config.incidents)
                 att = att.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
                 att = att.select(verdicts.verdict_columns(clf.classes))
+            flow_rows = ParquetRows(flows_path, clf.spec)
             with timed("explaining"):
-                inc = _explain(clf, ParquetRows(tmp["flows.parquet"], clf.spec), att, inc, config)
+                inc = _explain(clf, flow_rows, att, inc, config)
+            # The attack flows' own rows (flow-table columns): incident evidence and the top flows' filters.
+            attack_flows = flow_rows.flows(att["flow_id"].to_numpy())
+            inc_members = evidence.incident_members(att, attack_flows)
+            inc = _evidence_columns(inc, inc_members)
+            if config.carve:
+                with timed("carving") as progress:
+                    carved = evidence.carve_incidents(
+                        out_dir, list(found.captures), inc_members, inc, decap=config.decap, force=True,
+                        progress=progress, streams=[list(st["files"]) for st in ext.streams],
+                    )  # fmt: skip
             result = ScanResult(
                 out_dir=out_dir,
                 captures=list(ext.sources),
@@ -170,16 +206,32 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 matched=tally.matched,
                 novelty=config.novelty,
                 streams=list(ext.streams),
+                extra_outputs=config.extra_outputs,
+                filters=config.packet_filter.text if config.packet_filter is not None else (),
+                filtered_packets=int(ext.filtered),
+                allow_file=str(config.allow) if config.allow is not None else None,
+                allow_entries=len(allow),
+                decap=config.decap,
+                flow_table=attack_flows,
+                carved=carved,
             )
             with timed("writing"):
-                engine.rows.write_csv(tmp["verdicts.csv"], members, verdicts.verdict_columns(clf.classes))
+                columns = verdicts.verdict_columns(clf.classes)
+                engine.rows.write_csv(folder / "verdicts.csv", members, columns)
+                if config.zeek:
+                    _write_zeek(folder, flow_rows, engine.rows, members, result, json_lines=config.zeek == "json")
+                spill.unlink(missing_ok=True)
                 result.summary = to_json(result)  # "writing" in it: the time so far (report.json itself is small)
-                tmp["report.json"].write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
+                (folder / "report.json").write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
+                from analyzer.html import render_html
+
+                (folder / "report.html").write_text(render_html(json.loads(json.dumps(result.summary, default=str))))
     except BaseException:
-        if created:
-            with contextlib.suppress(OSError):
-                out_dir.rmdir()
+        for path, _ in carved.values():  # nothing is left behind when the outputs cannot be written
+            path.unlink(missing_ok=True)
         raise
+    if carved and config.force:
+        _remove_stale(out_dir / evidence.INCIDENTS_DIR, {p for p, _ in carved.values()})
     return result
 
 
@@ -189,11 +241,19 @@ class _Engine:
     group. Chunks complete in order."""
 
     def __init__(
-        self, config: ScanConfig, loaded: list[Any], flows_path: Path, rows_path: Path, seconds: dict, cpu: dict
+        self,
+        config: ScanConfig,
+        loaded: list[Any],
+        flows_path: Path,
+        rows_path: Path,
+        seconds: dict,
+        cpu: dict,
+        allow: list[Any] | None = None,
     ) -> None:
         from features.kdd.frame import KddStream
 
         self.config = config
+        self.allow = allow or []  # --allow entries (analyzer.allow): their flows are marked, not counted as matches
         self._loaded = loaded  # the classifier, once built (before the first chunk arrives)
         self.kdd = KddStream()
         self.flows_out = FlowsWriter(flows_path)
@@ -281,6 +341,8 @@ class _Engine:
             flows, service = self._inflight.pop(0)
             t, self._c = time.perf_counter(), time.thread_time()
             v = verdicts.build_verdicts(flows, service, proba, clf.classes, clf.model_id, gated)
+            if self.allow:
+                v = v.with_columns(allowed(flows, self.allow))
             self.tally.add(v)
             self.rows.write(v)
             self._timed("writing", t)
@@ -319,10 +381,49 @@ def _empty_flows() -> pl.DataFrame:
     return empty_flows()
 
 
-def _check_outputs(out_dir: Path, force: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir}: --out exists and is not a folder")
-    existing = [n for n in OUTPUT_NAMES if (out_dir / n).exists()]
+def _write_zeek(
+    folder: Path, rows: ParquetRows, spilled: VerdictRows, members: pl.DataFrame, result: ScanResult, json_lines: bool
+) -> None:
+    """conn.log and nta.log (``features.flows.zeek``), chunk by chunk: each chunk of verdict rows (with its
+    incidents) beside its flows read back from flows.parquet."""
+    from features.flows import zeek as zk
+
+    opened = result.tally.ts_min  # the first flow's start: Zeek's #open
+    with (
+        zk.LogWriter(zk.CONN_LOG, folder / "conn.log", json=json_lines, opened=opened) as conn,
+        zk.LogWriter(zk.nta_log(result.classes), folder / "nta.log", json=json_lines, opened=opened) as nta,
+    ):
+        for v in spilled.joined(members, verdicts.verdict_columns(result.classes)):
+            flows = rows.flows(v["flow_id"].to_numpy())
+            conn.write(zk.conn_frame(flows))
+            nta.write(zk.nta_frame(flows, v, result.classes))
+
+
+def _evidence_columns(inc: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+    """Each incident's Wireshark display filter and its flows' Community IDs (``analyzer.evidence``)."""
+    filters, cids = [], []
+    by_incident = {k[0]: g for k, g in members.group_by("incident_id")} if members.height else {}
+    for i in inc["incident_id"].to_list():
+        g = by_incident.get(i)
+        filters.append(evidence.incident_filter(g) if g is not None else "")
+        cids.append(evidence.community_ids(g) if g is not None else [])
+    return inc.with_columns(
+        wireshark_filter=pl.Series(filters, dtype=pl.String), community_ids=pl.Series(cids, dtype=pl.List(pl.String))
+    )
+
+
+def _remove_stale(folder: Path, keep: set[Path]) -> None:
+    """With --force, carved files of an earlier scan that this one did not write again are removed."""
+    import re
+
+    for p in folder.iterdir():
+        if re.fullmatch(r"\d{3,}-.+\.pcap(ng)?", p.name) and p not in keep:
+            p.unlink()
+
+
+def _check_outputs(out_dir: Path, force: bool, names: tuple[str, ...]) -> None:
+    out_dir = check_folder(out_dir, names)  # not a folder, or an output that cannot be replaced: refused
+    existing = [n for n in names if (out_dir / n).exists()]
     if existing and not force:
         raise InputError(f"{out_dir}: outputs exist ({', '.join(existing)}); use --force to overwrite them")
 

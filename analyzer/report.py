@@ -18,7 +18,7 @@ from rich.text import Text
 from analyzer import __version__, verdicts
 from analyzer.incidents import fmt_duration
 from analyzer.result import ScanResult
-from analyzer.summary import TOP_FLOWS, TOP_TALKERS, span
+from analyzer.summary import TOP_TALKERS, span, top_flow_rows
 
 SPARK = " ▁▂▃▄▅▆▇█"
 MAX_INCIDENTS = 15
@@ -53,6 +53,9 @@ def _header(result: ScanResult) -> Table:
         p, why = result.skipped[0]
         grid.add_row("Skipped", f"{len(result.skipped)} files (e.g. {p}: {why})")
     grid.add_row("Packets", f"{result.packets:,}")
+    if result.filters:
+        asked = ", ".join(result.filters)
+        grid.add_row("Filters", f"{asked}: {result.filtered_packets:,} packets outside, skipped while reading")
     grid.add_row("Flows", f"{result.flows:,}")
     if start is not None and end is not None:
         grid.add_row("Time span", f"{_when(start)} - {_when(end)} UTC ({fmt_duration((end - start).total_seconds())})")
@@ -62,6 +65,12 @@ def _header(result: ScanResult) -> Table:
         grid.add_row("Warning", Text(w, style="yellow"))
     if result.unknown_values:
         grid.add_row("Unseen values", ", ".join(f"{k} {n:,}" for k, n in sorted(result.unknown_values.items())))
+    if result.allow_file is not None:
+        grid.add_row(
+            "Allowed",
+            f"{result.allowed_flows:,} flows known-good by {result.allow_file} ({result.allow_entries} entries): "
+            "kept in the outputs, in no incident and no --fail-on match",
+        )
     grid.add_row("Model", f"{result.model_id} on {result.device}")
     if result.novelty:
         grid.add_row(
@@ -112,6 +121,15 @@ def _incidents(result: ScanResult) -> Group:
         why = ", ".join(f"{d['feature']} {d['value']}" for d in r["reason"])
         body = Text(r["summary"], style="red")
         body.append(f"\n  why: {why or 'not explained (only the largest incidents are)'}", style="default")
+        if r.get("wireshark_filter"):
+            body.append(f"\n  filter: {r['wireshark_filter']}", style="default")
+        cids = r.get("community_ids") or []
+        if cids:
+            more = f" (+{len(cids) - 1:,} more in report.json)" if len(cids) > 1 else ""
+            body.append(f"\n  community id: {cids[0]}{more}", style="default")
+        carved = result.carved.get(r["incident_id"])
+        if carved is not None:
+            body.append(f"\n  packets: {carved[0]} ({carved[1]:,})", style="default")
         grid.add_row(f"#{r['incident_id']}", body)
     rows: list[Any] = [Text(f"Incidents: {inc.height:,}", style="bold"), grid]
     if inc.height > MAX_INCIDENTS:
@@ -132,13 +150,21 @@ def _top_flows(result: ScanResult, width: int) -> Table:
         # Only the endpoints may fold (long IPv6 addresses); every other column keeps its width.
         fold = name in ("originator", "responder")
         t.add_column(name, justify=just, no_wrap=not fold, overflow="fold", min_width=15 if fold else None)  # type: ignore[arg-type]
-    for r in verdicts.top_flows(result.attacks, TOP_FLOWS).iter_rows(named=True):
+    for r in top_flow_rows(result).iter_rows(named=True):
         inc = "" if r["incident_id"] is None else f"#{r['incident_id']}"
         cells = [str(r["flow_id"]), r["ts"].strftime("%H:%M:%S"), _endpoint(r["orig_h"], r["orig_p"]),
                  _endpoint(r["resp_h"], r["resp_p"]), f"{r['service']}", r["conn_state"], r["label"],
                  f"{r['p_attack']:.2f}", inc]  # fmt: skip
         t.add_row(*(cells if show_time else cells[:1] + cells[2:]))
     return t
+
+
+def _flow_filters(result: ScanResult) -> Group:
+    """The top flows' display filters and Community IDs, one line each (too wide for the table)."""
+    rows = [Text("Wireshark filters and Community IDs of the top flows", style="bold")]
+    for r in top_flow_rows(result).iter_rows(named=True):
+        rows.append(Text(f"  {r['flow_id']:>6}  {r['community_id']}  {r['wireshark_filter']}"))
+    return Group(*rows)
 
 
 def _endpoint(host: str, port: int | None) -> str:
@@ -169,9 +195,18 @@ def _talkers(result: ScanResult) -> Table:
     return t
 
 
+class _Console(Console):
+    """rich's Console, except that a closed stdout raises ``BrokenPipeError`` (exit 141 in ``analyzer.errors``)
+    instead of rich's ``SystemExit(1)``, the code of "verdicts matched --fail-on"."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(32, "Broken pipe")
+
+
 def make_console() -> Console:
     """The report's console: stdout, colour only on a terminal (rich decides)."""
-    return Console(highlight=False)
+    return _Console(highlight=False)
 
 
 def render(result: ScanResult, console: Console) -> None:
@@ -183,9 +218,11 @@ def render(result: ScanResult, console: Console) -> None:
     console.print(_timeline(result, console.width))
     console.print()
     console.print(_incidents(result))
-    if result.attacks.height:
+    if verdicts.suspicious(result.attacks).height:
         console.print()
         console.print(_top_flows(result, console.width))
+        console.print(_flow_filters(result))
+        console.print()
         console.print(_talkers(result))
     console.print()
     console.print("Outputs: " + ", ".join(str(p) for p in result.outputs.values()))

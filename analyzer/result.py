@@ -13,7 +13,8 @@ import polars as pl
 
 from analyzer.verdicts import Tally
 
-OUTPUT_NAMES: tuple[str, ...] = ("flows.parquet", "verdicts.csv", "report.json")
+OUTPUT_NAMES: tuple[str, ...] = ("flows.parquet", "verdicts.csv", "report.json", "report.html")
+ZEEK_NAMES: tuple[str, ...] = ("conn.log", "nta.log")  # with nta scan --zeek / --zeek-json
 
 
 @dataclass
@@ -40,6 +41,14 @@ class ScanResult:
     matched: int = 0
     summary: dict[str, Any] = field(default_factory=dict)  # report.json content
     novelty: bool = False  # the novelty gate was applied (verdicts' "novel" column says where it relabelled)
+    extra_outputs: tuple[str, ...] = ()  # outputs asked for besides OUTPUT_NAMES (ZEEK_NAMES)
+    filters: tuple[str, ...] = ()  # the packet filter asked for ("since ...", "host ...", "port ...")
+    filtered_packets: int = 0  # packets the filter left out
+    allow_file: str | None = None  # --allow FILE
+    allow_entries: int = 0
+    decap: bool = True  # tunnels were decapsulated (nta carve must decode the same way)
+    flow_table: pl.DataFrame | None = None  # the attack flows (flow-table columns), for display filters of top flows
+    carved: dict[int, tuple[Path, int]] = field(default_factory=dict)  # incident -> (capture file, packets)
     # Files read as one packet stream (features.flows.extract.Extraction.streams): {"files": [...], "how": ...}
     streams: list[dict[str, Any]] = field(default_factory=list)
 
@@ -58,9 +67,14 @@ class ScanResult:
         return self.tally.novel
 
     @property
+    def allowed_flows(self) -> int:
+        """Flows an ``--allow`` entry covers (0 without ``--allow``)."""
+        return self.tally.allowed
+
+    @property
     def exit_code(self) -> int:
         return 1 if self.matched else 0
 
     @property
     def outputs(self) -> dict[str, Path]:
-        return {name: self.out_dir / name for name in OUTPUT_NAMES}
+        return {name: self.out_dir / name for name in (*OUTPUT_NAMES, *self.extra_outputs)}

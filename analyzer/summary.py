@@ -46,7 +46,28 @@ def _incident_json(row: dict[str, Any]) -> dict[str, Any]:
         "services": {s["value"]: s["n"] for s in row["services"]},
         "confidence": row["confidence"],
         "bytes": row["bytes"],
+        "wireshark_filter": row.get("wireshark_filter"),
+        "community_ids": row.get("community_ids") or [],
     }
+
+
+def top_flow_rows(result: ScanResult) -> pl.DataFrame:
+    """The top suspicious flows, each with its Wireshark display filter (``analyzer.evidence.flow_filter``)."""
+    from analyzer.evidence import flow_filter
+
+    top = verdicts.top_flows(result.attacks, TOP_FLOWS)
+    if result.flow_table is None or top.height == 0:
+        return top.with_columns(wireshark_filter=pl.lit(None, pl.String))
+    extra = result.flow_table.select("flow_id", "ip_proto", "icmp_type", "icmp_code", "vlan")
+    rows = top.join(extra, on="flow_id", how="left", maintain_order="left")
+    return top.with_columns(
+        wireshark_filter=pl.Series([flow_filter(r) for r in rows.iter_rows(named=True)], dtype=pl.String)
+    )
+
+
+def _carved(result: ScanResult, incident_id: int) -> dict[str, Any] | None:
+    got = result.carved.get(incident_id)
+    return None if got is None else {"file": str(got[0]), "packets": got[1]}
 
 
 def _rows(df: pl.DataFrame) -> list[dict[str, Any]]:
@@ -74,14 +95,20 @@ def to_json(result: ScanResult) -> dict[str, Any]:
             "end": _iso(end),
             "seconds": (end - start).total_seconds() if start and end else 0.0,
         },
+        "options": {"decap": result.decap},
+        "filters": {"asked": list(result.filters), "packets_skipped": result.filtered_packets},
+        "allowed": {"file": result.allow_file, "entries": result.allow_entries, "flows": result.allowed_flows},
         "bad_packets": result.bad_packets,
         "warnings": result.warnings,
         "unknown_values": result.unknown_values,
         "seconds": {k: round(s, 3) for k, s in result.seconds.items()},
         "verdicts": verdicts.class_summary(result.tally, result.classes),
         "timeline": {**line, "start": _iso(line["start"])},
-        "incidents": [_incident_json(r) for r in result.incidents.iter_rows(named=True)],
-        "top_flows": _rows(verdicts.top_flows(result.attacks, TOP_FLOWS)),
+        "incidents": [
+            {**_incident_json(r), "carved": _carved(result, r["incident_id"])}
+            for r in result.incidents.iter_rows(named=True)
+        ],
+        "top_flows": _rows(top_flow_rows(result)),
         "top_talkers": _rows(verdicts.top_talkers(result.attacks, TOP_TALKERS)),
         "fail_on": {
             "classes": sorted(result.fail_on),
@@ -90,4 +117,5 @@ def to_json(result: ScanResult) -> dict[str, Any]:
         },
         "exit_code": result.exit_code,
         "outputs": {k: str(p) for k, p in result.outputs.items()},
+        "carved": [str(p) for p, _ in result.carved.values()],
     }

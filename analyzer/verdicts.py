@@ -4,8 +4,9 @@
 columns (taken from ``features.flows.schema.FLOW_FIELDS``), the NSL-KDD ``service``, the model's ``label``
 (argmax class), ``confidence`` (its probability), ``p_attack`` (1 - p(normal)), one ``p_<class>`` column
 per class, ``novel`` (true when ``nta scan --novelty``'s gate relabelled a flow the network called normal:
-its label is then the most probable attack class and ``confidence`` that class's probability), the
-``incident_id`` the flow belongs to (empty when none) and the ``model_id``.
+its label is then the most probable attack class and ``confidence`` that class's probability), ``allowed``
+(true when ``--allow`` lists the flow as known-good: it keeps its label but makes no incident and no
+``--fail-on`` match), the ``incident_id`` the flow belongs to (empty when none) and the ``model_id``.
 Timestamps are ISO 8601 UTC with microseconds and a ``Z``; quoting follows RFC 4180 (CRLF line ends,
 fields with commas, quotes or line breaks quoted, quotes doubled).
 """
@@ -49,6 +50,7 @@ def verdict_columns(classes: Sequence[str]) -> list[str]:
         "p_attack",
         *(prob_column(c) for c in classes),
         "novel",
+        "allowed",
         "incident_id",
         "model_id",
     ]
@@ -89,6 +91,7 @@ def build_verdicts(
         p_attack=pl.Series((1.0 - p_normal).astype(np.float64)),
         **{prob_column(c): pl.Series(proba[:, i].astype(np.float64)) for i, c in enumerate(classes)},
         novel=pl.Series(novel, dtype=pl.Boolean),
+        allowed=pl.lit(False, dtype=pl.Boolean),
         incident_id=pl.lit(None, dtype=pl.Int64),
         model_id=pl.lit(model_id, dtype=pl.String),
     )
@@ -112,6 +115,12 @@ def is_attack() -> pl.Expr:
     return pl.col("label") != NORMAL
 
 
+def suspicious(verdicts: pl.DataFrame) -> pl.DataFrame:
+    """Attack-labelled flows that no ``--allow`` entry covers (frames without ``allowed``: every attack flow)."""
+    att = verdicts.filter(is_attack())
+    return att.filter(~pl.col("allowed")) if "allowed" in att.columns else att
+
+
 @dataclass
 class Tally:
     """What the report needs from all verdict rows, kept as they stream past: counts, the time span, and the
@@ -121,6 +130,7 @@ class Tally:
     min_confidence: float = 0.0
     flows: int = 0
     novel: int = 0
+    allowed: int = 0  # flows an --allow entry covers
     matched: int = 0  # rows matching --fail-on at --min-confidence
     ts_min: Any = None  # earliest flow start
     ts_max: Any = None  # latest flow start
@@ -136,6 +146,7 @@ class Tally:
             return
         self.flows += v.height
         self.novel += int(v["novel"].sum())
+        self.allowed += int(v["allowed"].sum()) if "allowed" in v.columns else 0
         self.matched += matches(v, self.fail_on, self.min_confidence)
         lo, hi, end = v["ts"].min(), v["ts"].max(), v["ts_end"].max()
         self.ts_min = lo if self.ts_min is None else min(self.ts_min, lo)
@@ -212,7 +223,7 @@ def timeline(
 
 def top_flows(verdicts: pl.DataFrame, n: int = 10, per_incident: int = 2) -> pl.DataFrame:
     """The most confidently malicious flows, at most ``per_incident`` from one incident so the list shows breadth."""
-    att = verdicts.filter(is_attack())
+    att = suspicious(verdicts)
     rank = pl.col("p_attack").rank("ordinal", descending=True).over(pl.col("incident_id").fill_null(-1))
     return (
         att.with_columns(_rank=rank)
@@ -226,7 +237,7 @@ def top_flows(verdicts: pl.DataFrame, n: int = 10, per_incident: int = 2) -> pl.
 def top_talkers(verdicts: pl.DataFrame, n: int = 5) -> pl.DataFrame:
     """Originators of the most attack flows: flows, classes seen, distinct targets and ports, peak p_attack."""
     return (
-        verdicts.filter(is_attack())
+        suspicious(verdicts)
         .group_by("orig_h")
         .agg(
             flows=pl.len(),
@@ -244,4 +255,5 @@ def matches(verdicts: pl.DataFrame, fail_on: frozenset[str], min_confidence: flo
     """How many flows carry a label in ``fail_on`` with at least ``min_confidence``."""
     if not fail_on:
         return 0
-    return verdicts.filter(pl.col("label").is_in(list(fail_on)) & (pl.col("confidence") >= min_confidence)).height
+    hit = verdicts.filter(pl.col("label").is_in(list(fail_on)) & (pl.col("confidence") >= min_confidence))
+    return hit.filter(~pl.col("allowed")).height if "allowed" in hit.columns else hit.height

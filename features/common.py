@@ -7,11 +7,29 @@ progress callback type. No stage logic lives here; a module that needs one of th
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import fcntl
 import os
-from collections.abc import Callable, Iterator
+import re
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
-__all__ = ["InputError", "ModelError", "NtaError", "ProgressFn", "atomic_path", "no_progress"]
+__all__ = [
+    "InputError",
+    "ModelError",
+    "NtaError",
+    "ProgressFn",
+    "atomic_folder",
+    "atomic_path",
+    "check_folder",
+    "no_progress",
+    "output_file",
+]
 
 
 # --- errors: the message is one line that names the file and the problem; ``analyzer`` prints it to stderr
@@ -43,24 +61,213 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def output_file(path: Path, *, force: bool = True, option: str = "-o") -> Path:
+    """The file an output named ``path`` replaces; ``InputError`` (exit 2) if nta must not write there.
+
+    Rules (README, "Reliability"): only regular files are ever replaced: a folder, a device (``/dev/null``), a
+    named pipe or a socket is refused, ``--force`` or not. A symbolic link is followed: the file it points to
+    is replaced (created if the link dangles) and the link stays; a link loop is refused. An existing file
+    is replaced only with ``force``.
+    """
+    path = Path(path)
+    target = path
+    if path.is_symlink():
+        try:
+            path.stat()
+        except FileNotFoundError:
+            pass  # dangling: the file it names is created
+        except OSError as e:
+            raise InputError(f"{path}: {option} is a symbolic link that cannot be followed ({e.strerror or e})") from e
+        target = Path(os.path.realpath(path))
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as e:
+        raise InputError(f"{path}: cannot check the output ({e.strerror or e})") from e
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path}: is a folder; {option} names the output file")
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path}: is {_kind(mode)}; nta writes its outputs only as regular files")
+    if not force:
+        raise InputError(f"{path}: exists; use --force to overwrite it")
+    return target
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path in ``target``'s folder; on success rename it onto ``target``, else remove it.
 
     The rename is atomic on POSIX (same filesystem), so readers see the old file or the whole new one.
     The file gets the mode a plain ``open(target, "w")`` would give it: some writers (safetensors) create
-    their files 0600, and a model folder a colleague cannot read is no use to them.
+    their files 0600, and a model folder a colleague cannot read is no use to them. ``target`` follows
+    ``output_file``'s rules: a symbolic link is followed (the link stays), a non-regular file is refused.
     """
-    target = Path(target)
+    target = output_file(Path(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, target)
+        with _write_errors(target):
+            yield tmp
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+# "(os error 28)" (polars, other Rust writers), "[errno 28]" (pyarrow): an OS error reported as another exception.
+_OS_ERROR = re.compile(r"(?:os error|errno) (\d+)", re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def _write_errors(target: Path) -> Iterator[None]:
+    """Writing ``target`` failed for a reason of the system (a full disk, a quota, an I/O error): ``InputError``
+    naming it (exit 2), whichever library wrote and however it reported the OS error; anything else passes."""
+    try:
+        yield
+    except NtaError:
+        raise
+    except Exception as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            problem = os.strerror(e.errno)  # pyarrow's strerror carries its own wording around it
+        elif (m := _OS_ERROR.search(str(e))) is not None:
+            problem = os.strerror(int(m.group(1)))
+        elif isinstance(e, OSError):
+            problem = " ".join(str(e).split())
+        else:
+            raise
+        raise InputError(f"{target}: cannot write ({problem})") from e
+
+
+# --- atomic output folder: several files that must change together (nta scan's three outputs).
+
+_FS_IOC_GETFLAGS = 0x80086601  # linux/fs.h; the flags are an int
+_LOCKED_FLAGS = 0x10 | 0x20  # FS_IMMUTABLE_FL, FS_APPEND_FL (chattr +i, +a): such a file cannot be removed
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _locked(path: Path) -> bool:
+    """True for an immutable or append-only file (chattr +i / +a); False where the flags cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        flags = fcntl.ioctl(fd, _FS_IOC_GETFLAGS, bytes(8))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return bool(int.from_bytes(flags[:4], sys.byteorder) & _LOCKED_FLAGS)
+
+
+def check_folder(target: Path, replaces: Collection[str], option: str = "--out") -> Path:
+    """The folder ``atomic_folder(target, replaces)`` would replace (a symbolic link followed), after checking it
+    can: ``InputError`` if ``target`` is not a folder or an entry named in ``replaces`` cannot be removed
+    (immutable or append-only), so that the swap is refused before any work is done."""
+    target = Path(target)
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
+    if not target.exists():
+        return target
+    if not target.is_dir():
+        raise InputError(f"{target}: {option} exists and is not a folder")
+    for name in replaces:
+        p = target / name
+        if p.is_symlink() or p.exists():
+            if _locked(p):
+                raise InputError(f"{p}: immutable or append-only (chattr): it cannot be replaced; nothing was changed")
+            if p.is_dir() and not p.is_symlink():
+                raise InputError(f"{p}: is a folder; nta replaces only files there")
+    return target
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where that is not available."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # a filesystem without it
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path, replaces: Collection[str]) -> Iterator[Path]:
+    """Yield a new empty folder beside ``target``; on success it becomes ``target`` in one step, else it is removed.
+
+    Write the files named in ``replaces`` into it. If ``target`` exists, everything else in it is kept: files
+    and symbolic links are hard-linked (re-created) into the new folder, subfolders and other entries are moved
+    there just before the swap (and back if the swap fails); then the two folders are exchanged atomically
+    (``renameat2``; two renames where the filesystem lacks it) and the old one is deleted. Readers see the
+    old outputs or all the new ones, never a mix. A symbolic link ``target`` is followed (the link stays).
+    ``check_folder``'s refusals apply (an immutable output: nothing changes).
+    """
+    target = check_folder(target, replaces)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".new", dir=target.parent))
+    os.chmod(new, 0o777 & ~_UMASK)  # mkdtemp makes it 0700; a new output folder gets the usual mode
+    moved: list[str] = []
+    done = False
+    try:
+        with _write_errors(target):
+            yield new
+        if not target.exists():
+            os.rename(new, target)  # fails if a folder with entries appeared there meanwhile
+            done = True
+            return
+        check_folder(target, replaces)
+        st = target.stat()
+        os.chmod(new, stat.S_IMODE(st.st_mode))
+        with contextlib.suppress(OSError):
+            os.chown(new, st.st_uid, st.st_gid)
+        with os.scandir(target) as it:
+            others = sorted((e for e in it if e.name not in replaces), key=lambda e: e.name)
+        for e in others:  # files: hard links (the old folder keeps its own names until it is deleted)
+            if e.is_symlink():
+                os.symlink(os.readlink(e.path), new / e.name)
+            elif e.is_file(follow_symlinks=False):
+                os.link(e.path, new / e.name, follow_symlinks=False)
+        for e in others:  # the rest (subfolders, pipes...) cannot be linked: moved, and moved back on failure
+            if not (e.is_symlink() or e.is_file(follow_symlinks=False)):
+                os.rename(e.path, new / e.name)
+                moved.append(e.name)
+        if _exchange(new, target):
+            old = new  # the old folder now sits at the temporary name
+        else:
+            old = new.with_suffix(".old")
+            os.rename(target, old)
+            try:
+                os.rename(new, target)
+            except BaseException:
+                os.rename(old, target)
+                raise
+        done = True
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if not done:
+            for name in moved:
+                with contextlib.suppress(OSError):
+                    os.rename(new / name, target / name)
+            shutil.rmtree(new, ignore_errors=True)
 
 
 # --- progress: stages report work done without knowing about terminals.

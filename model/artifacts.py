@@ -6,25 +6,41 @@ sha256 of the weights file, and free-form provenance (training data sha256, seed
 and torch versions). Loading refuses, with a one-line ``ModelError`` naming what differs: a missing
 file, unparsable JSON, another format version, a weights file whose sha256 is not the recorded one,
 a spec whose column count is not the network's input width, or tensors that do not fit the network.
+
+Nothing in ``metadata.json`` is trusted before ``model.files.validate_metadata`` has checked it against its bounds
+(size, nesting, types, ranges, no NaN): a config asking for a million channels or ten million modules is
+refused before anything is built. The network is then built on torch's ``meta`` device (no memory) and
+compared with the weights file's tensor shapes before the real one is built, and every tensor must be finite
+(an all-NaN network would label every flow "normal").
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from features.common import InputError, ModelError, atomic_path
 from features.encode.spec import FeatureSpec
 from model.baselines import build_network
-from model.files import FORMAT_VERSION, METADATA, NOVELTY_PREFIX, WEIGHTS, read_metadata, sha256_file
+from model.files import (
+    FORMAT_VERSION,
+    MAX_PARAMETERS,
+    METADATA,
+    NOVELTY_PREFIX,
+    WEIGHTS,
+    read_metadata,
+    sha256_file,
+    validate_metadata,
+)
 from model.network import NetConfig
 from model.novelty import NormalProfile, last_linear
 
@@ -37,6 +53,7 @@ __all__ = [
     "nta_version",
     "read_metadata",
     "save_model",
+    "validate_metadata",
     "write_metadata",
 ]
 
@@ -147,22 +164,41 @@ def load_model(model_dir: Path) -> LoadedModel:
         )
     if len(classes) != cfg.n_classes:
         raise ModelError(f"{model_dir / METADATA}: {len(classes)} class names for a {cfg.n_classes}-class network")
-    net = build_network(cfg)
+    with torch.device("meta"):  # the config's network without memory: its size and shapes, before building it
+        own = {k: tuple(v.shape) for k, v in build_network(cfg).state_dict().items()}
+    n_params = sum(math.prod(shape) for shape in own.values())
+    if n_params > MAX_PARAMETERS:
+        raise ModelError(
+            f"{model_dir / METADATA}: net_config describes {n_params:,} parameters (at most {MAX_PARAMETERS:,})"
+        )
     try:
-        tensors = load_file(str(wpath))
+        with safe_open(str(wpath), framework="pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if not k.startswith(NOVELTY_PREFIX)}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelError(f"{wpath}: unreadable safetensors file: {e}") from None
-    nov = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(NOVELTY_PREFIX)]}
-    novelty = NormalProfile.from_tensors(nov, str(wpath)) if nov else None
-    own = net.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    wrong = sorted(k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape)
+    missing = sorted(set(own) - set(stored))
+    unexpected = sorted(set(stored) - set(own))
+    wrong = sorted(k for k in set(own) & set(stored) if own[k] != stored[k])
     if missing or unexpected or wrong:
         raise ModelError(
             f"{wpath}: tensors do not fit a {cfg.arch} network: missing {missing[:3]}, unexpected "
             f"{unexpected[:3]}, wrong shape {wrong[:3]}"
         )
+    try:
+        tensors = load_file(str(wpath))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"{wpath}: unreadable safetensors file: {e}") from None
+    bad = {k: int((~torch.isfinite(t)).sum()) for k, t in tensors.items() if t.is_floating_point()}
+    bad = {k: n for k, n in bad.items() if n}
+    if bad:
+        name, n = next(iter(sorted(bad.items())))
+        raise ModelError(
+            f"{wpath}: {sum(bad.values()):,} weights are NaN or infinite ({len(bad)} tensors, e.g. {name}: {n:,}); "
+            "such a network's verdicts mean nothing"
+        )
+    nov = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(NOVELTY_PREFIX)]}
+    novelty = NormalProfile.from_tensors(nov, str(wpath)) if nov else None
+    net = build_network(cfg)
     net.load_state_dict(tensors, strict=True)
     net.eval()
     head = last_linear(net)

@@ -11,11 +11,10 @@ import torch
 from torch import nn
 
 from features.common import ModelError
+from model.files import ARCHS
 from model.network import MSMRNet, NetConfig
 
 __all__ = ["ARCHS", "CNN1D", "MLP", "PlainLSTM", "build_network"]
-
-ARCHS: tuple[str, ...] = ("msmrnet", "msmnet", "mlp", "cnn", "lstm")
 
 
 class MLP(nn.Module):

@@ -103,8 +103,16 @@ class Classifier:
 
     def _forward(self, x: np.ndarray, batch_size: int, keep_reps: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """``model.forward.forward_pass`` on this classifier's device: the plain and the gated predictions
-        rest on the same logits on every device (bf16 autocast on CUDA)."""
-        return forward_pass(self.net, self._check_x(x), batch_size, self.device, keep_reps, self.threads)
+        rest on the same logits on every device (bf16 autocast on CUDA). Non-finite probabilities (NaN or
+        infinity inside the network) are a ``ModelError``: an argmax would quietly turn them into "normal"."""
+        proba, z = forward_pass(self.net, self._check_x(x), batch_size, self.device, keep_reps, self.threads)
+        bad = ~np.isfinite(proba).all(axis=1)
+        if bad.any():
+            raise ModelError(
+                f"model {self.model_id}: class probabilities are NaN or infinite for {int(bad.sum()):,} of "
+                f"{len(proba):,} rows (the network overflows or holds NaN); no verdict is given"
+            )
+        return proba, z
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Class probabilities: float32 (n, F) -> float32 (n, K), columns in ``classes`` order."""

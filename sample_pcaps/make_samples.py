@@ -17,6 +17,7 @@ import random
 import socket
 import struct
 import sys
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -30,8 +31,14 @@ MS = 1_000_000  # one millisecond in ns
 S = 1_000_000_000  # one second in ns
 
 LINKTYPE_ETHERNET = 1
+LINKTYPE_PPP = 9
+LINKTYPE_PPP_HDLC = 50
 LINKTYPE_RAW = 101
+LINKTYPE_C_HDLC = 104
+LINKTYPE_IEEE802_11 = 105
 LINKTYPE_LINUX_SLL = 113
+LINKTYPE_RADIOTAP = 127
+LINKTYPE_PPI = 192
 
 ROUTER_MAC = bytes.fromhex("02005e0000fe")
 
@@ -636,6 +643,201 @@ def write_pcapng_two_sections(path: Path, pkts: list[Pkt]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# More link layers: PPP, PPPoE, Cisco HDLC, 802.11 (plain, radiotap, PPI)
+
+
+def is_v6(ip: bytes) -> bool:
+    return ip[0] >> 4 == 6
+
+
+def from_client(ip: bytes) -> bool:
+    """Whether the format set's packet comes from its client (192.168.1.21 or 2001:db8::21)."""
+    return ip[8:24] == a6("2001:db8::21") if is_v6(ip) else ip[12:16] == a4("192.168.1.21")
+
+
+def ppp_proto(ip: bytes, compressed: bool) -> bytes:
+    """The PPP protocol field for IPv4/IPv6: one byte when compressed (RFC 1661 6.5), else two."""
+    p = 0x57 if is_v6(ip) else 0x21
+    return bytes([p]) if compressed else struct.pack(">H", p)
+
+
+LCP_CONF_REQ = struct.pack(">HBBH", 0xC021, 1, 1, 4)  # PPP LCP Configure-Request, no options: not IP
+
+
+def pppoe_session(body: bytes, session: int = 0x2A) -> bytes:
+    """Ethernet + PPPoE session header (version/type 0x11, code 0) around a PPP frame (protocol + data)."""
+    hdr = struct.pack(">BBHH", 0x11, 0, session, len(body))
+    return b"\x02\x00\x0a\x00\x00\x01" + b"\x02\x00\xc0\xa8\x01\x15" + b"\x88\x64" + hdr + body
+
+
+def ieee80211_data(ip: bytes, i: int) -> bytes:
+    """An 802.11 data frame with LLC/SNAP around an IP packet: every other one QoS data, one with HT Control.
+
+    Client to AP (To DS) or AP to client (From DS), as a Wi-Fi sniffer sees a station talk to the network.
+    """
+    to_ds = from_client(ip)
+    qos = i % 2 == 1
+    htc = i == 3
+    fc0 = 0x88 if qos else 0x08  # type data, subtype QoS data / data
+    fc1 = (0x01 if to_ds else 0x02) | (0x80 if htc else 0)
+    sta, ap, far = b"\x02\x00\xc0\xa8\x01\x15", b"\x02\x00\x0a\x00\x00\xfe", ROUTER_MAC
+    a1, a2, a3 = (ap, sta, far) if to_ds else (sta, ap, far)
+    hdr = struct.pack("<BBH6s6s6sH", fc0, fc1, 44, a1, a2, a3, (i << 4) & 0xFFF0)
+    if qos:
+        hdr += struct.pack("<H", 0) + (b"\0\0\0\0" if htc else b"")
+    et = 0x86DD if is_v6(ip) else 0x0800
+    return hdr + b"\xaa\xaa\x03\x00\x00\x00" + struct.pack(">H", et) + ip
+
+
+AP_MAC = b"\x02\x00\x0a\x00\x00\xfe"
+BEACON = struct.pack("<BBH6s6s6sH", 0x80, 0, 0, b"\xff" * 6, AP_MAC, AP_MAC, 0) + bytes(8) + b"\x64\0\x01\x04\0\x04nta0"
+PROTECTED = struct.pack("<BBH6s6s6sH", 0x08, 0x41, 44, b"\2" * 6, b"\4" * 6, b"\6" * 6, 0) + bytes(40)  # WPA: not IP
+
+
+def radiotap(frame: bytes, fcs: bool) -> bytes:
+    """Radiotap header (flags and rate fields) before an 802.11 frame; with ``fcs`` the frame ends with its CRC."""
+    hdr = struct.pack("<BBHIBB", 0, 0, 10, 0x06, 0x10 if fcs else 0, 0x6C)  # present: flags, rate (54 Mb/s)
+    return hdr + frame + (struct.pack("<I", zlib.crc32(frame)) if fcs else b"")
+
+
+def ppi(frame: bytes) -> bytes:
+    """PPI header (version 0, no fields) before an 802.11 frame."""
+    return struct.pack("<BBHI", 0, 0, 8, LINKTYPE_IEEE802_11) + frame
+
+
+def link_samples(out: Path, fmt: Cap) -> None:
+    """The format flow set under each link layer that is not Ethernet, with a non-IP frame or two where they occur."""
+    pkts = fmt.sorted()
+    t_ctl = pkts[0].t_ns - 10 * MS  # control frames before the first packet
+    pppoe = [(t_ctl, pppoe_session(LCP_CONF_REQ))]
+    pppoe += [(p.t_ns, pppoe_session(ppp_proto(p.ip, True) + p.ip)) for p in pkts]
+    write_pcap(out / "fmt-pppoe-pfc.pcap", pppoe)
+    ppp = [(t_ctl, b"\xff\x03" + LCP_CONF_REQ)]
+    ppp += [(p.t_ns, (b"" if i % 2 else b"\xff\x03") + ppp_proto(p.ip, i % 3 == 0) + p.ip) for i, p in enumerate(pkts)]
+    write_pcap(out / "fmt-ppp.pcap", ppp, linktype=LINKTYPE_PPP)
+    hdlc = [(t_ctl, b"\xff\x03" + LCP_CONF_REQ)] + [(p.t_ns, b"\xff\x03" + ppp_proto(p.ip, False) + p.ip) for p in pkts]
+    write_pcap(out / "fmt-ppp-hdlc.pcap", hdlc, linktype=LINKTYPE_PPP_HDLC)
+    chdlc = [(t_ctl, b"\x8f\x00\x80\x35" + bytes(20))]  # SLARP keepalive: not IP
+    chdlc += [(p.t_ns, (b"\x8f" if i == 0 else b"\x0f") + b"\x00" + struct.pack(">H", 0x86DD if is_v6(p.ip) else 0x0800) + p.ip) for i, p in enumerate(pkts)]  # fmt: skip
+    write_pcap(out / "fmt-cisco-hdlc.pcap", chdlc, linktype=LINKTYPE_C_HDLC)
+    wifi = [(t_ctl, BEACON), (t_ctl + MS, PROTECTED)] + [(p.t_ns, ieee80211_data(p.ip, i)) for i, p in enumerate(pkts)]
+    write_pcap(out / "fmt-80211.pcap", wifi, linktype=LINKTYPE_IEEE802_11)
+    write_pcap(out / "fmt-80211-radiotap.pcap", [(t, radiotap(f, i % 2 == 0)) for i, (t, f) in enumerate(wifi)], linktype=LINKTYPE_RADIOTAP)  # fmt: skip
+    write_pcap(out / "fmt-80211-ppi.pcap", [(t, ppi(f)) for t, f in wifi], linktype=LINKTYPE_PPI)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tunnels: the format flow set (or an attack) inside GRE, ERSPAN, IP-in-IP/6in4, VXLAN, Geneve, GTP-U, Teredo
+
+
+class Outer:
+    """Builds outer IPv4 packets between two tunnel endpoints, with their own IP ids."""
+
+    def __init__(self, a: str, b: str) -> None:
+        self.a, self.b = a, b
+        self.ids = {a: 0x100, b: 0x800}
+
+    def ip(self, forward: bool, proto: int, payload: bytes) -> bytes:
+        src, dst = (self.a, self.b) if forward else (self.b, self.a)
+        self.ids[src] += 1
+        return bytes(dpkt.ip.IP(src=a4(src), dst=a4(dst), p=proto, ttl=62, id=self.ids[src], data=payload))
+
+    def udp(self, forward: bool, sport: int, dport: int, payload: bytes) -> bytes:
+        seg = dpkt.udp.UDP(sport=sport, dport=dport, data=payload)
+        seg.ulen = 8 + len(payload)
+        return self.ip(forward, dpkt.ip.IP_PROTO_UDP, bytes(seg))
+
+
+def entropy_port(ip: bytes) -> int:
+    """A VXLAN/Geneve-style source port from a hash of the inner addresses (the same for both directions)."""
+    a, b = (ip[8:24], ip[24:40]) if is_v6(ip) else (ip[12:16], ip[16:20])
+    return 49152 + (zlib.crc32(min(a, b) + max(a, b)) & 0x3FFF)
+
+
+def tunnel_samples(out: Path, fmt: Cap) -> None:
+    pkts = fmt.sorted()
+    et = {False: 0x0800, True: 0x86DD}
+    gre = Outer("172.16.0.1", "172.16.0.2")
+    frames = [(p.t_ns, ether(gre.ip(from_client(p.ip), 47, struct.pack(">HHI", 0x2000, et[is_v6(p.ip)], 1001) + p.ip))) for p in pkts]  # fmt: skip
+    write_pcap(out / "tunnel-gre.pcap", frames)
+    # ERSPAN: a switch mirrors both directions to a collector, one way only; type II then type III.
+    span = Outer("10.9.9.1", "10.9.9.2")
+    frames = []
+    for i, p in enumerate(pkts):
+        if i % 2 == 0:
+            body = struct.pack(">HHI", 0x1000, 0x88BE, i) + struct.pack(">II", 0x10000000 | 7, 0) + ether(p.ip)
+        else:
+            body = (
+                struct.pack(">HHI", 0x1000, 0x22EB, i)
+                + struct.pack(">III", 0x20000000 | 7, i, 0x00000000)
+                + ether(p.ip)
+            )
+        frames.append((p.t_ns, ether(span.ip(True, 47, body), (30,))))
+    write_pcap(out / "tunnel-erspan.pcap", frames)
+    ipip = Outer("172.16.4.1", "172.16.4.2")
+    frames = [(p.t_ns, ether(ipip.ip(from_client(p.ip), 41 if is_v6(p.ip) else 4, p.ip))) for p in pkts]
+    write_pcap(out / "tunnel-ipip-6in4.pcap", frames)
+    vx = Outer("192.168.56.11", "192.168.56.12")
+    frames = [(p.t_ns, ether(vx.udp(from_client(p.ip), entropy_port(p.ip), 4789, struct.pack(">II", 0x08000000, 5001 << 8) + ether(p.ip, (7,))))) for p in pkts]  # fmt: skip
+    write_pcap(out / "tunnel-vxlan.pcap", frames)
+    gen = Outer("192.168.57.11", "192.168.57.12")
+    opt = struct.pack(">HBBI", 0x0102, 0x80, 1, 0xC0FFEE)  # one 8-byte option
+    frames = [(p.t_ns, ether(gen.udp(from_client(p.ip), entropy_port(p.ip), 6081, struct.pack(">BBHI", len(opt) // 4, 0, 0x6558, 77 << 8) + opt + ether(p.ip)))) for p in pkts]  # fmt: skip
+    write_pcap(out / "tunnel-geneve.pcap", frames)
+    gtp = Outer("172.16.8.1", "172.16.8.2")  # eNodeB, SGW
+    frames = []
+    for i, p in enumerate(pkts):
+        if is_v6(p.ip):
+            continue
+        up = from_client(p.ip)
+        ext = b""
+        flags = 0x30
+        if i % 2:  # with a PDU session container extension header (type 0x85)
+            flags |= 0x04
+            ext = struct.pack(">HBB", 0, 0, 0x85) + bytes([1, 0x10 if up else 0x00, 9, 0])
+        hdr = struct.pack(">BBHI", flags, 0xFF, len(ext) + len(p.ip), 0x1000 + up) + ext
+        frames.append((p.t_ns, ether(gtp.udp(up, 2152, 2152, hdr + p.ip))))
+    write_pcap(out / "tunnel-gtpu.pcap", frames)
+    write_pcap(out / "tunnel-teredo.pcap", teredo_frames())
+    write_pcap(out / "tunnel-gre-portscan.pcap", [(p.t_ns, ether(gre.ip(from_scanner(p.ip), 47, struct.pack(">HH", 0, 0x0800) + p.ip))) for p in portscan_small().sorted()])  # fmt: skip
+
+
+TEREDO_CLIENT = "2001:0:4136:e378:8000:63bf:3f57:fdf2"  # a Teredo address (2001::/32)
+
+
+def teredo_frames() -> list[tuple[int, bytes]]:
+    """A Teredo client: router solicitation/advertisement with its server on UDP 3544 (the advertisement with an
+    origin indication), then an HTTP exchange over IPv6 through a relay on ordinary ports."""
+    cap = Cap(seed=30)
+    rs = dpkt.icmp6.ICMP6(type=133, code=0, data=bytes(4))
+    ra = dpkt.icmp6.ICMP6(type=134, code=0, data=bytes(12))
+    solicit = ipv6("fe80::8000:ffff:ffff:fffd", "ff02::2", dpkt.ip.IP_PROTO_ICMP6, rs)
+    advert = ipv6("fe80::8000:f227:bec8:61af", "fe80::8000:ffff:ffff:fffd", dpkt.ip.IP_PROTO_ICMP6, ra)
+    http_get(cap, 100 * MS, TEREDO_CLIENT, 50400, "2001:db8::10", "/", 900)
+    srv, relay = Outer("192.168.1.21", "198.51.100.1"), Outer("192.168.1.21", "203.0.113.5")
+    origin = b"\x00\x00" + struct.pack(">H", 40000 ^ 0xFFFF) + bytes(a ^ 0xFF for a in a4("192.0.2.45"))
+    frames = [
+        (0, ether(srv.udp(True, 40000, 3544, solicit))),
+        (20 * MS, ether(srv.udp(False, 3544, 40000, origin + advert))),
+    ]
+    for p in cap.sorted():
+        up = p.ip[8:24] == a6(TEREDO_CLIENT)
+        frames.append((p.t_ns, ether(relay.udp(up, 40000 if up else 61001, 61001 if up else 40000, p.ip))))
+    return frames
+
+
+def portscan_small() -> Cap:
+    """A SYN scan of ports 1-120 of 10.0.0.20 (22 and 80 open), the attack to hide in a tunnel."""
+    cap = Cap(seed=31)
+    syn_portscan(cap, 0, "10.0.0.20", list(range(1, 121)), {22, 80})
+    return cap
+
+
+def from_scanner(ip: bytes) -> bool:
+    return ip[12:16] == a4("192.168.56.66")
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def eth_frames(cap: Cap, vlans: Callable[[int], tuple[int, ...]] = lambda i: ()) -> list[tuple[int, bytes]]:
@@ -681,6 +883,8 @@ def main(out: Path) -> None:
     gz = gzip.compress(plain, compresslevel=9, mtime=0)
     (out / "fmt-gzip.pcap.gz").write_bytes(gz)
     (out / "fmt-gzip-no-suffix.pcap").write_bytes(gz)
+    link_samples(out, fmt)
+    tunnel_samples(out, fmt)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from analyzer.cli import app
-from analyzer.errors import ExitCode, exit_code_for, guarded, one_line
+from analyzer.errors import ExitCode, Terminated, exit_code_for, guarded, one_line
 from features.common import InputError, ModelError
 
 
@@ -30,6 +30,8 @@ def test_unknown_command_is_usage_error() -> None:
         (InputError("x.pcap: not a capture"), 2),
         (ModelError("model/: weights sha256 mismatch"), 3),
         (KeyboardInterrupt(), 130),
+        (Terminated(), 143),
+        (BrokenPipeError(32, "Broken pipe"), 141),
         (FileNotFoundError(2, "No such file or directory", "a.pcap"), 2),
         (RuntimeError("boom"), 70),
     ],

@@ -35,3 +35,19 @@ def test_flow_column_table_is_derived_from_the_schema() -> None:
         "regenerate with: python -c 'from features.flows.schema import markdown_table as m; print(m())'"
     )
     assert all(f"`{c}`" in table for c in FLOW_COLUMNS)
+
+
+def test_exit_code_table_scan_help_and_nta_help_list_every_exit_code() -> None:
+    from typer.testing import CliRunner
+
+    from analyzer.cli import app
+    from analyzer.errors import ExitCode
+
+    section = README.read_text().split("## Exit codes\n", 1)[1].split("\n## ", 1)[0]
+    in_table = {int(m) for m in re.findall(r"^\| (\d+) \|", section, re.M)}
+    assert in_table == {int(c) for c in ExitCode}
+    scan_help = " ".join(CliRunner().invoke(app, ["scan", "--help"], terminal_width=200).output.split())
+    root_help = " ".join(CliRunner().invoke(app, ["--help"], terminal_width=200).output.split())
+    for code in ExitCode:
+        assert re.search(rf"\b{int(code)} ", scan_help), (code, scan_help)
+        assert re.search(rf"\b{int(code)} ", root_help), (code, root_help)

@@ -1,9 +1,12 @@
-"""Entry point of a spawned worker process: ``python -m features.capture.child IN_FD OUT_FD``.
+"""Entry point of a spawned worker process: ``python -m features.capture.child IN_FD OUT_FD PARENT_PID``.
 
 The parent (``features.capture.readahead.in_child`` with ``spawn``) writes one pickled callable to IN_FD; it is
 called with a ``multiprocessing.connection.Connection`` on OUT_FD and sends its items there. A fresh interpreter,
 not a fork (polars' thread pool does not survive a fork), and not ``multiprocessing``'s spawn, which runs the
 parent's main script again and so fails in scripts without an ``if __name__ == "__main__"`` guard.
+
+Like a forked reader, the worker never outlives its parent: it asks the kernel to SIGKILL it when the parent
+dies (``readahead.die_with_parent``); Ctrl-C reaches the whole process group, and the parent reports it.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ from __future__ import annotations
 import sys
 from multiprocessing.connection import Connection
 
+from features.capture.readahead import die_with_parent
+
 
 def main(argv: list[str]) -> int:
+    die_with_parent(int(argv[2]))  # argv[2]: the parent's pid
     inbox = Connection(int(argv[0]), writable=False)
     outbox = Connection(int(argv[1]), readable=False)
     try:
@@ -21,7 +27,10 @@ def main(argv: list[str]) -> int:
         return 1
     finally:
         inbox.close()
-    body(outbox)
+    try:
+        body(outbox)
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

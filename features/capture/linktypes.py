@@ -1,10 +1,13 @@
 """Link layers, vectorised: where each frame's IP header starts, its outer VLAN, or why it has none.
 
 The rules are those of ``features.capture.decode_ref`` (Ethernet with VLAN stacks, MPLS and PPPoE; Linux SLL and
-SLL2; raw IP 101/12/14/228/229; BSD NULL/LOOP). A chunk of one link type (every classic pcap) is
-resolved with whole-array operations; the variable-depth steps (VLAN tags, MPLS labels, PPPoE) work on
-index arrays of the rows they concern, so rare encapsulations cost nothing when absent and a deep stack
-costs one pass per layer.
+SLL2; Cisco HDLC; PPP and PPP in HDLC framing, with or without protocol-field compression; raw IP
+101/12/14/228/229; BSD NULL/LOOP). A chunk of one link type (every classic pcap) is resolved with
+whole-array operations; the variable-depth steps (VLAN tags, MPLS labels, PPPoE, PPP) work on index arrays
+of the rows they concern, so rare encapsulations cost nothing when absent and a deep stack costs one pass
+per layer. IEEE 802.11 frames (plain, radiotap, PPI) take the slow path, ``features.capture.slowpath``
+(dpkt, frame by frame), which hands back each frame's EtherType and where its payload starts; the
+EtherType machine here does the rest.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.capture.decode_ref import ETHERTYPE_LINKS, MAX_LABELS, MAX_VLAN, RAW_LINKTYPES
+from features.capture.decode_ref import ETHERTYPE_LINKS, MAX_LABELS, MAX_VLAN, PPP_IP, RAW_LINKTYPES
+from features.capture.slowpath import SLOW_LINKTYPES, locate
 
 # Bad codes: index into BAD_NAMES. Codes >= KEEP still produce a row (the packet is usable).
 BAD_NAMES = (
@@ -104,6 +108,25 @@ def resolve(buf: np.ndarray, data_off: np.ndarray, caplen: np.ndarray, linktype:
             ip_off[r[v4 | v6]] = 4
             hint[r[v4]], hint[r[v6]] = 4, 6
             bad[r[~(v4 | v6)]] = NON_IP
+        elif lt in (9, 50):
+            if lt == 50:  # Cisco framing (first byte 0x0f or 0x8f) carries an EtherType, as Cisco HDLC does
+                b0 = u8(buf, data_off[r])
+                cisco = ((b0 == 0x0F) | (b0 == 0x8F)) & (caplen[r] >= 1)
+                ci, r = r[cisco], r[~cisco]
+                short = caplen[ci] < 4
+                bad[ci[short]] = TRUNC_LINK
+                ci = ci[~short]
+                et[ci] = be16(buf, data_off[ci] + 2)
+                eoff[ci] = 4
+            ppp(buf, data_off, caplen, r, np.zeros(r.size, np.int64), ip_off, hint, bad, framing=True)
+        elif lt in SLOW_LINKTYPES:
+            mv = buf.data
+            frames = [bytes(mv[o : o + c]) for o, c in zip(data_off[r].tolist(), caplen[r].tolist(), strict=True)]
+            for i, loc in zip(r.tolist(), locate(frames, lt), strict=True):
+                if isinstance(loc, str):
+                    bad[i] = BAD_NAMES.index(loc)
+                else:
+                    et[i], eoff[i] = loc
         elif lt in RAW_LINKTYPES or lt in (228, 229):
             ip_off[r] = 0
             hint[r] = {228: 4, 229: 6}.get(lt, HINT_ANY)
@@ -160,16 +183,45 @@ def _ethertypes(
     bad[r] = NON_IP  # no bottom of stack within MAX_LABELS
 
     r = np.flatnonzero(cls == ET_PPPOE)
-    short = caplen[r] < eoff[r] + 8
-    bad[r[short]] = TRUNC_LINK
-    r = r[~short]
-    ppp = be16(buf, data_off[r] + eoff[r] + 6)
-    v4, v6 = ppp == 0x0021, ppp == 0x0057
-    ip_off[r[v4 | v6]] = eoff[r[v4 | v6]] + 8
-    hint[r[v4]], hint[r[v6]] = 4, 6
-    bad[r[~(v4 | v6)]] = NON_IP
+    if r.size:
+        ppp(buf, data_off, caplen, r, eoff[r] + 6, ip_off, hint, bad, framing=False)
 
     v4, v6 = cls == ET_IPV4, cls == ET_IPV6
     np.copyto(ip_off, eoff, where=v4 | v6)
     hint[v4], hint[v6] = 4, 6
     bad[cls == ET_OTHER] = NON_IP
+
+
+def ppp(
+    buf: np.ndarray,
+    data_off: np.ndarray,
+    caplen: np.ndarray,
+    r: np.ndarray,
+    pos: np.ndarray,
+    ip_off: np.ndarray,
+    hint: np.ndarray,
+    bad: np.ndarray,
+    *,
+    framing: bool,
+) -> None:
+    """PPP frames of rows ``r`` whose PPP header starts ``pos`` bytes into the frame; fills ip_off/hint/bad.
+
+    ``framing``: an address/control pair ff 03 may come first (RFC 1662; absent when compressed). The protocol
+    field is two bytes, or one when compressed (RFC 1661 6.5: an odd first byte); 0x21 IPv4, 0x57 IPv6.
+    """
+    if framing:
+        hdlc = (caplen[r] >= pos + 2) & (be16(buf, data_off[r] + pos) == 0xFF03)
+        pos = pos + 2 * hdlc
+    b0 = u8(buf, data_off[r] + pos)
+    one = (b0 & 1) == 1
+    width = np.where(one, 1, 2)
+    short = caplen[r] < pos + width
+    bad[r[short]] = TRUNC_LINK
+    ok = ~short
+    r, pos, one, b0, width = r[ok], pos[ok], one[ok], b0[ok], width[ok]
+    proto = np.where(one, b0, be16(buf, data_off[r] + pos))
+    for version, number in PPP_IP.items():
+        m = proto == number
+        ip_off[r[m]] = pos[m] + width[m]
+        hint[r[m]] = version
+    bad[r[(proto != PPP_IP[4]) & (proto != PPP_IP[6])]] = NON_IP

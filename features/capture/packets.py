@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from features.capture.pcap import RecordChunk
 
 # name -> numpy dtype; "absent" sentinel in the comment.
 PACKET_COLUMNS: dict[str, np.dtype] = {
@@ -42,6 +46,7 @@ PACKET_COLUMNS: dict[str, np.dtype] = {
     "frag_off": np.dtype(np.int32),  # fragment offset in bytes; 0 when not fragmented
     "more_frags": np.dtype(np.bool_),  # MF flag / IPv6 M flag
     "is_frag": np.dtype(np.bool_),  # part of a fragmented datagram (offset > 0 or MF set)
+    "tunnel": np.dtype(np.uint64),  # id of the tunnel the packet came out of (PacketBatch.tunnels); 0: none
 }
 
 
@@ -58,6 +63,9 @@ class PacketBatch:
     payloads: list[bytes] = field(default_factory=list)
     bad: Counter[str] = field(default_factory=Counter)  # bad/skipped packets by name
     records: int = 0  # capture records seen in this chunk, decoded or not
+    tunnels: dict[int, str] = field(default_factory=dict)  # tunnel id -> "vxlan 10.0.0.1 10.0.0.2"
+    filtered: int = 0  # records of this chunk left out by a PacketFilter (features.capture.filter)
+    chunk: RecordChunk | None = None  # the records themselves, when PacketSource.keep_records (carving)
 
     def __len__(self) -> int:
         return int(self.cols["ts_ns"].shape[0])

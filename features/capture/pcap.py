@@ -45,9 +45,18 @@ class RecordChunk:
     ts_ns: np.ndarray  # (n,) int64: ns since the epoch, UTC
     linktype: np.ndarray  # (n,) int32
     first_idx: int  # pkt_idx of the first record (records count from 0 in the file)
+    pkt_idx: np.ndarray | None = None  # (n,) int64 when the records are not consecutive (a time filter left some out)
 
     def __len__(self) -> int:
         return int(self.data_off.shape[0])
+
+
+# Timestamps a record may carry: 1950-01-01 to 2200-01-01 UTC, in ns (a span of 7.9e18 ns, well inside int64's
+# 9.2e18). Outside (a pcapng tick count or if_tsoffset that wraps 64 bits) a record is counted as
+# ``bad_timestamp`` and skipped, so no time arithmetic downstream (durations, windows, the microsecond
+# conversion) can overflow. Classic pcap's unsigned 32-bit seconds (1970-2106) always fit.
+TS_MIN_NS = -631_152_000 * 10**9
+TS_MAX_NS = 7_258_118_400 * 10**9
 
 
 @dataclass

@@ -16,7 +16,16 @@ import struct
 
 import numpy as np
 
-from features.capture.pcap import CAPLEN_CEILING, PCAPNG_MAGIC, RecordChunk, WalkState, gather, u32_cols
+from features.capture.pcap import (
+    CAPLEN_CEILING,
+    PCAPNG_MAGIC,
+    TS_MAX_NS,
+    TS_MIN_NS,
+    RecordChunk,
+    WalkState,
+    gather,
+    u32_cols,
+)
 
 BOM = 0x1A2B3C4D
 EPB, SPB, PB, IDB = 6, 3, 2, 1
@@ -168,6 +177,12 @@ class PcapngWalker:
             f = self.ifaces[int(i)]
             ts[m] = ticks_to_ns(ticks[m], f.tsresol, f.tsoffset)
             lt[m] = f.linktype
+        good = (ts >= TS_MIN_NS) & (ts <= TS_MAX_NS)
+        if not good.all():
+            self.state.bad["bad_timestamp"] += int((~good).sum())
+            o, h, caplen, ts, lt = o[good], h[good], caplen[good], ts[good], lt[good]
+            if not len(o):
+                return
         self._pieces.append((o + 28, caplen, h[:, 6], ts, lt))
         self.last_ts = int(ts[-1])
 
@@ -190,6 +205,9 @@ class PcapngWalker:
             return
         f = self.ifaces[i]
         ts = int(ticks_to_ns(np.array([hi << 32 | lo], np.uint64), f.tsresol, f.tsoffset)[0])
+        if not TS_MIN_NS <= ts <= TS_MAX_NS:
+            self.state.bad["bad_timestamp"] += 1
+            return
         self.last_ts = ts
         self._py.append((off + 28, cap, wire, ts, f.linktype))
 

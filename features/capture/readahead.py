@@ -10,12 +10,21 @@ the parent's ``PacketSource`` adopts; an exception in the child is re-raised in 
 
 Small files, and platforms without ``fork``, use ``features.capture.prefetch``'s thread: a fork costs more than
 it saves there. Nothing in the child touches the console: its progress calls are replayed by the parent.
+
+The child never outlives the parent: it closes its inherited copy of the pipe's read end (so a send to a parent
+that is gone fails instead of blocking forever), asks the kernel to SIGKILL it when the parent dies (Linux
+``PR_SET_PDEATHSIG``; the parent's SIGKILL included) and puts SIGTERM back to its default action (the parent's
+handler, inherited by the fork, turns it into an interruption). The parent terminates and joins it on every way
+out of ``read_ahead``, exceptions and interruptions (Ctrl-C, SIGTERM) included.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing as mp
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -82,7 +91,8 @@ def in_child(
     else:
         ctx: Any = mp.get_context("fork")
         recv_end, send_end = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=child_body, args=(make, outcome, send_end, name), name=f"nta-{what}", daemon=daemon)
+        args = (make, outcome, send_end, name, recv_end, os.getpid())
+        proc = ctx.Process(target=child_body, args=args, name=f"nta-{what}", daemon=daemon)
         proc.start()
     send_end.close()  # the child holds the only writer: its exit ends our recv with EOFError
 
@@ -123,7 +133,7 @@ class _Spawned:
         out_fd = send_end.fileno()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # find nta as this process does
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "features.capture.child", str(inbox_r), str(out_fd)],
+            [sys.executable, "-m", "features.capture.child", str(inbox_r), str(out_fd), str(os.getpid())],
             pass_fds=(inbox_r, out_fd),
             env=env,
             stdin=subprocess.DEVNULL,
@@ -146,10 +156,40 @@ class _Spawned:
         self._proc.wait()
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> bool:
+    """Have the kernel SIGKILL this process when ``parent`` (the forking thread's process) dies; False where
+    prctl is missing (not Linux). Exits at once if the parent died before the call."""
+    armed = False
+    with contextlib.suppress(OSError, AttributeError):
+        armed = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    if os.getppid() != parent:  # the parent was gone before the request took effect
+        os._exit(0)
+    return armed
+
+
 def child_body(
-    make: Callable[[ProgressFn], Iterator[Any]], outcome: Callable[[], Any], conn: Connection, name: str
+    make: Callable[[ProgressFn], Iterator[Any]],
+    outcome: Callable[[], Any],
+    conn: Connection,
+    name: str,
+    parent_end: Connection | None = None,
+    parent: int | None = None,
 ) -> None:
-    """Child process body: every item, then the outcome (or the exception) down ``conn``."""
+    """Child process body: every item, then the outcome (or the exception) down ``conn``.
+
+    A forked child gets ``parent_end`` (its inherited copy of the pipe's read end, closed here: with it open, a
+    send to a dead parent blocks forever) and ``parent`` (the parent's pid, to die with it); a spawned one
+    (``features.capture.child``) arms that itself.
+    """
+    if parent_end is not None:
+        parent_end.close()
+        with contextlib.suppress(ValueError):  # not the main thread: keep what there is
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if parent is not None:
+        die_with_parent(parent)
     calls: list[tuple[int, int]] = []
 
     def record(done: int, total: int) -> None:
@@ -160,12 +200,15 @@ def child_body(
             conn.send(("item", calls[:], item))
             calls.clear()
         conn.send(("end", calls[:], outcome()))
-    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent reports it
+    except (KeyboardInterrupt, BrokenPipeError):  # Ctrl-C reaches the whole group / the parent is gone: it reports
         pass
     except BaseException as e:  # handed to the parent, which raises it
-        try:
-            conn.send(("error", calls[:], e))
-        except Exception:  # an exception that cannot be pickled: send its text instead
-            conn.send(("error", calls[:], RuntimeError(f"{name}: {type(e).__name__}: {e}")))
+        with contextlib.suppress(OSError):
+            try:
+                conn.send(("error", calls[:], e))
+            except OSError:
+                raise
+            except Exception:  # an exception that cannot be pickled: send its text instead
+                conn.send(("error", calls[:], RuntimeError(f"{name}: {type(e).__name__}: {e}")))
     finally:
         conn.close()

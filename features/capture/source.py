@@ -8,61 +8,198 @@ the block size and ``chunk_records``, never by the file size.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import os
+import select
+import stat
 import struct
 import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from features.capture.decode import decode_chunk
+from features.capture.filter import PacketFilter
 from features.capture.packets import PacketBatch
 from features.capture.pcap import PAD, PCAP_MAGICS, PCAPNG_MAGIC, PcapWalker, RecordChunk, WalkState
 from features.capture.pcapng import BOM, PcapngWalker
-from features.capture.stream import HEADROOM, stream_blocks
+from features.capture.stream import HEADROOM, Inflate, stream_blocks
 from features.common import InputError, ProgressFn, no_progress
 
+STDIN = "-"  # the capture name that reads standard input
+FIFO_WAIT_S = 10.0  # how long a named pipe may stay without data (no writer) before it is refused
+SNIFF_BYTES = 64  # leading (inflated) bytes that decide the format
 PEEK_BYTES = 1 << 20  # bytes ``PacketSource.peek`` reads for the first record
 
 
-def _read_some(f: gzip.GzipFile, limit: int) -> bytes:
-    """Up to ``limit`` inflated bytes; a damaged or cut stream gives what inflated before the damage."""
-    out = b""
+def _read_some(raw: BinaryIO, gz: bool, limit: int) -> bytes:
+    """Up to ``limit`` (inflated) bytes; a damaged or cut gzip stream gives what inflated before the damage."""
+    if not gz:
+        return raw.read(limit)
+    inflate = Inflate(raw)
+    buf = bytearray(limit)
+    n = 0
     try:
-        while len(out) < limit and (part := f.read(min(1 << 16, limit - len(out)))):
-            out += part
-    except (EOFError, gzip.BadGzipFile, zlib.error):
+        while n < limit and (k := inflate.readinto(memoryview(buf)[n:])):
+            n += k
+    except (EOFError, zlib.error):
         pass
-    return out
+    return bytes(buf[:n])
 
 
-def _sniff(path: Path) -> tuple[bytes, bool]:
-    """The first bytes of the capture (inflated if gzip) and whether it is gzip; InputError if unreadable."""
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, not a capture file")
+def is_stream(path: Path) -> bool:
+    """True for ``-`` (standard input) and anything that is neither a regular file nor a folder: a pipe, a
+    named pipe (FIFO), a character device. Those are read once, front to back, and never reopened."""
+    if str(path) == STDIN:
+        return True
     try:
-        with path.open("rb") as f:
-            head = f.read(64)
-            gz = head[:2] == b"\x1f\x8b"
-            if gz:
-                f.seek(0)
-                try:
-                    with gzip.GzipFile(fileobj=f) as g:
-                        head = g.read(64)
-                except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-                    raise InputError(f"{path}: gzip-compressed, but the stream is damaged ({e})") from e
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _open_stream(path: Path) -> BinaryIO:
+    """Open a stream once (see ``is_stream``); a named pipe that gets no data within ``FIFO_WAIT_S`` is refused."""
+    try:
+        if str(path) == STDIN:
+            fd = os.dup(0)
+            if os.isatty(fd):
+                os.close(fd)
+                raise InputError(f"{path}: standard input is a terminal, not a capture (pipe one in: ... | nta ... -)")
+        elif stat.S_ISFIFO(path.stat().st_mode):
+            # A blocking open of a FIFO waits for a writer forever: open without blocking, then wait for data
+            # (or for a writer that came and went) at most FIFO_WAIT_S.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLHUP)
+            if not poller.poll(FIFO_WAIT_S * 1000):
+                os.close(fd)
+                raise InputError(f"{path}: named pipe with no writer (no data within {FIFO_WAIT_S:g} s)")
+            os.set_blocking(fd, True)
+        else:
+            fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError as e:
         raise InputError(f"{path}: no such file") from e
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from e
-    return head, gz
+    return os.fdopen(fd, "rb", buffering=0)
 
 
-def _validate(path: Path, head: bytes, gz: bool) -> str:
+class _Replay:
+    """A stream whose first bytes were read already (to sniff the format): hands them out again, then the rest.
+
+    Counts every byte it hands out (``pos``): a stream has no size to stat.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.kept = bytearray()  # bytes read while sniffing, not yet handed out
+        self.sniffing = True
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.sniffing:
+            data = self.raw.read(n) or b""
+            self.kept += data
+            return data
+        if self.kept:
+            take = len(self.kept) if n < 0 else min(n, len(self.kept))
+            data = bytes(self.kept[:take])
+            del self.kept[:take]
+        else:
+            data = self.raw.read(n) or b""
+        self.pos += len(data)
+        return data
+
+    def readinto(self, mv: memoryview) -> int:
+        data = self.read(len(mv))
+        mv[: len(data)] = data
+        return len(data)
+
+    def read_full(self, n: int) -> bytes:
+        """Up to n bytes, fewer only at the end (a pipe hands out what it holds at the moment)."""
+        out = b""
+        while len(out) < n and (more := self.read(n - len(out))):
+            out += more
+        return out
+
+    def __enter__(self) -> _Replay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _sniff_from(r: _Replay) -> tuple[bytes, bool, str]:
+    """The first ``SNIFF_BYTES`` of the capture (inflated if gzip), whether it is gzip, and what stopped the
+    inflation early ("" if nothing did). A damaged gzip stream is judged by the bytes it inflates to, exactly as
+    a plain file cut at that length would be (one rule for both); reading it gives ``truncated_gzip``."""
+    head = r.read_full(SNIFF_BYTES)
+    r.sniffing = False  # from here on ``r`` hands out the bytes read so far again, then the rest
+    gz = head[:2] == b"\x1f\x8b"
+    damage = ""
+    if gz:
+        replayed = _Recorder(r)
+        inflate = Inflate(replayed)
+        buf = bytearray(SNIFF_BYTES)
+        n = 0
+        try:
+            while n < SNIFF_BYTES and (k := inflate.readinto(memoryview(buf)[n:])):
+                n += k
+        except (EOFError, zlib.error) as e:
+            damage = str(e)
+        head = bytes(buf[:n])
+        r.kept[:0] = replayed.taken  # everything the inflater read goes back in front of the stream
+    r.pos = 0
+    return head, gz, damage
+
+
+class _Recorder:
+    """Reads through a ``_Replay`` and keeps what it read (so it can be replayed once more)."""
+
+    def __init__(self, src: _Replay) -> None:
+        self.src = src
+        self.taken = bytearray()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.src.read(n)
+        self.taken += data
+        return data
+
+
+def _sniff(path: Path) -> tuple[bytes, bool, str]:
+    """``_sniff_from`` on a regular file (opened for this and closed again); InputError if unreadable."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a capture file")
+    try:
+        with path.open("rb") as f, _Replay(f) as r:
+            return _sniff_from(r)
+    except FileNotFoundError as e:
+        raise InputError(f"{path}: no such file") from e
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from e
+
+
+def _validate(path: Path, head: bytes, gz: bool, damage: str = "") -> str:
     """Format name of a capture whose first bytes are head; InputError with the reason otherwise."""
+    try:
+        return _format_of(path, head, gz)
+    except InputError as e:
+        if not damage:
+            raise
+        raise InputError(
+            f"{e} (gzip-compressed, but the stream is damaged after {len(head)} bytes: {damage})"
+        ) from None
+
+
+def _format_of(path: Path, head: bytes, gz: bool) -> str:
     what = "gzip-compressed data" if gz else "file"
     if not head:
         raise InputError(f"{path}: empty {what}, not a capture")
@@ -91,41 +228,77 @@ class PacketSource:
     ``bad`` and ``warnings`` are complete once ``batches()`` is exhausted.
     """
 
-    def __init__(self, path: Path, *, chunk_records: int = 262_144, payloads: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        chunk_records: int = 262_144,
+        payloads: bool = True,
+        decap: bool = True,
+        packet_filter: PacketFilter | None = None,
+    ) -> None:
         self.path = Path(path)
+        self.packet_filter = packet_filter if packet_filter is not None and packet_filter.active else None
         self.payloads = payloads  # False: batches carry no payload snippets (nothing downstream wants them)
-        head, self._gz = _sniff(self.path)
-        fmt = _validate(self.path, head, self._gz)
+        self.decap = decap  # False: tunnel packets stay as they are (features.capture.tunnels)
+        self.keep_records = False  # True: each batch carries its RecordChunk (frames' bytes), for carving
+        self._stream: _Replay | None = None  # a pipe, FIFO or standard input: opened once, read once
+        if is_stream(self.path):
+            self._stream = _Replay(_open_stream(self.path))
+            try:
+                head, self._gz, damage = _sniff_from(self._stream)
+                fmt = _validate(self.path, head, self._gz, damage)
+            except BaseException:
+                self.close()
+                raise
+            self.size_bytes = 0  # unknown until read: ``batches`` sets it
+        else:
+            head, self._gz, damage = _sniff(self.path)
+            fmt = _validate(self.path, head, self._gz, damage)
+            self.size_bytes = self.path.stat().st_size
         self._head = head
         self.format = fmt + ("+gzip" if self._gz else "")
         self.chunk_records = chunk_records
-        self.size_bytes = self.path.stat().st_size
+        self._read_once = False
         self.sha256 = ""
         self.records = 0
         self.bad: Counter[str] = Counter()
         self.warnings: list[str] = []
         self.ts_last: int | None = None  # latest record timestamp (ns), once ``batches()`` is exhausted
+        self.filtered = 0  # records left out by the packet filter
 
-    def outcome(self) -> tuple[int, Counter[str], list[str], str, int | None]:
-        """What a finished ``batches()`` learnt: (records, bad counts, warnings, sha256, ts_last); see ``adopt``."""
-        return self.records, Counter(self.bad), list(self.warnings), self.sha256, self.ts_last
+    def close(self) -> None:
+        """Close a stream this source holds open (regular files are opened only while ``batches`` runs)."""
+        if self._stream is not None:
+            self._stream.close()
 
-    def adopt(self, outcome: tuple[int, Counter[str], list[str], str, int | None]) -> None:
+    @property
+    def pcap_header(self) -> tuple[int, bool] | None:
+        """(link type, nanosecond timestamps) of a classic pcap file; None for pcapng."""
+        if self.format.startswith("pcapng"):
+            return None
+        endian, ns, _, _ = PCAP_MAGICS[struct.unpack_from("<I", self._head)[0]]
+        return struct.unpack_from(endian + "I", self._head, 20)[0] & 0x03FFFFFF, ns
+
+    def outcome(self) -> tuple[int, Counter[str], list[str], str, int, int | None]:
+        """What a finished ``batches()`` learnt: (records, bad counts, warnings, sha256, filtered, ts_last);
+        see ``adopt``."""
+        return self.records, Counter(self.bad), list(self.warnings), self.sha256, self.filtered, self.ts_last
+
+    def adopt(self, outcome: tuple[int, Counter[str], list[str], str, int, int | None]) -> None:
         """Take the outcome of ``batches()`` run elsewhere (``features.capture.readahead``'s child process)."""
-        self.records, bad, warnings, self.sha256, self.ts_last = outcome
+        self.records, bad, warnings, self.sha256, self.filtered, self.ts_last = outcome
         self.bad, self.warnings = Counter(bad), list(warnings)
 
     def peek(self, limit: int = PEEK_BYTES) -> tuple[int | None, int | None]:
         """(timestamp in ns, link type) of the first record, from the first ``limit`` bytes only; (None, None)
         when they hold no complete record (a header-only capture). Cheap: how files are put in time order
         (``features.capture.streams``) before any is read."""
+        if self._stream is not None:
+            return None, None  # a pipe is read once: its start is unknown until it is read (its own stream)
         try:
-            with self.path.open("rb") as f:
-                if self._gz:
-                    with gzip.GzipFile(fileobj=f) as g:
-                        data = _read_some(g, limit)
-                else:
-                    data = f.read(limit)
+            with self.path.open("rb", buffering=0) as f:
+                data = _read_some(f, self._gz, limit)
         except OSError as e:
             raise InputError(f"{self.path}: cannot read ({e.strerror or e})") from e
         state = WalkState(str(self.path))
@@ -142,8 +315,12 @@ class PacketSource:
     def batches(self, progress: ProgressFn = no_progress) -> Iterator[PacketBatch]:
         """Decoded packets in file order, at most ``chunk_records`` records per batch."""
         state = WalkState(str(self.path))
+        if self._stream is not None and self._read_once:
+            raise InputError(f"{self.path}: a pipe or standard input can be read only once")
+        self._read_once = True
         self.records, self.bad, self.warnings, self.sha256 = 0, Counter(), [], ""  # a second pass starts afresh
         self.ts_last = None
+        self.filtered = 0
         walker: PcapWalker | PcapngWalker
         walker = PcapngWalker(state) if self.format.startswith("pcapng") else PcapWalker(self._head, state)
         sha = hashlib.sha256()
@@ -152,7 +329,8 @@ class PacketSource:
         self._attached: Counter[str] = Counter()  # reader-level counts already put on a batch
         total = self.size_bytes
         pos = 0  # stream offset of buf[start]
-        blocks = stream_blocks(self.path, self._gz, sha, state)
+        stream = self._stream
+        blocks = stream_blocks(self.path if stream is None else (lambda: stream), self._gz, sha, state)
         try:
             for blk in blocks:
                 if state.stop:  # damage ended the records; keep reading only to finish the sha256
@@ -184,6 +362,8 @@ class PacketSource:
             yield batch
         self.sha256 = sha.hexdigest()
         self.warnings = list(state.warnings)
+        if stream is not None:
+            self.size_bytes = total = stream.pos
         progress(total, total)
 
     def _decode(
@@ -211,10 +391,47 @@ class PacketSource:
                     rc.linktype[lo:hi],
                     rc.first_idx + lo,
                 )
-                batch = decode_chunk(part) if self.payloads else decode_chunk(part, payloads=False)
+                batch = self._filtered_decode(part)
+                if self.keep_records:
+                    batch.chunk = part
                 delta = state.bad - self._attached
                 batch.bad.update(delta)
                 self._attached.update(delta)
                 self.records += batch.records
+                self.filtered += batch.filtered
                 self.bad.update(batch.bad)
                 yield batch
+
+    def _filtered_decode(self, part: RecordChunk) -> PacketBatch:
+        """Decode a chunk, leaving out what the packet filter rejects: by time before decoding, by host/port after."""
+        flt = self.packet_filter
+        n = len(part)
+        skipped = 0
+        if flt is not None and flt.by_time:
+            keep = flt.time_mask(part.ts_ns)
+            if not keep.all():
+                idx = np.flatnonzero(keep)
+                skipped = n - idx.size
+                part = RecordChunk(
+                    part.buf,
+                    part.data_off[idx],
+                    part.caplen[idx],
+                    part.wirelen[idx],
+                    part.ts_ns[idx],
+                    part.linktype[idx],
+                    part.first_idx,
+                    (part.pkt_idx[idx] if part.pkt_idx is not None else part.first_idx + idx).astype(np.int64),
+                )
+        batch = decode_chunk(part, payloads=self.payloads, decap=self.decap)
+        batch.records = n
+        if flt is not None and flt.by_packet and len(batch):
+            keep = flt.packet_mask(batch.cols)
+            if not keep.all():
+                skipped += int((~keep).sum())
+                batch.cols = {k: v[keep] for k, v in batch.cols.items()}
+                if batch.payloads:
+                    has = np.isin(batch.payload_idx, batch.cols["pkt_idx"])
+                    batch.payload_idx = batch.payload_idx[has]
+                    batch.payloads = [p for p, h in zip(batch.payloads, has.tolist(), strict=True) if h]
+        batch.filtered = skipped
+        return batch

@@ -11,9 +11,10 @@ import hashlib
 import queue
 import threading
 import zlib
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -34,14 +35,20 @@ class Block:
 
 
 def stream_blocks(
-    path: Path, gz: bool, sha: hashlib._Hash, state: WalkState, block: int = BLOCK_BYTES
+    path: Path | Callable[[], Any],
+    gz: bool,
+    sha: hashlib._Hash,
+    state: WalkState,
+    block: int = BLOCK_BYTES,
 ) -> Generator[Block, None, None]:
     """Yield the capture's bytes block by block; hashes every raw byte of the file on the way.
 
-    Reads run on a daemon thread with a one-block queue, straight into numpy buffers. A damaged gzip
-    stream ends the data with a ``truncated_gzip`` warning (the records before it are kept); the rest
-    of the file is still hashed.
+    ``path`` is a file to open, or a function that returns the already opened stream (a pipe read once:
+    ``features.capture.source``). Reads run on a daemon thread with a one-block queue, straight into numpy
+    buffers. A damaged gzip stream ends the data with a ``truncated_gzip`` warning (the records before it are
+    kept); the rest of the file is still hashed.
     """
+    opener = (lambda: path.open("rb", buffering=0)) if isinstance(path, Path) else path
     q: queue.Queue[Block | BaseException | None] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
@@ -56,9 +63,9 @@ def stream_blocks(
 
     def run() -> None:
         try:
-            with path.open("rb", buffering=0) as raw:
+            with opener() as raw:
                 hr = _HashingReader(raw, sha)
-                src: _HashingReader | _Inflate = _Inflate(hr) if gz else hr
+                src: _HashingReader | Inflate = Inflate(hr) if gz else hr
                 while not stop.is_set():
                     buf = np.empty(HEADROOM + block + PAD, np.uint8)
                     size = 0
@@ -83,7 +90,7 @@ def stream_blocks(
         finally:
             put(None)
 
-    t = threading.Thread(target=run, name=f"nta-read-{path.name}", daemon=True)
+    t = threading.Thread(target=run, name=f"nta-read-{state.name}", daemon=True)
     t.start()
     try:
         while (item := q.get()) is not None:
@@ -96,6 +103,12 @@ def stream_blocks(
     finally:
         stop.set()
         t.join()
+
+
+class RawReader(Protocol):
+    """What the inflater reads from: ``read(n)`` returns up to n bytes, b"" at the end."""
+
+    def read(self, n: int = -1) -> bytes: ...
 
 
 class _HashingReader:
@@ -119,7 +132,7 @@ class _HashingReader:
         return k
 
 
-class _Inflate:
+class Inflate:
     """gzip inflater with ``readinto`` that hands out every byte inflated before a damaged or cut stream.
 
     ``gzip.GzipFile`` drops the data of a read that hits a truncated stream; incident captures are often
@@ -130,7 +143,7 @@ class _Inflate:
     STEP = 1 << 20  # compressed bytes read at a time
     OUT = 1 << 22  # most inflated bytes produced per step, so a zip bomb cannot balloon memory
 
-    def __init__(self, src: _HashingReader) -> None:
+    def __init__(self, src: RawReader) -> None:
         self.src = src
         self.d = zlib.decompressobj(31)
         self.buf = b""

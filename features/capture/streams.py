@@ -131,8 +131,8 @@ def merge_by_time(starts: Sequence[int | None], readers: Sequence[Iterator[Packe
     ``starts[i]`` is file i's first timestamp (``PacketSource.peek``): a file is opened only when the merge
     reaches it, so rotated files in the list cost one reader at a time. Each file must be in time order
     (as a capture is, up to the small reordering flow building tolerates); batches are tagged with their
-    file number (``tag_batch``) before merging. Emitted batches carry the bad-packet counts and record
-    counts of the batches they drew from.
+    file number (``tag_batch``) before merging. Emitted batches carry the bad-packet, record and filtered
+    counts and the tunnel names of the batches they drew from.
     """
     pending = sorted(range(len(readers)), key=lambda i: (starts[i] is None, starts[i] or 0, i))
     active: dict[int, _Buffered] = {}
@@ -177,13 +177,16 @@ def _take_until(active: dict[int, _Buffered], bound: int) -> PacketBatch | None:
                 [p for p, k in zip(b.payloads, pin.tolist(), strict=True) if k],
                 b.bad,
                 b.records,
+                b.tunnels,
+                b.filtered,
             )
             rest = PacketBatch(
                 {k: v[~sel] for k, v in b.cols.items()},
                 np.asarray(b.payload_idx)[~pin],
                 [p for p, k in zip(b.payloads, pin.tolist(), strict=True) if not k],
+                tunnels=b.tunnels,
             )
-            if len(head) or head.bad or head.records:
+            if len(head) or head.bad or head.records or head.filtered:
                 taken.append(head)
             keep.append(rest)
         buf.parts = keep
@@ -198,7 +201,9 @@ def _take_until(active: dict[int, _Buffered], bound: int) -> PacketBatch | None:
         np.concatenate([np.asarray(b.payload_idx, np.int64) for b in taken]),
         [p for b in taken for p in b.payloads],
         records=sum(b.records for b in taken),
+        filtered=sum(b.filtered for b in taken),
     )
     for b in taken:
         out.bad.update(b.bad)
+        out.tunnels.update(b.tunnels)
     return out

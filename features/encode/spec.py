@@ -60,7 +60,8 @@ DEFAULT_LOG1P: tuple[str, ...] = (
 )  # fmt: skip
 CAPTURE_ALIASES: dict[str, dict[str, str]] = {"service": {"http_443": "http"}}
 _FIXED_VOCAB: dict[str, tuple[str, ...]] = {"protocol_type": PROTOCOLS, "service": SERVICES, "flag": FLAGS}
-_SCALINGS = ("minmax", "standard", "none")
+SCALINGS: tuple[str, ...] = ("minmax", "standard", "none")
+_SCALINGS = SCALINGS
 
 
 @dataclass

@@ -68,6 +68,7 @@ class FlowBuilder:
         self._next_uid = 0
         self._watermark = np.iinfo(np.int64).min
         self._payloads: list[pl.DataFrame] = []
+        self._tunnels: dict[int, str] = {}  # tunnel id -> text, from the batches (features.capture.tunnels)
 
     # ------------------------------------------------------------------ public
     def add_source(self, name: str) -> int:
@@ -77,17 +78,18 @@ class FlowBuilder:
 
     def add(self, batch: PacketBatch) -> pl.DataFrame:
         """Consume one batch; return the flows that are finished for sure (``flow_id`` is builder-local)."""
+        self._tunnels.update(batch.tunnels)
         cols = self._frags.resolve(batch.cols, final=False)
         if cols["ts_ns"].size:
             self._watermark = max(self._watermark, int(batch.cols["ts_ns"].max()))
         done = self._process(cols, batch, final=False)
-        return fr.to_frame(done, self.sources)
+        return fr.to_frame(done, self.sources, self._tunnels)
 
     def finish(self) -> pl.DataFrame:
         """Flush every open flow at the end of the capture."""
         cols = self._frags.resolve(None, final=True)
         done = self._process(cols, None, final=True)
-        return fr.to_frame(done, self.sources)
+        return fr.to_frame(done, self.sources, self._tunnels)
 
     def floor(self) -> int | None:
         """The earliest start (ns) a flow not yet returned can have, as far as this builder knows: its open

@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from features.capture.filter import PacketFilter
 from features.capture.packets import PacketBatch
 from features.capture.readahead import PROCESS_MIN_BYTES, child_body, in_child, read_ahead
 from features.capture.source import PacketSource
@@ -37,7 +38,20 @@ from features.flows.records import PAYLOAD_SCHEMA, empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
 
 # Sort order of the final table: time first, then the flow key, so flow_id is stable per input.
-_ORDER = ("ts", "_file", "ip_proto", "orig_h", "orig_p", "resp_h", "resp_p", "icmp_type", "icmp_code", "vlan", "_uid")
+_ORDER = (
+    "ts",
+    "_file",
+    "ip_proto",
+    "orig_h",
+    "orig_p",
+    "resp_h",
+    "resp_p",
+    "icmp_type",
+    "icmp_code",
+    "vlan",
+    "tunnel",
+    "_uid",
+)
 CHUNK_FLOWS = 16_384  # flows released at a time (at least; the last chunk may be smaller)
 CHILD_AHEAD = 4  # chunks a flow-building child may run ahead of the process that consumes them
 _NEVER = np.iinfo(np.int64).max
@@ -53,6 +67,7 @@ class Extraction:
     bad_packets: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     packets: int = 0
+    filtered: int = 0  # packets the packet filter left out (features.capture.filter)
     # Files read as one stream: {"files": [...] in reading order, "how": "single" | "joined" | "merged"}.
     streams: list[dict] = field(default_factory=list)
 
@@ -102,7 +117,9 @@ class FlowStream:
     stream ordered by time. ``progress`` gets (bytes read, total bytes) over all files. With
     ``payloads=False`` no payload snippets are kept. Files are decoded up to ``ahead`` batches ahead;
     ``on_start`` is called once the first file's decoding has started, before any flow is built: work done
-    there (``nta scan`` builds its network) overlaps with the decoding.
+    there (``nta scan`` builds its network) overlaps with the decoding. ``decap=False`` keeps tunnel packets as
+    the outer flows they make; ``packet_filter`` narrows the read to a time window, hosts and ports
+    (``features.capture.filter``).
     """
 
     def __init__(
@@ -113,16 +130,22 @@ class FlowStream:
         *,
         payloads: bool = True,
         merge: bool = False,
+        decap: bool = True,
+        packet_filter: PacketFilter | None = None,
         chunk_flows: int = CHUNK_FLOWS,
         ahead: int = 1,
         on_start: Callable[[], None] | None = None,
     ) -> None:
-        self.sources = [PacketSource(Path(p), payloads=payloads) for p in paths]
+        self.sources = [
+            PacketSource(Path(p), payloads=payloads, decap=decap, packet_filter=packet_filter) for p in paths
+        ]
         self.starts = [s.peek() for s in self.sources]
         self.config = config
         self.progress = progress
         self.payloads = payloads
         self.merge = merge
+        self.decap = decap
+        self.packet_filter = packet_filter
         self.chunk_flows = max(1, chunk_flows)
         self.ahead = max(1, ahead)
         self._on_start = on_start
@@ -213,7 +236,15 @@ class FlowStream:
                 src.adopt(out)
             self._joiner.streams, self.flows = got[1], got[2]
 
-        spec = _ChildSpec([s.path for s in self.sources], self.config, self.payloads, self.merge, self.chunk_flows)
+        spec = _ChildSpec(
+            [s.path for s in self.sources],
+            self.config,
+            self.payloads,
+            self.merge,
+            self.chunk_flows,
+            self.decap,
+            self.packet_filter,
+        )
         name = str(self.sources[0].path) if self.sources else "captures"
         hook, self._on_start = self._on_start, None
         yield from in_child(
@@ -316,6 +347,7 @@ class FlowStream:
             bad_packets=dict(sorted(bad.items())),
             warnings=warnings,
             packets=sum(s.records for s in self.sources),
+            filtered=sum(s.filtered for s in self.sources),
             streams=[
                 {"files": [str(self.sources[i].path) for i in st.files], "how": _how(len(st.files), self.merge)}
                 for st in sorted(self._joiner.streams, key=lambda st: st.files[0])
@@ -332,9 +364,19 @@ class _ChildSpec:
     payloads: bool
     merge: bool
     chunk_flows: int
+    decap: bool = True
+    packet_filter: PacketFilter | None = None
 
     def __call__(self, conn: Connection) -> None:
-        fs = FlowStream(self.paths, self.config, payloads=self.payloads, merge=self.merge, chunk_flows=self.chunk_flows)
+        fs = FlowStream(
+            self.paths,
+            self.config,
+            payloads=self.payloads,
+            merge=self.merge,
+            decap=self.decap,
+            packet_filter=self.packet_filter,
+            chunk_flows=self.chunk_flows,
+        )
 
         def make(progress: ProgressFn) -> Iterator[FlowChunk]:
             fs.progress = progress
@@ -350,11 +392,15 @@ def extract_flows(
     *,
     payloads: bool = True,
     merge: bool = False,
+    decap: bool = True,
+    packet_filter: PacketFilter | None = None,
 ) -> Extraction:
     """All flows of ``paths`` as one table (``FlowStream``'s chunks gathered); ``Extraction.streams`` says which
     files were read together. With ``payloads=False`` no payload snippets are kept (less memory when only the
-    flow table is wanted)."""
-    return gather(FlowStream(paths, config, progress, payloads=payloads, merge=merge))
+    flow table is wanted). ``decap=False`` keeps tunnel packets as the outer flows they make; ``packet_filter``
+    narrows the read to a time window, hosts and ports (``features.capture.filter``)."""
+    fs = FlowStream(paths, config, progress, payloads=payloads, merge=merge, decap=decap, packet_filter=packet_filter)
+    return gather(fs)
 
 
 def gather(fs: FlowStream, forked: bool | None = False) -> Extraction:

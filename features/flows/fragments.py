@@ -23,7 +23,7 @@ from features.capture.packets import PACKET_COLUMNS
 FRAG_WINDOW_S = 30.0  # Linux's ipfrag_time: a datagram's fragments arrive within this
 _NS = 1_000_000_000
 _MAX_PAIRS = 64
-_DKEY = ("vlan", "src_hi", "src_lo", "dst_hi", "dst_lo", "proto", "ip_id")
+_DKEY = ("vlan", "tunnel", "src_hi", "src_lo", "dst_hi", "dst_lo", "proto", "ip_id")
 _PORTS = ("sport", "dport", "icmp_type", "icmp_code")
 
 

@@ -77,9 +77,23 @@ def _conn_states(hist: list[str], proto: list[int]) -> list[str]:
     return out
 
 
-def to_frame(st: dict[str, np.ndarray], sources: str | list[str]) -> pl.DataFrame:
+def tunnel_strings(tun: np.ndarray, names: dict[int, str]) -> pa.Array:
+    """Text of each tunnel id (``PacketBatch.tunnels``), null where 0; one lookup per distinct id."""
+    if not tun.any():
+        return pa.nulls(tun.size, pa.string())
+    uniq, inv = np.unique(tun, return_inverse=True)
+    text = pa.array([names.get(t) if t else None for t in uniq.tolist()], pa.string())
+    return text.take(pa.array(inv.reshape(-1)))
+
+
+def to_frame(
+    st: dict[str, np.ndarray], sources: str | list[str], tunnels: dict[int, str] | None = None
+) -> pl.DataFrame:
     """Flow records of finished states; ``flow_id`` is the builder-local uid (renumbered by ``extract``);
-    ``source_file`` is ``sources[st["src"]]`` (the file of the flow's first packet)."""
+    ``source_file`` is ``sources[st["src"]]`` (the file of the flow's first packet).
+
+    ``tunnels``: tunnel id -> text (``PacketBatch.tunnels``) for the ``tunnel`` column.
+    """
     files = [sources] if isinstance(sources, str) else sources
     o = st["odir"] == 0  # originator is the key's ``a`` endpoint
 
@@ -111,6 +125,7 @@ def to_frame(st: dict[str, np.ndarray], sources: str | list[str]) -> pl.DataFram
         "ip_proto": pa.array(st["proto"].astype(np.uint8)),
         "ip_version": pa.array(st["ipv"].astype(np.uint8)),
         "vlan": pa.array(st["vlan"].astype(np.int32), mask=st["vlan"] < 0),
+        "tunnel": tunnel_strings(st["tun"], tunnels or {}),
         "orig_h": pa.array(addr_strings(oh, ol, st["ipv"]), pa.string()),
         "orig_p": pa.array(op.astype(np.int32), mask=~has_ports),
         "resp_h": pa.array(addr_strings(rh, rl, st["ipv"]), pa.string()),

@@ -2,10 +2,13 @@
 
 Flow definition
 ---------------
-* A flow is bidirectional and keyed by (outer VLAN id, IP protocol, the two endpoints (address, port)).
-  Rotated files of one capture session are one packet stream (``features.capture.streams``), so a flow
-  continues across their boundaries; files overlapping in time are kept apart unless merged. ``source_file``
-  names the file of the flow's first packet.
+* A flow is bidirectional and keyed by (outer VLAN id, tunnel, IP protocol, the two endpoints (address,
+  port)). Rotated files of one capture session are one packet stream (``features.capture.streams``), so a
+  flow continues across their boundaries; files overlapping in time are kept apart unless merged.
+  ``source_file`` names the file of the flow's first packet.
+* Tunnels (GRE, ERSPAN, PPTP, IP-in-IP, 6in4, VXLAN, Geneve, Teredo, GTP-U; ``features.capture.tunnels``) are
+  decapsulated: the flow is the inner conversation, and ``tunnel`` names the kind and the outer endpoints.
+  With ``decap=False`` (``--no-decap``) the outer packets are the flow instead.
 * The originator (``orig_*``) is the sender of the first packet seen, except that a TCP flow whose first
   packet is a SYN-ACK is flipped, as Zeek does it: the SYN-ACK's receiver becomes the originator and the
   history starts with ``^``.
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: the tunnel column (files of version 1 read with it null)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,14 @@ FLOW_FIELDS: tuple[Field, ...] = (
     Field("ip_proto", pa.uint8(), "", "IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, ...)."),
     Field("ip_version", pa.uint8(), "", "4 or 6."),
     Field("vlan", pa.int32(), "", "Outermost 802.1Q/802.1ad VLAN id; null when untagged.", nullable=True),
+    Field(
+        "tunnel",
+        pa.string(),
+        "",
+        "Tunnel the flow came out of: kind (gre, erspan, pptp, ipip, 6in4, vxlan, geneve, teredo, gtpu; nested "
+        "ones joined by /) and the outer endpoints, e.g. 'vxlan 10.0.0.1 10.0.0.2'; null when not tunnelled.",
+        nullable=True,
+    ),
     Field("orig_h", pa.string(), "", "Originator IP address."),
     Field("orig_p", pa.int32(), "", "Originator port (TCP/UDP); null otherwise.", nullable=True),
     Field("resp_h", pa.string(), "", "Responder IP address."),

@@ -19,10 +19,11 @@ from features.flows.tcpstate import packet_class
 NO_END = np.iinfo(np.int64).max
 FLIP_MASK = 0x01 | 0x02 | 0x04 | 0x10  # FIN SYN RST ACK: only SYN+ACK among them flips a flow (not SYN+ACK+FIN...)
 _FIN, _SYN, _RST, _ACK, _URG = 0x01, 0x02, 0x04, 0x10, 0x20
-KEY_COLUMNS = ("vlan", "proto", "ipv", "a_hi", "a_lo", "a_port", "b_hi", "b_lo", "b_port")
+KEY_COLUMNS = ("vlan", "tun", "proto", "ipv", "a_hi", "a_lo", "a_port", "b_hi", "b_lo", "b_port")
 _DTYPES: dict[str, type] = {
     "h": np.uint64,
     "vlan": np.int32,
+    "tun": np.uint64,  # tunnel id (features.capture.tunnels), 0 when none
     "proto": np.uint8,
     "ipv": np.uint8,
     "a_hi": np.uint64,
@@ -76,9 +77,15 @@ def _mix(h: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def key_hash(k: dict[str, np.ndarray]) -> np.ndarray:
+    """64-bit hash of each key; the tunnel id joins the mix only where there is one (nothing to pay without)."""
     h = np.zeros(k["a_hi"].shape, np.uint64)
     for c in KEY_COLUMNS:
+        if c == "tun":
+            continue
         h = _mix(h, k[c].astype(np.int64).view(np.uint64) if k[c].dtype != np.uint64 else k[c])
+    tun = k["tun"]
+    if tun.any():
+        h = np.where(tun != 0, _mix(h, tun), h)
     return h
 
 
@@ -95,6 +102,7 @@ def packet_keys(c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     fwd = src_first | icmp
     k = {
         "vlan": c["vlan"],
+        "tun": c["tunnel"],
         "proto": c["proto"],
         "ipv": c["ip_version"],
         "a_hi": np.where(fwd, sh, dh),

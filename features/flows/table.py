@@ -84,6 +84,9 @@ def read_flows(path: Path) -> tuple[pa.Table, dict[str, Any]]:
     for key in _JSON_KEYS:
         name = key.decode().removeprefix("nta.")
         meta[name] = json.loads(raw[key]) if key in raw else None
+    for f in FLOW_SCHEMA:  # columns added since (schema version 1 had no tunnel): null, as nothing was known
+        if f.nullable and f.name not in table.column_names:
+            table = table.append_column(pa.field(f.name, f.type), pa.nulls(table.num_rows, f.type))
     missing = [f.name for f in FLOW_SCHEMA if f.name not in table.column_names]
     if missing:
         raise InputError(f"{path}: flow table lacks columns {', '.join(missing)}")

@@ -87,6 +87,7 @@ class TsharkSide:
     stream_pkts: dict[str, int] = field(default_factory=dict)  # frames with a stream id (ICMP quotes excluded)
     ip_bytes: dict[str, int] = field(default_factory=dict)  # length of the IP layer carrying TCP/UDP, over those frames
     tunnelled: dict[str, int] = field(default_factory=dict)  # TCP/UDP frames with more than one IP layer
+    outer: int = 0  # frames whose UDP layer carries a tunnel (VXLAN, Geneve, GTP-U, Teredo): outer conversations
     fragments: int = 0  # frames that are IP fragments
     frames: dict[str, dict[Pair, list[Frame]]] = field(default_factory=dict)  # proto -> endpoint pair -> frames
     error: str = ""
@@ -105,7 +106,7 @@ def run_tshark(path: Path) -> TsharkSide:
     """Run tshark twice on one capture: the conversation tables, and per-frame fields (streams, bytes)."""
     side = TsharkSide()
     conv = subprocess.run(
-        ["tshark", "-n", "-r", str(path), "-q", "-z", "conv,tcp", "-z", "conv,udp"],
+        [*TSHARK, "-r", str(path), "-q", "-z", "conv,tcp", "-z", "conv,udp"],
         capture_output=True,
         text=True,
         check=False,
@@ -129,7 +130,7 @@ def run_tshark(path: Path) -> TsharkSide:
         "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "tcp.flags", "tcp.seq_raw",
         "tcp.ack_raw", "frame.number", "frame.protocols", "frame.time_epoch",
     ]  # fmt: skip
-    args = ["tshark", "-n", "-r", str(path), "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a"]
+    args = [*TSHARK, "-r", str(path), "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a"]
     fields = subprocess.run(args + [x for n in names for x in ("-e", n)], capture_output=True, text=True, check=False)
     if fields.returncode != 0 and not fields.stdout:
         raise RuntimeError(f"tshark -T fields failed on {path}: {fields.stderr.strip()}")
@@ -149,6 +150,7 @@ def run_tshark(path: Path) -> TsharkSide:
             continue
         layers = f["frame.protocols"].split(":")
         ip_layers = sum(x in ("ip", "ipv6") for x in layers)
+        side.outer += any(a == "udp" and b in _UDP_TUNNELS for a, b in itertools.pairwise(layers))
         for proto in ("tcp", "udp"):
             if not f[f"{proto}.stream"]:
                 continue
@@ -174,6 +176,10 @@ def run_tshark(path: Path) -> TsharkSide:
     return side
 
 
+# Teredo on ports other than 3544 (client <-> relay) is decoded by a heuristic Wireshark leaves off by default;
+# nta (like Zeek) decodes it, so the cross-check turns it on.
+TSHARK = ("tshark", "-n", "--enable-heuristic", "teredo_udp")
+_UDP_TUNNELS = frozenset({"vxlan", "geneve", "gtp", "teredo"})
 _ICMP_ERRORS = {"3", "4", "5", "11", "12"}
 _ICMP6_ERRORS = {"1", "2", "3", "4"}
 
@@ -387,8 +393,16 @@ def explain(proto: str, t: TsharkSide, n: NtaSide, tcp_timeout: float = 300.0, u
         accounted += _compare_pair(proto, frames, flows, timeout, why)
     notes = [f"{k[0]}{v} {k[1:]}" if k[0] in "+-" else k for k, v in sorted(why.items(), key=lambda x: x[0][1:])]
     causes = []
-    if t.tunnelled.get(proto):
-        causes.append(f"{t.tunnelled[proto]} tunnelled frames (tshark decodes the inner packets, nta keeps the outer)")
+    if t.tunnelled.get(proto) and t.fragments:
+        causes.append(
+            f"{t.tunnelled[proto]} tunnelled frames, some in fragmented tunnel packets (tshark reassembles those and"
+            " decodes the packets inside; nta decapsulates only whole tunnel packets and keeps fragments as they are)"
+        )
+    if proto == "udp" and t.outer:
+        causes.append(
+            f"{t.outer} frames in the outer UDP conversations of tunnels (tshark lists them beside the inner ones;"
+            " nta keeps only the inner flows, or only the outer with --no-decap)"
+        )
     if t.fragments:
         causes.append(
             f"{t.fragments} IP fragments (tshark counts one frame per reassembled datagram, nta every fragment)"
@@ -411,7 +425,8 @@ def explain(proto: str, t: TsharkSide, n: NtaSide, tcp_timeout: float = 300.0, u
     if uneven:
         notes.append(f"{uneven} pairs with packets counted differently")
     notes += causes
-    if accounted != dc and not t.tunnelled.get(proto):
+    tunnels = t.tunnelled.get(proto) or (proto == "udp" and t.outer)
+    if accounted != dc and not tunnels:
         notes.append(f"UNEXPLAINED count residue {dc - accounted}")
     elif accounted != dc:
         notes.append(f"{dc - accounted} more from tunnelled frames' pair keys")

@@ -48,7 +48,7 @@ def frames_read(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, 
 
     chunks = []
     real = source.decode_chunk
-    monkeypatch.setattr(source, "decode_chunk", lambda rc: (chunks.append(rc), real(rc))[1])
+    monkeypatch.setattr(source, "decode_chunk", lambda rc, **kw: (chunks.append(rc), real(rc, **kw))[1])
     list(PacketSource(path).batches())
     return [
         (int(rc.ts_ns[j]), rc.buf[rc.data_off[j] : rc.data_off[j] + rc.caplen[j]].tobytes())

@@ -7,8 +7,9 @@ import os
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
-from capture_testlib import PCAPS, epb, eth, idb, ipv4, need, pcap_bytes, shb, tcp
+from capture_testlib import PCAPS, epb, eth, idb, ipv4, need, pb, pcap_bytes, shb, tcp, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -134,6 +135,7 @@ def test_random_bytes_after_a_valid_header_are_only_counted(tmp_path: Path, tail
     assert set(src.bad) <= {
         "truncated_link", "non_ip", "unsupported_linktype", "truncated_ip", "bad_ip_header",
         "truncated_transport", "bad_tcp_header", "truncated_record", "corrupt_record", "corrupt_block", "bad_record",
+        "bad_timestamp",
     }  # fmt: skip
     assert len(src.warnings) <= 1
 
@@ -181,3 +183,63 @@ def test_random_interface_blocks_never_raise(tmp_path: Path, body: bytes, data: 
     src = PacketSource(p)
     rows = sum(len(b) for b in src.batches())
     assert rows <= src.records <= 2
+
+
+@pytest.mark.parametrize("n", [20, 24, 40, 100])
+def test_gzip_cut_short_is_judged_like_the_same_bytes_plain(tmp_path: Path, n: int) -> None:
+    """One rule: a damaged gzip stream is judged by the bytes it inflates to, as those bytes plain would be."""
+    data = pcap_bytes([(i, F4) for i in range(3)])[:n]
+    plain = write(tmp_path / "plain.pcap", data)
+    z = tmp_path / "cut.pcap.gz"
+    z.write_bytes(gzip.compress(data)[:-8])  # the gzip trailer is lost: every byte inflates, then the stream ends
+    if n < 24:
+        for p in (plain, z):
+            with pytest.raises(InputError, match=rf"pcap header cut short \({n} of 24 bytes\)"):
+                PacketSource(p)
+        return
+    whole, stray = divmod(n - 24, 16 + len(F4))
+    a, b = PacketSource(plain), PacketSource(z)
+    assert sum(len(x) for x in a.batches()) == sum(len(x) for x in b.batches()) == whole
+    assert a.records == b.records == whole
+    cut = f"{plain}: truncated_record: file cut mid-record ({stray} stray bytes) after {whole} complete records"
+    assert a.warnings == ([cut] if stray else [])
+    assert [w.split(": ")[1] for w in b.warnings] == ["truncated_gzip"]
+
+
+# Ticks at and around the int64 limits, in ns (if_tsresol 9): int64 max is 2262, int64 max + 1 wraps to 1677.
+EDGE_TICKS = [2**63 - 1, 2**63, 2**63 + 1, 2**64 - 10**18]  # the last: -1e18 ns, 1938
+
+
+def _edge_capture(path: Path) -> Path:
+    """pcapng: a good packet at 2023-11-14, then EPBs and one obsolete PB with timestamps nta cannot use."""
+    frames = [epb("<", 0, 1_700_000_000 * 10**9, F4)] + [epb("<", 0, t, F4) for t in EDGE_TICKS]
+    frames.append(pb("<", 0, 2**63 + 7, F4))
+    path.write_bytes(shb() + idb("<", 1, tsresol=9) + b"".join(frames) + epb("<", 0, 1_700_000_001 * 10**9, F4))
+    return path
+
+
+def test_timestamps_outside_1950_2200_are_counted_and_skipped(tmp_path: Path) -> None:
+    src = PacketSource(_edge_capture(tmp_path / "edge.pcapng"))
+    ts = np.concatenate([b.cols["ts_ns"] for b in src.batches()])
+    assert ts.tolist() == [1_700_000_000 * 10**9, 1_700_000_001 * 10**9]
+    assert src.bad == {"bad_timestamp": len(EDGE_TICKS) + 1} and not src.warnings
+
+
+def test_scan_and_features_of_int64_edge_timestamps_work(tmp_path: Path) -> None:
+    """They were exit 70 (datetime conversion) and gave negative durations; now they are bad packets by name."""
+    import json
+
+    import polars as pl
+    from typer.testing import CliRunner
+
+    from analyzer.cli import app
+
+    cap = _edge_capture(tmp_path / "edge.pcapng")
+    res = CliRunner().invoke(app, ["features", str(cap), "-o", str(tmp_path / "k.parquet"), "-q"])
+    assert res.exit_code == 0, res.output
+    assert pl.read_parquet(tmp_path / "k.parquet")["duration"].to_list() == [1.0]
+    res = CliRunner().invoke(app, ["scan", str(cap), "-o", str(tmp_path / "o"), "-q"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["bad_packets"] == {"bad_timestamp": 5}
+    assert pl.read_parquet(tmp_path / "o" / "flows.parquet")["duration_s"].to_list() == [1.0]

@@ -65,7 +65,7 @@ def test_ethernet_ipv4_tcp_fields(tmp_path: Path) -> None:
         "pkt_idx": 0, "ts_ns": 1_500_000_000, "vlan": -1, "ip_version": 4, "proto": 6,
         "src_hi": 0, "src_lo": SRC4, "dst_hi": 0, "dst_lo": SRC4 + 1, "sport": 1234, "dport": 80,
         "icmp_type": -1, "icmp_code": -1, "tcp_flags": 0x12, "tcp_seq": 7, "tcp_ack": 9, "tcp_win": 501,
-        "ip_len": 58, "payload_len": 18, "ip_id": 0, "frag_off": 0, "more_frags": 0, "is_frag": 0,
+        "ip_len": 58, "payload_len": 18, "ip_id": 0, "frag_off": 0, "more_frags": 0, "is_frag": 0, "tunnel": 0,
     }  # fmt: skip
     assert pays == {0: b"GET / HTTP/1.0\r\n\r\n"}
 

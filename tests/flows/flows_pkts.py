@@ -78,5 +78,5 @@ def batch(packets: list[dict[str, Any]], first_idx: int = 0) -> PacketBatch:
         if k == "pkt_idx":
             cols[k] = np.arange(first_idx, first_idx + len(packets), dtype=dt)
         else:
-            cols[k] = np.array([p[k] for p in packets], dtype=dt) if packets else np.zeros(0, dt)
+            cols[k] = np.array([p.get(k, 0) for p in packets], dtype=dt) if packets else np.zeros(0, dt)
     return PacketBatch(cols, records=len(packets))

@@ -88,7 +88,7 @@ def test_parquet_round_trip_with_metadata(tmp_path: Path) -> None:
     assert table.schema.remove_metadata().equals(FLOW_SCHEMA)
     assert pq.read_schema(out).remove_metadata().equals(FLOW_SCHEMA)
     assert table.to_pylist() == ext.flows.to_pylist()
-    assert meta["schema_version"] == "1"
+    assert meta["schema_version"] == "2"
     assert meta["sources"][0]["sha256"] == hashlib.sha256(cap.read_bytes()).hexdigest()
     assert meta["sources"][0]["packets"] == 10
     assert meta["bad_packets"] == {} and meta["warnings"] == []
@@ -103,7 +103,7 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path: Path, monkeypatch: pytes
         raise OSError("disk full")
 
     monkeypatch.setattr(pq, "write_table", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(InputError, match=r"flows\.parquet: cannot write \(disk full\)"):  # exit 2, file named
         write_flows(ext, out)
     assert not out.exists()
     assert os.listdir(out.parent) == []
@@ -178,3 +178,30 @@ def test_cli_reads_a_folder_and_skips_non_captures(tmp_path: Path) -> None:
     assert "skipped" in res.stderr and "notes.txt" in res.stderr
     table, meta = read_flows(out)
     assert table.num_rows == 4 and [Path(s["file"]).name for s in meta["sources"]] == ["a.pcap", "b.pcap"]
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_pcaps"
+
+
+def test_cli_no_decap_keeps_the_outer_flow(tmp_path: Path) -> None:
+    cap = SAMPLES / "tunnel-gre-portscan.pcap"
+    for args, flows, protos in (([], 120, {"tcp"}), (["--no-decap"], 1, {"gre"})):
+        out = tmp_path / f"f{len(args)}.parquet"
+        res = CliRunner().invoke(app, ["flows", str(cap), "-o", str(out), "-q", *args])
+        assert res.exit_code == 0, res.output
+        df = pl.read_parquet(out)
+        assert df.height == flows and set(df["proto"]) == protos
+        assert df["tunnel"].is_null().all() == bool(args)
+
+
+def test_schema_version_1_tables_read_with_a_null_tunnel(tmp_path: Path) -> None:
+    ext = extract_flows([write_capture(tmp_path / "c.pcap")])
+    out = tmp_path / "v1.parquet"
+    write_flows(ext, out)
+    table = pq.read_table(out)
+    meta = dict(table.schema.metadata)
+    meta[b"nta.schema_version"] = b"1"
+    pq.write_table(table.drop_columns(["tunnel"]).replace_schema_metadata(meta), out)
+    back, info = read_flows(out)
+    assert info["schema_version"] == "1" and back.schema.remove_metadata().equals(FLOW_SCHEMA)
+    assert back.column("tunnel").null_count == back.num_rows

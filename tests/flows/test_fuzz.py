@@ -36,6 +36,7 @@ def random_batch(rng: np.random.Generator, n: int, first_idx: int, t0: int) -> P
         "frag_off": rng.choice([0, 0, 8, 1480, 65528], n),
         "more_frags": rng.random(n) < 0.3,
         "is_frag": rng.random(n) < 0.3,
+        "tunnel": rng.choice(np.array([0, 0, 0, 12345, 2**63 + 7], np.uint64), n),
     }
     return PacketBatch({k: np.asarray(v).astype(dt) for k, v in cols.items() for dt in [PACKET_COLUMNS[k]]})
 

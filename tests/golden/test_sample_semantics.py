@@ -22,7 +22,22 @@ FMT_SAME = [
     "fmt-pcap-modified.pcap",
     "fmt-gzip.pcap.gz",
     "fmt-gzip-no-suffix.pcap",
+    "fmt-pppoe-pfc.pcap",
+    "fmt-ppp.pcap",
+    "fmt-ppp-hdlc.pcap",
+    "fmt-cisco-hdlc.pcap",
+    "fmt-80211.pcap",
+    "fmt-80211-radiotap.pcap",
+    "fmt-80211-ppi.pcap",
 ]
+# The format flow set inside a tunnel: the same flows, with the tunnel (and a VLAN where one wraps them).
+TUNNELLED = {
+    "tunnel-gre.pcap": ("gre 172.16.0.1 172.16.0.2", None),
+    "tunnel-erspan.pcap": ("erspan 10.9.9.1 10.9.9.2", 30),  # the outer frames' VLAN 30
+    "tunnel-ipip-6in4.pcap": (None, None),  # IPv4 flows in IP-in-IP, IPv6 flows in 6in4: checked below
+    "tunnel-vxlan.pcap": ("vxlan 192.168.56.11 192.168.56.12", 7),  # the inner frames' VLAN 7
+    "tunnel-geneve.pcap": ("geneve 192.168.57.11 192.168.57.12", None),
+}
 # Columns that may differ between two files holding the same packets.
 PER_FILE = ["flow_id", "source_file"]
 
@@ -263,3 +278,55 @@ def test_truncated_file_keeps_every_complete_record(samples: Any) -> None:
     assert df["resp_pkts"].sum() == ref["resp_pkts"].sum()
     reply = df.filter(pl.col("icmp_type") == 0)
     assert reply["orig_pkts"].to_list() == [1]
+
+
+def test_link_layers_count_their_control_frames(samples: Any) -> None:
+    # PPP's LCP, Cisco's SLARP keepalive, a beacon and an encrypted Wi-Fi frame are link traffic, not IP.
+    for name in ("fmt-pppoe-pfc.pcap", "fmt-ppp.pcap", "fmt-ppp-hdlc.pcap", "fmt-cisco-hdlc.pcap"):
+        assert samples.extract(name).bad_packets == {"non_ip": 1}, name
+    for name in ("fmt-80211.pcap", "fmt-80211-radiotap.pcap", "fmt-80211-ppi.pcap"):
+        assert samples.extract(name).bad_packets == {"non_ip": 2}, name
+
+
+@pytest.mark.parametrize("name", sorted(TUNNELLED))
+def test_tunnels_give_the_inner_flows(samples: Any, name: str) -> None:
+    tunnel, vlan = TUNNELLED[name]
+    ref = samples.flows("fmt-pcap-be-usec.pcap").drop(PER_FILE, "vlan", "tunnel")
+    got = samples.flows(name)
+    assert got.drop(PER_FILE, "vlan", "tunnel").equals(ref), name
+    assert got["vlan"].to_list() == [vlan] * 6
+    if tunnel is not None:
+        assert got["tunnel"].to_list() == [tunnel] * 6
+    assert samples.extract(name).bad_packets == {}
+
+
+def test_ipip_and_6in4_name_their_kind(samples: Any) -> None:
+    got = samples.flows("tunnel-ipip-6in4.pcap")
+    assert _counts(got, "tunnel") == {"ipip 172.16.4.1 172.16.4.2": 4, "6in4 172.16.4.1 172.16.4.2": 2}
+    assert (got.filter(pl.col("tunnel").str.starts_with("6in4"))["ip_version"] == 6).all()
+
+
+def test_gtpu_carries_the_ipv4_flows(samples: Any) -> None:
+    # The generator leaves the IPv6 packets out (one PDN type); half the packets have an extension header.
+    ref = samples.flows("fmt-pcap-be-usec.pcap").filter(pl.col("ip_version") == 4).drop(PER_FILE, "tunnel")
+    got = samples.flows("tunnel-gtpu.pcap")
+    assert got.drop(PER_FILE, "tunnel").equals(ref)
+    assert set(got["tunnel"]) == {"gtpu 172.16.8.1 172.16.8.2"}
+
+
+def test_teredo_on_3544_and_through_a_relay(samples: Any) -> None:
+    got = samples.flows("tunnel-teredo.pcap")
+    rows = got.select("proto", "orig_h", "resp_h", "resp_p", "conn_state", "tunnel").rows()
+    assert rows == [
+        ("icmp6", "fe80::8000:ffff:ffff:fffd", "ff02::2", None, "OTH", "teredo 192.168.1.21 198.51.100.1"),
+        ("icmp6", "fe80::8000:f227:bec8:61af", "fe80::8000:ffff:ffff:fffd", None, "OTH", "teredo 192.168.1.21 198.51.100.1"),
+        ("tcp", "2001:0:4136:e378:8000:63bf:3f57:fdf2", "2001:db8::10", 80, "SF", "teredo 192.168.1.21 203.0.113.5"),
+    ]  # fmt: skip
+
+
+def test_a_scan_inside_gre_is_a_scan(samples: Any) -> None:
+    # Without decapsulation this capture is one GRE flow; decapsulated it is 120 probes of 10.0.0.20.
+    got = samples.flows("tunnel-gre-portscan.pcap")
+    assert got.height == 120
+    assert _counts(got, "conn_state") == {"REJ": 118, "RSTO": 2}
+    assert set(got["tunnel"]) == {"gre 172.16.0.1 172.16.0.2"}

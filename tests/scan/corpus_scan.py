@@ -32,13 +32,10 @@ def expected(name: str) -> str:
     return "-"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "data" / "pcaps")
-    ap.add_argument("--model", type=Path, help="Model folder (default: the shipped model).")
-    ap.add_argument("--out", type=Path)
-    ap.add_argument("--novelty", action="store_true", help="Scan with the model's novelty gate (nta scan --novelty).")
-    args = ap.parse_args()
+def scan_corpus(
+    corpus: Path, model: Path | None, novelty: bool, echo: bool = True
+) -> tuple[list[str], dict[str, float]]:
+    """Scan every capture under ``corpus``/attack and ``corpus``/benign: Markdown rows and the pooled figures."""
 
     from analyzer.pipeline import ScanConfig, run_scan
     from features.common import NtaError
@@ -48,14 +45,12 @@ def main() -> None:
         "| --- | --- | ---: | ---: | --- | --- | --- |",
     ]
     benign_shares: list[float] = []
-    benign_flows = benign_attacks = 0
+    benign_flows = benign_attacks = attack_expected = attack_found = 0
     for kind in ("attack", "benign"):
-        for cap in sorted((args.corpus / kind).iterdir()):
+        for cap in sorted((corpus / kind).iterdir()):
             with tempfile.TemporaryDirectory() as tmp:
                 try:
-                    cfg = ScanConfig(
-                        paths=(cap,), out=Path(tmp) / "o", device="cpu", model_dir=args.model, novelty=args.novelty
-                    )
+                    cfg = ScanConfig(paths=(cap,), out=Path(tmp) / "o", device="cpu", model_dir=model, novelty=novelty)
                     r = run_scan(cfg)
                 except NtaError as e:
                     lines.append(f"| {kind}/{cap.name} | | | | | error: {e} | |")
@@ -75,19 +70,41 @@ def main() -> None:
             elif want == "-":
                 ok = "n/a"
             else:
-                ok = "ok" if want in inc["label"].to_list() else "MISS"
+                attack_expected += 1
+                hit = want in inc["label"].to_list()
+                attack_found += hit
+                ok = "ok" if hit else "MISS"
             lines.append(
                 f"| {kind}/{cap.name} | {want} | {r.flows:,} | {att.height:,} ({share:.1%}) | {cls_text or '-'} "
                 f"| {inc_text or '-'} | {ok} |"
             )
-            print(lines[-1], flush=True)
+            if echo:
+                print(lines[-1], flush=True)
     over = sum(s > 0.01 for s in benign_shares)
     lines.append("")
     lines.append(
         f"Benign captures: {len(benign_shares)}, {over} above 1 % of flows called attacks; "
         f"median share {sorted(benign_shares)[len(benign_shares) // 2]:.1%}; pooled {benign_attacks:,} of "
-        f"{benign_flows:,} benign flows ({benign_attacks / max(benign_flows, 1):.1%}) called attacks."
+        f"{benign_flows:,} benign flows ({benign_attacks / max(benign_flows, 1):.1%}) called attacks. "
+        f"Attack captures with an expected class: {attack_found} of {attack_expected} raise an incident of that class."
     )
+    stats = {
+        "benign_flows": benign_flows,
+        "benign_called_attack": benign_attacks,
+        "attack_captures_expected": attack_expected,
+        "attack_captures_found": attack_found,
+    }
+    return lines, stats
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "data" / "pcaps")
+    ap.add_argument("--model", type=Path, help="Model folder (default: the shipped model).")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--novelty", action="store_true", help="Scan with the model's novelty gate (nta scan --novelty).")
+    args = ap.parse_args()
+    lines, _ = scan_corpus(args.corpus, args.model, args.novelty)
     text = "\n".join(lines) + "\n"
     if args.out:
         args.out.write_text(text)

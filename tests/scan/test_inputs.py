@@ -60,3 +60,38 @@ def test_nothing_to_scan(tmp_path: Path) -> None:
     (tmp_path / "empty-dir").mkdir()
     with pytest.raises(InputError, match="no capture files"):
         discover([tmp_path / "empty-dir"])
+
+
+def test_dangling_looping_links_and_fifos_in_a_folder_are_listed_as_skipped(tmp_path: Path) -> None:
+    import json
+    import os
+    import socket
+
+    from typer.testing import CliRunner
+
+    from analyzer.cli import app
+
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    (folder / "good.pcap").write_bytes((SAMPLES / "land.pcap").read_bytes())
+    (folder / "gone.pcap").symlink_to(tmp_path / "deleted.pcap")
+    (folder / "loop1.pcap").symlink_to("loop2.pcap")
+    (folder / "loop2.pcap").symlink_to("loop1.pcap")
+    (folder / "live.pcap").symlink_to(folder / "good.pcap")  # a link to a capture is read
+    os.mkfifo(folder / "fifo.pcap")  # no writer: opening it would block; it must not be opened
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(folder / "sock.pcapng"))
+        found = discover([folder])
+        res = CliRunner().invoke(app, ["scan", str(folder), "-o", str(tmp_path / "o"), "-q", "--format", "json"])
+    assert [p.name for p in found.captures] == ["good.pcap"]  # live.pcap is the same file, read once
+    skipped = {p.name: why for p, why in found.skipped}
+    assert skipped == {
+        "gone.pcap": f"dangling symbolic link (to {tmp_path / 'deleted.pcap'})",
+        "loop1.pcap": "symbolic link loop",
+        "loop2.pcap": "symbolic link loop",
+        "fifo.pcap": "a named pipe (FIFO), not a regular file (name it on the command line to read it as a stream)",
+        "sock.pcapng": "a socket, not a regular file (name it on the command line to read it as a stream)",
+    }
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert {Path(s["file"]).name: s["reason"] for s in report["skipped"]} == skipped

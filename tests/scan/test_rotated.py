@@ -121,3 +121,16 @@ def test_merge_reads_overlapping_files_as_one_stream(tmp_path: Path, whole: tupl
     # Files in order of their first packet: the first timestamp run went to sensor01.
     assert report["capture_streams"] == [{"files": [str(paths[1]), str(paths[0])], "how": "merged"}]
     assert "Merged 2 files merged by time (--merge):" in " ".join(report["text"].split())
+
+
+def test_incidents_carved_from_rotated_pieces_hold_the_whole_captures_packets(tmp_path: Path) -> None:
+    """A flow cut by a rotation is carved whole: its packets are looked for in every piece of its stream."""
+    header, recs = pcap_records(DEMO)
+    size = -(-len(recs) // 10)
+    pieces = [[r for _, r in recs[i : i + size]] for i in range(0, len(recs), size)]
+    paths = write_pieces(tmp_path / "ring", header, pieces, "demo.pcap")
+    carved = {}
+    for name, given in (("whole", [DEMO]), ("ring", list(reversed(paths)))):  # pieces given out of order
+        result = run_scan(ScanConfig(paths=tuple(given), out=tmp_path / name, device="cpu", carve=True))
+        carved[name] = {p.name: p.read_bytes() for p, _ in result.carved.values()}
+    assert carved["whole"] and carved["ring"] == carved["whole"]

@@ -27,7 +27,12 @@ def test_small_chunks_write_the_same_outputs(tmp_path: Path) -> None:
     got = outputs(small.out_dir)
     assert got[0].equals(whole[0]) and got[1] == whole[1] and got[2] == whole[2]
     assert whole[2]["incidents"] and all(i["reason"] for i in whole[2]["incidents"][:3])  # explained, read back
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["flows.parquet", "report.json", "verdicts.csv"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "flows.parquet",
+        "report.html",
+        "report.json",
+        "verdicts.csv",
+    ]
 
 
 def test_a_failure_in_inference_leaves_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

