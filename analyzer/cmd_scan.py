@@ -20,6 +20,11 @@ class Device(enum.StrEnum):
     cuda = "cuda"
 
 
+class Engine(enum.StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 class Format(enum.StrEnum):
     text = "text"
     json = "json"
@@ -104,6 +109,16 @@ def scan(
             "Default: rotated files are joined, overlapping ones kept apart.",
         ),
     ] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option(help="local: this machine; ray: a Ray cluster (pip install 'nta\\[ray]'), same outputs."),
+    ] = Engine.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address", help="With --engine ray: the cluster to join (default: start a local one).", show_default=False
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Damaged-capture warnings are errors (exit 2).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
@@ -153,6 +168,13 @@ def scan(
     if zeek and zeek_json:
         raise InputError("--zeek and --zeek-json: choose one (both write conn.log and nta.log)")
 
+    if address is not None and engine is not Engine.ray:
+        raise InputError("--address: only with --engine ray")
+    if engine is Engine.ray:
+        from analyzer.ray_engine import require_ray
+
+        require_ray()  # one line with the install command when Ray is missing
+
     config = ScanConfig(
         paths=tuple(paths),
         out=out,
@@ -170,6 +192,8 @@ def scan(
         packet_filter=PacketFilter.build(since, until, host or [], port or []),
         allow=allow,
         carve=carve,
+        engine=engine.value,
+        ray_address=address,
     )
     with make_stages(quiet) as stages:
         result = run_scan(config, stages)

@@ -28,6 +28,7 @@ from analyzer.allow import allowed, read_allow
 from analyzer.outputs import FlowsWriter, ParquetRows, VerdictRows, flows_table
 from analyzer.progress import QuietStages, Stages
 from analyzer.result import OUTPUT_NAMES, ZEEK_NAMES, ScanResult
+from analyzer.scoring import predict as _predict
 from analyzer.summary import to_json
 from features.capture.filter import PacketFilter
 from features.capture.source import is_stream
@@ -63,6 +64,9 @@ class ScanConfig:
     @property
     def extra_outputs(self) -> tuple[str, ...]:
         return ZEEK_NAMES if self.zeek else ()
+
+    engine: str = "local"  # "ray": analyzer.ray_engine (same outputs, computed on a Ray cluster)
+    ray_address: str | None = None  # the Ray cluster to join (None: a local one)
 
 
 def capture_stem(path: Path) -> str:
@@ -137,15 +141,25 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
             with timed("reading") as progress:
                 # Flows arrive in table order, chunk by chunk; each chunk's features, encoding and inference
                 # (on a thread) run while the next chunk is read; outputs are written as chunks complete.
-                fs = FlowStream(
-                    found.captures, progress=progress, merge=config.merge, on_start=load_model,
-                    chunk_flows=config.chunk_flows, decap=config.decap, packet_filter=config.packet_filter,
-                )  # fmt: skip
-                # A pipe (or standard input) is read once, here: a flow-building child could not reopen it.
-                piped = any(is_stream(Path(p)) for p in found.captures)
-                for chunk in fs.chunks(forked=False if piped else None):
-                    engine.add(chunk)
-                engine.drain()
+                if config.engine == "ray":
+                    from analyzer import ray_engine
+
+                    job = ray_engine.RayJob(
+                        checked.model_dir, config.batch_size, config.novelty, config.merge, config.chunk_flows,
+                        config.ray_address, decap=config.decap, packet_filter=config.packet_filter,
+                    )  # fmt: skip
+                    ext = ray_engine.scan(found.captures, job, engine, progress, load_model)
+                else:
+                    fs = FlowStream(
+                        found.captures, progress=progress, merge=config.merge, on_start=load_model,
+                        chunk_flows=config.chunk_flows, decap=config.decap, packet_filter=config.packet_filter,
+                    )  # fmt: skip
+                    # A pipe (or standard input) is read once, here: a flow-building child could not reopen it.
+                    piped = any(is_stream(Path(p)) for p in found.captures)
+                    for chunk in fs.chunks(forked=False if piped else None):
+                        engine.add(chunk)
+                    engine.drain()
+                    ext = fs.extraction()
             # Time of the other stages inside the reading loop: this thread's (inference runs beside it, on its
             # own thread: its seconds overlap reading's, its CPU is the process's).
             seconds["reading"] -= sum(seconds[k] - before[k] for k in ("model", "features", "encoding", "writing"))
@@ -155,7 +169,6 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
             if not loaded:
                 load_model()
             clf = loaded[0]
-            ext = fs.extraction()
             if config.strict and ext.warnings:
                 raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
             t0 = time.perf_counter()
@@ -347,6 +360,18 @@ class _Engine:
             self.rows.write(v)
             self._timed("writing", t)
 
+    def put_done(self, table: Any, v: pl.DataFrame, unknown: dict[str, int]) -> None:
+        """A chunk finished elsewhere (``analyzer.ray_engine``): its flows.parquet rows and verdict rows."""
+        t, self._c = time.perf_counter(), time.thread_time()
+        for k, n in unknown.items():
+            self.unknown[k] = self.unknown.get(k, 0) + int(n)
+        self.flows_out.write(table)
+        if self.allow:
+            v = v.with_columns(allowed(v, self.allow))  # the verdict rows carry the columns allow entries test
+        self.tally.add(v)
+        self.rows.write(v)
+        self._timed("writing", t)
+
     def drain(self) -> None:
         """Wait for every chunk in flight."""
         while self._inflight:
@@ -471,42 +496,6 @@ def _check_model_features(clf: Any) -> None:
             f"model {clf.model_id} expects features nta does not compute: {', '.join(unknown[:5])}"
             f"{' ...' if len(unknown) > 5 else ''} (a model for another feature spec)"
         )
-
-
-def _predict(
-    clf: Any, x: np.ndarray, batch_size: int, progress: Any, novelty: bool = False
-) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
-    """Class probabilities (n, K), computed once per distinct feature row, in chunks so the progress bar moves;
-    with ``novelty``, also the gated class index (n,) and the novel flag (n,) (``Classifier.predict_gated``).
-
-    Floods and scans repeat the same encoded row thousands of times (a SYN flood's flows differ only in
-    addresses, which are not features), and inference is the slowest stage: deduplicating first makes
-    attack-heavy captures cheap and costs one sort otherwise.
-    """
-    if len(x) == 0:
-        empty = np.zeros((0, len(clf.classes)), np.float32)
-        return empty, ((np.zeros(0, np.int64), np.zeros(0, bool)) if novelty else None)
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    keys = x.view(np.dtype((np.void, x.itemsize * x.shape[1]))).ravel()  # (n,) one opaque key per row
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    xu = x[np.sort(first)]  # distinct rows in first-seen order, (u, F)
-    order = np.argsort(np.argsort(first))  # unique-sorted index -> position in xu
-    chunk = max(batch_size * 16, 1)
-    parts, preds, novels = [], [], []
-    for start in range(0, len(xu), chunk):
-        if novelty:
-            pred, p, nov = clf.predict_gated(xu[start : start + chunk], batch_size=batch_size)
-            preds.append(pred)
-            novels.append(nov)
-        else:
-            p = clf.predict_proba(xu[start : start + chunk], batch_size=batch_size)
-        parts.append(p)
-        progress(min(start + chunk, len(xu)), len(xu))
-    back = order[inverse.ravel()]  # (n,) row of xu for every flow
-    proba_u = np.concatenate(parts).astype(np.float32)  # (u, K)
-    if not novelty:
-        return proba_u[back], None
-    return proba_u[back], (np.concatenate(preds)[back], np.concatenate(novels)[back])
 
 
 def _explain(clf: Any, rows: explain.Rows, att: pl.DataFrame, inc: pl.DataFrame, cfg: ScanConfig) -> pl.DataFrame:

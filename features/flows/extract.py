@@ -37,8 +37,9 @@ from features.flows.builder import DEFAULT_CONFIG, FlowBuilder, FlowConfig
 from features.flows.records import PAYLOAD_SCHEMA, empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
 
-# Sort order of the final table: time first, then the flow key, so flow_id is stable per input.
-_ORDER = (
+# Sort order of the final table: time first, then the flow key, so flow_id is stable per input. ``_file`` is the
+# stream's place (its first file's index in the given order), ``_uid`` the flow's number in its builder.
+SORT_KEYS = (
     "ts",
     "_file",
     "ip_proto",
@@ -52,6 +53,7 @@ _ORDER = (
     "tunnel",
     "_uid",
 )
+_ORDER = SORT_KEYS
 CHUNK_FLOWS = 16_384  # flows released at a time (at least; the last chunk may be smaller)
 CHILD_AHEAD = 4  # chunks a flow-building child may run ahead of the process that consumes them
 _NEVER = np.iinfo(np.int64).max
@@ -419,6 +421,13 @@ def _min_us(frame: pl.DataFrame) -> int:
     """The earliest flow start of a frame, in microseconds since the epoch."""
     value = frame.get_column("ts").dt.epoch("us").min()
     return int(value) if value is not None else _NEVER  # type: ignore[arg-type]
+
+
+def number_flows(keys: pl.DataFrame) -> pl.DataFrame:
+    """``flow_id`` for flows built apart (streams, shards): ``keys`` holds ``SORT_KEYS`` (``_uid`` unique per
+    ``_file``); returns ``_file``, ``_uid``, ``flow_id`` in table order."""
+    ordered = keys.select(SORT_KEYS).sort(list(SORT_KEYS), nulls_last=False)
+    return ordered.select("_file", "_uid", pl.int_range(0, ordered.height, dtype=pl.Int64).alias("flow_id"))
 
 
 def _tagged(batches: Iterator[PacketBatch], file_no: int) -> Iterator[PacketBatch]:

@@ -27,7 +27,6 @@ Content features (10-22): ``features.kdd.content``. Window features (23-41): ``f
 
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -127,50 +126,65 @@ class KddStream:
 
     def add(self, flows: pa.Table | pl.DataFrame, payloads: pl.DataFrame | None = None) -> pl.DataFrame:
         """The features of one chunk (see ``kdd_features``); chunks must come in table order."""
-        df = intrinsic_features(_as_frame(flows).with_row_index("_row"))
-        content = content_features(df, payloads)
-
-        # Window features over the TCP/UDP/ICMP rows, in window order (start time, then row order).
-        view = (
-            df.filter(in_kdd_view())
-            .select(
-                "_row",
-                pl.col("ts").cast(pl.Datetime("ns", "UTC")).dt.epoch("ns").alias("t_ns"),
-                "resp_h",
-                "service",
-                "resp_p",
-                "flag",
-                "orig_p",
-            )
-            .sort("t_ns", "_row", nulls_last=False)
-        )
-        inputs = view.select(_WINDOW_INPUT)
+        feats = flow_features(flows, payloads)
+        view = window_input(feats)
+        inputs = view.drop("flow_id")
         carried = 0
         if self._carry is not None and self._carry.height:
             carried = self._carry.height
             inputs = pl.concat([self._carry, inputs.cast(self._carry.schema)])  # type: ignore[arg-type]
-        win = window_features(inputs).slice(carried).with_columns(view.get_column("_row"))
+        win = window_features(inputs).slice(carried)
         self._carry = _window_tail(inputs)
-        zeros = np.zeros(df.height, np.float64)
-        win_full = {c: zeros.copy() for c in WINDOW_FEATURES}
-        rows = win.get_column("_row").to_numpy()
-        for c in WINDOW_FEATURES:
-            win_full[c][rows] = win.get_column(c).to_numpy()
+        return with_windows(feats, win.with_columns(view.get_column("flow_id")))
 
-        feats = df.select(
-            *IDENTITY_COLUMNS,
-            "duration",
-            "protocol_type",
+
+def flow_features(flows: pa.Table | pl.DataFrame, payloads: pl.DataFrame | None = None) -> pl.DataFrame:
+    """IDENTITY_COLUMNS and the 22 features that depend on the flow alone (intrinsic, content), one row per flow
+    in the flows' order; the window features are added by ``with_windows``."""
+    df = intrinsic_features(_as_frame(flows))
+    content = content_features(df, payloads)
+    feats = df.select(
+        *IDENTITY_COLUMNS,
+        "duration",
+        "protocol_type",
+        "service",
+        "flag",
+        "src_bytes",
+        "dst_bytes",
+        pl.col("land_f").alias("land"),
+        pl.col("wrong_fragment_f").alias("wrong_fragment"),
+        pl.col("urgent_f").alias("urgent"),
+    ).hstack(content.select(CONTENT_FEATURES))
+    return feats.with_columns(pl.col(c).cast(KDD_SCHEMA[c]) for c in KDD_FEATURES if c in feats.columns)
+
+
+def window_input(feats: pl.DataFrame) -> pl.DataFrame:
+    """The records that take part in the window features (``in_kdd_view``) with what the windows read:
+    ``flow_id`` and ``_WINDOW_INPUT``, in window order (start time, then table order)."""
+    return (
+        feats.with_row_index("_row")
+        .filter(in_kdd_view())
+        .select(
+            "_row",
+            "flow_id",
+            pl.col("ts").cast(pl.Datetime("ns", "UTC")).dt.epoch("ns").alias("t_ns"),
+            "resp_h",
             "service",
+            "resp_p",
             "flag",
-            "src_bytes",
-            "dst_bytes",
-            pl.col("land_f").alias("land"),
-            pl.col("wrong_fragment_f").alias("wrong_fragment"),
-            pl.col("urgent_f").alias("urgent"),
+            "orig_p",
         )
-        feats = feats.hstack(content.select(CONTENT_FEATURES)).hstack(pl.DataFrame(win_full))
-        return feats.select(*IDENTITY_COLUMNS, *(pl.col(c).cast(KDD_SCHEMA[c]) for c in KDD_FEATURES))
+        .sort("t_ns", "_row", nulls_last=False)
+        .drop("_row")
+    )
+
+
+def with_windows(feats: pl.DataFrame, win: pl.DataFrame) -> pl.DataFrame:
+    """``flow_features`` rows with the 19 window features of ``win`` (flow_id + WINDOW_FEATURES) joined on
+    flow_id; 0 for flows outside the model's view: IDENTITY_COLUMNS + KDD_FEATURES, in ``feats``' order."""
+    out = feats.join(win.select("flow_id", *WINDOW_FEATURES), on="flow_id", how="left", maintain_order="left")
+    out = out.with_columns(pl.col(c).fill_null(0.0) for c in WINDOW_FEATURES)
+    return out.select(*IDENTITY_COLUMNS, *(pl.col(c).cast(KDD_SCHEMA[c]) for c in KDD_FEATURES))
 
 
 def _window_tail(inputs: pl.DataFrame) -> pl.DataFrame:

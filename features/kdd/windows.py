@@ -137,50 +137,81 @@ def window_features(df: pl.DataFrame) -> pl.DataFrame:
     Returns:
         A frame of ``WINDOW_FEATURES`` (Float64), same row order.
     """
-    n = df.height
-    t = df.get_column("t_ns").to_numpy().astype(np.int64)
-    pos = np.arange(n, dtype=np.int64)
-    host = _codes(df.get_column("resp_h"))
-    srv = _codes(df.select(service_key()).to_series())
-    sport = _codes(df.get_column("orig_p").cast(pl.Int64))
-    host_srv = _combine(host, srv)
-    srv_sport = _combine(srv, sport)
+    recs = df.with_columns(pl.int_range(0, df.height, dtype=pl.Int64).alias("pos"))
+    return window_rates(host_sums(recs).hstack(srv_sums(recs)))
+
+
+# The window sums split by what they are keyed on. Every sum of a record counts only records with the same
+# responder host (HOST_SUMS) or the same service (SRV_SUMS) as the record, within 2 s of its start or among
+# the HOST_WINDOW records up to it by position in window order. So the records can be split by host (or by
+# service) and each part summed on its own, exactly, provided each part holds every record of its hosts
+# (services) and each record carries its position in the whole window order (``pos``): that is what
+# ``analyzer.ray_engine`` does on separate workers. ``window_rates`` then turns the sums into the features.
+HOST_SUMS: tuple[str, ...] = ("cnt", "c_se", "c_re", "hs_cnt", "hcnt", "h_se", "h_re", "h_hs")
+SRV_SUMS: tuple[str, ...] = ("scnt", "s_se", "s_re", "hscnt", "hs_se", "hs_re", "h_sp")
+
+
+def _errors(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     flag = df.get_column("flag")
     serr = flag.is_in(list(SERROR_FLAGS)).to_numpy().astype(np.float64)
     rerr = flag.is_in(list(RERROR_FLAGS)).to_numpy().astype(np.float64)
+    return serr, rerr
 
-    # Time window (2 s).
-    cnt, c_se, c_re = window_sums(host, t, TIME_WINDOW_NS, [serr, rerr])
-    scnt, s_se, s_re = window_sums(srv, t, TIME_WINDOW_NS, [serr, rerr])
+
+def host_sums(df: pl.DataFrame) -> pl.DataFrame:
+    """``HOST_SUMS`` of records in window order (columns of ``window_features`` plus ``pos``, Int64)."""
+    t = df.get_column("t_ns").to_numpy().astype(np.int64)
+    pos = df.get_column("pos").to_numpy().astype(np.int64)
+    host = _codes(df.get_column("resp_h"))
+    host_srv = _combine(host, _codes(df.select(service_key()).to_series()))
+    serr, rerr = _errors(df)
+    cnt, c_se, c_re = window_sums(host, t, TIME_WINDOW_NS, [serr, rerr])  # time window (2 s)
     (hs_cnt,) = window_sums(host_srv, t, TIME_WINDOW_NS, [])
-    # Host window (the record and the HOST_WINDOW - 1 before it).
-    w = HOST_WINDOW - 1
+    w = HOST_WINDOW - 1  # host window: the record and the HOST_WINDOW - 1 before it
     hcnt, h_se, h_re = window_sums(host, pos, w, [serr, rerr])
-    hscnt, hs_se, hs_re = window_sums(srv, pos, w, [serr, rerr])
     (h_hs,) = window_sums(host_srv, pos, w, [])
-    (h_sp,) = window_sums(srv_sport, pos, w, [])
+    cols = [cnt, c_se, c_re, hs_cnt, hcnt, h_se, h_re, h_hs]
+    return pl.DataFrame({k: np.asarray(v, np.float64) for k, v in zip(HOST_SUMS, cols, strict=True)})
 
-    same_srv = _rate(hs_cnt, cnt)
-    dh_same_srv = _rate(h_hs, hcnt)
+
+def srv_sums(df: pl.DataFrame) -> pl.DataFrame:
+    """``SRV_SUMS`` of records in window order (columns of ``window_features`` plus ``pos``, Int64)."""
+    t = df.get_column("t_ns").to_numpy().astype(np.int64)
+    pos = df.get_column("pos").to_numpy().astype(np.int64)
+    srv = _codes(df.select(service_key()).to_series())
+    srv_sport = _combine(srv, _codes(df.get_column("orig_p").cast(pl.Int64)))
+    serr, rerr = _errors(df)
+    scnt, s_se, s_re = window_sums(srv, t, TIME_WINDOW_NS, [serr, rerr])
+    w = HOST_WINDOW - 1
+    hscnt, hs_se, hs_re = window_sums(srv, pos, w, [serr, rerr])
+    (h_sp,) = window_sums(srv_sport, pos, w, [])
+    cols = [scnt, s_se, s_re, hscnt, hs_se, hs_re, h_sp]
+    return pl.DataFrame({k: np.asarray(v, np.float64) for k, v in zip(SRV_SUMS, cols, strict=True)})
+
+
+def window_rates(sums: pl.DataFrame) -> pl.DataFrame:
+    """The 19 ``WINDOW_FEATURES`` (Float64) from ``HOST_SUMS`` and ``SRV_SUMS`` columns, row by row."""
+    g = {k: sums.get_column(k).to_numpy() for k in (*HOST_SUMS, *SRV_SUMS)}
+    cnt, hs_cnt, scnt, hcnt, h_hs, hscnt = g["cnt"], g["hs_cnt"], g["scnt"], g["hcnt"], g["h_hs"], g["hscnt"]
     cols = {
         "count": np.minimum(cnt, COUNT_CAP),
         "srv_count": np.minimum(scnt, COUNT_CAP),
-        "serror_rate": _rate(c_se, cnt),
-        "srv_serror_rate": _rate(s_se, scnt),
-        "rerror_rate": _rate(c_re, cnt),
-        "srv_rerror_rate": _rate(s_re, scnt),
-        "same_srv_rate": same_srv,
+        "serror_rate": _rate(g["c_se"], cnt),
+        "srv_serror_rate": _rate(g["s_se"], scnt),
+        "rerror_rate": _rate(g["c_re"], cnt),
+        "srv_rerror_rate": _rate(g["s_re"], scnt),
+        "same_srv_rate": _rate(hs_cnt, cnt),
         "diff_srv_rate": _rate(cnt - hs_cnt, cnt),
         "srv_diff_host_rate": _rate(scnt - hs_cnt, scnt),
         "dst_host_count": np.minimum(hcnt, HOST_COUNT_CAP),
         "dst_host_srv_count": np.minimum(hscnt, HOST_COUNT_CAP),
-        "dst_host_same_srv_rate": dh_same_srv,
+        "dst_host_same_srv_rate": _rate(h_hs, hcnt),
         "dst_host_diff_srv_rate": _rate(hcnt - h_hs, hcnt),
-        "dst_host_same_src_port_rate": _rate(h_sp, hscnt),
+        "dst_host_same_src_port_rate": _rate(g["h_sp"], hscnt),
         "dst_host_srv_diff_host_rate": _rate(hscnt - h_hs, hscnt),
-        "dst_host_serror_rate": _rate(h_se, hcnt),
-        "dst_host_srv_serror_rate": _rate(hs_se, hscnt),
-        "dst_host_rerror_rate": _rate(h_re, hcnt),
-        "dst_host_srv_rerror_rate": _rate(hs_re, hscnt),
+        "dst_host_serror_rate": _rate(g["h_se"], hcnt),
+        "dst_host_srv_serror_rate": _rate(g["hs_se"], hscnt),
+        "dst_host_rerror_rate": _rate(g["h_re"], hcnt),
+        "dst_host_srv_rerror_rate": _rate(g["hs_re"], hscnt),
     }
     return pl.DataFrame({k: np.asarray(cols[k], dtype=np.float64) for k in WINDOW_FEATURES})
