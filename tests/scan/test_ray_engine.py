@@ -1,6 +1,6 @@
 """``nta scan --engine ray``: the same flows, features and verdicts as the default engine, on a local Ray instance
 (2 CPUs) and on a simulated 2-node cluster (``ray.cluster_utils.Cluster``). Skipped when Ray is not installed
-(``pip install 'nta[ray]'``; the dev extra installs it, so CI runs these)."""
+(``pip install 'nta[ray]'``; the README's test command installs it, so CI runs these)."""
 
 from __future__ import annotations
 
