@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import polars as pl
 
+from features.common import own_strings
 from features.flows.schema import FLOW_COLUMNS
 
 NORMAL = "normal"
@@ -155,7 +156,7 @@ class Tally:
         counts = v.group_by("label", "service").len().cast({"service": pl.String, "len": pl.UInt32})
         both = pl.concat([self.services, counts.select(self.services.columns)])
         self.services = both.group_by("label", "service").agg(pl.col("len").sum())
-        self._attacks.append(v.filter(is_attack()))
+        self._attacks.append(own_strings(v.filter(is_attack())))  # not the whole chunk's strings
 
     def attacks(self) -> pl.DataFrame | None:
         """The attack rows seen, in order (None when no row was added)."""

@@ -18,6 +18,10 @@ import sys
 import tempfile
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = [
     "InputError",
@@ -29,6 +33,7 @@ __all__ = [
     "check_folder",
     "no_progress",
     "output_file",
+    "own_strings",
 ]
 
 
@@ -278,3 +283,21 @@ ProgressFn = Callable[[int, int], None]
 
 def no_progress(done: int, total: int) -> None:
     """Default callback: report nothing."""
+
+
+# --- memory: small frames kept from chunk to chunk.
+
+
+def own_strings(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with its strings copied into buffers of its own (same columns and types, via Arrow).
+
+    A frame filtered or sliced from a bigger one shares the bigger one's string buffers (polars' string views
+    point into them) and keeps all of them alive: a few rows kept from each chunk hold every chunk's strings
+    (measured: 3 rows kept from each of 60 chunks of 100,000 strings held 362 MiB). Frames kept across chunks
+    (the report's attack rows, the window features' carried records) go through this first.
+    """
+    import polars as pl
+
+    out = pl.from_arrow(df.to_arrow())
+    assert isinstance(out, pl.DataFrame)
+    return out

@@ -30,6 +30,7 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
+from features.common import own_strings
 from features.flows.schema import FLOW_SCHEMA
 from features.kdd.columns import KDD_FEATURES, KDD_SCHEMA, PROTOCOLS
 from features.kdd.content import CONTENT_FEATURES, content_features
@@ -134,7 +135,7 @@ class KddStream:
             carried = self._carry.height
             inputs = pl.concat([self._carry, inputs.cast(self._carry.schema)])  # type: ignore[arg-type]
         win = window_features(inputs).slice(carried)
-        self._carry = _window_tail(inputs)
+        self._carry = own_strings(_window_tail(inputs))  # not the strings of every chunk before
         return with_windows(feats, win.with_columns(view.get_column("flow_id")))
 
 
