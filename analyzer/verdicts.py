@@ -155,7 +155,7 @@ class Tally:
         self.ts_end_max = end if self.ts_end_max is None else max(self.ts_end_max, end)
         counts = v.group_by("label", "service").len().cast({"service": pl.String, "len": pl.UInt32})
         both = pl.concat([self.services, counts.select(self.services.columns)])
-        self.services = both.group_by("label", "service").agg(pl.col("len").sum())
+        self.services = own_strings(both.group_by("label", "service").agg(pl.col("len").sum()))
         self._attacks.append(own_strings(v.filter(is_attack())))  # not the whole chunk's strings
 
     def attacks(self) -> pl.DataFrame | None:
