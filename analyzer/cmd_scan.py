@@ -25,6 +25,19 @@ class Format(enum.StrEnum):
     json = "json"
 
 
+def parse_threads(value: str) -> int | None:
+    """``auto`` -> None (nta chooses); ``N`` -> N torch threads at most (an explicit choice)."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InputError(f"--threads: expected 'auto' or a number of threads >= 1, not {value!r}")
+    return n
+
+
 def parse_fail_on(value: str | None) -> frozenset[str]:
     """``any`` -> every attack class; ``dos,probe`` -> those classes (any case); empty -> none."""
     if not value:
@@ -47,23 +60,26 @@ HELP = """Label every flow in the captures and report incidents.
 
 PATHS: capture files (pcap, pcapng, gzipped or not) or folders, searched
 recursively for *.pcap, *.pcapng, *.cap (and .gz); other files in a folder
-are listed as skipped. Writes flows.parquet, verdicts.csv, report.json and report.html
-under --out (default ./nta-out/<first capture's name>/); with --zeek or
---zeek-json also Zeek's conn.log and nta.log (the verdicts, keyed by uid).
+are listed as skipped. Writes flows.parquet, verdicts.csv, report.json
+and report.html under --out (default ./nta-out/<first capture's name>/); with --zeek or --zeek-json also Zeek's conn.log and
+nta.log (the verdicts, keyed by uid). --no-write (or --out -) writes
+nothing to disk: the report (or with --format json, report.json) goes to
+stdout only.
 
+\b
 Exit codes:
-0 scanned, nothing matched --fail-on;
-1 verdicts matched --fail-on (at --min-confidence or above);
-2 bad input or usage (not a capture, unreadable, nothing to scan,
-outputs exist without --force, a damaged capture with --strict);
-3 model problem (missing, corrupt, out of bounds, NaN, built for other
-features);
-70 internal error (a bug in nta);
-130 interrupted (Ctrl-C);
-141 stdout closed by its reader (e.g. | head): outputs are written, and a
-closed stdout is not a finding, whatever --fail-on says;
-143 terminated (SIGTERM). Errors are one line on stderr
-(nta --traceback scan ... shows the traceback).
+  0    scanned, nothing matched --fail-on
+  1    verdicts matched --fail-on (at --min-confidence or above)
+  2    bad input or usage: not a capture, unreadable, nothing to scan,
+       outputs exist without --force, a damaged capture with --strict
+  3    model problem: missing, corrupt, out of bounds, NaN, built for
+       other features
+  70   internal error (a bug in nta; --traceback shows it)
+  130  interrupted (Ctrl-C)
+  141  stdout closed by its reader (e.g. | head): outputs are written, and
+       a closed stdout is not a finding, whatever --fail-on says
+  143  terminated (SIGTERM)
+Errors are one line on stderr (nta --traceback scan ... shows the traceback).
 """
 
 
@@ -98,7 +114,29 @@ def scan(
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Damaged-capture warnings are errors (exit 2).")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Print nothing on success: no progress, no report (outputs and exit code unchanged)."
+        ),
+    ] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="No progress bars or stage lines; the report is still printed.")
+    ] = False,
+    no_write: Annotated[
+        bool,
+        typer.Option(
+            "--no-write", help="Write nothing to disk: only stdout (the report, or report.json with --format json)."
+        ),
+    ] = False,
+    threads: Annotated[
+        str,
+        typer.Option(
+            "--threads",
+            metavar="auto|N",
+            help="CPU threads for inference. auto: nta chooses; N: at most N (e.g. 1 on a machine other jobs share).",
+        ),
+    ] = "auto",
     allow: Annotated[
         Path | None,
         typer.Option(
@@ -134,9 +172,12 @@ def scan(
         bool,
         typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
     ] = False,
-    format: Annotated[Format, typer.Option("--format", help="text: the report; json: report.json on stdout.")] = (
-        Format.text
-    ),
+    format: Annotated[
+        Format,
+        typer.Option(
+            "--format", help="text: the report; json: report.json on stdout (--out - implies it, and --no-write)."
+        ),
+    ] = Format.text,
 ) -> None:
     from analyzer.pipeline import ScanConfig, run_scan
     from analyzer.progress import make_stages
@@ -144,6 +185,13 @@ def scan(
 
     if zeek and zeek_json:
         raise InputError("--zeek and --zeek-json: choose one (both write conn.log and nta.log)")
+    if out is not None and str(out) == "-":  # report.json on stdout, nothing on disk
+        out, no_write, format = None, True, Format.json
+    if no_write and (carve or zeek or zeek_json or force):
+        used = [
+            n for n, on in (("--carve", carve), ("--zeek", zeek), ("--zeek-json", zeek_json), ("--force", force)) if on
+        ]
+        raise InputError(f"--no-write (or --out -) writes nothing to disk: {', '.join(used)} cannot apply")
 
     config = ScanConfig(
         paths=tuple(paths),
@@ -161,11 +209,15 @@ def scan(
         packet_filter=PacketFilter.build(since, until, host or [], port or []),
         allow=allow,
         carve=carve,
+        write=not no_write,
+        threads=parse_threads(threads),
     )
-    with make_stages(quiet) as stages:
+    with make_stages(quiet or no_progress) as stages:
         result = run_scan(config, stages)
-    if format is Format.json:
+    if format is Format.json and not (quiet and not no_write):  # JSON on stdout is the only output of --no-write
         sys.stdout.write(json.dumps(result.summary, indent=2, default=str) + "\n")
+    elif quiet:
+        pass  # outputs written, exit code below: nothing printed
     else:
         from analyzer.report import make_console, render
 

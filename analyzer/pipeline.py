@@ -52,6 +52,8 @@ class ScanConfig:
     packet_filter: PacketFilter | None = None  # --since/--until/--host/--port (features.capture.filter)
     allow: Path | None = None  # --allow FILE: known-good hosts, networks, services (analyzer.allow)
     carve: bool = False  # --carve: each incident's packets to incidents/NNN-<class>-<source>.pcap (analyzer.evidence)
+    write: bool = True  # False (--no-write, --out -): nothing on disk; the summary is still built for stdout
+    threads: int | None = None  # --threads N: torch threads for inference at most; None: nta's choice
 
     @property
     def extra_outputs(self) -> tuple[str, ...]:
@@ -72,7 +74,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     """Scan the captures, write the outputs, and return what was found (see the module docstring)."""
     from features.flows.extract import extract_flows
     from features.kdd.frame import kdd_features
-    from model.infer import Classifier, default_model_dir
+    from model.infer import Classifier, default_model_dir, limit_threads
 
     stages = stages or QuietStages()
     seconds: dict[str, float] = {}
@@ -88,13 +90,16 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
 
     found = inputs.discover(config.paths)
     out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
-    _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
+    if config.write:
+        _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
     carved_dir = out_dir / evidence.INCIDENTS_DIR
     if config.carve and not config.force and carved_dir.is_dir() and any(carved_dir.iterdir()):
         raise InputError(f"{carved_dir}: holds carved incidents already; use --force to replace them")
     allow = read_allow(config.allow) if config.allow is not None else []
     with timed("model"):
         clf = Classifier.load(config.model_dir or default_model_dir(), device=config.device)
+        if config.threads is not None:
+            limit_threads(config.threads)
         _check_model_features(clf)
         if config.novelty and clf.novelty is None:
             raise ModelError(f"model {clf.model_id} has no novelty profile: --novelty needs one (nta train fits it)")
@@ -154,7 +159,11 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         decap=config.decap,
         flow_table=flows,
         carved=carved,
+        written=config.write,
     )
+    if not config.write:
+        result.summary = to_json(result)
+        return result
     try:
         with timed("writing"):
             _write_outputs(result, kdd, ext, flows, config.zeek)

@@ -219,7 +219,7 @@ def render(result: ScanResult, console: Console) -> None:
         console.print()
         console.print(_talkers(result))
     console.print()
-    console.print("Outputs: " + ", ".join(str(p) for p in result.outputs.values()))
+    console.print("Outputs: " + (", ".join(str(p) for p in result.outputs.values()) or "none (--no-write)"))
     if result.fail_on:
         what = ",".join(sorted(result.fail_on))
         if result.matched:

@@ -46,6 +46,7 @@ class ScanResult:
     decap: bool = True  # tunnels were decapsulated (nta carve must decode the same way)
     flow_table: pl.DataFrame | None = None  # the flows (flow-table columns), for display filters of top flows
     carved: dict[int, tuple[Path, int]] = field(default_factory=dict)  # incident -> (capture file, packets)
+    written: bool = True  # False with --no-write / --out -: no file on disk, ``outputs`` is empty
 
     @property
     def flows(self) -> int:
@@ -68,4 +69,6 @@ class ScanResult:
 
     @property
     def outputs(self) -> dict[str, Path]:
+        if not self.written:
+            return {}
         return {name: self.out_dir / name for name in (*OUTPUT_NAMES, *self.extra_outputs)}

@@ -29,7 +29,7 @@ CAPTURES = sorted(
 
 
 def scan(*args: str | Path) -> Result:
-    return CliRunner().invoke(app, ["scan", "--quiet", *map(str, args)])
+    return CliRunner().invoke(app, ["scan", "--no-progress", *map(str, args)])
 
 
 def test_every_sample_is_listed() -> None:
