@@ -44,7 +44,7 @@ class ScanConfig:
     force: bool = False
     strict: bool = False  # damaged-capture warnings become errors (exit 2)
     incidents: incidents.IncidentConfig = field(default_factory=incidents.IncidentConfig)
-    explain_incidents: int = 20  # the largest N incidents get feature attributions (the report shows 15)
+    explain_incidents: int = 20  # the first (most severe) N incidents get feature attributions (the report shows 15)
     explain_flows: int = 32  # flows sampled per explained incident (attribution costs a backward pass)
     novelty: bool = False  # apply the model's novelty gate (model.novelty): more attacks found, more false alarms
     decap: bool = True  # decapsulate tunnels (features.capture.tunnels); False: the outer packets make the flows
@@ -242,7 +242,7 @@ def _predict(
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     xu = x[np.sort(first)]  # distinct rows in first-seen order, (u, F)
     order = np.argsort(np.argsort(first))  # unique-sorted index -> position in xu
-    chunk = max(batch_size * 16, 1)
+    chunk = max(batch_size, 1)  # one progress step per batch: the bar moves every fraction of a second
     parts, preds, novels = [], [], []
     for start in range(0, len(xu), chunk):
         if novelty:
@@ -263,8 +263,9 @@ def _predict(
 def _explain(
     clf: Any, x: np.ndarray, kdd: pl.DataFrame, v: pl.DataFrame, inc: pl.DataFrame, cfg: ScanConfig
 ) -> pl.DataFrame:
-    """Add ``summary`` (one line) and ``reason`` (top features) to the incidents; the largest N are explained."""
-    chosen = inc.sort(["flows", "incident_id"], descending=[True, False]).head(cfg.explain_incidents)
+    """Add ``summary`` (one line) and ``reason`` (top features) to the incidents; the first N (the most severe,
+    ``analyzer.incidents``' numbering, the ones the report shows first) are explained."""
+    chosen = inc.sort("incident_id").head(cfg.explain_incidents)
     members = (
         v.with_row_index("row")
         .filter(pl.col("incident_id").is_in(chosen["incident_id"].implode()))
