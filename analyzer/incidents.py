@@ -195,7 +195,7 @@ def fmt_endpoint(host: str, port: int | None) -> str:
 def phrases(row: dict[str, Any]) -> list[str]:
     """An incident line as phrases a report may wrap between (never inside: an address or a count stays whole).
 
-    ``Probe: 10.0.0.9 -> 10.0.0.5 | 1,000 ports in 3.2 s | 998 flows S0/REJ | confidence 0.97``. Incidents
+    ``Probe: 10.0.0.9 -> 10.0.0.5 | 1,000 ports in 3.2 s | 998 flows (conn_state S0/REJ) | confidence 0.97``. Incidents
     made only of ICMP errors (``ICMP_ERRORS``) are worded as answers: ``10.0.0.5 answered 192 hosts with
     ICMP port unreachable (urp_i)``; the hosts sent the packets that were refused.
     """
@@ -211,7 +211,8 @@ def phrases(row: dict[str, Any]) -> list[str]:
     dur = fmt_duration(row["duration_s"])
     services = [s["value"] for s in row["services"]]
     flows = f"{row['flows']:,} flow{'s' if row['flows'] != 1 else ''}"
-    states = "/".join(s["value"] for s in row["states"][:2])
+    # Zeek's vocabulary, named: the reasons beside it are NSL-KDD features (their "flag" is KDD's), never mixed
+    cs = "conn_state " + "/".join(s["value"] for s in row["states"][:2])
     if services and set(services) <= ICMP_ERRORS:
         what = "/".join(_ICMP_ERROR_WORDS[s] for s in services[:2])
         return [
@@ -222,14 +223,14 @@ def phrases(row: dict[str, Any]) -> list[str]:
         ]
     head = f"{row['label']}: {src} -> {dst}"
     if row["ports"] > 1:
-        return [head, f"{row['ports']:,} ports in {dur}", f"{flows} {states}", f"confidence {row['confidence']:.2f}"]
-    return [f"{head} in {dur}", f"{flows} {states}", f"confidence {row['confidence']:.2f}"]
+        return [head, f"{row['ports']:,} ports in {dur}", f"{flows} ({cs})", f"confidence {row['confidence']:.2f}"]
+    return [f"{head} in {dur}", f"{flows} ({cs})", f"confidence {row['confidence']:.2f}"]
 
 
 _ICMP_ERROR_WORDS = {"urp_i": "port unreachable", "urh_i": "unreachable", "tim_i": "time exceeded", "red_i": "redirect"}
 
 
 def describe(row: dict[str, Any]) -> str:
-    """One line for an incident: ``Probe: 10.0.0.9 -> 10.0.0.5, 1,000 ports in 3.2 s, 998 flows S0/REJ,
-    confidence 0.97`` (``phrases`` joined)."""
+    """One line for an incident: ``Probe: 10.0.0.9 -> 10.0.0.5, 1,000 ports in 3.2 s, 998 flows (conn_state
+    S0/REJ), confidence 0.97`` (``phrases`` joined)."""
     return ", ".join(phrases(row))

@@ -177,15 +177,18 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
 
 
 def _evidence_columns(inc: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
-    """Each incident's Wireshark display filter and its flows' Community IDs (``analyzer.evidence``)."""
-    filters, cids = [], []
+    """Each incident's Wireshark display filter, its flows' Community IDs and uids (``analyzer.evidence``)."""
+    filters, cids, uids = [], [], []
     by_incident = {k[0]: g for k, g in members.group_by("incident_id")} if members.height else {}
     for i in inc["incident_id"].to_list():
         g = by_incident.get(i)
         filters.append(evidence.incident_filter(g) if g is not None else "")
         cids.append(evidence.community_ids(g) if g is not None else [])
+        uids.append(g.sort("ts", "flow_id")["uid"].to_list() if g is not None else [])
     return inc.with_columns(
-        wireshark_filter=pl.Series(filters, dtype=pl.String), community_ids=pl.Series(cids, dtype=pl.List(pl.String))
+        wireshark_filter=pl.Series(filters, dtype=pl.String),
+        community_ids=pl.Series(cids, dtype=pl.List(pl.String)),
+        uids=pl.Series(uids, dtype=pl.List(pl.String)),
     )
 
 
@@ -276,14 +279,23 @@ def _explain(
     drivers = explain.explain_incidents(
         clf, clf.spec.source_feature, x, kdd, members, labels, per_incident=cfg.explain_flows, batch_size=cfg.batch_size
     )
-    reason_type = pl.List(pl.Struct({"feature": pl.String, "value": pl.String, "score": pl.Float64}))
+    reason_type = pl.List(
+        pl.Struct({"feature": pl.String, "value": pl.String, "score": pl.Float64, "number": pl.Float64})
+    )
     reasons = [[d.__dict__ for d in drivers.get(i, [])] for i in inc["incident_id"]]
     summaries = [incidents.describe(r) for r in inc.iter_rows(named=True)]
     return inc.with_columns(summary=pl.Series(summaries, dtype=pl.String), reason=pl.Series(reasons, dtype=reason_type))
 
 
-def _flows_table(ext: Any, kdd: pl.DataFrame, model_id: str) -> Any:
-    """The flow table as extracted (FLOW_SCHEMA types) plus the KDD features, with ``nta flows``' metadata.
+# The KDD feature named like a flow field but meaning something else: NSL-KDD's ``duration`` is whole seconds,
+# the flow's ``duration_s`` real ones. In flows.parquet it is ``kdd_duration``; only the KDD feature table
+# (``nta features``) calls it ``duration``.
+KDD_RENAMED = {"duration": "kdd_duration"}
+
+
+def _flows_table(ext: Any, kdd: pl.DataFrame, model_id: str, verdict: pl.DataFrame | None = None) -> Any:
+    """The flow table as extracted (FLOW_SCHEMA types) plus the KDD features (``KDD_RENAMED``) and each flow's
+    verdict (``label``, ``confidence``, ``incident_id``), with ``nta flows``' metadata: one file to query, no join.
 
     ``land``, ``wrong_fragment`` and ``urgent`` are flow fields and KDD features with the same values; the flow
     field stays (so ``features.flows.table.read_flows`` reads this file) and is not repeated.
@@ -293,7 +305,10 @@ def _flows_table(ext: Any, kdd: pl.DataFrame, model_id: str) -> Any:
     table = ext.flows
     for name in KDD_FEATURES:
         if name not in table.column_names:
-            table = table.append_column(name, kdd[name].to_arrow())
+            table = table.append_column(KDD_RENAMED.get(name, name), kdd[name].to_arrow())
+    if verdict is not None:
+        for name in ("label", "confidence", "incident_id"):
+            table = table.append_column(name, verdict[name].to_arrow())
     return table.replace_schema_metadata({**flow_metadata(ext), b"nta.model_id": model_id.encode()})
 
 
@@ -307,7 +322,7 @@ def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any, flows: pl.Da
 
     t0 = time.perf_counter()
     with atomic_folder(result.out_dir, tuple(result.outputs)) as folder:
-        table = _flows_table(ext, kdd, result.model_id)
+        table = _flows_table(ext, kdd, result.model_id, result.verdicts)
         pq.write_table(table, folder / "flows.parquet", compression="zstd")
         verdicts.write_csv(result.verdicts, folder / "verdicts.csv")
         if zeek:

@@ -154,8 +154,8 @@ def _incidents(result: ScanResult, width: int) -> Group:
         head.stylize("red")
         rows.append(head)
         why = [_reason_text(d) for d in r["reason"]]
-        if why:
-            rows.append(packed("      why: ", why, ", ", width, 11))
+        if why:  # the model's vocabulary, named: NSL-KDD feature names and values (README: glossary)
+            rows.append(packed("      why (NSL-KDD features): ", why, ", ", width, 8))
         else:
             rows.append(Text("      why: not explained (only the first 20 incidents are)"))
         if r.get("wireshark_filter"):

@@ -27,7 +27,7 @@ def _verdicts(flows: pl.DataFrame, proba: np.ndarray) -> pl.DataFrame:
 
 def test_verdict_columns_are_exact() -> None:
     assert verdicts.verdict_columns(CLASSES) == [
-        "flow_id", "community_id", "source_file", "ts", "ts_end", "orig_h", "orig_p", "resp_h", "resp_p",
+        "flow_id", "uid", "community_id", "source_file", "ts", "ts_end", "orig_h", "orig_p", "resp_h", "resp_p",
         "proto", "service", "conn_state", "orig_bytes", "resp_bytes", "label", "confidence", "p_attack",
         "p_normal", "p_DoS", "p_Probe", "p_R2L", "p_U2R", "novel", "allowed", "incident_id", "model_id",
     ]  # fmt: skip
@@ -80,7 +80,7 @@ def test_csv_is_rfc4180_and_reads_back(make_flows: Flows, fake_proba: Proba, tmp
     with path.open(newline="") as f:  # the standard library's RFC 4180 reader agrees
         rows = list(csv.reader(f))
     assert rows[0] == verdicts.verdict_columns(CLASSES) and len(rows) == v.height + 1
-    assert rows[1][2] == 'odd, "name".pcap' and all(len(r) == len(rows[0]) for r in rows)
+    assert rows[1][3] == 'odd, "name".pcap' and all(len(r) == len(rows[0]) for r in rows)
 
 
 def test_incidents_group_scan_and_spoofed_flood(make_flows: Flows, fake_proba: Proba) -> None:
@@ -113,8 +113,8 @@ def test_incident_summary_line(make_flows: Flows, fake_proba: Proba) -> None:
     v = _verdicts(flows, fake_proba(flows))
     inc, _ = incidents.find_incidents(v)
     lines = [incidents.describe(r) for r in inc.iter_rows(named=True)]
-    assert lines[1] == "Probe: 10.0.0.9 -> 10.0.0.5, 100 ports in 1.0 s, 100 flows REJ/S0, confidence 0.96"
-    assert lines[0] == "DoS: 50 sources -> 10.0.0.7:80 in 0.1 s, 50 flows S0, confidence 0.96"
+    assert lines[1] == "Probe: 10.0.0.9 -> 10.0.0.5, 100 ports in 1.0 s, 100 flows (conn_state REJ/S0), confidence 0.96"
+    assert lines[0] == "DoS: 50 sources -> 10.0.0.7:80 in 0.1 s, 50 flows (conn_state S0), confidence 0.96"
 
 
 def _one(label: str, conf: float, flows: int, start: int, key: str = "a") -> dict[str, object]:
