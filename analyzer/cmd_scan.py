@@ -60,8 +60,10 @@ HELP = """Label every flow in the captures and report incidents.
 
 PATHS: capture files (pcap, pcapng, gzipped or not) or folders, searched
 recursively for *.pcap, *.pcapng, *.cap (and .gz); other files in a folder
-are listed as skipped. Writes flows.parquet, verdicts.csv, report.json
-and report.html under --out (default ./nta-out/<first capture's name>/); with --zeek or --zeek-json also Zeek's conn.log and
+are listed as skipped. Writes flows.parquet, verdicts.csv, report.json,
+report.html and alerts.ndjson (Suricata EVE alerts: one per incident and
+one per attack flow at --alert-confidence) under --out (default
+./nta-out/<first capture's name>/); with --zeek or --zeek-json also Zeek's conn.log and
 nta.log (the verdicts, keyed by uid). --no-write (or --out -) writes
 nothing to disk: the report (or with --format json, report.json) goes to
 stdout only.
@@ -104,6 +106,12 @@ def scan(
     min_confidence: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Only verdicts at least this confident count for --fail-on.")
     ] = 0.0,
+    alert_confidence: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="alerts.ndjson: an EVE alert for every attack flow at least this confident."
+        ),
+    ] = 0.9,
     novelty: Annotated[
         bool,
         typer.Option(
@@ -210,6 +218,7 @@ def scan(
         allow=allow,
         carve=carve,
         write=not no_write,
+        alert_confidence=alert_confidence,
         threads=parse_threads(threads),
     )
     with make_stages(quiet or no_progress) as stages:

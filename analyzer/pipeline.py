@@ -52,6 +52,7 @@ class ScanConfig:
     packet_filter: PacketFilter | None = None  # --since/--until/--host/--port (features.capture.filter)
     allow: Path | None = None  # --allow FILE: known-good hosts, networks, services (analyzer.allow)
     carve: bool = False  # --carve: each incident's packets to incidents/NNN-<class>-<source>.pcap (analyzer.evidence)
+    alert_confidence: float = 0.9  # alerts.ndjson (analyzer.alerts): an EVE alert per attack flow this confident
     write: bool = True  # False (--no-write, --out -): nothing on disk; the summary is still built for stdout
     threads: int | None = None  # --threads N: torch threads for inference at most; None: nta's choice
 
@@ -160,6 +161,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         flow_table=flows,
         carved=carved,
         written=config.write,
+        alert_confidence=config.alert_confidence,
     )
     if not config.write:
         result.summary = to_json(result)
@@ -325,6 +327,11 @@ def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any, flows: pl.Da
         table = _flows_table(ext, kdd, result.model_id, result.verdicts)
         pq.write_table(table, folder / "flows.parquet", compression="zstd")
         verdicts.write_csv(result.verdicts, folder / "verdicts.csv")
+        from analyzer.alerts import write_alerts
+
+        result.alerts = write_alerts(
+            folder / "alerts.ndjson", result.verdicts, result.incidents, result.alert_confidence, flows
+        )
         if zeek:
             from features.flows import zeek as zk
 

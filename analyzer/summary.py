@@ -129,6 +129,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
             "min_confidence": result.min_confidence,
             "matched_flows": result.matched,
         },
+        "alerts": {"min_confidence": result.alert_confidence, "events": result.alerts},
         "exit_code": result.exit_code,
         "outputs": {k: str(p) for k, p in result.outputs.items()},
         "carved": [str(p) for p, _ in result.carved.values()],

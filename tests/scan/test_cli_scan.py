@@ -42,7 +42,13 @@ def test_scan_sample_writes_consistent_outputs(name: str, tmp_path: Path) -> Non
     out = tmp_path / "out"
     res = scan(SAMPLES / name, "--out", out)
     assert res.exit_code == 0, res.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["flows.parquet", "report.html", "report.json", "verdicts.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "alerts.ndjson",
+        "flows.parquet",
+        "report.html",
+        "report.json",
+        "verdicts.csv",
+    ]
 
     v = pl.read_csv(out / "verdicts.csv")
     assert v.columns == verdict_columns(CLASSES)

@@ -39,7 +39,13 @@ def test_scan_with_a_closed_stdout_is_141_not_a_finding(tmp_path: Path, fmt: str
     )
     assert code == 141, err
     assert err == "nta: stdout closed by its reader (broken pipe); files written are complete\n"
-    assert sorted(p.name for p in out.iterdir()) == ["flows.parquet", "report.html", "report.json", "verdicts.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "alerts.ndjson",
+        "flows.parquet",
+        "report.html",
+        "report.json",
+        "verdicts.csv",
+    ]
     report = json.loads((out / "report.json").read_text())
     assert report["flows"] == 944  # complete: written before the report went to stdout
 
