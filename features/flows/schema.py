@@ -1,4 +1,4 @@
-"""The flow record, defined once. Parquet, CSV, report columns and the README table derive from ``FLOW_FIELDS``.
+"""The flow record, defined once. Parquet, CSV, report columns and the docs/flows.md table derive from ``FLOW_FIELDS``.
 
 Flow definition
 ---------------
@@ -134,7 +134,7 @@ META_WARNINGS = b"nta.warnings"  # JSON list of one-line warnings
 
 
 def markdown_table() -> str:
-    """The flow columns as a Markdown table, for the README."""
+    """The flow columns as a Markdown table, for docs/flows.md (tests/test_readme.py checks it)."""
     rows = ["| column | type | unit | meaning |", "| --- | --- | --- | --- |"]
     rows += [f"| `{f.name}` | {f.type} | {f.unit} | {f.doc} |" for f in FLOW_FIELDS]
     return "\n".join(rows)
