@@ -92,24 +92,40 @@ def register(app: typer.Typer) -> None:
 
 @guarded
 def scan(
-    paths: Annotated[list[Path], typer.Argument(help="Capture files or folders.", show_default=False)],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.", show_default=False)] = None,
+    paths: Annotated[list[Path], typer.Argument(help="Capture files or folders.", show_default=False, metavar="PATH")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="DIR|-",
+            help="Output folder (-: report.json on stdout, no files).",
+            show_default=False,
+        ),
+    ] = None,
     model: Annotated[
-        Path | None, typer.Option("--model", help="Model folder (default: the shipped model).", show_default=False)
+        Path | None,
+        typer.Option("--model", metavar="DIR", help="Model folder (default: the shipped model).", show_default=False),
     ] = None,
     device: Annotated[Device, typer.Option(help="Where inference runs (auto: CUDA if present).")] = Device.auto,
-    batch_size: Annotated[int, typer.Option(min=1, help="Flows per inference batch.")] = 4096,
+    batch_size: Annotated[int, typer.Option(min=1, metavar="N", help="Flows per inference batch.")] = 4096,
     fail_on: Annotated[
         str | None,
-        typer.Option(help="Exit 1 when flows get these labels: 'any' or e.g. 'dos,probe'.", show_default=False),
+        typer.Option(
+            metavar="CLASSES", help="Exit 1 when flows get these labels: 'any' or e.g. 'dos,probe'.", show_default=False
+        ),
     ] = None,
     min_confidence: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Only verdicts at least this confident count for --fail-on.")
+        float,
+        typer.Option(min=0.0, max=1.0, metavar="P", help="Only verdicts at least this confident count for --fail-on."),
     ] = 0.0,
     alert_confidence: Annotated[
         float,
         typer.Option(
-            min=0.0, max=1.0, help="alerts.ndjson: an EVE alert for every attack flow at least this confident."
+            min=0.0,
+            max=1.0,
+            metavar="P",
+            help="alerts.ndjson: an EVE alert for every attack flow at least this confident.",
         ),
     ] = 0.9,
     novelty: Annotated[
@@ -149,6 +165,7 @@ def scan(
         Path | None,
         typer.Option(
             "--allow",
+            metavar="FILE",
             help="Known-good hosts, networks and services (one per line: 10.0.0.5, 10.0.0.0/24, 53/udp, "
             "10.0.0.53 53/udp): their flows stay in the outputs but make no incident and no --fail-on match.",
             show_default=False,
@@ -167,14 +184,18 @@ def scan(
         bool, typer.Option("--zeek-json", help="The same Zeek logs as JSON lines (Zeek's use_json format).")
     ] = False,
     since: Annotated[
-        str | None, typer.Option("--since", help="Read only packets at or after this ISO time (UTC if no zone).")
+        str | None,
+        typer.Option("--since", metavar="TIME", help="Read only packets at or after this ISO time (UTC if no zone)."),
     ] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Read only packets before this ISO time.")] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="TIME", help="Read only packets before this ISO time.")
+    ] = None,
     host: Annotated[
-        list[str] | None, typer.Option("--host", help="Only packets from or to this address or CIDR (repeatable).")
+        list[str] | None,
+        typer.Option("--host", metavar="ADDR|CIDR", help="Only packets from or to this address or CIDR (repeatable)."),
     ] = None,
     port: Annotated[
-        list[int] | None, typer.Option("--port", help="Only TCP/UDP packets on this port (repeatable).")
+        list[int] | None, typer.Option("--port", metavar="N", help="Only TCP/UDP packets on this port (repeatable).")
     ] = None,
     no_decap: Annotated[
         bool,
