@@ -117,24 +117,30 @@ def _timeline(result: ScanResult, width: int) -> Group:
 
 def packed(first: str, pieces: list[str], sep: str, width: int, indent: int) -> Text:
     """``first`` then ``pieces`` joined by ``sep``, broken into lines of at most ``width`` columns only between
-    pieces (continuation lines indented by ``indent``): an address, a port or a phrase is never split.
-    A piece longer than a whole line gets a line of its own (and only then may the terminal fold it)."""
+    pieces (continuation lines indented by ``indent``): an address, a port or a phrase is never split. A piece
+    longer than a whole line (a display filter's ``ip.addr in {...}`` set) is broken between its words; a
+    single word longer than a line gets a line of its own, and only then may the terminal fold it."""
+    room = max(width - indent, 1)
+    tokens: list[tuple[str, str]] = []  # (glue before the token, token)
+    for k, piece in enumerate(pieces):
+        words = piece.split(" ") if len(piece) > room else [piece]
+        tokens += [(sep if k and not j else (" " if j else ""), w) for j, w in enumerate(words)]
     lines: list[str] = []
     line = first
-    tail = len(sep.rstrip())  # a broken line ends with the separator's visible part ("," or "&&")
-    for k, piece in enumerate(pieces):
-        glue = sep if k else ""
-        last = k == len(pieces) - 1
-        if not k and line.strip() and len(line) + len(piece) + (0 if last else tail) > width:
+    mark = sep.rstrip()  # a line broken at a separator ends with its visible part ("," or "&&")
+    for k, (glue, tok) in enumerate(tokens):
+        nxt = tokens[k + 1][0] if k + 1 < len(tokens) else ""
+        tail = len(mark) if nxt == sep else 0
+        if not k and line.strip() and len(line) + len(tok) + tail > width:
             lines.append(line.rstrip())  # the first piece does not fit after the prefix: it starts the next line
-            line = " " * indent + piece
-        elif k and len(line) + len(glue) + len(piece) + (0 if last else tail) > width:
-            lines.append(line + sep.rstrip())
-            line = " " * indent + piece
+            line = " " * indent + tok
+        elif k and len(line) + len(glue) + len(tok) + tail > width:
+            lines.append(line + (mark if glue == sep else ""))
+            line = " " * indent + tok
         else:
-            line += glue + piece
+            line += glue + tok
     lines.append(line)
-    return Text("\n".join(lines), overflow="fold")
+    return Text("\n".join(line.rstrip() for line in lines), overflow="fold")
 
 
 def _reason_text(d: dict[str, Any]) -> str:

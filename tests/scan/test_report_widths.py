@@ -110,6 +110,12 @@ def test_wide_terminal_shows_the_full_table(results: dict[str, ScanResult]) -> N
     assert re.search(r"\]:\d+ -> \[", v6) or re.search(r"\]:\d+ ->\n", v6)
 
 
+def test_packed_breaks_a_piece_longer_than_a_line_between_its_words() -> None:
+    # a display filter's "ip.addr in {...}" set of 8 addresses is longer than an 80-column line
+    got = packed("> ", ["ab", "in {1 2 3 4 5 6}"], " && ", 12, 2).plain.split("\n")
+    assert got == ["> ab && in", "  {1 2 3 4 5", "  6}"]
+
+
 @pytest.mark.parametrize(
     ("pieces", "width", "want"),
     [
