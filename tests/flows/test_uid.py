@@ -34,3 +34,16 @@ def test_two_captures_in_one_run_keep_their_own_uids() -> None:
     both = _uids(SAMPLES / "land.pcap", SAMPLES / "syn-portscan.pcap")
     assert set(both) == set(_uids(SAMPLES / "land.pcap")) | set(_uids(SAMPLES / "syn-portscan.pcap"))
     assert len(set(both)) == len(both)
+
+
+def test_vectorised_base62_equals_the_reference() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from features.flows.uid import _b62_uids, make_uid
+
+    @given(st.lists(st.text(), max_size=50))
+    def same(keys: list[str]) -> None:
+        assert _b62_uids(keys) == [make_uid(k) for k in keys]
+
+    same()
