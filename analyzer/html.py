@@ -168,11 +168,16 @@ def render_html(report: dict[str, Any]) -> str:
             _card("allowed flows", _n(report.get("allowed", {}).get("flows", 0))),
         ]
     )
+    zeek = (report.get("input") or {}).get("kind") == "zeek"
     facts = [
-        ("Captures", f"{len(captures)}: {names}"),
+        ("Zeek logs" if zeek else "Captures", f"{len(captures)}: {names}"),
         ("Time span", f"{_when(span['start'])} to {_when(span['end'])} ({span['seconds']:.1f} s)"),
         ("Model", f"{_e(report['model']['id'])} on {_e(report['model']['device'])}"),
     ]
+    if zeek:
+        from features.zeeklog.conn import unavailable_note
+
+        facts.append(("Input", _e(unavailable_note(report["input"]["unavailable_features"]))))
     filters = report.get("filters") or {}
     if filters.get("asked"):
         facts.append(

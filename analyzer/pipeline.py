@@ -63,14 +63,13 @@ def capture_stem(path: Path) -> str:
     if str(path) == "-":
         return "stdin"
     name = path.name
-    for suffix in (".gz", ".pcapng", ".pcap", ".cap"):
+    for suffix in (".gz", ".pcapng", ".pcap", ".cap", ".log", ".json", ".ndjson"):
         name = name[: -len(suffix)] if name.lower().endswith(suffix) else name
     return name or "capture"
 
 
 def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     """Scan the captures, write the outputs, and return what was found (see the module docstring)."""
-    from features.flows.extract import extract_flows
     from features.kdd.frame import kdd_features
     from model.infer import Classifier, default_model_dir
 
@@ -87,6 +86,8 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         cpu_seconds[name] = time.process_time() - c0
 
     found = inputs.discover(config.paths)
+    if found.kind == "zeek" and config.carve:
+        raise InputError(f"{found.captures[0]}: --carve needs packets, and a Zeek conn log has none")
     out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
     _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
     carved_dir = out_dir / evidence.INCIDENTS_DIR
@@ -99,13 +100,13 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         if config.novelty and clf.novelty is None:
             raise ModelError(f"model {clf.model_id} has no novelty profile: --novelty needs one (nta train fits it)")
     with timed("reading") as progress:
-        ext = extract_flows(found.captures, progress=progress, decap=config.decap, packet_filter=config.packet_filter)
+        ext = read_flows_of(found, progress, config.decap, config.packet_filter)
     if config.strict and ext.warnings:
         raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
     with timed("features"):
         flows = pl.from_arrow(ext.flows)
         assert isinstance(flows, pl.DataFrame)
-        kdd = _aligned(flows, kdd_features(ext.flows, ext.payloads))
+        kdd = _aligned(flows, kdd_features(ext.flows, ext.payloads, ext.service_hints))
     with timed("encoding"):
         x, unknown = clf.spec.transform(kdd)  # (n, F) float32
     with timed("inference") as progress:
@@ -154,6 +155,8 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         decap=config.decap,
         flow_table=flows,
         carved=carved,
+        input_kind=ext.kind,
+        unavailable_features=ext.unavailable,
     )
     try:
         with timed("writing"):
@@ -165,6 +168,17 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     if carved and config.force:
         _remove_stale(carved_dir, {p for p, _ in carved.values()})
     return result
+
+
+def read_flows_of(found: inputs.Inputs, progress: Any, decap: bool = True, packet_filter: Any = None) -> Any:
+    """The flows of what ``inputs.discover`` found: built from packets, or read from Zeek conn logs."""
+    if found.kind == "zeek":
+        from features.zeeklog.conn import read_conn_logs
+
+        return read_conn_logs(found.captures, progress, packet_filter=packet_filter)
+    from features.flows.extract import extract_flows
+
+    return extract_flows(found.captures, progress=progress, decap=decap, packet_filter=packet_filter)
 
 
 def _evidence_columns(inc: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
