@@ -126,6 +126,7 @@ CONN_LOG = ZeekLog(
         ZeekField("resp_pkts", "count", "resp_pkts", "Packets from the responder."),
         ZeekField("resp_ip_bytes", "count", "resp_ip_bytes", "IP bytes from the responder."),
         ZeekField("tunnel_parents", "set[string]", "tunnel", "uid of the tunnel the flow came out of; unset if none."),
+        ZeekField("ip_proto", "count", "ip_proto", "IP protocol number (Zeek logs it too since 6.1)."),
         ZeekField("community_id", "string", "community_id", "Community ID v1 (seed 0)."),
     ),
 )
@@ -228,6 +229,7 @@ def conn_frame(flows: pl.DataFrame) -> pl.DataFrame:
         "resp_pkts",
         "resp_ip_bytes",
         pl.col("_parents").alias("tunnel_parents"),
+        "ip_proto",
         "community_id",
     )
     return out.cast(dict(CONN_LOG.schema()))  # type: ignore[arg-type]

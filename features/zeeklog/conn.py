@@ -7,11 +7,13 @@ Each connection becomes one flow record; the fields map by name (``id.orig_h`` -
   connection of one instant).
 * ``proto``: ``tcp``/``udp`` keep their ports; ``icmp`` puts the ICMP type and code in ``id.orig_p``/``id.resp_p``
   (Zeek's convention), so they become ``icmp_type``/``icmp_code`` and the ports are null; ICMP over IPv6
-  (an IPv6 address) is ``icmp6`` (IP protocol 58). ``unknown_transport`` keeps Zeek's name with the IP protocol
-  from the ``ip_proto`` field where the log has it (Zeek 6.1 and later), else 255; no ports.
-* ``orig_bytes``/``resp_bytes`` unset (Zeek sets them only when the duration is above zero): for UDP and ICMP
-  they are the IP bytes less an IP header (20 bytes IPv4, 40 IPv6) and the 8-byte UDP/ICMP header per packet,
-  exact for packets without IP options; for TCP 0 (an instant TCP connection is a lone SYN, RST or ACK).
+  (an IPv6 address) is ``icmp6`` (IP protocol 58). Other protocols (``unknown_transport``) take the IP protocol
+  and its name (``gre``, ``59``) from the ``ip_proto`` field where the log has it (Zeek 6.1 and later, and nta's
+  own conn.log); without it they keep Zeek's name with IP protocol 255. No ports.
+* ``orig_bytes``/``resp_bytes`` unset (Zeek sets them only when the duration is above zero): the IP bytes less an
+  IP header (20 bytes IPv4, 40 IPv6) and the transport header (8 bytes UDP/ICMP, 20 TCP) per packet, exact for
+  packets without IP or TCP options; for TCP only when the history shows data from that side (``D``/``d``),
+  else 0 (an instant TCP connection without data is a lone SYN, RST or ACK, whose options are no payload).
 * ``community_id`` from the log where it has one (Zeek's community-id policy script), else computed
   (``features.flows.community_id``). ``vlan`` from the ``vlan`` field where present (Zeek's vlan-logging).
 * Not in conn.log, so 0: ``wrong_fragment`` (Zeek reports fragment trouble in weird.log, not per connection)
@@ -55,8 +57,7 @@ if TYPE_CHECKING:
     from features.flows.extract import Extraction
 
 WANTED: dict[str, str] = {
-    **{f.name: f.type for f in CONN_LOG.fields},
-    "ip_proto": "count",  # Zeek 6.1+
+    **{f.name: f.type for f in CONN_LOG.fields},  # ip_proto among them: Zeek 6.1+ logs it
     "vlan": "int",  # policy/protocols/conn/vlan-logging
 }
 REQUIRED: tuple[str, ...] = ("ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto")
@@ -155,8 +156,9 @@ def _flows(frame: pl.DataFrame, file_index: int, source: str, bad: Counter[str])
         .to_series()
     )
     ip_proto = given.fill_null(by_name).clip(0, 255).cast(pl.UInt8).to_numpy()
-    names = np.array([PROTO_NAMES.get(p, "") for p in range(256)], object)
-    proto_name = np.where(names[ip_proto] != "", names[ip_proto], zproto.to_numpy().astype(object))
+    names = np.array([PROTO_NAMES.get(p, str(p)) for p in range(256)], object)
+    known = given.is_not_null().to_numpy() | (by_name.to_numpy() != UNKNOWN_PROTO)
+    proto_name = np.where(known, names[ip_proto], zproto.to_numpy().astype(object))
     icmp = (ip_proto == 1) | (ip_proto == 58)
     ports = (ip_proto == 6) | (ip_proto == 17)
     op = frame["id.orig_p"].cast(pl.Int64).to_numpy()
@@ -173,10 +175,13 @@ def _flows(frame: pl.DataFrame, file_index: int, source: str, bad: Counter[str])
     dur_us = frame["duration"].dt.total_microseconds().fill_null(0).clip(lower_bound=0)
     hdr = np.where(ov == 6, 40, 20) + 8
     est: dict[str, np.ndarray] = {}
-    for side in ("orig", "resp"):
+    history = frame["history"].fill_null("")
+    for side, letter in (("orig", "D"), ("resp", "d")):
         ipb = frame[f"{side}_ip_bytes"].cast(pl.Int64).fill_null(0).to_numpy()
         pk = frame[f"{side}_pkts"].cast(pl.Int64).fill_null(0).to_numpy()
-        est[side] = np.where(ports & (ip_proto == 6), 0, np.maximum(0, ipb - pk * hdr))
+        data = history.str.contains(letter, literal=True).to_numpy()  # TCP payload seen from this side
+        tcp_est = np.where(data, np.maximum(0, ipb - pk * (hdr + 12)), 0)  # a 20-byte TCP header, not 8
+        est[side] = np.where(ip_proto == 6, tcp_est, np.maximum(0, ipb - pk * hdr))
     flows = pl.DataFrame(
         {
             "community_id": cid,
