@@ -197,7 +197,7 @@ def typed(s: pl.Series, ztype: str) -> tuple[pl.Series, pl.Series]:
     name = s.name
     if ztype.startswith(("set[", "vector[")):
         out = s if s.dtype == pl.List(pl.String) else s.cast(pl.List(pl.String))
-        return out.rename(name), pl.Series(name, [False] * len(s))
+        return out.rename(name), pl.Series(name, [False] * len(s), dtype=pl.Boolean)
     match ztype:
         case "time" | "interval":
             us = _micros(s, iso=ztype == "time")
@@ -265,7 +265,7 @@ def _tsv_segment(lines: pl.Series, h: _Header, wanted: Mapping[str, str], bad: C
         bad["zeek_field_count"] += int((~ok).sum())
         parts = parts.filter(ok)
     types = dict(zip(h.fields, h.types or [], strict=False))
-    cols, broken = [], pl.Series([False] * len(parts))
+    cols, broken = [], pl.Series("broken", [False] * len(parts), dtype=pl.Boolean)
     for name, want in wanted.items():
         if name not in h.fields:
             cols.append(pl.Series(name, [None] * len(parts), ZEEK_DTYPES.get(want, pl.String())))
@@ -356,14 +356,14 @@ def _json_slow(lines: list[str], wanted: Mapping[str, str], bad: Counter[str]) -
     return pl.DataFrame(rows, schema=schema)
 
 
-def _read_json(blocks: Iterator[bytes], wanted: Mapping[str, str], out: ReadLog, nested: bool) -> list[pl.DataFrame]:
+def _read_json(blocks: Iterator[bytes], wanted: Mapping[str, str], out: ReadLog) -> list[pl.DataFrame]:
     frames: list[pl.DataFrame] = []
     schema = _json_schema(wanted)
     for block in blocks:
         lines = _lines(block)
         out.records += len(lines)
         raw: pl.DataFrame | None = None
-        if not nested:
+        if not lines.str.contains(r'"id"\s*:\s*\{').any():  # a nested id needs flattening: one line at a time
             try:
                 raw = pl.read_ndjson(io.BytesIO("\n".join(lines.to_list()).encode()), schema=schema)
             except Exception:
@@ -372,7 +372,7 @@ def _read_json(blocks: Iterator[bytes], wanted: Mapping[str, str], out: ReadLog,
                 raw = None
         if raw is None:
             raw = _json_slow(lines.to_list(), wanted, out.bad)
-        cols, broken = [], pl.Series([False] * raw.height)
+        cols, broken = [], pl.Series("broken", [False] * raw.height, dtype=pl.Boolean)
         for name, ztype in wanted.items():
             value, failed = typed(raw[name], ztype)
             cast = value.cast(ZEEK_DTYPES.get(ztype, pl.String()), strict=False)
@@ -404,28 +404,10 @@ def read_log(path: Path, wanted: Mapping[str, str], progress: ProgressFn = no_pr
     out = ReadLog(pl.DataFrame(), format=found.format)
     try:
         blocks = _blocks(stream, raw, path, progress, total)
-        if found.format == "tsv":
-            frames = _read_tsv(blocks, wanted, out)
-        else:
-            frames = _read_json(blocks, wanted, out, nested=_is_nested(path))
+        frames = _read_tsv(blocks, wanted, out) if found.format == "tsv" else _read_json(blocks, wanted, out)
     finally:
         stream.close()
         raw.close()
     empty = pl.DataFrame(schema={n: ZEEK_DTYPES.get(t, pl.String()) for n, t in wanted.items()})
     out.frame = pl.concat([empty, *frames], how="vertical") if frames else empty
     return out
-
-
-def _is_nested(path: Path) -> bool:
-    """True when the first record of a JSON log nests the connection id (``"id": {...}``)."""
-    stream, raw, _ = _open(path)
-    try:
-        first = stream.readline()
-    finally:
-        stream.close()
-        raw.close()
-    try:
-        obj = json.loads(first)
-    except ValueError:
-        return False
-    return isinstance(obj, dict) and any(isinstance(v, dict) for v in obj.values())
