@@ -74,8 +74,8 @@ def unavailable_note(unavailable: Sequence[str] = UNAVAILABLE_FEATURES) -> str:
     content = [c for c in unavailable if c in CONTENT_FEATURES]
     other = [c for c in unavailable if c not in content]
     return (
-        f"input is a Zeek conn log: not in it, taken as 0: {', '.join(other)} and {len(content)} content features "
-        f"({', '.join(content)}); logged_in from the flag and byte counts"
+        f"Zeek conn log: not in it, taken as 0: {', '.join(other)} and {len(content)} content features "
+        f"({content[0]} .. {content[-1]} but logged_in, which follows from flag and bytes)"
     )
 
 

@@ -51,7 +51,7 @@ def test_features_and_flows_of_a_conn_log(tmp_path: Path) -> None:
     log = _conn_log(tmp_path / "conn.log")
     res = nta("features", log, "-o", tmp_path / "k.parquet")
     assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
-    assert "input is a Zeek conn log" in res.output  # type: ignore[attr-defined]
+    assert "nta: Zeek conn log: not in it, taken as 0" in res.output  # type: ignore[attr-defined]
     assert pl.read_parquet(tmp_path / "k.parquet").height == 944
     res = nta("flows", log, "-o", tmp_path / "f.parquet", "--since", "2024-03-01T10:00:30Z")
     assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
