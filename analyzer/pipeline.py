@@ -317,8 +317,9 @@ def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any, flows: pl.Da
         if zeek:
             from features.flows import zeek as zk
 
-            zk.write_log(zk.CONN_LOG, zk.conn_frame(flows), folder / "conn.log", json=zeek == "json")
-            nta = zk.nta_frame(flows, result.verdicts, result.classes)
+            uid = getattr(ext, "uids", None)  # a Zeek log's own uids, so nta.log joins with the team's logs
+            zk.write_log(zk.CONN_LOG, zk.conn_frame(flows, uid), folder / "conn.log", json=zeek == "json")
+            nta = zk.nta_frame(flows, result.verdicts, result.classes, uid)
             zk.write_log(zk.nta_log(result.classes), nta, folder / "nta.log", json=zeek == "json")
         result.seconds["writing"] = time.perf_counter() - t0  # so far: report.json itself is small
         result.summary = to_json(result)

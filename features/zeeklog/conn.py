@@ -23,6 +23,8 @@ Each connection becomes one flow record; the fields map by name (``id.orig_h`` -
 * Zeek's ``service`` (what its protocol analyzers confirmed) is kept beside the flows (``Extraction.service_hints``):
   NSL-KDD's ``service`` comes from the port as for captures, and Zeek's names it where the port names nothing
   (``features.kdd.services.service_expr``).
+* ``uid`` is kept (``Extraction.uids``): ``nta scan --zeek`` logs the connections under their own uids, so
+  nta.log joins with the team's other Zeek logs.
 * Records lacking a field every flow needs (``ts``, ``id.*``, ``proto``), or with an address that is not an IP
   address, are counted as ``zeek_missing_field``/``zeek_bad_value`` and left out.
 
@@ -126,7 +128,7 @@ def _addresses(text: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _flows(frame: pl.DataFrame, file_index: int, source: str, bad: Counter[str]) -> pl.DataFrame:
-    """Flow records of one log's records: FLOW_COLUMNS but flow_id, plus _file, _row and _service (Zeek's)."""
+    """Flow records of one log's records: FLOW_COLUMNS but flow_id, plus _file, _row, _service and _uid (Zeek's)."""
     missing = pl.any_horizontal([pl.col(c).is_null() for c in REQUIRED])
     n_missing = frame.select(missing.sum()).item()
     if n_missing:
@@ -213,6 +215,7 @@ def _flows(frame: pl.DataFrame, file_index: int, source: str, bad: Counter[str])
             "urgent": pl.Series(np.zeros(frame.height, np.int32)),
             "_file": pl.Series([file_index] * frame.height, dtype=pl.Int64),
             "_service": frame["service"],
+            "_uid": frame["uid"],
         }
     )
     return flows.with_row_index("_row")
@@ -226,7 +229,8 @@ def read_conn_logs(
     ``Extraction.sources`` lists each log (format ``zeek-tsv``/``zeek-json``, ``records``, sha256 of the file as
     stored); ``bad_packets`` counts the records left out by name (``features.zeeklog.read.BAD_NAMES`` and
     ``zeek_missing_field``). ``packet_filter`` keeps the records that start in its time window and have a host and
-    a port asked for. InputError when a log is not a conn log, or when no record is usable.
+    a port asked for. InputError when a log is not a conn log, or when there are records and none is usable
+    (logs without any record, such as an hour without traffic, give an empty table, as an empty capture does).
     """
     from features.flows.extract import Extraction
 
@@ -268,7 +272,7 @@ def read_conn_logs(
         if got.records and not flows.height:
             warnings.append(f"{path}: no usable conn record in {got.records:,} record lines")
     flows = pl.concat(parts)
-    if not flows.height:
+    if not flows.height and any(got.records for _, _, got in reads):
         where = ", ".join(str(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
         why = ", ".join(f"{k} {v:,}" for k, v in sorted(bad.items())) or "no records"
         raise InputError(f"{where}: no usable Zeek conn record ({why})")
@@ -289,6 +293,7 @@ def read_conn_logs(
         filtered=filtered,
         kind="zeek",
         service_hints=flows["_service"],
+        uids=flows["_uid"],
         unavailable=UNAVAILABLE_FEATURES,
     )
 

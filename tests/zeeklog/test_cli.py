@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 from typer.testing import CliRunner
+from zeek_testlib import ROWS, conn_log
 
 from analyzer.cli import app
 from features.flows.extract import extract_flows
@@ -77,3 +78,27 @@ def test_refusals_exit_2_with_one_line(tmp_path: Path) -> None:
         assert len(errors) == 1 and message in errors[0], res.output  # type: ignore[attr-defined]
         assert "Traceback" not in res.output  # type: ignore[attr-defined]
         assert not out.exists()
+
+
+def test_zeek_outputs_keep_the_logs_uids(tmp_path: Path) -> None:
+    """``nta scan conn.log --zeek``: nta.log is keyed by the log's own uids, so it joins with the team's Zeek logs."""
+    log = tmp_path / "conn.log"
+    log.write_text(conn_log())
+    res = nta("scan", log, "--zeek", "--out", tmp_path / "o", "-q")
+    assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
+    uids = [r.split(" ")[1] for r in ROWS]
+
+    def logged(name: str) -> list[str]:
+        lines = (tmp_path / "o" / name).read_text().splitlines()
+        fields = next(x for x in lines if x.startswith("#fields")).split("\t")[1:]
+        return [x.split("\t")[fields.index("uid")] for x in lines if not x.startswith("#")]
+
+    assert logged("conn.log") == uids and logged("nta.log") == uids
+
+
+def test_a_log_without_records_is_an_empty_scan(tmp_path: Path) -> None:
+    log = tmp_path / "conn.log"
+    log.write_text(conn_log([]))  # an hour without traffic: header and #close only
+    res = nta("scan", log, "--out", tmp_path / "o", "-q")
+    assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["flows"] == 0
