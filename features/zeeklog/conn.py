@@ -5,9 +5,12 @@ Each connection becomes one flow record; the fields map by name (``id.orig_h`` -
 
 * ``ts`` is the start; ``ts_end`` = ``ts`` + ``duration`` (unset duration: 0, as Zeek leaves it unset for a
   connection of one instant).
-* ``proto``: ``tcp``/``udp`` keep their ports; ``icmp`` puts the ICMP type and code in ``id.orig_p``/``id.resp_p``
-  (Zeek's convention), so they become ``icmp_type``/``icmp_code`` and the ports are null; ICMP over IPv6
-  (an IPv6 address) is ``icmp6`` (IP protocol 58). Other protocols (``unknown_transport``) take the IP protocol
+* ``proto``: ``tcp``/``udp`` keep their ports; ``icmp`` puts the ICMP type in ``id.orig_p`` and in ``id.resp_p``
+  the code, or for a request/reply type (echo, timestamp, ...) the counterpart type, as Zeek keys ICMP
+  (such a code is 0); they become ``icmp_type``/``icmp_code`` and the ports are null. ICMP over IPv6 (an IPv6
+  address) is ``icmp6`` (IP protocol 58). A Zeek ICMP connection that holds a request and its replies becomes
+  two records, request and reply, as nta's flow definition and NSL-KDD keep them apart (``eco_i``/``ecr_i``);
+  both keep the connection's uid. Other protocols (``unknown_transport``) take the IP protocol
   and its name (``gre``, ``59``) from the ``ip_proto`` field where the log has it (Zeek 6.1 and later, and nta's
   own conn.log); without it they keep Zeek's name with IP protocol 255. No ports.
 * ``orig_bytes``/``resp_bytes`` unset (Zeek sets them only when the duration is above zero): the IP bytes less an
@@ -48,7 +51,7 @@ import polars as pl
 
 from features.capture.filter import PacketFilter
 from features.common import InputError, ProgressFn, no_progress
-from features.flows.community_id import community_id_array
+from features.flows.community_id import ICMP4_COUNTERPART, ICMP6_COUNTERPART, community_id_array
 from features.flows.records import PROTO_NAMES, empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
 from features.flows.zeek import CONN_LOG
@@ -165,6 +168,8 @@ def _flows(frame: pl.DataFrame, file_index: int, source: str, bad: Counter[str])
     ports = (ip_proto == 6) | (ip_proto == 17)
     op = frame["id.orig_p"].cast(pl.Int64).to_numpy()
     rp = frame["id.resp_p"].cast(pl.Int64).to_numpy()
+    counter = _counterparts(ip_proto, op)
+    code = np.where(icmp & (counter >= 0) & (rp == counter), 0, rp)  # Zeek: a paired type's counterpart, not code
     cid_given = frame["community_id"]
     need = cid_given.is_null() | (cid_given == "")
     if need.any():
@@ -201,7 +206,7 @@ def _flows(frame: pl.DataFrame, file_index: int, source: str, bad: Counter[str])
             "resp_h": frame["id.resp_h"],
             "resp_p": pl.Series(np.where(ports, rp, 0), dtype=pl.Int32).scatter(np.flatnonzero(~ports), None),
             "icmp_type": pl.Series(np.where(icmp, op, 0), dtype=pl.Int16).scatter(np.flatnonzero(~icmp), None),
-            "icmp_code": pl.Series(np.where(icmp, rp, 0), dtype=pl.Int16).scatter(np.flatnonzero(~icmp), None),
+            "icmp_code": pl.Series(np.where(icmp, code, 0), dtype=pl.Int16).scatter(np.flatnonzero(~icmp), None),
             "orig_pkts": frame["orig_pkts"].cast(pl.Int64).fill_null(0),
             "resp_pkts": frame["resp_pkts"].cast(pl.Int64).fill_null(0),
             "orig_bytes": frame["orig_bytes"].cast(pl.Int64).fill_null(pl.Series(est["orig"])),
@@ -218,7 +223,39 @@ def _flows(frame: pl.DataFrame, file_index: int, source: str, bad: Counter[str])
             "_uid": frame["uid"],
         }
     )
-    return flows.with_row_index("_row")
+    return _split_icmp_pairs(flows, counter).with_row_index("_row")
+
+
+def _counterparts(ip_proto: np.ndarray, itype: np.ndarray) -> np.ndarray:
+    """(n,) the counterpart type of each ICMP request/reply type (echo 8 <-> 0, ...), -1 for one-way messages."""
+    out = np.full(ip_proto.shape, -1, np.int64)
+    for proto, table in ((1, ICMP4_COUNTERPART), (58, ICMP6_COUNTERPART)):
+        for t, c in table.items():
+            out[(ip_proto == proto) & (itype == t)] = c
+    return out
+
+
+def _split_icmp_pairs(flows: pl.DataFrame, counter: np.ndarray) -> pl.DataFrame:
+    """A Zeek ICMP connection holding a request and its replies becomes two records, as nta's flow definition and
+    NSL-KDD have them (``eco_i`` and ``ecr_i`` apart): the replies are a record of their own from the responder,
+    of the counterpart type, at the connection's start (the log does not say when the first reply came)."""
+    pair = (counter >= 0) & (flows["resp_pkts"].to_numpy() > 0)
+    if not pair.any():
+        return flows
+    keep = pl.Series(pair)
+    replies = flows.filter(keep).with_columns(
+        orig_h=pl.col("resp_h"),
+        resp_h=pl.col("orig_h"),
+        icmp_type=pl.Series(counter[pair], dtype=pl.Int16),
+        icmp_code=pl.lit(0, pl.Int16),
+        orig_pkts=pl.col("resp_pkts"),
+        orig_bytes=pl.col("resp_bytes"),
+        orig_ip_bytes=pl.col("resp_ip_bytes"),
+        history=pl.lit(""),
+    )
+    silent = {"resp_pkts": pl.lit(0, pl.Int64), "resp_bytes": pl.lit(0, pl.Int64), "resp_ip_bytes": pl.lit(0, pl.Int64)}
+    requests = flows.with_columns(**{k: pl.when(keep).then(v).otherwise(pl.col(k)) for k, v in silent.items()})
+    return pl.concat([requests, replies.with_columns(**silent)])
 
 
 def read_conn_logs(

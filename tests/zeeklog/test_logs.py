@@ -41,14 +41,18 @@ def _flows(paths: list[Path]) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def test_hand_written_tsv(tsv: Path) -> None:
     flows, kdd = _flows([tsv])
-    assert flows.height == len(ROWS)
-    assert flows["proto"].to_list() == ["tcp", "udp", "icmp", "icmp6", "tcp", "tcp", "tcp", "tcp", "gre"]
-    assert flows["ip_proto"].to_list() == [6, 17, 1, 58, 6, 6, 6, 6, 47]
-    assert flows["orig_p"].to_list() == [50000, 40000, None, None, 50001, 50002, 61000, 61000, None]
-    assert flows["icmp_type"].to_list() == [None, None, 8, 128, None, None, None, None, None]
-    assert flows["icmp_code"].to_list()[2:4] == [0, 0]
+    assert flows.height == len(ROWS) + 1  # the ICMP echo connection is a request and a reply
+    assert flows["proto"].to_list() == ["tcp", "udp", "icmp", "icmp", "icmp6", "tcp", "tcp", "tcp", "tcp", "gre"]
+    assert flows["ip_proto"].to_list() == [6, 17, 1, 1, 58, 6, 6, 6, 6, 47]
+    assert flows["orig_p"].to_list() == [50000, 40000, None, None, None, 50001, 50002, 61000, 61000, None]
+    assert flows["icmp_type"].to_list()[:5] == [None, None, 8, 0, 128]
+    assert flows["icmp_code"].to_list()[2:5] == [0, 0, 0]  # Zeek's id.resp_p of an echo is its counterpart type
+    assert flows["orig_h"].to_list()[2:4] == ["10.0.0.1", "10.0.0.9"]  # the reply comes from the responder
+    assert flows["community_id"][2] == flows["community_id"][3]
     # Unset bytes of instant connections: UDP/ICMP from IP bytes less headers; TCP without data 0.
-    assert flows["orig_bytes"].to_list() == [100, 33, 56, 56, 500, 80, 0, 0, 0]
+    assert flows["orig_bytes"].to_list() == [100, 33, 56, 56, 56, 500, 80, 0, 0, 0]
+    assert flows["resp_bytes"].to_list()[:4] == [2000, 0, 0, 0]
+    assert flows["orig_pkts"].to_list()[2:4] == [1, 1] and flows["resp_pkts"].to_list()[2:4] == [0, 0]
     assert flows["duration_s"].to_list()[:3] == [1.5, 0.0, 0.001]
     assert flows["vlan"].to_list()[:2] == [10, None]
     assert flows["tunnel"].null_count() == flows.height
@@ -57,14 +61,14 @@ def test_hand_written_tsv(tsv: Path) -> None:
     assert flows["community_id"][1] == computed
     assert flows["wrong_fragment"].sum() == 0 and flows["urgent"].sum() == 0
     assert kdd["service"].to_list() == [
-        "http", "domain_u", "eco_i", "eco_i", "http_443", "http", "other", "private", "other",
+        "http", "domain_u", "eco_i", "ecr_i", "eco_i", "http_443", "http", "other", "private", "other",
     ]  # fmt: skip
-    assert kdd["flag"].to_list() == ["SF", "SF", "SF", "SF", "SF", "SF", "S0", "REJ", "SF"]
-    assert kdd["protocol_type"].to_list() == ["tcp", "udp", "icmp", "icmp", "tcp", "tcp", "tcp", "tcp", "gre"]
-    assert kdd["src_bytes"].to_list()[1] == 33.0
+    assert kdd["flag"].to_list() == ["SF", "SF", "SF", "SF", "SF", "SF", "SF", "S0", "REJ", "SF"]
+    assert kdd["protocol_type"].to_list() == ["tcp", "udp", "icmp", "icmp", "icmp", "tcp", "tcp", "tcp", "tcp", "gre"]
+    assert kdd["src_bytes"].to_list()[1] == 33.0 and kdd["dst_bytes"].to_list()[2] == 0.0
     # Window features from the log's own fields: the two probes of 10.0.0.2 within 2 s.
-    assert kdd["count"].to_list()[6:8] == [2.0, 3.0]  # rows 0, 6 and 7 go to 10.0.0.2
-    assert kdd["rerror_rate"][7] == pytest.approx(0.33)
+    assert kdd["count"].to_list()[7:9] == [2.0, 3.0]  # rows 0, 7 and 8 go to 10.0.0.2
+    assert kdd["rerror_rate"][8] == pytest.approx(0.33)
 
 
 def test_sets_empty_unset_and_escapes(tmp_path: Path) -> None:
@@ -124,7 +128,7 @@ def test_gzip_by_content(tmp_path: Path) -> None:
     a, _ = _flows([plain])
     b, _ = _flows([packed])
     assert b.drop("source_file").equals(a.drop("source_file"))
-    assert _flows([jsz])[0].height == 3
+    assert _flows([jsz])[0].height == 4  # the echo connection is a request and a reply
     assert inputs.discover([packed]).kind == "zeek"
 
 
@@ -140,7 +144,7 @@ def test_rotated_pair_is_one_stream(tmp_path: Path) -> None:
     b, kb = _flows([newer, older])
     assert b.drop("source_file").equals(a.drop("source_file"))
     assert kb.drop("source_file").equals(ka.drop("source_file"))  # windows span the two files
-    assert b["source_file"].to_list() == [str(older)] * 5 + [str(newer)] * 4
+    assert b["source_file"].to_list() == [str(older)] * 6 + [str(newer)] * 4
     # Found in a folder: the conn logs are used, other Zeek logs and other files are skipped with the reason.
     (tmp_path / "dns.log").write_text(conn_log().replace("#path\tconn", "#path\tdns"))
     (tmp_path / "notes.txt").write_text("not a log\n")
@@ -164,7 +168,7 @@ def test_malformed_records_are_counted(tmp_path: Path) -> None:
     p = tmp_path / "conn.log"
     p.write_text(conn_log([ROWS[1], *bad_rows, ROWS[2]]))
     ext = read_conn_logs([p])
-    assert ext.flows.num_rows == 2
+    assert ext.flows.num_rows == 3  # ROWS[1], and ROWS[2] as request and reply
     assert ext.bad_packets == {"zeek_bad_value": 4, "zeek_field_count": 1, "zeek_missing_field": 1}
     assert ext.sources[0]["records"] == 8
 

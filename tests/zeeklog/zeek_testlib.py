@@ -18,10 +18,10 @@ ROWS = [
     "ShADadFf 5 400 4 2200 (empty) 6 10 1:given/community/id=",
     # 1 UDP DNS of one packet: duration and bytes unset, community_id unset (computed)
     "1709287200.100000 CDns00000000000001 10.0.0.1 40000 10.0.0.53 53 udp dns - - - S0 - - 0 D 1 61 0 0 - 17 - -",
-    # 2 ICMP echo request: type 8 in id.orig_p, code 0 in id.resp_p
+    # 2 ICMP echo request and its reply in one connection: type 8 in id.orig_p, its counterpart 0 in id.resp_p
     "1709287200.200000 CIcmp000000000001 10.0.0.1 8 10.0.0.9 0 icmp - 0.001000 56 56 OTH - - 0 - 1 84 1 84 - 1 - -",
-    # 3 ICMPv6 echo request, no ip_proto: the IPv6 address makes it icmp6
-    "1709287200.300000 CIcmp600000000001 fe80::1 128 ff02::1 0 icmp - - - - OTH - - 0 - 1 104 0 0 - - - -",
+    # 3 ICMPv6 echo request (counterpart 129 in id.resp_p), no ip_proto: the IPv6 address makes it icmp6
+    "1709287200.300000 CIcmp600000000001 fe80::1 128 ff02::1 129 icmp - - - - OTH - - 0 - 1 104 0 0 - - - -",
     # 4 TLS on 8443 (a port that names nothing): Zeek's ssl names it http_443
     "1709287200.400000 CSsl0000000000001 10.0.0.1 50001 10.0.0.3 8443 tcp ssl 0.500000 500 4000 SF - - 0 "
     "ShADadFf 8 900 7 4400 CTunA,CTunB 6 - -",
