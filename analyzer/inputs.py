@@ -69,6 +69,10 @@ def probe(path: Path) -> str:
         except InputError:
             raise e from None
         if why == "not a Zeek log":
+            if looks_like_zeek_name(path) and not looks_like_capture_name(path):
+                raise InputError(
+                    f"{path}: neither a Zeek log ('#separator' or '{{' at the start) nor a capture"
+                ) from None
             raise
         if why:
             raise InputError(f"{path}: {why} (nta reads Zeek conn logs)") from None

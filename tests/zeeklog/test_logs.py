@@ -196,5 +196,5 @@ def test_not_conn_logs_are_refused(tmp_path: Path) -> None:
         inputs.discover([http])
     text = tmp_path / "readme.log"
     text.write_text("just words\n")
-    with pytest.raises(InputError, match="not a pcap or pcapng"):
+    with pytest.raises(InputError, match="neither a Zeek log"):
         inputs.discover([text])
