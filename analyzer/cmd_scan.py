@@ -47,10 +47,11 @@ HELP = """Label every flow in the captures and report incidents.
 
 PATHS: capture files (pcap, pcapng, gzipped or not) or folders, searched
 recursively for *.pcap, *.pcapng, *.cap (and .gz); other files in a folder
-are listed as skipped. Zeek conn logs (TSV or JSON, gzipped or not; *.log,
-*.json in folders) are read instead of packets (README: Zeek conn logs as input). Writes flows.parquet, verdicts.csv, report.json and report.html
-under --out (default ./nta-out/<first capture's name>/); with --zeek or
---zeek-json also Zeek's conn.log and nta.log (the verdicts, keyed by uid).
+are listed as skipped. Zeek conn logs (TSV or JSON lines, gzipped or not;
+*.log, *.json in folders) are read in place of packets. Writes flows.parquet,
+verdicts.csv, report.json and report.html under --out (default
+./nta-out/<first capture's name>/); with --zeek or --zeek-json also Zeek's
+conn.log and nta.log (the verdicts, keyed by uid).
 
 Exit codes:
 0 scanned, nothing matched --fail-on;
