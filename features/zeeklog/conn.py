@@ -294,6 +294,7 @@ def read_conn_logs(
         path, fmt, got = reads[i]
         flows = _flows(got.frame, rank, str(path), bad)
         bad.update(got.bad)
+        warnings.extend(got.warnings)
         parts.append(flows)
         packets = flows.select(pl.col("orig_pkts").sum() + pl.col("resp_pkts").sum()).item() if flows.height else 0
         info.append(

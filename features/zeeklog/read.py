@@ -32,6 +32,7 @@ import gzip
 import io
 import json
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -91,8 +92,8 @@ def sniff(path: Path) -> Sniffed | None:
     """The Zeek log format of ``path`` by content, or None when it is not a Zeek log (InputError if unreadable)."""
     stream, raw, gz = _open(path)
     try:
-        head = stream.read(64 << 10)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        head, _ = _read_some(stream, 64 << 10)
+    except OSError as e:
         raise InputError(f"{path}: cannot read ({e})") from e
     finally:
         stream.close()
@@ -126,22 +127,46 @@ def _flatten(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _blocks(stream: IO[bytes], raw: IO[bytes], path: Path, progress: ProgressFn, total: int) -> Iterator[bytes]:
-    """The file's bytes in blocks that end at a line end (the last one may not)."""
+def _read_some(stream: IO[bytes], n: int) -> tuple[bytes, str]:
+    """Up to ``n`` bytes, and why the stream broke off ("" when it did not): a damaged or cut gzip stream gives
+    the bytes inflated before the damage (read in small pieces, so little is lost) and the reason."""
+    parts: list[bytes] = []
+    got = 0
+    read1 = getattr(stream, "read1", stream.read)
+    while got < n:
+        try:
+            chunk = read1(min(n - got, 1 << 16))
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+            return b"".join(parts), str(e) or type(e).__name__
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts), ""
+
+
+def _blocks(stream: IO[bytes], raw: IO[bytes], out: ReadLog, path: Path, progress: ProgressFn) -> Iterator[bytes]:
+    """The file's bytes in blocks that end at a line end (the last one may not). A damaged gzip stream ends the
+    file where the damage starts, with a warning in ``out`` (the records before it are kept, as for captures)."""
+    total = path.stat().st_size
     rest = b""
     while True:
         try:
-            chunk = stream.read(BLOCK_BYTES)
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
-            raise InputError(f"{path}: cannot read ({e})") from e
-        if not chunk:
-            break
+            chunk, broken = _read_some(stream, BLOCK_BYTES)
+        except OSError as e:
+            raise InputError(f"{path}: cannot read ({e.strerror or e})") from e
         data = rest + chunk
         cut = data.rfind(b"\n") + 1
         rest = data[cut:]
         if cut:
             yield data[:cut]
         progress(raw.tell(), total)
+        if broken:
+            out.warnings.append(f"{path}: gzip-compressed, but the stream is damaged ({broken}): read up to there")
+            rest = b""  # a line cut by the damage is not a record
+            break
+        if not chunk:
+            break
     if rest:
         yield rest
 
@@ -400,10 +425,9 @@ def read_log(path: Path, wanted: Mapping[str, str], progress: ProgressFn = no_pr
     if found is None:
         raise InputError(f"{path}: not a Zeek log (neither '#separator' nor '{{' at the start)")
     stream, raw, _ = _open(path)
-    total = path.stat().st_size
     out = ReadLog(pl.DataFrame(), format=found.format)
     try:
-        blocks = _blocks(stream, raw, path, progress, total)
+        blocks = _blocks(stream, raw, out, path, progress)
         frames = _read_tsv(blocks, wanted, out) if found.format == "tsv" else _read_json(blocks, wanted, out)
     finally:
         stream.close()

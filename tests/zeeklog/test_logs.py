@@ -130,6 +130,14 @@ def test_gzip_by_content(tmp_path: Path) -> None:
     assert b.drop("source_file").equals(a.drop("source_file"))
     assert _flows([jsz])[0].height == 4  # the echo connection is a request and a reply
     assert inputs.discover([packed]).kind == "zeek"
+    # A gzip stream cut short (a log copied while it was written): the records before the cut, and a warning.
+    many = tmp_path / "many.log.gz"
+    rows = [r.replace("CHttp0000000000001", f"C{i:017d}") for i in range(3000) for r in ROWS[:1]]
+    whole = gzip.compress(conn_log(rows).encode())
+    many.write_bytes(whole[: len(whole) // 2])
+    ext = read_conn_logs([many])
+    assert 0 < ext.flows.num_rows < 3000 and ext.bad_packets == {}
+    assert len(ext.warnings) == 1 and "gzip-compressed, but the stream is damaged" in ext.warnings[0]
 
 
 def test_rotated_pair_is_one_stream(tmp_path: Path) -> None:
