@@ -15,9 +15,9 @@ by name like bad packets:
 TSV rules (Zeek's ASCII writer): the header lines ``#separator \\xHH`` (written escaped, with a space),
 ``#set_separator``, ``#empty_field``, ``#unset_field``, ``#path``, ``#open``, ``#fields``, ``#types`` and
 ``#close``, each split by the separator; a header may come again mid-file (logs concatenated with ``cat``) and
-holds for the records after it. A value equal to the unset marker (``-``) is null; one equal to the empty marker
-(``(empty)``) is an empty string or empty set; ``\\xHH`` escapes are decoded (as UTF-8 bytes). Without a
-``#types`` line each field is read as the type asked for. Records are parsed in blocks of lines with polars
+holds for the records after it. Values are read as the type asked for (``#types`` is not trusted over it). A
+value equal to the unset marker (``-``) is null; one equal to the empty marker (``(empty)``) is an empty string
+or empty set; ``\\xHH`` escapes are decoded (as UTF-8 bytes). Records are parsed in blocks of lines with polars
 (``str.split`` on the block, one column per field), not one Python object per record; only values that hold an
 escape go through Python.
 
@@ -289,14 +289,13 @@ def _tsv_segment(lines: pl.Series, h: _Header, wanted: Mapping[str, str], bad: C
     if not ok.all():
         bad["zeek_field_count"] += int((~ok).sum())
         parts = parts.filter(ok)
-    types = dict(zip(h.fields, h.types or [], strict=False))
     cols, broken = [], pl.Series("broken", [False] * len(parts), dtype=pl.Boolean)
     for name, want in wanted.items():
         if name not in h.fields:
             cols.append(pl.Series(name, [None] * len(parts), ZEEK_DTYPES.get(want, pl.String())))
             continue
         raw = parts.list.get(h.fields.index(name)).rename(name)
-        ztype = types.get(name, want)
+        ztype = want  # the type asked for, whatever #types says: a damaged #types line cannot turn a count into a set
         raw = pl.select(pl.when(pl.lit(raw) != h.unset).then(pl.lit(raw))).to_series().rename(name)
         if ztype.startswith(("set[", "vector[")):
             empty = raw == h.empty

@@ -14,8 +14,11 @@ from pathlib import Path
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from zeek_testlib import ROWS, conn_log
 
+from features.common import InputError
 from features.flows.zeek import ZeekField, ZeekLog, json_lines, tsv_lines
+from features.zeeklog.conn import read_conn_logs
 from features.zeeklog.read import read_log
 
 LOG = ZeekLog(
@@ -69,3 +72,32 @@ def test_tsv_and_json_read_back(rows: list[dict]) -> None:
             js.write_text("".join(json_lines(LOG, frame)), encoding="utf-8")
             back = read_log(js, WANTED)
             assert back.bad == {} and back.frame.equals(frame)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 10**6), st.binary(min_size=0, max_size=6)), min_size=1, max_size=8),
+    st.booleans(),
+)
+def test_damaged_logs_never_crash(edits: list[tuple[int, bytes]], as_json: bool) -> None:
+    """Any bytes spliced into a conn.log: records are used or counted as bad, or the file is refused (InputError)."""
+    data = bytearray(conn_log().encode())
+    if as_json:
+        data = bytearray(
+            b"".join(
+                b'{"ts":%d.5,"id.orig_h":"10.0.0.%d","id.orig_p":%d,"id.resp_h":"10.0.0.2","id.resp_p":80,'
+                b'"proto":"tcp","conn_state":"S0","orig_pkts":1}\n' % (1709287200 + i, i, 1000 + i)
+                for i in range(len(ROWS))
+            )
+        )
+    for pos, blob in edits:
+        at = pos % (len(data) + 1)
+        data[at : at + len(blob)] = blob
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "conn.log"
+        p.write_bytes(bytes(data))
+        try:
+            ext = read_conn_logs([p])
+        except InputError:
+            return
+        assert ext.flows.num_rows + sum(ext.bad_packets.values()) >= 1
