@@ -206,3 +206,20 @@ def test_not_conn_logs_are_refused(tmp_path: Path) -> None:
     text.write_text("just words\n")
     with pytest.raises(InputError, match="neither a Zeek log"):
         inputs.discover([text])
+
+
+def test_narrowing_applies_to_records(tsv: Path) -> None:
+    """--since/--until/--host/--port keep the records that start in the window and touch a host and port asked for."""
+    from features.capture.filter import PacketFilter
+
+    def kept(**kw: object) -> list[str]:
+        ext = read_conn_logs([tsv], packet_filter=PacketFilter.build(**kw))  # type: ignore[arg-type]
+        return pl.from_arrow(ext.flows)["resp_h"].to_list()  # type: ignore[index]
+
+    assert kept(hosts=["10.0.0.53"]) == ["10.0.0.53"]
+    assert kept(hosts=["fe80::/64"]) == ["ff02::1"]
+    assert kept(ports=[8443]) == ["10.0.0.3"]
+    assert kept(hosts=["10.0.0.2"], ports=[666]) == ["10.0.0.2"]
+    assert kept(since="2024-03-01T10:00:00.55Z", until="2024-03-01T10:00:00.65Z") == ["10.0.0.2", "10.0.0.2"]
+    ext = read_conn_logs([tsv], packet_filter=PacketFilter.build(ports=[53]))
+    assert ext.filtered == len(ROWS)  # 10 records, 1 kept
