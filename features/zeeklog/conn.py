@@ -78,10 +78,13 @@ def unavailable_note(unavailable: Sequence[str] = UNAVAILABLE_FEATURES) -> str:
     """One line for the report and ``nta features``: which KDD features a Zeek conn log cannot give."""
     content = [c for c in unavailable if c in CONTENT_FEATURES]
     other = [c for c in unavailable if c not in content]
-    return (
-        f"Zeek conn log: not in it, taken as 0: {', '.join(other)} and {len(content)} content features "
-        f"({content[0]} .. {content[-1]} but logged_in, which follows from flag and bytes)"
-    )
+    text = f"Zeek conn log: not in it, taken as 0: {', '.join(other) or 'nothing'}"
+    if content:
+        text += (
+            f" and {len(content)} content features ({content[0]} .. {content[-1]} but logged_in, which follows"
+            " from flag and bytes)"
+        )
+    return text
 
 
 _ORDER = ("ts", "_file", "ip_proto", "orig_h", "orig_p", "resp_h", "resp_p", "icmp_type", "icmp_code", "vlan", "_row")
@@ -89,7 +92,7 @@ _V4_MAPPED = 0xFFFF_0000_0000  # IPv4 as ::ffff:a.b.c.d, PacketBatch's layout (w
 
 
 def conn_kind(found: Sniffed | None) -> str:
-    """ "" for a Zeek conn log; otherwise why it is not one (for messages)."""
+    """Why ``found`` is not a Zeek conn log, for messages; "" when it is one."""
     if found is None:
         return "not a Zeek log"
     if found.format == "tsv":
