@@ -62,7 +62,6 @@ def flows(
     from analyzer.progress import make_stages
     from features.capture.filter import PacketFilter
     from features.flows.builder import FlowConfig
-    from features.flows.extract import extract_flows
     from features.flows.table import write_flows
 
     PacketFilter.build(since, until, host or [], port or [])  # a bad option fails before anything is read
@@ -72,12 +71,8 @@ def flows(
     with make_stages(quiet) as stages:
         with stages.stage("reading") as progress:
             narrow = PacketFilter.build(since, until, host or [], port or [])
-            if found.kind == "zeek":  # a conn log's records are the flows: the idle timeouts do not apply
-                ext = read_flows_of(found, progress, packet_filter=narrow)
-            else:
-                ext = extract_flows(
-                    found.captures, config, progress, payloads=False, decap=not no_decap, packet_filter=narrow
-                )
+            # A conn log's records are the flows: the idle timeouts apply to captures only.
+            ext = read_flows_of(found, progress, not no_decap, narrow, config=config, payloads=False)
         with stages.stage("writing"):
             if fmt is FlowFormat.parquet:
                 write_flows(ext, output)

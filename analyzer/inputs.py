@@ -13,7 +13,7 @@ Rules (also in the README):
   captures (dangling or looping symbolic links, named pipes, sockets, devices included: never opened), are
   *skipped*: listed in the report with the reason, never fatal.
 * ``-`` is standard input; it, pipes and named pipes (FIFOs) named on the command line are read once, as
-  streams, and checked when they are read (a named pipe with no writer is refused after
+  streams, and checked when they are read (a Zeek conn log on a stream is told then too: ``analyzer.pipeline``) (a named pipe with no writer is refused after
   ``features.capture.source.FIFO_WAIT_S``).
 * Nothing left to scan is an ``InputError``. The same file reached twice is read once.
 """

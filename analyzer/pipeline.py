@@ -101,6 +101,8 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
             raise ModelError(f"model {clf.model_id} has no novelty profile: --novelty needs one (nta train fits it)")
     with timed("reading") as progress:
         ext = read_flows_of(found, progress, config.decap, config.packet_filter)
+    if ext.kind == "zeek" and config.carve:  # a Zeek log piped in is known only now
+        raise InputError(f"{found.captures[0]}: --carve needs packets, and a Zeek conn log has none")
     if config.strict and ext.warnings:
         raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
     with timed("features"):
@@ -170,15 +172,54 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     return result
 
 
-def read_flows_of(found: inputs.Inputs, progress: Any, decap: bool = True, packet_filter: Any = None) -> Any:
-    """The flows of what ``inputs.discover`` found: built from packets, or read from Zeek conn logs."""
-    if found.kind == "zeek":
-        from features.zeeklog.conn import read_conn_logs
+def read_flows_of(
+    found: inputs.Inputs, progress: Any, decap: bool = True, packet_filter: Any = None, **capture: Any
+) -> Any:
+    """The flows of what ``inputs.discover`` found: built from packets, or read from Zeek conn logs (files, or one
+    piped in: ``zcat conn.*.log.gz | nta scan -``). ``capture``: more options of ``extract_flows``."""
+    from features.capture.source import TextStream
+    from features.zeeklog.conn import read_conn_logs
 
+    if found.kind == "zeek":
         return read_conn_logs(found.captures, progress, packet_filter=packet_filter)
     from features.flows.extract import extract_flows
 
-    return extract_flows(found.captures, progress=progress, decap=decap, packet_filter=packet_filter)
+    try:
+        return extract_flows(found.captures, progress=progress, decap=decap, packet_filter=packet_filter, **capture)
+    except TextStream as e:
+        return _zeek_stream(e, found.captures, progress, packet_filter)
+
+
+def _zeek_stream(e: Any, paths: list[Path], progress: Any, packet_filter: Any) -> Any:
+    """A Zeek log on a pipe or standard input: spooled to a private temporary file (the reader reads a file by
+    blocks and by name), read as a conn log, and named as the stream it came from."""
+    import shutil
+    import tempfile
+
+    import pyarrow as pa
+
+    from features.zeeklog.conn import read_conn_logs
+
+    name = str(e).split(": ", 1)[0]
+    if len(paths) != 1:
+        e.stream.close()
+        raise InputError(f"{name}: a Zeek log on a pipe is read alone: give the other logs as files") from None
+    with tempfile.TemporaryDirectory(prefix="nta-zeek-") as tmp:
+        spool = Path(tmp) / "stream"
+        try:
+            with spool.open("wb") as out:
+                shutil.copyfileobj(e.stream, out, 1 << 20)
+        finally:
+            e.stream.close()
+        try:
+            ext = read_conn_logs([spool], progress, packet_filter=packet_filter)
+        except InputError as err:
+            raise InputError(str(err).replace(str(spool), name)) from None
+    at = ext.flows.schema.get_field_index("source_file")
+    ext.flows = ext.flows.set_column(at, ext.flows.schema.field(at), pa.array([name] * ext.flows.num_rows, pa.string()))
+    ext.sources = [{**s, "file": name} for s in ext.sources]
+    ext.warnings = [w.replace(str(spool), name) for w in ext.warnings]
+    return ext
 
 
 def _evidence_columns(inc: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:

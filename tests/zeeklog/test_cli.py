@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -103,3 +107,31 @@ def test_a_log_without_records_is_an_empty_scan(tmp_path: Path) -> None:
     res = nta("scan", log, "--out", tmp_path / "o", "-q")
     assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
     assert json.loads((tmp_path / "o" / "report.json").read_text())["flows"] == 0
+
+
+def _piped(*args: object, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+    """``python -m analyzer`` with ``stdin`` written down a real pipe (nta reads file descriptor 0 itself)."""
+    cmd = [sys.executable, "-m", "analyzer", *map(str, args)]
+    return subprocess.run(cmd, input=stdin, capture_output=True, timeout=120, check=False)
+
+
+def test_a_zeek_log_piped_in(tmp_path: Path) -> None:
+    """``zcat conn.log.gz | nta scan -``: the stream is told by content and read as the file would be."""
+    log = _conn_log(tmp_path / "conn.log")
+    res = _piped("flows", "-", "-o", tmp_path / "s.parquet", stdin=gzip.compress(log.read_bytes()))
+    assert res.returncode == 0, res.stderr
+    assert b"Read 1 Zeek conn log, 944 records" in res.stdout
+    assert nta("flows", log, "-o", tmp_path / "f.parquet", "-q").exit_code == 0  # type: ignore[attr-defined]
+    piped, direct = pl.read_parquet(tmp_path / "s.parquet"), pl.read_parquet(tmp_path / "f.parquet")
+    assert piped["source_file"].unique().to_list() == ["-"]
+    assert piped.drop("source_file").equals(direct.drop("source_file"))
+    res = _piped("scan", "-", "--out", tmp_path / "o", "-q", "--format", "json", stdin=log.read_bytes())
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["input"]["kind"] == "zeek" and report["captures"][0]["file"] == "-"
+    assert report["captures"][0]["sha256"] == hashlib.sha256(log.read_bytes()).hexdigest()
+    res = _piped("scan", "-", "--carve", "--out", tmp_path / "c", "-q", stdin=log.read_bytes())
+    assert res.returncode == 2 and res.stderr.decode().endswith("a Zeek conn log has none\n"), res.stderr
+    dns = log.read_bytes().replace(b"#path\tconn", b"#path\tdns")
+    res = _piped("flows", "-", "-o", tmp_path / "d.parquet", "-q", stdin=dns)
+    assert res.returncode == 2 and res.stderr.decode() == "nta: error: -: a Zeek dns log, not conn\n"
