@@ -60,13 +60,14 @@ HELP = """Label every flow in the captures and report incidents.
 
 PATHS: capture files (pcap, pcapng, gzipped or not) or folders, searched
 recursively for *.pcap, *.pcapng, *.cap (and .gz); other files in a folder
-are listed as skipped. Writes flows.parquet, verdicts.csv, report.json,
-report.html and alerts.ndjson (Suricata EVE alerts: one per incident and
-one per attack flow at --alert-confidence) under --out (default
-./nta-out/<first capture's name>/); with --zeek or --zeek-json also Zeek's conn.log and
-nta.log (the verdicts, keyed by uid). --no-write (or --out -) writes
-nothing to disk: the report (or with --format json, report.json) goes to
-stdout only.
+are listed as skipped. Zeek conn logs (TSV or JSON lines, gzipped or not;
+*.log, *.json in folders) are read in place of packets. Writes flows.parquet,
+verdicts.csv, report.json, report.html and alerts.ndjson (Suricata EVE
+alerts: one per incident and one per attack flow at --alert-confidence)
+under --out (default ./nta-out/<first capture's name>/); with --zeek or
+--zeek-json also Zeek's conn.log and nta.log (the verdicts, keyed by uid).
+--no-write (or --out -) writes nothing to disk: the report (or with
+--format json, report.json) goes to stdout only.
 
 \b
 Exit codes:
@@ -92,7 +93,10 @@ def register(app: typer.Typer) -> None:
 
 @guarded
 def scan(
-    paths: Annotated[list[Path], typer.Argument(help="Capture files or folders.", show_default=False, metavar="PATH")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Capture files, Zeek conn logs or folders.", show_default=False, metavar="PATH"),
+    ],
     out: Annotated[
         Path | None,
         typer.Option(
@@ -141,7 +145,9 @@ def scan(
     quiet: Annotated[
         bool,
         typer.Option(
-            "--quiet", "-q", help="Print nothing on success: no progress, no report (outputs and exit code unchanged)."
+            "--quiet",
+            "-q",
+            help="No progress and no report (outputs and exit code unchanged; --format json still prints).",
         ),
     ] = False,
     no_progress: Annotated[
@@ -244,7 +250,7 @@ def scan(
     )
     with make_stages(quiet or no_progress) as stages:
         result = run_scan(config, stages)
-    if format is Format.json and not (quiet and not no_write):  # JSON on stdout is the only output of --no-write
+    if format is Format.json:  # asked for by name, so printed even with --quiet (which silences the text report)
         sys.stdout.write(json.dumps(result.summary, indent=2, default=str) + "\n")
     elif quiet:
         pass  # outputs written, exit code below: nothing printed

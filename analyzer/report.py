@@ -51,7 +51,12 @@ def _header(result: ScanResult) -> Table:
     grid.add_column()
     names = ", ".join(str(c["file"]) for c in result.captures[:3])
     more = f" and {len(result.captures) - 3} more" if len(result.captures) > 3 else ""
-    _add(grid, "Captures", f"{len(result.captures)}: {names}{more}")
+    zeek = result.input_kind == "zeek"
+    _add(grid, "Zeek logs" if zeek else "Captures", f"{len(result.captures)}: {names}{more}")
+    if zeek:
+        from features.zeeklog.conn import unavailable_note
+
+        _add(grid, "Input", unavailable_note(result.unavailable_features))
     if result.skipped:
         p, why = result.skipped[0]
         _add(grid, "Skipped", f"{len(result.skipped)} files (e.g. {p}: {why})")
@@ -63,7 +68,7 @@ def _header(result: ScanResult) -> Table:
     if start is not None and end is not None:
         _add(grid, "Time span", f"{_when(start)} - {_when(end)} UTC ({fmt_duration((end - start).total_seconds())})")
     bad = ", ".join(f"{k} {n:,}" for k, n in sorted(result.bad_packets.items(), key=lambda kv: (-kv[1], kv[0])))
-    _add(grid, "Bad packets", bad or "none")
+    _add(grid, "Bad records" if zeek else "Bad packets", bad or "none")
     for w in result.warnings:
         _add(grid, "Warning", Text(w, style="yellow"))
     if result.unknown_values:

@@ -100,6 +100,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
             "applied": result.novelty,
             "relabelled_flows": result.novel_flows,
         },
+        "input": {"kind": result.input_kind, "unavailable_features": list(result.unavailable_features)},
         "captures": result.captures,
         "skipped": [{"file": str(p), "reason": r} for p, r in result.skipped],
         "packets": result.packets,

@@ -27,6 +27,15 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
         res = CliRunner().invoke(app, ["scan", str(REPO / "sample_pcaps" / name), "-o", str(tmp / name), "-q", *extra])
         assert res.exit_code == 0, res.output
         out[name] = json.loads((tmp / name / "report.json").read_text())
+    # a Zeek conn log as input (nta's own of the demo capture)
+    log = tmp / "demo-conn.log"
+    res = CliRunner().invoke(
+        app, ["flows", str(REPO / "sample_pcaps" / "demo-mixed.pcap"), "-o", str(log), "--format", "zeek", "-q"]
+    )
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["scan", str(log), "-o", str(tmp / "zeek"), "-q"])
+    assert res.exit_code == 0, res.output
+    out["demo-conn.log"] = json.loads((tmp / "zeek" / "report.json").read_text())
     return out
 
 
@@ -35,7 +44,7 @@ def test_schema_is_a_valid_schema_of_this_version() -> None:
     assert SCHEMA["properties"]["schema_version"] == {"const": REPORT_SCHEMA_VERSION}
 
 
-@pytest.mark.parametrize("name", ["demo-mixed.pcap", "benign-web-dns-ssh.pcap", "ping-sweep.pcap"])
+@pytest.mark.parametrize("name", ["demo-mixed.pcap", "benign-web-dns-ssh.pcap", "ping-sweep.pcap", "demo-conn.log"])
 def test_real_reports_validate(reports: dict[str, dict[str, Any]], name: str) -> None:
     jsonschema.validate(reports[name], SCHEMA, cls=jsonschema.Draft202012Validator)
 
@@ -57,7 +66,7 @@ def _broken(report: dict[str, Any]) -> list[dict[str, Any]]:
         lambda r: r["incidents"][0].__setitem__("uids", [1, 2]),
         lambda r: r["incidents"][0].__setitem__("label", "normal"),
         lambda r: r.__setitem__("surprise", 1),
-        lambda r: r["top_flows"][0].__setitem__("uid", "42"),
+        lambda r: r["top_flows"][0].__setitem__("uid", ""),
     ):
         r = copy.deepcopy(report)
         change(r)
