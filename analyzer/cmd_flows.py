@@ -61,28 +61,36 @@ def flows(
 ) -> None:
     """Read the captures, build flows, write them with their provenance; print a one-paragraph summary."""
     from analyzer import inputs
+    from analyzer.pipeline import read_flows_of
     from analyzer.progress import make_stages
     from features.capture.filter import PacketFilter
     from features.flows.builder import FlowConfig
     from features.flows.extract import FlowStream
-    from features.flows.table import write_flow_stream
+    from features.flows.table import write_flow_stream, write_flows
 
     PacketFilter.build(since, until, host or [], port or [])  # a bad option fails before anything is read
     output_file(output, force=force)  # refused before any packet is read: a folder, a device, exists without --force
     found = inputs.discover(captures)
     config = FlowConfig(tcp_idle_s=tcp_idle, udp_idle_s=udp_idle, icmp_idle_s=icmp_idle)
+    narrow = PacketFilter.build(since, until, host or [], port or [])
     with make_stages(quiet) as stages, stages.stage("reading") as progress:
-        # Flows go to the file as they are released (FlowStream): memory follows open flows, not the table.
-        fs = FlowStream(
-            found.captures,
-            config,
-            progress,
-            payloads=False,
-            merge=merge,
-            decap=not no_decap,
-            packet_filter=PacketFilter.build(since, until, host or [], port or []),
-        )
-        if fmt is FlowFormat.parquet:
+        fs = None
+        if found.kind != "zeek":
+            from features.capture.source import TextStream
+
+            try:
+                # Flows go to the file as they are released (FlowStream): memory follows open flows, not the table.
+                fs = FlowStream(
+                    found.captures, config, progress, payloads=False, merge=merge, decap=not no_decap,
+                    packet_filter=narrow,
+                )  # fmt: skip
+            except TextStream as e:  # a Zeek conn log on a pipe
+                from analyzer.pipeline import _zeek_stream
+
+                ext = _zeek_stream(e, list(found.captures), progress, narrow)
+        else:  # a conn log's records are the flows: the idle timeouts apply to captures only
+            ext = read_flows_of(found, progress, not no_decap, narrow, payloads=False)
+        if fs is not None and fmt is FlowFormat.parquet:
             ext, n_flows = write_flow_stream(fs, output)
         else:  # Zeek's conn.log is written from the whole table, gathered first (not streamed)
             import polars as pl
@@ -90,11 +98,15 @@ def flows(
             from features.flows.extract import gather
             from features.flows.zeek import CONN_LOG, conn_frame, save_log
 
-            ext = gather(fs)
+            if fs is not None:
+                ext = gather(fs)
             n_flows = ext.flows.num_rows
-            flows = pl.from_arrow(ext.flows)
-            assert isinstance(flows, pl.DataFrame)
-            save_log(CONN_LOG, conn_frame(flows), output, json=fmt is FlowFormat.zeek_json)
+            if fmt is FlowFormat.parquet:
+                write_flows(ext, output)
+            else:
+                flows = pl.from_arrow(ext.flows)
+                assert isinstance(flows, pl.DataFrame)
+                save_log(CONN_LOG, conn_frame(flows), output, json=fmt is FlowFormat.zeek_json)
     for path, reason in found.skipped:
         print(f"nta: skipped {path}: {reason}", file=sys.stderr)
     print(summary(ext, output, n_flows))
@@ -107,6 +119,14 @@ def summary(ext: object, output: Path, n_flows: int | None = None) -> str:
     warnings = getattr(ext, "warnings", [])
     if n_flows is None:
         n_flows = ext.flows.num_rows  # type: ignore[attr-defined]
+    if getattr(ext, "kind", "capture") == "zeek":
+        files = f"{len(sources)} Zeek conn log{'s' if len(sources) != 1 else ''}"
+        records = sum(s.get("records", 0) for s in sources)
+        text = f"Read {files}, {records:,} records -> {n_flows:,} flows written to {output}."
+        if getattr(ext, "filtered", 0):
+            text += f" {ext.filtered:,} records outside the filters were skipped."  # type: ignore[attr-defined]
+        text += (" Bad records: " + ", ".join(f"{k} {v:,}" for k, v in sorted(bad.items())) + ".") if bad else ""
+        return text + "".join(f" Warning: {w}" for w in warnings)
     files = f"{len(sources)} capture file{'s' if len(sources) != 1 else ''}"
     text = f"Read {files}, {getattr(ext, 'packets', 0):,} packets -> {n_flows:,} flows written to {output}."
     for s in getattr(ext, "joined", []):

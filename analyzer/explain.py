@@ -32,8 +32,9 @@ class Driver:
     """One feature behind a verdict: its name, typical raw value in the incident and mean attribution."""
 
     feature: str
-    value: str
+    value: str  # as the report shows it ("0.96", "http", "1,024")
     score: float
+    number: float | None = None  # the value as a number (median of the incident's flows); None for categories
 
     def __str__(self) -> str:
         return f"{self.feature} {self.value}"
@@ -145,7 +146,10 @@ def explain_rows(
     for i, s in scores.items():
         best = [j for j in np.argsort(-s, kind="stable")[:top] if s[j] > 0]
         all_rows = members.filter(pl.col("incident_id") == i)["row"].to_numpy()
-        out[i] = [Driver(names[j], typical_of(flows.column(names[j], all_rows)), float(s[j])) for j in best]
+        out[i] = []
+        for j in best:
+            vals = flows.column(names[j], all_rows)
+            out[i].append(Driver(names[j], typical_of(vals), float(s[j]), number_of(vals)))
     return out
 
 
@@ -160,6 +164,14 @@ def typical_of(vals: pl.Series) -> str:
         return str(vals.drop_nulls().mode().sort().first() or "?")
     med = vals.median()
     return fmt_value(vals.name, float(med) if med is not None else 0.0)  # type: ignore[arg-type]
+
+
+def number_of(vals: pl.Series) -> float | None:
+    """The median of a numeric feature over the incident's flows (what ``typical_of`` shows), None for categories."""
+    if vals.dtype == pl.String:
+        return None
+    med = vals.median()
+    return float(med) if med is not None else 0.0  # type: ignore[arg-type]
 
 
 def fmt_value(name: str, v: float) -> str:

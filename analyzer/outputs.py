@@ -28,9 +28,16 @@ from analyzer import verdicts
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
 from features.kdd.columns import KDD_FEATURES, KDD_SCHEMA
 
+# The KDD feature named like a flow field but meaning something else: NSL-KDD's ``duration`` is whole seconds,
+# the flow's ``duration_s`` real ones. In flows.parquet it is ``kdd_duration``; only the KDD feature table
+# (``nta features``) calls it ``duration``.
+KDD_RENAMED = {"duration": "kdd_duration"}
+VERDICT_COLUMNS = ("label", "confidence", "incident_id")  # each flow's verdict, the last columns of flows.parquet
+
 
 def flows_table(flows: pl.DataFrame, kdd: pl.DataFrame) -> pa.Table:
-    """One chunk of flows.parquet: the flow table as extracted (FLOW_SCHEMA types) plus the KDD features.
+    """One chunk of flows.parquet: the flow table as extracted (FLOW_SCHEMA types) plus the KDD features
+    (``KDD_RENAMED``); ``with_verdicts`` adds each flow's verdict.
 
     ``land``, ``wrong_fragment`` and ``urgent`` are flow fields and KDD features with the same values; the flow
     field stays (so ``features.flows.table.read_flows`` reads this file) and is not repeated.
@@ -38,8 +45,44 @@ def flows_table(flows: pl.DataFrame, kdd: pl.DataFrame) -> pa.Table:
     table = flows.to_arrow().cast(FLOW_SCHEMA)
     for name in KDD_FEATURES:
         if name not in table.column_names:
-            table = table.append_column(name, kdd[name].to_arrow())
+            table = table.append_column(KDD_RENAMED.get(name, name), kdd[name].to_arrow())
     return table
+
+
+def with_verdicts(table: pa.Table, v: pl.DataFrame) -> pa.Table:
+    """``flows_table``'s rows with their verdict rows' ``label``, ``confidence`` and ``incident_id`` (null until
+    incidents are found: ``finish_flows`` fills it)."""
+    for name in VERDICT_COLUMNS:
+        table = table.append_column(name, v[name].to_arrow())
+    return table
+
+
+def finish_flows(part: Path, path: Path, members: pl.DataFrame, metadata: dict[bytes, bytes]) -> None:
+    """flows.parquet at ``path`` from the streamed ``part`` (one row group per chunk), each row group with its
+    flows' ``incident_id`` from ``members`` (flow_id -> incident_id of the attack flows, sorted by flow_id), and
+    the key-value metadata in the footer. One row group in memory at a time."""
+    src = pq.ParquetFile(part)
+    ids = members["flow_id"].to_numpy()
+    writer: pq.ParquetWriter | None = None
+    try:
+        for i in range(src.metadata.num_row_groups):
+            t = src.read_row_group(i)
+            if writer is None:
+                writer = pq.ParquetWriter(path, t.schema, compression="zstd", store_schema=False)
+            if t.num_rows:
+                fid = t.column("flow_id").to_numpy()
+                lo, hi = np.searchsorted(ids, [fid.min(), fid.max()], side="left")
+                part_m = members.slice(int(lo), int(hi - lo + 1))
+                got = pl.DataFrame({"flow_id": fid}).join(part_m, on="flow_id", how="left", maintain_order="left")
+                at = t.schema.get_field_index("incident_id")
+                col = got["incident_id"].cast(pl.Int64).to_arrow().cast(t.schema.field(at).type)
+                t = t.set_column(at, t.schema.field(at), col)
+            writer.write_table(t)
+        assert writer is not None
+        writer.add_key_value_metadata(metadata)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 class FlowsWriter:
@@ -168,9 +211,11 @@ class ParquetRows:
         return out
 
     def encoded(self, rows: np.ndarray) -> np.ndarray:
-        kdd = self._read(rows, list(KDD_FEATURES)).select(pl.col(c).cast(KDD_SCHEMA[c]) for c in KDD_FEATURES)
+        got = self._read(rows, [KDD_RENAMED.get(c, c) for c in KDD_FEATURES])
+        kdd = got.select(pl.col(KDD_RENAMED.get(c, c)).cast(KDD_SCHEMA[c]).alias(c) for c in KDD_FEATURES)
         x, _ = self.spec.transform(kdd)
         return np.asarray(x)
 
     def column(self, name: str, rows: np.ndarray) -> pl.Series:
-        return self._read(rows, [name]).get_column(name).cast(KDD_SCHEMA[name])
+        stored = KDD_RENAMED.get(name, name)
+        return self._read(rows, [stored]).get_column(stored).cast(KDD_SCHEMA[name]).alias(name)

@@ -25,7 +25,8 @@ import polars as pl
 
 from analyzer import evidence, explain, incidents, inputs, verdicts
 from analyzer.allow import allowed, read_allow
-from analyzer.outputs import FlowsWriter, ParquetRows, VerdictRows, flows_table
+from analyzer.outputs import KDD_RENAMED as KDD_RENAMED  # re-exported: flows.parquet's renamed KDD feature
+from analyzer.outputs import FlowsWriter, ParquetRows, VerdictRows, finish_flows, flows_table, with_verdicts
 from analyzer.progress import QuietStages, Stages
 from analyzer.result import OUTPUT_NAMES, ZEEK_NAMES, ScanResult
 from analyzer.scoring import predict as _predict
@@ -50,7 +51,7 @@ class ScanConfig:
     force: bool = False
     strict: bool = False  # damaged-capture warnings become errors (exit 2)
     incidents: incidents.IncidentConfig = field(default_factory=incidents.IncidentConfig)
-    explain_incidents: int = 20  # the largest N incidents get feature attributions (the report shows 15)
+    explain_incidents: int = 20  # the first (most severe) N incidents get feature attributions (the report shows 15)
     explain_flows: int = 32  # flows sampled per explained incident (attribution costs a backward pass)
     novelty: bool = False  # apply the model's novelty gate (model.novelty): more attacks found, more false alarms
     merge: bool = False  # files overlapping in time: one stream merged by time (else kept apart)
@@ -60,6 +61,9 @@ class ScanConfig:
     packet_filter: PacketFilter | None = None  # --since/--until/--host/--port (features.capture.filter)
     allow: Path | None = None  # --allow FILE: known-good hosts, networks, services (analyzer.allow)
     carve: bool = False  # --carve: each incident's packets to incidents/NNN-<class>-<source>.pcap (analyzer.evidence)
+    alert_confidence: float = 0.9  # alerts.ndjson (analyzer.alerts): an EVE alert per attack flow this confident
+    write: bool = True  # False (--no-write, --out -): nothing on disk; the summary is still built for stdout
+    threads: int | None = None  # --threads N: torch threads for inference at most; None: nta's choice
 
     @property
     def extra_outputs(self) -> tuple[str, ...]:
@@ -74,7 +78,7 @@ def capture_stem(path: Path) -> str:
     if str(path) == "-":
         return "stdin"
     name = path.name
-    for suffix in (".gz", ".pcapng", ".pcap", ".cap"):
+    for suffix in (".gz", ".pcapng", ".pcap", ".cap", ".log", ".json", ".ndjson"):
         name = name[: -len(suffix)] if name.lower().endswith(suffix) else name
     return name or "capture"
 
@@ -85,7 +89,8 @@ INFER_AHEAD = 2  # chunks waiting for (or in) inference while the next ones are 
 
 def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     """Scan the captures, write the outputs, and return what was found (see the module docstring)."""
-    from features.flows.extract import FlowStream
+    from features.capture.source import TextStream
+    from features.flows.extract import FlowStream, chunks_of
     from model.files import check_model_files, default_model_dir
 
     stages = stages or QuietStages()
@@ -101,8 +106,11 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         cpu_seconds[name] = cpu_seconds.get(name, 0.0) + time.process_time() - c0
 
     found = inputs.discover(config.paths)
+    if found.kind == "zeek" and config.carve:
+        raise InputError(f"{found.captures[0]}: --carve needs packets, and a Zeek conn log has none")
     out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
-    _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
+    if config.write:
+        _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
     carved_dir = out_dir / evidence.INCIDENTS_DIR
     if config.carve and not config.force and carved_dir.is_dir() and any(carved_dir.iterdir()):
         raise InputError(f"{carved_dir}: holds carved incidents already; use --force to replace them")
@@ -121,7 +129,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
 
     def load_model() -> None:
         t0, c0 = time.perf_counter(), time.process_time()
-        loaded.append(_load_classifier(checked.model_dir, config.device))
+        loaded.append(_load_classifier(checked.model_dir, config.device, config.threads))
         seconds["model"] += time.perf_counter() - t0
         cpu_seconds["model"] += time.process_time() - c0
 
@@ -129,19 +137,30 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     try:
         with contextlib.ExitStack() as stack:
             # Every output is written into a new folder that replaces the output folder in one step at the end
-            # (atomic_folder): the outputs change together or none does. flows.parquet and the spilled verdict
-            # rows are written there as the chunks stream past.
-            folder = stack.enter_context(atomic_folder(out_dir, (*OUTPUT_NAMES, *config.extra_outputs)))
+            # (atomic_folder): the outputs change together or none does. flows.parquet's rows and the spilled
+            # verdict rows are written there as the chunks stream past. With --no-write the same temporaries go
+            # to a private folder that is removed at the end: nothing reaches the output folder.
+            if config.write:
+                folder = stack.enter_context(atomic_folder(out_dir, (*OUTPUT_NAMES, *config.extra_outputs)))
+            else:
+                import tempfile
+
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nta-scan-")))
             flows_path = folder / "flows.parquet"
+            part = folder / ".flows.parquet.part"  # flows.parquet without incident ids, chunk by chunk
             spill = folder / ".verdicts.rows"  # removed before the folder is swapped in
             stack.callback(lambda: spill.unlink(missing_ok=True))
-            engine = _Engine(config, loaded, flows_path, spill, seconds, cpu_seconds, allow)
+            stack.callback(lambda: part.unlink(missing_ok=True))
+            engine = _Engine(config, loaded, part, spill, seconds, cpu_seconds, allow)
             stack.callback(engine.abort)  # on failure: the inference thread stops before temporaries go
             before, cpu_before = dict(seconds), dict(cpu_seconds)
             with timed("reading") as progress:
                 # Flows arrive in table order, chunk by chunk; each chunk's features, encoding and inference
                 # (on a thread) run while the next chunk is read; outputs are written as chunks complete.
-                if config.engine == "ray":
+                zeek_ext = None
+                if found.kind == "zeek":
+                    zeek_ext = read_flows_of(found, progress, config.decap, config.packet_filter)
+                if zeek_ext is None and config.engine == "ray":
                     from analyzer import ray_engine
 
                     job = ray_engine.RayJob(
@@ -149,17 +168,29 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                         config.ray_address, decap=config.decap, packet_filter=config.packet_filter,
                     )  # fmt: skip
                     ext = ray_engine.scan(found.captures, job, engine, progress, load_model)
-                else:
-                    fs = FlowStream(
-                        found.captures, progress=progress, merge=config.merge, on_start=load_model,
-                        chunk_flows=config.chunk_flows, decap=config.decap, packet_filter=config.packet_filter,
-                    )  # fmt: skip
-                    # A pipe (or standard input) is read once, here: a flow-building child could not reopen it.
-                    piped = any(is_stream(Path(p)) for p in found.captures)
-                    for chunk in fs.chunks(forked=False if piped else None):
+                elif zeek_ext is None:
+                    try:
+                        fs = FlowStream(
+                            found.captures, progress=progress, merge=config.merge, on_start=load_model,
+                            chunk_flows=config.chunk_flows, decap=config.decap, packet_filter=config.packet_filter,
+                        )  # fmt: skip
+                    except TextStream as e:  # a Zeek conn log on a pipe (known by its first bytes)
+                        zeek_ext = _zeek_stream(e, list(found.captures), progress, config.packet_filter)
+                    else:
+                        # A pipe (or standard input) is read once, here: a flow-building child could not reopen it.
+                        piped = any(is_stream(Path(p)) for p in found.captures)
+                        for chunk in fs.chunks(forked=False if piped else None):
+                            engine.add(chunk)
+                        engine.drain()
+                        ext = fs.extraction()
+                if zeek_ext is not None:  # Zeek conn logs are read whole (their records are the flows)
+                    if config.carve:
+                        raise InputError(f"{found.captures[0]}: --carve needs packets, and a Zeek conn log has none")
+                    ext = zeek_ext
+                    load_model()
+                    for chunk in chunks_of(ext, config.chunk_flows):
                         engine.add(chunk)
                     engine.drain()
-                    ext = fs.extraction()
             # Time of the other stages inside the reading loop: this thread's (inference runs beside it, on its
             # own thread: its seconds overlap reading's, its CPU is the process's).
             seconds["reading"] -= sum(seconds[k] - before[k] for k in ("model", "features", "encoding", "writing"))
@@ -171,9 +202,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
             clf = loaded[0]
             if config.strict and ext.warnings:
                 raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
-            t0 = time.perf_counter()
-            engine.finish_flows(ext, clf.model_id)
-            seconds["writing"] += time.perf_counter() - t0
+            engine.close()
             with timed("incidents"):
                 tally = engine.tally
                 att = tally.attacks()
@@ -185,6 +214,9 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 inc, members = incidents.find_incidents(att, config.incidents)
                 att = att.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
                 att = att.select(verdicts.verdict_columns(clf.classes))
+            t0 = time.perf_counter()
+            engine.finish_flows(ext, clf.model_id, flows_path, members)
+            seconds["writing"] += time.perf_counter() - t0
             flow_rows = ParquetRows(flows_path, clf.spec)
             with timed("explaining"):
                 inc = _explain(clf, flow_rows, att, inc, config)
@@ -227,12 +259,25 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 decap=config.decap,
                 flow_table=attack_flows,
                 carved=carved,
+                written=config.write,
+                alert_confidence=config.alert_confidence,
+                input_kind=ext.kind,
+                unavailable_features=ext.unavailable,
             )
             with timed("writing"):
+                from analyzer.alerts import write_alerts
+
+                if not config.write:  # nothing on disk: the summary alone (printed by --out -)
+                    result.summary = to_json(result)
+                    return result
                 columns = verdicts.verdict_columns(clf.classes)
                 engine.rows.write_csv(folder / "verdicts.csv", members, columns)
+                result.alerts = write_alerts(folder / "alerts.ndjson", att, inc, config.alert_confidence, attack_flows)
                 if config.zeek:
-                    _write_zeek(folder, flow_rows, engine.rows, members, result, json_lines=config.zeek == "json")
+                    uids = getattr(ext, "uids", None)
+                    _write_zeek(
+                        folder, flow_rows, engine.rows, members, result, json_lines=config.zeek == "json", uids=uids
+                    )
                 spill.unlink(missing_ok=True)
                 result.summary = to_json(result)  # "writing" in it: the time so far (report.json itself is small)
                 (folder / "report.json").write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
@@ -278,7 +323,7 @@ class _Engine:
         self._c = time.thread_time()
         self._todo: queue.Queue[Any] = queue.Queue(maxsize=INFER_AHEAD)
         self._done: queue.Queue[Any] = queue.Queue()
-        self._inflight: list[tuple[pl.DataFrame, pl.Series]] = []
+        self._inflight: list[tuple[pl.DataFrame, pl.Series, Any]] = []
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -297,7 +342,7 @@ class _Engine:
     def add(self, chunk: Any) -> None:
         clf = self._clf()
         t, self._c = time.perf_counter(), time.thread_time()
-        kdd = self.kdd.add(chunk.flows, chunk.payloads)
+        kdd = self.kdd.add(chunk.flows, chunk.payloads, getattr(chunk, "service_hints", None))
         t = self._timed("features", t)
         x, unknown = clf.spec.transform(kdd.select(KDD_FEATURES))  # (n, F) float32
         for k, n in unknown.items():
@@ -306,9 +351,9 @@ class _Engine:
         if self._worker is None:
             self._worker = threading.Thread(target=self._infer, args=(clf,), name="nta-inference", daemon=True)
             self._worker.start()
-        self._inflight.append((chunk.flows, kdd.get_column("service")))
         self._put(x)
-        self.flows_out.write(flows_table(chunk.flows, kdd))  # the model runs meanwhile
+        # flows.parquet's rows are built while the model runs, written with their verdicts (_complete)
+        self._inflight.append((chunk.flows, kdd.get_column("service"), flows_table(chunk.flows, kdd)))
         self._timed("writing", t)
         self._complete(block=len(self._inflight) > INFER_AHEAD)
 
@@ -351,11 +396,12 @@ class _Engine:
             (proba, gated), took, cpu = got
             self.seconds["inference"] += took
             self.cpu["inference"] += cpu
-            flows, service = self._inflight.pop(0)
+            flows, service, table = self._inflight.pop(0)
             t, self._c = time.perf_counter(), time.thread_time()
             v = verdicts.build_verdicts(flows, service, proba, clf.classes, clf.model_id, gated)
             if self.allow:
                 v = v.with_columns(allowed(flows, self.allow))
+            self.flows_out.write(with_verdicts(table, v))
             self.tally.add(v)
             self.rows.write(v)
             self._timed("writing", t)
@@ -365,9 +411,9 @@ class _Engine:
         t, self._c = time.perf_counter(), time.thread_time()
         for k, n in unknown.items():
             self.unknown[k] = self.unknown.get(k, 0) + int(n)
-        self.flows_out.write(table)
         if self.allow:
             v = v.with_columns(allowed(v, self.allow))  # the verdict rows carry the columns allow entries test
+        self.flows_out.write(with_verdicts(table, v))
         self.tally.add(v)
         self.rows.write(v)
         self._timed("writing", t)
@@ -381,15 +427,30 @@ class _Engine:
             self._worker.join()
             self._worker = None
 
-    def finish_flows(self, ext: Any, model_id: str) -> None:
-        """Close flows.parquet with its metadata (what reading learnt, the model id)."""
-        from features.flows.table import flow_metadata
+    def close(self) -> None:
+        """Close the streamed files (flows.parquet's rows without incident ids, the spilled verdict rows)."""
         from features.kdd.frame import kdd_features
 
+        clf = self._clf()
         empty = _empty_flows()
-        meta = {**flow_metadata(ext), b"nta.model_id": model_id.encode()}
-        self.flows_out.close(meta, flows_table(empty, kdd_features(empty)))
+        v = verdicts.build_verdicts(
+            empty,
+            pl.Series([], dtype=pl.String),
+            np.zeros((0, len(clf.classes)), np.float32),
+            clf.classes,
+            clf.model_id,
+        )
+        self.flows_out.close({}, with_verdicts(flows_table(empty, kdd_features(empty)), v))
         self.rows.close()
+
+    def finish_flows(self, ext: Any, model_id: str, path: Path, members: pl.DataFrame) -> None:
+        """flows.parquet at ``path``: the streamed rows with their incident ids (``members``) and the metadata
+        (what reading learnt, the model id); the streamed file is removed."""
+        from features.flows.table import flow_metadata
+
+        meta = {**flow_metadata(ext), b"nta.model_id": model_id.encode()}
+        finish_flows(self.flows_out.path, path, members, meta)
+        self.flows_out.path.unlink(missing_ok=True)
 
     def abort(self) -> None:
         """After a failure: stop the worker and close the files (their owners remove them)."""
@@ -407,7 +468,13 @@ def _empty_flows() -> pl.DataFrame:
 
 
 def _write_zeek(
-    folder: Path, rows: ParquetRows, spilled: VerdictRows, members: pl.DataFrame, result: ScanResult, json_lines: bool
+    folder: Path,
+    rows: ParquetRows,
+    spilled: VerdictRows,
+    members: pl.DataFrame,
+    result: ScanResult,
+    json_lines: bool,
+    uids: pl.Series | None = None,
 ) -> None:
     """conn.log and nta.log (``features.flows.zeek``), chunk by chunk: each chunk of verdict rows (with its
     incidents) beside its flows read back from flows.parquet."""
@@ -420,20 +487,75 @@ def _write_zeek(
     ):
         for v in spilled.joined(members, verdicts.verdict_columns(result.classes)):
             flows = rows.flows(v["flow_id"].to_numpy())
-            conn.write(zk.conn_frame(flows))
-            nta.write(zk.nta_frame(flows, v, result.classes))
+            # a Zeek log's own uids (row = flow_id), so nta.log joins with the team's other Zeek logs
+            uid = uids.gather(v["flow_id"]) if uids is not None else None
+            conn.write(zk.conn_frame(flows, uid))
+            nta.write(zk.nta_frame(flows, v, result.classes, uid))
+
+
+def read_flows_of(
+    found: inputs.Inputs, progress: Any, decap: bool = True, packet_filter: Any = None, **capture: Any
+) -> Any:
+    """The flows of what ``inputs.discover`` found: built from packets, or read from Zeek conn logs (files, or one
+    piped in: ``zcat conn.*.log.gz | nta scan -``). ``capture``: more options of ``extract_flows``."""
+    from features.capture.source import TextStream
+    from features.zeeklog.conn import read_conn_logs
+
+    if found.kind == "zeek":
+        return read_conn_logs(found.captures, progress, packet_filter=packet_filter)
+    from features.flows.extract import extract_flows
+
+    try:
+        return extract_flows(found.captures, progress=progress, decap=decap, packet_filter=packet_filter, **capture)
+    except TextStream as e:
+        return _zeek_stream(e, found.captures, progress, packet_filter)
+
+
+def _zeek_stream(e: Any, paths: list[Path], progress: Any, packet_filter: Any) -> Any:
+    """A Zeek log on a pipe or standard input: spooled to a private temporary file (the reader reads a file by
+    blocks and by name), read as a conn log, and named as the stream it came from."""
+    import shutil
+    import tempfile
+
+    import pyarrow as pa
+
+    from features.zeeklog.conn import read_conn_logs
+
+    name = str(e).split(": ", 1)[0]
+    if len(paths) != 1:
+        e.stream.close()
+        raise InputError(f"{name}: a Zeek log on a pipe is read alone: give the other logs as files") from None
+    with tempfile.TemporaryDirectory(prefix="nta-zeek-") as tmp:
+        spool = Path(tmp) / "stream"
+        try:
+            with spool.open("wb") as out:
+                shutil.copyfileobj(e.stream, out, 1 << 20)
+        finally:
+            e.stream.close()
+        try:
+            ext = read_conn_logs([spool], progress, packet_filter=packet_filter)
+        except InputError as err:
+            raise InputError(str(err).replace(str(spool), name)) from None
+    at = ext.flows.schema.get_field_index("source_file")
+    ext.flows = ext.flows.set_column(at, ext.flows.schema.field(at), pa.array([name] * ext.flows.num_rows, pa.string()))
+    ext.sources = [{**s, "file": name} for s in ext.sources]
+    ext.warnings = [w.replace(str(spool), name) for w in ext.warnings]
+    return ext
 
 
 def _evidence_columns(inc: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
-    """Each incident's Wireshark display filter and its flows' Community IDs (``analyzer.evidence``)."""
-    filters, cids = [], []
+    """Each incident's Wireshark display filter, its flows' Community IDs and uids (``analyzer.evidence``)."""
+    filters, cids, uids = [], [], []
     by_incident = {k[0]: g for k, g in members.group_by("incident_id")} if members.height else {}
     for i in inc["incident_id"].to_list():
         g = by_incident.get(i)
         filters.append(evidence.incident_filter(g) if g is not None else "")
         cids.append(evidence.community_ids(g) if g is not None else [])
+        uids.append(g.sort("ts", "flow_id")["uid"].to_list() if g is not None else [])
     return inc.with_columns(
-        wireshark_filter=pl.Series(filters, dtype=pl.String), community_ids=pl.Series(cids, dtype=pl.List(pl.String))
+        wireshark_filter=pl.Series(filters, dtype=pl.String),
+        community_ids=pl.Series(cids, dtype=pl.List(pl.String)),
+        uids=pl.Series(uids, dtype=pl.List(pl.String)),
     )
 
 
@@ -478,13 +600,14 @@ class _Background:
         return self._out[0]
 
 
-def _load_classifier(model_dir: Path, device: str) -> Any:
-    """The network of a checked model folder, with CPU threads chosen per inference (``model.forward.AUTO``)."""
+def _load_classifier(model_dir: Path, device: str, threads: int | None = None) -> Any:
+    """The network of a checked model folder, with CPU threads chosen per inference (``model.forward.AUTO``), or
+    ``threads`` exactly (``--threads N``: torch's threads limited to N from now on, ``model.infer.limit_threads``)."""
     from model.forward import AUTO
-    from model.infer import Classifier
+    from model.infer import Classifier, limit_threads
 
     clf = Classifier.load(model_dir, device=device)
-    clf.threads = AUTO
+    clf.threads = AUTO if threads is None else limit_threads(threads)
     return clf
 
 
@@ -504,7 +627,7 @@ def _explain(clf: Any, rows: explain.Rows, att: pl.DataFrame, inc: pl.DataFrame,
     ``att``: the attack verdict rows with ``incident_id``; ``rows``: the flows' features by row number (=
     ``flow_id``), read back from flows.parquet for the flows the explanations need.
     """
-    chosen = inc.sort(["flows", "incident_id"], descending=[True, False]).head(cfg.explain_incidents)
+    chosen = inc.sort("incident_id").head(cfg.explain_incidents)
     members = (
         att.filter(pl.col("incident_id").is_in(chosen["incident_id"].implode()))
         .sort("ts", "flow_id")
@@ -514,7 +637,9 @@ def _explain(clf: Any, rows: explain.Rows, att: pl.DataFrame, inc: pl.DataFrame,
     drivers = explain.explain_rows(
         clf, clf.spec.source_feature, rows, members, labels, per_incident=cfg.explain_flows, batch_size=cfg.batch_size
     )
-    reason_type = pl.List(pl.Struct({"feature": pl.String, "value": pl.String, "score": pl.Float64}))
+    reason_type = pl.List(
+        pl.Struct({"feature": pl.String, "value": pl.String, "score": pl.Float64, "number": pl.Float64})
+    )
     reasons = [[d.__dict__ for d in drivers.get(i, [])] for i in inc["incident_id"]]
     summaries = [incidents.describe(r) for r in inc.iter_rows(named=True)]
     return inc.with_columns(summary=pl.Series(summaries, dtype=pl.String), reason=pl.Series(reasons, dtype=reason_type))

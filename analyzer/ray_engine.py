@@ -135,7 +135,15 @@ def _scan(ray: Any, paths: list[Path], config: Any, engine: Any, progress: Progr
                 tasks["flows"]
                 .options(num_returns=3)
                 .remote(
-                    names, config.flow_config or DEFAULT_CONFIG, config.merge, first, st.files[0], s, shards, *parts
+                    names,
+                    [sources[i].sha256 for i in st.files],
+                    config.flow_config or DEFAULT_CONFIG,
+                    config.merge,
+                    first,
+                    st.files[0],
+                    s,
+                    shards,
+                    *parts,
                 )
             )
     keys = pl.concat([k for k in ray.get([b[2] for b in built]) if k.height] or [ray.get(built[0][2])])
@@ -265,6 +273,7 @@ def _decode(path: str, shards: int, decap: bool = True, packet_filter: Any = Non
 
 def _flows(
     names: list[str],
+    shas: list[str],
     config: Any,
     merge: bool,
     starts: list[int | None],
@@ -274,11 +283,14 @@ def _flows(
     *parts: list[Any],
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """One stream's shard (``parts``: its packets from each file of the stream, in order): (flows, payloads,
-    sort keys), ``_uid`` unique across shards (uid * shards + shard)."""
+    sort keys), ``_uid`` unique across shards (uid * shards + shard); ``shas``: the files' SHA-256, for uids."""
     from features.flows.extract import SORT_KEYS
     from features.flows.shard import build_shard
+    from features.flows.uid import uids_by_source
 
     flows, pays = build_shard(list(parts), names, config, merge=merge, starts=starts)
+    sha_of = dict(zip(names, shas, strict=True))
+    flows = flows.with_columns(uids_by_source(flows, lambda n: sha_of.get(n, "")))
     uid = (pl.col("flow_id") * shards + shard).alias("_uid")
     flows = flows.with_columns(uid, pl.lit(key, pl.Int64).alias("_file")).drop("flow_id")  # numbered later
     pays = pays.with_columns(uid, pl.lit(key, pl.Int64).alias("_file")).drop("flow_id")

@@ -13,7 +13,7 @@ import polars as pl
 
 from analyzer.verdicts import Tally
 
-OUTPUT_NAMES: tuple[str, ...] = ("flows.parquet", "verdicts.csv", "report.json", "report.html")
+OUTPUT_NAMES: tuple[str, ...] = ("flows.parquet", "verdicts.csv", "report.json", "report.html", "alerts.ndjson")
 ZEEK_NAMES: tuple[str, ...] = ("conn.log", "nta.log")  # with nta scan --zeek / --zeek-json
 
 
@@ -57,6 +57,12 @@ class ScanResult:
         """Streams of more than one file: rotated files joined in time order, or files merged by time."""
         return [s for s in self.streams if len(s["files"]) > 1]
 
+    input_kind: str = "capture"  # "zeek": the flows were read from Zeek conn logs (features.zeeklog)
+    unavailable_features: tuple[str, ...] = ()  # KDD features the input cannot give, taken as 0
+    alert_confidence: float = 0.9  # alerts.ndjson: an event per attack flow at least this confident
+    alerts: int = 0  # events written to alerts.ndjson
+    written: bool = True  # False with --no-write / --out -: no file on disk, ``outputs`` is empty
+
     @property
     def flows(self) -> int:
         return self.tally.flows
@@ -77,4 +83,6 @@ class ScanResult:
 
     @property
     def outputs(self) -> dict[str, Path]:
+        if not self.written:
+            return {}
         return {name: self.out_dir / name for name in (*OUTPUT_NAMES, *self.extra_outputs)}

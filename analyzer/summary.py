@@ -13,6 +13,9 @@ import polars as pl
 from analyzer import __version__, verdicts
 from analyzer.result import ScanResult
 
+# report.json's shape, described by docs/report.schema.json (tests/scan/test_report_schema.py validates against it).
+# 1: the first versioned shape: schema_version, typed reason values, incidents' uids.
+REPORT_SCHEMA_VERSION = "1"
 TOP_FLOWS = 10
 TOP_TALKERS = 5
 
@@ -31,7 +34,15 @@ def _incident_json(row: dict[str, Any]) -> dict[str, Any]:
         "incident_id": row["incident_id"],
         "label": row["label"],
         "summary": row["summary"],
-        "reason": row["reason"],
+        "reason": [
+            {
+                "feature": d["feature"],  # an NSL-KDD feature name
+                "value": d["value"] if d.get("number") is None else d["number"],  # number, or category text
+                "text": d["value"],  # as the terminal report shows it
+                "score": d["score"],
+            }
+            for d in row["reason"]
+        ],
         "grouped_by": row["grouped_by"],
         "start": _iso(row["start"]),
         "end": _iso(row["end"]),
@@ -48,6 +59,7 @@ def _incident_json(row: dict[str, Any]) -> dict[str, Any]:
         "bytes": row["bytes"],
         "wireshark_filter": row.get("wireshark_filter"),
         "community_ids": row.get("community_ids") or [],
+        "uids": row.get("uids") or [],
     }
 
 
@@ -79,12 +91,14 @@ def to_json(result: ScanResult) -> dict[str, Any]:
     start, end = span(result)
     line = verdicts.timeline(result.attacks, result.classes, span=(result.tally.ts_min, result.tally.ts_max))
     return {
+        "schema_version": REPORT_SCHEMA_VERSION,
         "nta_version": __version__,
         "model": {"id": result.model_id, "device": result.device, "classes": list(result.classes)},
         "novelty_gate": {
             "applied": result.novelty,
             "relabelled_flows": result.novel_flows,
         },
+        "input": {"kind": result.input_kind, "unavailable_features": list(result.unavailable_features)},
         "captures": result.captures,
         "capture_streams": result.streams,
         "skipped": [{"file": str(p), "reason": r} for p, r in result.skipped],
@@ -115,6 +129,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
             "min_confidence": result.min_confidence,
             "matched_flows": result.matched,
         },
+        "alerts": {"min_confidence": result.alert_confidence, "events": result.alerts},
         "exit_code": result.exit_code,
         "outputs": {k: str(p) for k, p in result.outputs.items()},
         "carved": [str(p) for p, _ in result.carved.values()],

@@ -25,7 +25,15 @@ from model.forward import device_batches, forward_pass
 from model.network import NetConfig
 from model.novelty import NormalProfile
 
-__all__ = ["Classifier", "default_full_model_dir", "default_model_dir", "resolve_device"]
+__all__ = ["Classifier", "default_full_model_dir", "default_model_dir", "limit_threads", "resolve_device"]
+
+
+def limit_threads(threads: int) -> int:
+    """At most ``threads`` torch CPU threads from now on (``nta scan --threads N``; inference then uses
+    exactly N: ``Classifier.threads``); returns the number in force. Fewer than the cores is the right call on
+    a machine other jobs share: torch's OpenMP threads spin waiting for a busy core."""
+    torch.set_num_threads(max(1, threads))
+    return torch.get_num_threads()
 
 
 def resolve_device(device: str) -> str:

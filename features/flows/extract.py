@@ -16,6 +16,7 @@ back by more than a batch (262,144 records) can break the order at that step; or
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,10 +33,11 @@ from features.capture.packets import PacketBatch
 from features.capture.readahead import PROCESS_MIN_BYTES, child_body, in_child, read_ahead
 from features.capture.source import PacketSource
 from features.capture.streams import Stream, StreamJoiner, merge_by_time, tag_batch
-from features.common import ProgressFn, no_progress
+from features.common import InputError, ProgressFn, no_progress
 from features.flows.builder import DEFAULT_CONFIG, FlowBuilder, FlowConfig
 from features.flows.records import PAYLOAD_SCHEMA, empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
+from features.flows.uid import uids_by_source
 
 # Sort order of the final table: time first, then the flow key, so flow_id is stable per input. ``_file`` is the
 # stream's place (its first file's index in the given order), ``_uid`` the flow's number in its builder.
@@ -72,6 +74,10 @@ class Extraction:
     filtered: int = 0  # packets the packet filter left out (features.capture.filter)
     # Files read as one stream: {"files": [...] in reading order, "how": "single" | "joined" | "merged"}.
     streams: list[dict] = field(default_factory=list)
+    kind: str = "capture"  # "capture", or "zeek" for flows read from Zeek conn logs (features.zeeklog)
+    service_hints: pl.Series | None = None  # per flow row: the protocol Zeek confirmed (its conn.log "service")
+    uids: pl.Series | None = None  # per flow row: the Zeek log's uid of the connection (null where it had none)
+    unavailable: tuple[str, ...] = ()  # KDD features the input cannot give (taken as 0): see features.zeeklog.conn
 
     @property
     def joined(self) -> list[dict]:
@@ -85,6 +91,24 @@ class FlowChunk:
 
     flows: pl.DataFrame
     payloads: pl.DataFrame  # flow_id, ts_ns, from_orig, payload; sorted by flow_id, ts_ns
+    service_hints: pl.Series | None = None  # per flow: Zeek's service (flows read from conn logs), or None
+
+
+def chunks_of(ext: Extraction, chunk_flows: int = CHUNK_FLOWS) -> Iterator[FlowChunk]:
+    """An ``Extraction`` read whole (Zeek conn logs) as ``FlowChunk``s of ``chunk_flows`` flows, in table order."""
+    flows = pl.from_arrow(ext.flows)
+    assert isinstance(flows, pl.DataFrame)
+    step = max(1, chunk_flows)
+    for start in range(0, flows.height, step):
+        part = flows.slice(start, step)
+        ids = part.get_column("flow_id")
+        pays = (
+            ext.payloads.filter(pl.col("flow_id").is_between(ids.min(), ids.max()))
+            if ext.payloads.height
+            else ext.payloads
+        )
+        hints = ext.service_hints.slice(start, step) if ext.service_hints is not None else None
+        yield FlowChunk(part, pays, hints)
 
 
 @dataclass
@@ -158,6 +182,24 @@ class FlowStream:
         self._pending_pay: list[pl.DataFrame] = []  # their payload snippets (with _file, _uid)
         self._next_id = 0
         self.flows = 0  # released so far
+        self._shas: dict[str, str] = {}  # source_file -> the file's SHA-256 (for uids), once known
+
+    def _hash_files(self) -> None:
+        """The SHA-256 of every regular file, hashed up front: a flow's uid names its capture's hash, and flows
+        are released long before their file is read to the end (reading hashes it too, for report.json). A pipe
+        can be hashed only by reading it: its flows wait until it ends (``_floor``)."""
+        for src in self.sources:
+            if src._stream is None and str(src.path) not in self._shas:
+                try:
+                    with src.path.open("rb") as f:
+                        self._shas[str(src.path)] = hashlib.file_digest(f, "sha256").hexdigest()
+                except OSError as e:
+                    raise InputError(f"{src.path}: cannot read ({e.strerror or e})") from e
+
+    def _sha_of(self, name: str) -> str:
+        if name not in self._shas:
+            self._shas.update((str(s.path), s.sha256) for s in self.sources if s.sha256)
+        return self._shas.get(name, "")
 
     # ------------------------------------------------------------------ reading
     def _reader(self, i: int) -> Iterator[PacketBatch]:
@@ -170,6 +212,7 @@ class FlowStream:
         return read_ahead(self.sources[i], prog)  # decode the next batch while this one builds flows
 
     def __iter__(self) -> Iterator[FlowChunk]:
+        self._hash_files()
         builders: list[FlowBuilder] = []
         reading: list[_Reading] = []
         order = StreamJoiner.order(self.starts)
@@ -277,6 +320,8 @@ class FlowStream:
         lows = [f for f in (fb.floor() for fb in builders) if f is not None]
         lows += [r.next_ts() for r in reading]
         lows += [t for t in (self.starts[i][0] for i in queue) if t is not None]
+        if any(s._stream is not None and not s.sha256 for s in self.sources):
+            return np.iinfo(np.int64).min  # a pipe not yet read to its end: its uids need its hash (_hash_files)
         return min(lows, default=_NEVER)
 
     def _release(self, floor: int, final: bool) -> FlowChunk | None:
@@ -320,6 +365,7 @@ class FlowStream:
             )
             left = pp.join(ids, on=["_file", "_uid"], how="anti")
             self._pending_pay = [left] if left.height else []
+        ready = ready.with_columns(uids_by_source(ready, self._sha_of))
         flows = pl.from_arrow(ready.select(FLOW_COLUMNS).to_arrow().cast(FLOW_SCHEMA))
         assert isinstance(flows, pl.DataFrame)
         return FlowChunk(flows, pays.cast(PAYLOAD_SCHEMA))  # type: ignore[arg-type]

@@ -116,6 +116,9 @@ def to_frame(
     ts_type = FLOW_SCHEMA.field("ts").type
     cols: dict[str, pa.Array] = {
         "flow_id": pa.array(st["uid"].astype(np.int64)),
+        "uid": pa.nulls(
+            len(st["uid"]), pa.string()
+        ),  # set once the capture's SHA-256 is known (features.flows.extract)
         "community_id": cid,
         "source_file": pa.array(files, pa.string()).take(np.minimum(st["src"], len(files) - 1)),
         "ts": pa.array(st["ts0"] // 1000, ts_type),

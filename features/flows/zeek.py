@@ -32,14 +32,13 @@ IP protocols other than TCP, UDP and ICMP have ports 0 and ``proto`` ``unknown_t
 ``tunnel_parents`` holds the uid of the tunnel a decapsulated flow came out of (``tunnel_uid``: the same
 tunnel text in the same file gives the same uid); Zeek would log that tunnel as a connection of its own,
 nta keeps only the inner flow, so the uid refers to the tunnel as ``nta.log``'s ``tunnel`` field names it.
-``uid`` is made from the capture's file name, the flow's id, its Community ID and start time (the same flow
-of the same capture always gets the same uid): ``C`` and 17 base-62 characters, like Zeek's.
+``uid`` is the flow table's ``uid`` (``features.flows.uid``: the capture's SHA-256, the flow key and start
+time), the same in flows.parquet, verdicts.csv, report.json and alerts: ``C`` and 17 base-62 characters, like Zeek's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from pathlib import Path
 import polars as pl
 
 from features.common import atomic_path
+from features.flows.uid import make_uid
 
 SEPARATOR = "\t"
 SET_SEPARATOR = ","
@@ -126,6 +126,7 @@ CONN_LOG = ZeekLog(
         ZeekField("resp_pkts", "count", "resp_pkts", "Packets from the responder."),
         ZeekField("resp_ip_bytes", "count", "resp_ip_bytes", "IP bytes from the responder."),
         ZeekField("tunnel_parents", "set[string]", "tunnel", "uid of the tunnel the flow came out of; unset if none."),
+        ZeekField("ip_proto", "count", "ip_proto", "IP protocol number (Zeek logs it too since 6.1)."),
         ZeekField("community_id", "string", "community_id", "Community ID v1 (seed 0)."),
     ),
 )
@@ -160,28 +161,19 @@ def nta_log(classes: Sequence[str]) -> ZeekLog:
 
 
 def uids(flows: pl.DataFrame) -> pl.Series:
-    """Zeek-style uid of each flow: ``C`` + 17 base-62 characters of a hash of (file name, flow_id, Community ID, ts)."""
+    """Zeek-style uid of each flow: the flow table's ``uid`` (``features.flows.uid``); for tables of schema version 2
+    or older, which have none, a hash of (file name, flow_id, Community ID, ts) as nta made it then."""
+    if "uid" in flows.columns and flows.height and flows["uid"].null_count() == 0:
+        return flows["uid"].alias("uid")
     names = [Path(s).name for s in flows["source_file"].to_list()] if flows.height else []
     us = flows["ts"].dt.epoch("us").to_list() if flows.height else []
     keys = zip(names, flows["flow_id"].to_list(), flows["community_id"].to_list(), us, strict=True)
-    return pl.Series("uid", [_uid("C", "\0".join(map(str, k))) for k in keys], pl.String)
+    return pl.Series("uid", [make_uid("\0".join(map(str, k))) for k in keys], pl.String)
 
 
 def tunnel_uid(source_file: str, tunnel: str) -> str:
     """The uid nta gives a tunnel (``tunnel_parents``): from the capture's file name and the tunnel's text."""
-    return _uid("C", f"{Path(source_file).name}\0{tunnel}")
-
-
-_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def _uid(prefix: str, key: str) -> str:
-    n = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=12).digest(), "big")
-    out = []
-    for _ in range(17):
-        n, r = divmod(n, 62)
-        out.append(_B62[r])
-    return prefix + "".join(reversed(out))
+    return make_uid(f"{Path(source_file).name}\0{tunnel}")
 
 
 _ZEEK_PROTO = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "icmp6": "icmp"}  # anything else: unknown_transport
@@ -199,8 +191,18 @@ def _ids(flows: pl.DataFrame) -> list[pl.Expr]:
     ]
 
 
-def conn_frame(flows: pl.DataFrame) -> pl.DataFrame:
-    """conn.log's typed frame (``CONN_LOG.schema()``) of a flow table (``features.flows.schema`` columns)."""
+def _uids(flows: pl.DataFrame, given: pl.Series | None) -> pl.Series:
+    """The uids given (a Zeek log's own, for flows read from one), nta's (``uids``) where none is given."""
+    made = uids(flows)
+    return made if given is None else given.cast(pl.String).fill_null(made).rename("uid")
+
+
+def conn_frame(flows: pl.DataFrame, uid: pl.Series | None = None) -> pl.DataFrame:
+    """conn.log's typed frame (``CONN_LOG.schema()``) of a flow table (``features.flows.schema`` columns).
+
+    ``uid``: per flow, the uid to log (a Zeek conn.log's own, so nta's logs join with the team's Zeek logs);
+    None or null: nta's uid (``uids``).
+    """
     dur_us = (pl.col("ts_end").dt.epoch("us") - pl.col("ts").dt.epoch("us")).alias("_dur")
     some = pl.col("_dur") > 0
     tunnels = flows.select("source_file", "tunnel").unique().drop_nulls()
@@ -209,7 +211,9 @@ def conn_frame(flows: pl.DataFrame) -> pl.DataFrame:
         None if t is None else [tmap[(s, t)]]
         for s, t in zip(flows["source_file"].to_list(), flows["tunnel"].to_list(), strict=True)
     ]
-    out = flows.with_columns(dur_us, uid=uids(flows), _parents=pl.Series(parents, dtype=pl.List(pl.String))).select(
+    out = flows.with_columns(
+        dur_us, uid=_uids(flows, uid), _parents=pl.Series(parents, dtype=pl.List(pl.String))
+    ).select(
         pl.col("ts"),
         pl.col("uid"),
         *_ids(flows),
@@ -228,20 +232,23 @@ def conn_frame(flows: pl.DataFrame) -> pl.DataFrame:
         "resp_pkts",
         "resp_ip_bytes",
         pl.col("_parents").alias("tunnel_parents"),
+        "ip_proto",
         "community_id",
     )
     return out.cast(dict(CONN_LOG.schema()))  # type: ignore[arg-type]
 
 
-def nta_frame(flows: pl.DataFrame, verdicts: pl.DataFrame, classes: Sequence[str]) -> pl.DataFrame:
-    """nta.log's typed frame: the verdict columns of each flow beside its conn.log uid and id."""
+def nta_frame(
+    flows: pl.DataFrame, verdicts: pl.DataFrame, classes: Sequence[str], uid: pl.Series | None = None
+) -> pl.DataFrame:
+    """nta.log's typed frame: the verdict columns of each flow beside its conn.log uid (``conn_frame``) and id."""
     log = nta_log(classes)
     probs = [f"p_{c}" for c in classes]
     v = verdicts.select(
         "flow_id", "service", "label", "confidence", "p_attack", *probs, "novel", "incident_id", "model_id"
     )
     base = flows.select("flow_id", "ts", "orig_h", "orig_p", "resp_h", "resp_p", "icmp_type", "icmp_code", "tunnel")
-    base = base.with_columns(uid=uids(flows))
+    base = base.with_columns(uid=_uids(flows, uid))
     joined = base.join(v, on="flow_id", how="left", maintain_order="left")
     out = joined.select("ts", "uid", *_ids(joined), *[f.name for f in log.fields[6:]])
     return out.cast(dict(log.schema()))  # type: ignore[arg-type]

@@ -10,20 +10,24 @@ import pytest
 from features.capture.source import PacketSource
 from features.flows.extract import FLOW_COLUMNS, extract_flows, number_flows
 from features.flows.shard import build_shard, split_batch
+from features.flows.uid import uids_by_source
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_pcaps"
 
 
 def by_shards(paths: list[Path], shards: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     files: list[list[list]] = [[[] for _ in paths] for _ in range(shards)]  # shard -> file -> batches
+    sha: dict[str, str] = {}
     for n, p in enumerate(paths):
         src = PacketSource(p, chunk_records=64)
         for b in src.batches():
             for s, part in enumerate(split_batch(b, shards)):
                 files[s][n].append(part)
+        sha[str(p)] = src.sha256
     flows, pays = [], []
     for s in range(shards):
         f, pay = build_shard(files[s], [str(p) for p in paths])
+        f = f.with_columns(uids_by_source(f, sha.__getitem__))  # as analyzer.ray_engine's flow tasks do
         uid = pl.col("flow_id") * shards + s
         flows.append(f.with_columns(uid.alias("_uid"), pl.lit(0, pl.Int64).alias("_file")))
         pays.append(pay.with_columns(uid.alias("_uid"), pl.lit(0, pl.Int64).alias("_file")))

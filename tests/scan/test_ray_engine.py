@@ -44,6 +44,8 @@ def same_as_default(paths: tuple[Path, ...], tmp: Path, **kw: object) -> None:
     assert b[1].equals(a[1]), "verdicts differ"
     assert b[2] == a[2], "reports differ"
     assert (tmp / "ray" / "verdicts.csv").read_bytes() == (tmp / "local" / "verdicts.csv").read_bytes()
+    assert (tmp / "ray" / "alerts.ndjson").read_bytes() == (tmp / "local" / "alerts.ndjson").read_bytes()
+    assert a[0]["uid"].null_count() == 0 and {"label", "confidence", "incident_id"} <= set(a[0].columns)
 
 
 @pytest.fixture(scope="module")

@@ -15,19 +15,22 @@ SAMPLES = Path(__file__).resolve().parents[2] / "sample_pcaps"
 CAPS = tuple(SAMPLES / n for n in ("demo-mixed.pcap", "syn-flood.pcap", "ftp-bruteforce.pcap", "ping-sweep.pcap"))
 
 
-def outputs(out: Path) -> tuple[pl.DataFrame, bytes, dict]:
+def outputs(out: Path) -> tuple[pl.DataFrame, bytes, dict, bytes]:
     report = json.loads((out / "report.json").read_text())
     report.pop("seconds"), report.pop("outputs")
-    return pl.read_parquet(out / "flows.parquet"), (out / "verdicts.csv").read_bytes(), report
+    flows = pl.read_parquet(out / "flows.parquet")
+    return flows, (out / "verdicts.csv").read_bytes(), report, (out / "alerts.ndjson").read_bytes()
 
 
 def test_small_chunks_write_the_same_outputs(tmp_path: Path) -> None:
     whole = outputs(run_scan(ScanConfig(paths=CAPS, out=tmp_path / "a", device="cpu")).out_dir)
     small = run_scan(ScanConfig(paths=CAPS, out=tmp_path / "b", device="cpu", chunk_flows=37))
     got = outputs(small.out_dir)
-    assert got[0].equals(whole[0]) and got[1] == whole[1] and got[2] == whole[2]
+    assert got[0].equals(whole[0]) and got[1] == whole[1] and got[2] == whole[2] and got[3] == whole[3]
+    assert whole[0]["uid"].null_count() == 0 and whole[0]["incident_id"].null_count() < whole[0].height
     assert whole[2]["incidents"] and all(i["reason"] for i in whole[2]["incidents"][:3])  # explained, read back
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "alerts.ndjson",
         "flows.parquet",
         "report.html",
         "report.json",
@@ -51,3 +54,33 @@ def test_a_failure_in_inference_leaves_no_output(tmp_path: Path, monkeypatch: py
     with pytest.raises(RuntimeError, match="inference broke"):
         run_scan(ScanConfig(paths=CAPS, out=tmp_path / "o", device="cpu", chunk_flows=50))
     assert len(calls) == 3 and not (tmp_path / "o").exists()
+
+
+def test_a_piped_capture_gets_the_files_uids() -> None:
+    """A uid hashes its capture's SHA-256: regular files are hashed before their flows leave; a pipe's flows wait
+    until it is read to the end, so both give the uids of the whole file, in small chunks too."""
+    import os
+    import threading
+
+    from features.flows.extract import FlowStream, extract_flows
+
+    cap = SAMPLES / "demo-mixed.pcap"
+    r, w = os.pipe()
+
+    def feed() -> None:
+        with os.fdopen(w, "wb") as f:
+            f.write(cap.read_bytes())
+
+    t = threading.Thread(target=feed)
+    t.start()
+    try:
+        chunks = list(FlowStream([Path(f"/dev/fd/{r}")], payloads=False, chunk_flows=50))
+    finally:
+        t.join()
+        os.close(r)
+    piped = pl.concat([c.flows for c in chunks])
+    whole = pl.from_arrow(extract_flows([cap], payloads=False).flows)
+    assert isinstance(whole, pl.DataFrame) and whole["uid"].null_count() == 0
+    assert piped["uid"].to_list() == whole["uid"].to_list()
+    small = pl.concat([c.flows for c in FlowStream([cap], payloads=False, chunk_flows=50)])
+    assert small["uid"].to_list() == whole["uid"].to_list()
