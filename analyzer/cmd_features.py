@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from analyzer.errors import guarded
-from features.common import InputError
+from features.common import InputError, escape_surrogates, path_text
 
 if TYPE_CHECKING:
     from features.kdd.labels import LabelJoin
@@ -133,7 +133,7 @@ def features(
                 warnings.extend(ext.warnings)
                 part = kdd_features(ext.flows, ext.payloads)
                 if per_file:
-                    part = part.with_columns(pl.lit(str(group[0])).alias("capture"))
+                    part = part.with_columns(pl.lit(path_text(group[0])).alias("capture"))
                 parts.append(part)
         with stages.stage("features"):
             kdd = pl.concat(parts) if len(parts) > 1 else parts[0]
@@ -147,13 +147,13 @@ def features(
             if fmt is FeatureFormat.nsl_kdd:
                 written, left_out = write_nslkdd(kdd, output)
             else:
-                with atomic_path(output) as tmp:
-                    kdd.write_parquet(tmp)
+                with atomic_path(output) as tmp, open(tmp, "wb") as fh:  # polars cannot encode non-UTF-8 names
+                    kdd.write_parquet(fh)
                 written, left_out = kdd.height, 0
     for path, reason in found.skipped:
-        print(f"nta: skipped {path}: {reason}", file=sys.stderr)
+        print(f"nta: skipped {path_text(path)}: {escape_surrogates(reason)}", file=sys.stderr)
     for warning in warnings:
-        print(f"nta: warning: {warning}", file=sys.stderr)
+        print(f"nta: warning: {escape_surrogates(warning)}", file=sys.stderr)
     if not quiet:
         note = f" ({left_out} flows of other IP protocols left out)" if left_out else ""
-        print(f"nta: wrote {written} rows to {output}{note}", file=sys.stderr)
+        print(f"nta: wrote {written} rows to {path_text(output)}{note}", file=sys.stderr)

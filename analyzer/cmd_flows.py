@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from analyzer.errors import guarded
-from features.common import output_file
+from features.common import escape_surrogates, output_file, path_text
 
 
 class FlowFormat(enum.StrEnum):
@@ -90,7 +90,7 @@ def flows(
                 assert isinstance(flows, pl.DataFrame)
                 save_log(CONN_LOG, conn_frame(flows), output, json=fmt is FlowFormat.zeek_json)
     for path, reason in found.skipped:
-        print(f"nta: skipped {path}: {reason}", file=sys.stderr)
+        print(f"nta: skipped {path_text(path)}: {escape_surrogates(reason)}", file=sys.stderr)
     print(summary(ext, output))
 
 
@@ -101,7 +101,7 @@ def summary(ext: object, output: Path) -> str:
     warnings = getattr(ext, "warnings", [])
     n_flows = ext.flows.num_rows  # type: ignore[attr-defined]
     files = f"{len(sources)} capture file{'s' if len(sources) != 1 else ''}"
-    text = f"Read {files}, {getattr(ext, 'packets', 0):,} packets -> {n_flows:,} flows written to {output}."
+    text = f"Read {files}, {getattr(ext, 'packets', 0):,} packets -> {n_flows:,} flows written to {path_text(output)}."
     if getattr(ext, "filtered", 0):
         text += f" {ext.filtered:,} packets outside the filters were skipped."  # type: ignore[attr-defined]
     if bad:
@@ -110,4 +110,4 @@ def summary(ext: object, output: Path) -> str:
         text += " No bad packets."
     if warnings:
         text += f" {len(warnings)} warning{'s' if len(warnings) != 1 else ''}: " + "; ".join(warnings)
-    return text
+    return escape_surrogates(text)

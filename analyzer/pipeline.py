@@ -298,7 +298,8 @@ def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any, flows: pl.Da
     t0 = time.perf_counter()
     with atomic_folder(result.out_dir, tuple(result.outputs)) as folder:
         table = _flows_table(ext, kdd, result.model_id)
-        pq.write_table(table, folder / "flows.parquet", compression="zstd")
+        with open(folder / "flows.parquet", "wb") as fh:  # a file object: pyarrow cannot encode non-UTF-8 names
+            pq.write_table(table, fh, compression="zstd")
         verdicts.write_csv(result.verdicts, folder / "verdicts.csv")
         if zeek:
             from features.flows import zeek as zk

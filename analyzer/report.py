@@ -19,6 +19,7 @@ from analyzer import __version__, verdicts
 from analyzer.incidents import fmt_duration
 from analyzer.result import ScanResult
 from analyzer.summary import TOP_TALKERS, span, top_flow_rows
+from features.common import escape_surrogates, path_text
 
 SPARK = " ▁▂▃▄▅▆▇█"
 MAX_INCIDENTS = 15
@@ -46,7 +47,7 @@ def _header(result: ScanResult) -> Table:
     grid.add_row("Captures", f"{len(result.captures)}: {names}{more}")
     if result.skipped:
         p, why = result.skipped[0]
-        grid.add_row("Skipped", f"{len(result.skipped)} files (e.g. {p}: {why})")
+        grid.add_row("Skipped", f"{len(result.skipped)} files (e.g. {path_text(p)}: {escape_surrogates(why)})")
     grid.add_row("Packets", f"{result.packets:,}")
     if result.filters:
         asked = ", ".join(result.filters)
@@ -123,7 +124,7 @@ def _incidents(result: ScanResult) -> Group:
             body.append(f"\n  community id: {cids[0]}{more}", style="default")
         carved = result.carved.get(r["incident_id"])
         if carved is not None:
-            body.append(f"\n  packets: {carved[0]} ({carved[1]:,})", style="default")
+            body.append(f"\n  packets: {path_text(carved[0])} ({carved[1]:,})", style="default")
         grid.add_row(f"#{r['incident_id']}", body)
     rows: list[Any] = [Text(f"Incidents: {inc.height:,}", style="bold"), grid]
     if inc.height > MAX_INCIDENTS:
@@ -219,7 +220,7 @@ def render(result: ScanResult, console: Console) -> None:
         console.print()
         console.print(_talkers(result))
     console.print()
-    console.print("Outputs: " + ", ".join(str(p) for p in result.outputs.values()))
+    console.print("Outputs: " + ", ".join(path_text(p) for p in result.outputs.values()))
     if result.fail_on:
         what = ",".join(sorted(result.fail_on))
         if result.matched:

@@ -12,6 +12,7 @@ import polars as pl
 
 from analyzer import __version__, verdicts
 from analyzer.result import ScanResult
+from features.common import escape_surrogates, path_text
 
 TOP_FLOWS = 10
 TOP_TALKERS = 5
@@ -69,7 +70,7 @@ def top_flow_rows(result: ScanResult) -> pl.DataFrame:
 
 def _carved(result: ScanResult, incident_id: int) -> dict[str, Any] | None:
     got = result.carved.get(incident_id)
-    return None if got is None else {"file": str(got[0]), "packets": got[1]}
+    return None if got is None else {"file": path_text(got[0]), "packets": got[1]}
 
 
 def _rows(df: pl.DataFrame) -> list[dict[str, Any]]:
@@ -88,7 +89,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
             "relabelled_flows": result.novel_flows,
         },
         "captures": result.captures,
-        "skipped": [{"file": str(p), "reason": r} for p, r in result.skipped],
+        "skipped": [{"file": path_text(p), "reason": escape_surrogates(r)} for p, r in result.skipped],
         "packets": result.packets,
         "flows": result.flows,
         "time_span": {
@@ -117,6 +118,6 @@ def to_json(result: ScanResult) -> dict[str, Any]:
             "matched_flows": result.matched,
         },
         "exit_code": result.exit_code,
-        "outputs": {k: str(p) for k, p in result.outputs.items()},
-        "carved": [str(p) for p, _ in result.carved.values()],
+        "outputs": {k: path_text(p) for k, p in result.outputs.items()},
+        "carved": [path_text(p) for p, _ in result.carved.values()],
     }

@@ -29,6 +29,8 @@ __all__ = [
     "check_folder",
     "no_progress",
     "output_file",
+    "path_text",
+    "text_path",
 ]
 
 
@@ -52,6 +54,45 @@ class ModelError(NtaError):
     """Model missing, corrupt, tampered with, or incompatible with the features (exit 3)."""
 
     exit_code = 3
+
+
+# --- file names as text: a name is the bytes the OS gives (Python carries the undecodable ones as surrogates,
+# PEP 383). Text outputs (JSON, CSV, Parquet strings, HTML, Zeek logs, the terminal) need valid UTF-8, so a name
+# is written escaped but reversibly: unchanged when it is UTF-8 without a backslash (nearly always), else every
+# byte that is not UTF-8 becomes ``\xNN`` and a backslash ``\\``; ``text_path`` undoes it.
+
+
+def path_text(path: str | os.PathLike[str]) -> str:
+    r"""``path`` as valid UTF-8 text, reversibly escaped (``cap\xff.pcap`` for the bytes ``cap<0xff>.pcap``)."""
+    raw = os.fsencode(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        if "\\" not in text:
+            return text
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
+def text_path(text: str) -> Path:
+    """The path ``path_text`` wrote as ``text`` (names written before escaping existed come back unchanged)."""
+    if "\\" not in text:
+        return Path(text)
+    raw = re.sub(
+        rb"\\(\\|x[0-9a-fA-F]{2})",
+        lambda m: b"\\" if m.group(1) == b"\\" else bytes([int(m.group(1)[1:], 16)]),
+        text.encode("utf-8"),
+    )
+    return Path(os.fsdecode(raw))
+
+
+def escape_surrogates(text: str) -> str:
+    r"""Text that may hold a file name's undecodable bytes (surrogates) with them shown as ``\xNN``: printable."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # --- atomic output: write to a temporary file beside the target, then rename, so no half-written file is seen.

@@ -27,7 +27,7 @@ from features.capture.packets import PacketBatch
 from features.capture.pcap import PAD, PCAP_MAGICS, PCAPNG_MAGIC, PcapWalker, RecordChunk, WalkState
 from features.capture.pcapng import BOM, PcapngWalker
 from features.capture.stream import HEADROOM, Inflate, stream_blocks
-from features.common import InputError, ProgressFn, no_progress
+from features.common import InputError, ProgressFn, no_progress, path_text
 
 STDIN = "-"  # the capture name that reads standard input
 FIFO_WAIT_S = 10.0  # how long a named pipe may stay without data (no writer) before it is refused
@@ -274,7 +274,7 @@ class PacketSource:
 
     def batches(self, progress: ProgressFn = no_progress) -> Iterator[PacketBatch]:
         """Decoded packets in file order, at most ``chunk_records`` records per batch."""
-        state = WalkState(str(self.path))
+        state = WalkState(path_text(self.path))
         if self._stream is not None and self._read_once:
             raise InputError(f"{self.path}: a pipe or standard input can be read only once")
         self._read_once = True

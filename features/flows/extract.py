@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from features.capture.filter import PacketFilter
 from features.capture.readahead import read_ahead
-from features.common import ProgressFn, no_progress
+from features.common import ProgressFn, no_progress, path_text
 from features.flows.builder import DEFAULT_CONFIG, FlowBuilder, FlowConfig
 from features.flows.records import empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
@@ -74,7 +74,7 @@ def extract_flows(
     warnings: list[str] = []
     info: list[dict] = []
     for i, src in enumerate(sources):
-        fb = FlowBuilder(str(src.path), config, payloads=payloads)
+        fb = FlowBuilder(path_text(src.path), config, payloads=payloads)
 
         def prog(done: int, _total: int, base: int = done_before) -> None:
             progress(base + done, total)
@@ -88,7 +88,7 @@ def extract_flows(
         warnings.extend(src.warnings)
         info.append(
             {
-                "file": str(src.path),
+                "file": path_text(src.path),
                 "sha256": src.sha256,
                 "format": src.format,
                 "packets": src.records,
