@@ -86,6 +86,20 @@ def features(
     port: Annotated[
         list[int] | None, typer.Option("--port", help="Only TCP/UDP packets on this port (repeatable).")
     ] = None,
+    max_bytes: Annotated[
+        str,
+        typer.Option(
+            "--max-bytes", help="Most capture bytes read from one input, after gzip (e.g. 500M, 64G; 0: no limit)."
+        ),
+    ] = "1T",
+    max_inflate: Annotated[
+        float,
+        typer.Option(
+            "--max-inflate",
+            min=0.0,
+            help="Most times a gzip capture may inflate beyond its compressed size (0: no limit).",
+        ),
+    ] = 100.0,
     no_decap: Annotated[
         bool,
         typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
@@ -116,6 +130,7 @@ def features(
     if label is not None and fmt is FeatureFormat.nsl_kdd:
         raise InputError("--label needs --format parquet (NSL-KDD text carries the label in its own rows)")
     output_file(output, force=force)  # refused before any packet is read: a folder, a device, exists without --force
+    limits = inputs.read_limits(max_bytes, max_inflate)  # a bad size fails before anything is read
     found = inputs.discover(captures)
     groups = [[p] for p in found.captures] if per_file else [found.captures]
     warnings: list[str] = []
@@ -129,7 +144,7 @@ def features(
                 def overall(done: int, _total: int, base: int = sum(sizes[:n])) -> None:
                     progress(base + done, sum(sizes))  # one bar over all groups
 
-                ext = extract_flows(group, progress=overall, decap=not no_decap, packet_filter=narrow)
+                ext = extract_flows(group, progress=overall, decap=not no_decap, packet_filter=narrow, limits=limits)
                 warnings.extend(ext.warnings)
                 part = kdd_features(ext.flows, ext.payloads)
                 if per_file:

@@ -51,6 +51,20 @@ def flows(
     port: Annotated[
         list[int] | None, typer.Option("--port", help="Only TCP/UDP packets on this port (repeatable).")
     ] = None,
+    max_bytes: Annotated[
+        str,
+        typer.Option(
+            "--max-bytes", help="Most capture bytes read from one input, after gzip (e.g. 500M, 64G; 0: no limit)."
+        ),
+    ] = "1T",
+    max_inflate: Annotated[
+        float,
+        typer.Option(
+            "--max-inflate",
+            min=0.0,
+            help="Most times a gzip capture may inflate beyond its compressed size (0: no limit).",
+        ),
+    ] = 100.0,
     no_decap: Annotated[
         bool,
         typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
@@ -66,6 +80,7 @@ def flows(
 
     PacketFilter.build(since, until, host or [], port or [])  # a bad option fails before anything is read
     output_file(output, force=force)  # refused before any packet is read: a folder, a device, exists without --force
+    limits = inputs.read_limits(max_bytes, max_inflate)  # a bad size fails before anything is read
     found = inputs.discover(captures)
     config = FlowConfig(tcp_idle_s=tcp_idle, udp_idle_s=udp_idle, icmp_idle_s=icmp_idle)
     with make_stages(quiet) as stages:
@@ -77,6 +92,7 @@ def flows(
                 payloads=False,
                 decap=not no_decap,
                 packet_filter=PacketFilter.build(since, until, host or [], port or []),
+                limits=limits,
             )
         with stages.stage("writing"):
             if fmt is FlowFormat.parquet:

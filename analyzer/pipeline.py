@@ -26,6 +26,7 @@ from analyzer.progress import QuietStages, Stages
 from analyzer.result import OUTPUT_NAMES, ZEEK_NAMES, ScanResult
 from analyzer.summary import to_json
 from features.capture.filter import PacketFilter
+from features.capture.stream import DEFAULT_LIMITS, ReadLimits
 from features.common import InputError, ModelError, atomic_folder, check_folder
 from features.kdd.columns import KDD_FEATURES
 
@@ -52,6 +53,7 @@ class ScanConfig:
     packet_filter: PacketFilter | None = None  # --since/--until/--host/--port (features.capture.filter)
     allow: Path | None = None  # --allow FILE: known-good hosts, networks, services (analyzer.allow)
     carve: bool = False  # --carve: each incident's packets to incidents/NNN-<class>-<source>.pcap (analyzer.evidence)
+    limits: ReadLimits = DEFAULT_LIMITS  # --max-bytes, --max-inflate (features.capture.stream)
 
     @property
     def extra_outputs(self) -> tuple[str, ...]:
@@ -99,7 +101,13 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         if config.novelty and clf.novelty is None:
             raise ModelError(f"model {clf.model_id} has no novelty profile: --novelty needs one (nta train fits it)")
     with timed("reading") as progress:
-        ext = extract_flows(found.captures, progress=progress, decap=config.decap, packet_filter=config.packet_filter)
+        ext = extract_flows(
+            found.captures,
+            progress=progress,
+            decap=config.decap,
+            packet_filter=config.packet_filter,
+            limits=config.limits,
+        )
     if config.strict and ext.warnings:
         raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
     with timed("features"):
