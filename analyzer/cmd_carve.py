@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from analyzer.errors import guarded
-from features.common import InputError, path_text, text_path
+from features.common import InputError, output_lock, path_text, text_path
 
 
 def register(app: typer.Typer) -> None:
@@ -85,7 +85,7 @@ def carve(
         verdicts = pl.read_csv(fh, columns=["flow_id", "incident_id"])
     members = incident_members(verdicts, flows)
     decap = bool(report.get("options", {}).get("decap", True))
-    with make_stages(quiet) as stages, stages.stage("carving") as progress:
+    with output_lock(outdir), make_stages(quiet) as stages, stages.stage("carving") as progress:
         carved = carve_incidents(
             outdir, captures, members, inc, decap=decap, only=wanted, force=force, progress=progress, expect_sha256=sha
         )

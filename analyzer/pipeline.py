@@ -27,7 +27,7 @@ from analyzer.result import OUTPUT_NAMES, ZEEK_NAMES, ScanResult
 from analyzer.summary import to_json
 from features.capture.filter import PacketFilter
 from features.capture.stream import DEFAULT_LIMITS, ReadLimits
-from features.common import InputError, ModelError, atomic_folder, check_folder
+from features.common import InputError, ModelError, atomic_folder, check_folder, output_lock
 from features.kdd.columns import KDD_FEATURES
 
 
@@ -90,88 +90,91 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
 
     found = inputs.discover(config.paths)
     out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
-    _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
-    carved_dir = out_dir / evidence.INCIDENTS_DIR
-    if config.carve and not config.force and carved_dir.is_dir() and any(carved_dir.iterdir()):
-        raise InputError(f"{carved_dir}: holds carved incidents already; use --force to replace them")
-    allow = read_allow(config.allow) if config.allow is not None else []
-    with timed("model"):
-        clf = Classifier.load(config.model_dir or default_model_dir(), device=config.device)
-        _check_model_features(clf)
-        if config.novelty and clf.novelty is None:
-            raise ModelError(f"model {clf.model_id} has no novelty profile: --novelty needs one (nta train fits it)")
-    with timed("reading") as progress:
-        ext = extract_flows(
-            found.captures,
-            progress=progress,
-            decap=config.decap,
-            packet_filter=config.packet_filter,
-            limits=config.limits,
-        )
-    if config.strict and ext.warnings:
-        raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
-    with timed("features"):
-        flows = pl.from_arrow(ext.flows)
-        assert isinstance(flows, pl.DataFrame)
-        kdd = _aligned(flows, kdd_features(ext.flows, ext.payloads))
-    with timed("encoding"):
-        x, unknown = clf.spec.transform(kdd)  # (n, F) float32
-    with timed("inference") as progress:
-        proba, gated = _predict(clf, x, config.batch_size, progress, config.novelty)  # (n, K), gate or None
-    with timed("incidents"):
-        v = verdicts.build_verdicts(flows, kdd["service"], proba, clf.classes, clf.model_id, gated)
-        if allow:
-            v = v.with_columns(allowed(flows, allow))
-        inc, members = incidents.find_incidents(v, config.incidents)
-        v = v.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
-        v = v.select(verdicts.verdict_columns(clf.classes))
-    with timed("explaining"):
-        inc = _explain(clf, x, kdd, v, inc, config)
-    members = evidence.incident_members(v, flows)
-    inc = _evidence_columns(inc, members)
-    carved: dict[int, tuple[Path, int]] = {}
-    if config.carve:
-        with timed("carving") as progress:
-            carved = evidence.carve_incidents(
-                out_dir, list(found.captures), members, inc, decap=config.decap, force=True, progress=progress
+    with output_lock(out_dir):  # a second scan into the same folder fails at once: one writer per folder
+        _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
+        carved_dir = out_dir / evidence.INCIDENTS_DIR
+        if config.carve and not config.force and carved_dir.is_dir() and any(carved_dir.iterdir()):
+            raise InputError(f"{carved_dir}: holds carved incidents already; use --force to replace them")
+        allow = read_allow(config.allow) if config.allow is not None else []
+        with timed("model"):
+            clf = Classifier.load(config.model_dir or default_model_dir(), device=config.device)
+            _check_model_features(clf)
+            if config.novelty and clf.novelty is None:
+                raise ModelError(
+                    f"model {clf.model_id} has no novelty profile: --novelty needs one (nta train fits it)"
+                )
+        with timed("reading") as progress:
+            ext = extract_flows(
+                found.captures,
+                progress=progress,
+                decap=config.decap,
+                packet_filter=config.packet_filter,
+                limits=config.limits,
             )
-    result = ScanResult(
-        out_dir=out_dir,
-        captures=list(ext.sources),
-        skipped=found.skipped,
-        packets=int(ext.packets),
-        bad_packets=dict(ext.bad_packets),
-        warnings=list(ext.warnings),
-        unknown_values={k: int(n) for k, n in unknown.items() if n},
-        model_id=clf.model_id,
-        device=str(clf.device),
-        classes=tuple(clf.classes),
-        verdicts=v,
-        incidents=inc,
-        seconds=seconds,
-        cpu_seconds=cpu_seconds,
-        fail_on=config.fail_on,
-        min_confidence=config.min_confidence,
-        matched=verdicts.matches(v, config.fail_on, config.min_confidence),
-        novelty=config.novelty,
-        extra_outputs=config.extra_outputs,
-        filters=config.packet_filter.text if config.packet_filter is not None else (),
-        filtered_packets=int(ext.filtered),
-        allow_file=str(config.allow) if config.allow is not None else None,
-        allow_entries=len(allow),
-        decap=config.decap,
-        flow_table=flows,
-        carved=carved,
-    )
-    try:
-        with timed("writing"):
-            _write_outputs(result, kdd, ext, flows, config.zeek)
-    except BaseException:
-        for path, _ in carved.values():  # nothing is left behind when the outputs cannot be written
-            path.unlink(missing_ok=True)
-        raise
-    if carved and config.force:
-        _remove_stale(carved_dir, {p for p, _ in carved.values()})
+        if config.strict and ext.warnings:
+            raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
+        with timed("features"):
+            flows = pl.from_arrow(ext.flows)
+            assert isinstance(flows, pl.DataFrame)
+            kdd = _aligned(flows, kdd_features(ext.flows, ext.payloads))
+        with timed("encoding"):
+            x, unknown = clf.spec.transform(kdd)  # (n, F) float32
+        with timed("inference") as progress:
+            proba, gated = _predict(clf, x, config.batch_size, progress, config.novelty)  # (n, K), gate or None
+        with timed("incidents"):
+            v = verdicts.build_verdicts(flows, kdd["service"], proba, clf.classes, clf.model_id, gated)
+            if allow:
+                v = v.with_columns(allowed(flows, allow))
+            inc, members = incidents.find_incidents(v, config.incidents)
+            v = v.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
+            v = v.select(verdicts.verdict_columns(clf.classes))
+        with timed("explaining"):
+            inc = _explain(clf, x, kdd, v, inc, config)
+        members = evidence.incident_members(v, flows)
+        inc = _evidence_columns(inc, members)
+        carved: dict[int, tuple[Path, int]] = {}
+        if config.carve:
+            with timed("carving") as progress:
+                carved = evidence.carve_incidents(
+                    out_dir, list(found.captures), members, inc, decap=config.decap, force=True, progress=progress
+                )
+        result = ScanResult(
+            out_dir=out_dir,
+            captures=list(ext.sources),
+            skipped=found.skipped,
+            packets=int(ext.packets),
+            bad_packets=dict(ext.bad_packets),
+            warnings=list(ext.warnings),
+            unknown_values={k: int(n) for k, n in unknown.items() if n},
+            model_id=clf.model_id,
+            device=str(clf.device),
+            classes=tuple(clf.classes),
+            verdicts=v,
+            incidents=inc,
+            seconds=seconds,
+            cpu_seconds=cpu_seconds,
+            fail_on=config.fail_on,
+            min_confidence=config.min_confidence,
+            matched=verdicts.matches(v, config.fail_on, config.min_confidence),
+            novelty=config.novelty,
+            extra_outputs=config.extra_outputs,
+            filters=config.packet_filter.text if config.packet_filter is not None else (),
+            filtered_packets=int(ext.filtered),
+            allow_file=str(config.allow) if config.allow is not None else None,
+            allow_entries=len(allow),
+            decap=config.decap,
+            flow_table=flows,
+            carved=carved,
+        )
+        try:
+            with timed("writing"):
+                _write_outputs(result, kdd, ext, flows, config.zeek)
+        except BaseException:
+            for path, _ in carved.values():  # nothing is left behind when the outputs cannot be written
+                path.unlink(missing_ok=True)
+            raise
+        if carved and config.force:
+            _remove_stale(carved_dir, {p for p, _ in carved.values()})
     return result
 
 
