@@ -1,0 +1,263 @@
+"""Fuzz nta's readers: a bounded run for CI, or a long campaign; prints inputs run, coverage and crashes per target.
+
+    python tests/fuzz/campaign.py                      # every target, 15 s each (the CI step)
+    python tests/fuzz/campaign.py --runs 1000000 pcap  # a long campaign: one million inputs of one target
+    python tests/fuzz/campaign.py --seconds 600 --work /var/tmp/nta-fuzz   # keep the corpus between campaigns
+
+With atheris (``pip install atheris``; coverage-guided libFuzzer over Python bytecode, ``features`` instrumented)
+each target runs in its own process with libFuzzer's limits: ``-timeout`` (a hang: 10 s for one input),
+``-rss_limit_mb`` (a memory blow-up: 2 GiB) and ``-max_len``. Without atheris a plain mutation loop (byte flips,
+inserts, deletions, lying 16/32-bit fields, splices of seeds) runs instead, with the same time limit per input
+and no coverage figure. Seeds: ``seeds.py``. The corpus grows in ``WORK/corpus/TARGET``; a crashing input is saved
+as ``WORK/crashes/TARGET-crash-*`` (copy it to ``tests/fuzz/regressions/TARGET-NAME`` to make it a test).
+Exit status: 1 if any target crashed, else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import re
+import resource
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+TARGET_NAMES = ("pcap", "pcapng", "gzip", "link", "ip")
+HANG_S = 10
+RSS_MB = 2048
+
+
+def _paths() -> None:
+    for p in (str(HERE), str(REPO)):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+
+
+# --- the worker: one target in this process -------------------------------------------------------------------
+
+
+def worker_atheris(target: str, libfuzzer_args: list[str]) -> None:
+    import atheris
+
+    _paths()
+    with atheris.instrument_imports(include=["features"]):
+        import targets
+    from features.common import InputError
+
+    fn = targets.TARGETS[target]
+
+    def one(data: bytes) -> None:
+        with contextlib.suppress(InputError):  # the documented refusal of a non-capture
+            fn(data)
+
+    atheris.Setup([sys.argv[0], *libfuzzer_args], one)
+    atheris.Fuzz()
+
+
+def _mutate(rng: random.Random, data: bytes, pool: list[bytes], max_len: int) -> bytes:
+    b = bytearray(data)
+    for _ in range(rng.choice((1, 1, 2, 4, 8))):
+        op = rng.randrange(7)
+        i = rng.randrange(len(b) + 1)
+        if op == 0 and b:
+            b[min(i, len(b) - 1)] ^= 1 << rng.randrange(8)
+        elif op == 1 and b:
+            b[min(i, len(b) - 1)] = rng.choice((0, 1, 0x7F, 0x80, 0xFF, rng.randrange(256)))
+        elif op == 2:
+            b[i:i] = bytes(rng.randrange(256) for _ in range(rng.choice((1, 2, 4, 16))))
+        elif op == 3 and b:
+            del b[i : i + rng.choice((1, 2, 4, 16, 256))]
+        elif op == 4 and len(b) >= 4:
+            j = rng.randrange(len(b) - 3)
+            v = rng.choice((0, 1, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 0x10000, rng.randrange(1 << 32)))
+            fmt = rng.choice(("<I", ">I", "<H", ">H"))
+            struct.pack_into(fmt, b, j, v & (0xFFFF if fmt.endswith("H") else 0xFFFFFFFF))
+        elif op == 5 and pool:
+            other = rng.choice(pool)
+            j = rng.randrange(len(other) + 1)
+            b = b[:i] + bytearray(other[j:])
+        elif op == 6:
+            del b[i:]
+    return bytes(b[:max_len])
+
+
+def worker_plain(target: str, runs: int, seconds: float, corpus: Path, crashes: Path) -> None:
+    """Mutation fuzzing without atheris: same targets, same limits per input, no coverage guidance."""
+    _paths()
+    import targets
+
+    from features.common import InputError
+
+    fn = targets.TARGETS[target]
+    pool = [p.read_bytes() for p in sorted(corpus.iterdir())]
+    rng = random.Random(int.from_bytes(os.urandom(8)))
+
+    def hang(*_: object) -> None:
+        raise TimeoutError(f"one input ran longer than {HANG_S} s")
+
+    signal.signal(signal.SIGALRM, hang)
+    n, found, t0 = 0, 0, time.monotonic()
+    while (not runs or n < runs) and (not seconds or time.monotonic() - t0 < seconds):
+        data = _mutate(rng, rng.choice(pool), pool, targets.MAX_LEN[target]) if pool else os.urandom(64)
+        n += 1
+        signal.alarm(HANG_S)
+        try:
+            fn(data)
+        except InputError:
+            pass
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            found += 1
+            path = crashes.parent / f"{crashes.name}crash-{n}"
+            path.write_bytes(data)
+            print(f"==CRASH== {type(e).__name__}: {e} -> {path}", file=sys.stderr)
+            traceback.print_exc()
+            break
+        finally:
+            signal.alarm(0)
+    rate = n / max(time.monotonic() - t0, 1e-9)
+    print(f"#{n} DONE cov: n/a exec/s: {rate:.0f}", file=sys.stderr)
+    print(f"stat::number_of_executed_units: {n}", file=sys.stderr)
+    print(f"stat::peak_rss_mb: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}", file=sys.stderr)
+    sys.exit(1 if found else 0)
+
+
+# --- the driver: seeds, one worker per target, figures ---------------------------------------------------------
+
+
+def have_atheris() -> bool:
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_target(target: str, work: Path, runs: int, seconds: float, fuzzer: str) -> dict[str, object]:
+    _paths()
+    import seeds as seedlib
+    import targets
+
+    seed_dir, corpus, crashes = work / "seeds" / target, work / "corpus" / target, work / "crashes"
+    for d in (seed_dir, corpus, crashes):
+        d.mkdir(parents=True, exist_ok=True)
+    for name, data in seedlib.seeds(target).items():
+        (seed_dir / re.sub(r"[^\w.-]", "_", name)).write_bytes(data)
+    regress = HERE / "regressions"
+    for p in sorted(regress.glob(f"{target}-*")) if regress.is_dir() else []:
+        (seed_dir / p.name).write_bytes(p.read_bytes())
+    before = set(crashes.iterdir())
+    cmd = [sys.executable, __file__, "--worker", target, "--fuzzer", fuzzer]
+    if fuzzer == "atheris":
+        cmd += [
+            "--",
+            str(corpus),
+            str(seed_dir),
+            f"-max_len={targets.MAX_LEN[target]}",
+            f"-timeout={HANG_S}",
+            f"-rss_limit_mb={RSS_MB}",
+            f"-artifact_prefix={crashes}/{target}-",
+            "-print_final_stats=1",
+            *([f"-runs={runs}"] if runs else []),
+            *([f"-max_total_time={int(seconds)}"] if seconds else []),
+        ]
+    else:
+        for p in seed_dir.iterdir():  # the plain loop mutates the seeds (and what earlier runs left)
+            (corpus / p.name).write_bytes(p.read_bytes())
+        cmd += [
+            "--runs",
+            str(runs),
+            "--seconds",
+            str(seconds),
+            "--corpus",
+            str(corpus),
+            "--crashes",
+            f"{crashes}/{target}-",
+        ]
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO)
+    wall = time.monotonic() - t0
+    err = p.stderr
+    (work / "logs").mkdir(exist_ok=True)
+    (work / "logs" / f"{target}.log").write_text(err)
+    executed = re.findall(r"stat::number_of_executed_units:\s+(\d+)", err)
+    covs = re.findall(r"cov: (\d+) ft: (\d+)", err)
+    rss = re.findall(r"stat::peak_rss_mb:\s+(\d+)", err)
+    new = sorted(set(crashes.iterdir()) - before)
+    crashed = p.returncode != 0
+    if crashed:
+        tail = "\n".join(err.splitlines()[-40:])
+        print(f"--- {target}: fuzzer exit {p.returncode}; last lines:\n{tail}\n---", file=sys.stderr)
+    return {
+        "target": target,
+        "inputs": int(executed[-1]) if executed else 0,
+        "cov": int(covs[-1][0]) if covs else None,
+        "ft": int(covs[-1][1]) if covs else None,
+        "corpus": len(list(corpus.iterdir())),
+        "peak_rss_mb": int(rss[-1]) if rss else None,
+        "seconds": wall,
+        "crashed": crashed,
+        "crash_files": [str(c) for c in new],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("targets", nargs="*", help=f"targets (default: all of {', '.join(TARGET_NAMES)})")
+    ap.add_argument("--runs", type=int, default=0, help="inputs per target (0: until --seconds)")
+    ap.add_argument("--seconds", type=float, default=None, help="time per target (default 15 without --runs)")
+    ap.add_argument("--work", type=Path, help="folder for seeds, corpus and crashes (default: a temporary one)")
+    ap.add_argument("--fuzzer", choices=("auto", "atheris", "plain"), default="auto")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--crashes", type=Path, help=argparse.SUPPRESS)
+    if "--" in sys.argv:  # libFuzzer's own arguments, for the worker
+        i = sys.argv.index("--")
+        a, extra = ap.parse_args(sys.argv[1:i]), sys.argv[i + 1 :]
+    else:
+        a, extra = ap.parse_args(), []
+    if a.worker:
+        if a.fuzzer == "atheris":
+            worker_atheris(a.worker, extra)
+        else:
+            worker_plain(a.worker, a.runs, a.seconds or 0, a.corpus, a.crashes)
+        return
+    seconds = a.seconds if a.seconds is not None else (0 if a.runs else 15)
+    fuzzer = a.fuzzer if a.fuzzer != "auto" else ("atheris" if have_atheris() else "plain")
+    names = a.targets or list(TARGET_NAMES)
+    unknown = [t for t in names if t not in TARGET_NAMES]
+    if unknown:
+        ap.error(f"unknown target {unknown[0]} (one of {', '.join(TARGET_NAMES)})")
+    print(f"fuzzer: {fuzzer}; per target: {a.runs or 'unbounded'} inputs, {seconds or 'unbounded'} s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="nta-fuzz-") as tmp:
+        work = a.work or Path(tmp)
+        rows = []
+        for t in names:
+            r = run_target(t, work, a.runs, seconds, fuzzer)
+            rows.append(r)
+            cov = "n/a" if r["cov"] is None else f"{r['cov']} (ft {r['ft']})"
+            rate = int(r["inputs"]) / max(float(r["seconds"]), 1e-9)  # type: ignore[arg-type]
+            print(
+                f"{t:7} inputs {r['inputs']:>10,}  {rate:6.0f}/s  cov {cov:18} corpus {r['corpus']:5}  "
+                f"peak RSS {r['peak_rss_mb'] or '?'} MB  {'CRASH ' + ', '.join(r['crash_files']) if r['crashed'] else 'no crash'}",  # type: ignore[arg-type]
+                flush=True,
+            )
+        total = sum(int(r["inputs"]) for r in rows)  # type: ignore[call-overload]
+        crashed = [r["target"] for r in rows if r["crashed"]]
+        print(f"total: {total:,} inputs, crashes in: {', '.join(crashed) if crashed else 'none'}")  # type: ignore[arg-type]
+    sys.exit(1 if crashed else 0)
+
+
+if __name__ == "__main__":
+    main()
