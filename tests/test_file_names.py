@@ -112,3 +112,14 @@ def test_an_error_naming_a_non_utf8_file_is_one_escaped_line(tmp_path: Path) -> 
     lines = text(res.stderr).splitlines()
     assert len(lines) == 1 and lines[0].startswith("nta: error: bad\\xfa.pcap: ")
     assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_reads_a_non_utf8_data_file(tmp_path: Path) -> None:
+    feats = os.fsdecode(b"kdd\xfe.parquet")
+    assert (
+        nta("features", SAMPLES / "demo-mixed.pcap", "-o", feats, "--label", "normal", "-q", cwd=tmp_path).returncode
+        == 0
+    )
+    res = nta("evaluate", Path(__file__).resolve().parents[1] / "model" / "default", "--data", feats, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "accuracy" in text(res.stdout).lower()
