@@ -26,6 +26,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -34,6 +35,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 TARGET_NAMES = ("pcap", "pcapng", "gzip", "link", "ip")
 HANG_S = 10
+# features/capture modules that read no capture: the reference decoder of the differential tests, the writers
+NOT_READERS = ("decode_ref.py", "write.py", "__init__.py")
 RSS_MB = 2048
 
 
@@ -133,6 +136,54 @@ def worker_plain(target: str, runs: int, seconds: float, corpus: Path, crashes: 
     sys.exit(1 if found else 0)
 
 
+def executable_lines(root: Path) -> dict[str, set[int]]:
+    """{file: line numbers that hold code} for every module under ``root`` (from the compiled code objects)."""
+    out: dict[str, set[int]] = {}
+    for f in sorted(root.glob("*.py")):
+        if f.name in NOT_READERS:
+            continue
+        lines: set[int] = set()
+        todo = [compile(f.read_text(), str(f), "exec")]
+        while todo:
+            co = todo.pop()
+            lines.update(ln for _, _, ln in co.co_lines() if ln is not None)
+            todo.extend(c for c in co.co_consts if hasattr(c, "co_lines"))
+        out[str(f)] = lines
+    return out
+
+
+def worker_replay(target: str, corpus: Path) -> None:
+    """Run every corpus input once under ``sys.settrace`` and print the lines of features/capture/ they reached."""
+    _paths()
+    import targets
+
+    from features.common import InputError
+
+    root = REPO / "features" / "capture"
+    total = executable_lines(root)
+    hit: dict[str, set[int]] = {f: set() for f in total}
+
+    def tracer(frame, event, arg):  # type: ignore[no-untyped-def]
+        f = frame.f_code.co_filename
+        if f not in hit:
+            return None
+        if event == "line":
+            hit[f].add(frame.f_lineno)
+        return tracer
+
+    fn = targets.TARGETS[target]
+    sys.settrace(tracer)
+    threading.settrace(tracer)  # the reader thread of the file targets
+    for p in sorted(corpus.iterdir()):
+        with contextlib.suppress(InputError):
+            fn(p.read_bytes())
+    sys.settrace(None)
+    threading.settrace(None)  # type: ignore[arg-type]
+    n_hit = sum(len(hit[f] & total[f]) for f in total)
+    n_all = sum(len(v) for v in total.values())
+    print(f"lines: {n_hit} {n_all}")
+
+
 # --- the driver: seeds, one worker per target, figures ---------------------------------------------------------
 
 
@@ -144,7 +195,9 @@ def have_atheris() -> bool:
     return True
 
 
-def run_target(target: str, work: Path, runs: int, seconds: float, fuzzer: str) -> dict[str, object]:
+def run_target(
+    target: str, work: Path, runs: int, seconds: float, fuzzer: str, lines: bool = False
+) -> dict[str, object]:
     _paths()
     import seeds as seedlib
     import targets
@@ -199,7 +252,19 @@ def run_target(target: str, work: Path, runs: int, seconds: float, fuzzer: str) 
     if crashed:
         tail = "\n".join(err.splitlines()[-40:])
         print(f"--- {target}: fuzzer exit {p.returncode}; last lines:\n{tail}\n---", file=sys.stderr)
+    line_cov = None
+    if lines:
+        rp = subprocess.run(
+            [sys.executable, __file__, "--worker", target, "--fuzzer", "replay", "--corpus", str(corpus)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=REPO,
+        )
+        if m := re.search(r"lines: (\d+) (\d+)", rp.stdout):
+            line_cov = f"{m.group(1)}/{m.group(2)} lines of the readers"
     return {
+        "lines": line_cov,
         "target": target,
         "inputs": int(executed[-1]) if executed else 0,
         "cov": int(covs[-1][0]) if covs else None,
@@ -218,7 +283,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=0, help="inputs per target (0: until --seconds)")
     ap.add_argument("--seconds", type=float, default=None, help="time per target (default 15 without --runs)")
     ap.add_argument("--work", type=Path, help="folder for seeds, corpus and crashes (default: a temporary one)")
-    ap.add_argument("--fuzzer", choices=("auto", "atheris", "plain"), default="auto")
+    ap.add_argument("--fuzzer", choices=("auto", "atheris", "plain", "replay"), default="auto")
+    ap.add_argument(
+        "--lines", action="store_true", help="replay each corpus and count the lines of features/capture it reached"
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--crashes", type=Path, help=argparse.SUPPRESS)
@@ -228,7 +296,9 @@ def main() -> None:
     else:
         a, extra = ap.parse_args(), []
     if a.worker:
-        if a.fuzzer == "atheris":
+        if a.fuzzer == "replay":
+            worker_replay(a.worker, a.corpus)
+        elif a.fuzzer == "atheris":
             worker_atheris(a.worker, extra)
         else:
             worker_plain(a.worker, a.runs, a.seconds or 0, a.corpus, a.crashes)
@@ -244,13 +314,13 @@ def main() -> None:
         work = a.work or Path(tmp)
         rows = []
         for t in names:
-            r = run_target(t, work, a.runs, seconds, fuzzer)
+            r = run_target(t, work, a.runs, seconds, fuzzer, a.lines)
             rows.append(r)
             cov = "n/a" if r["cov"] is None else f"{r['cov']} (ft {r['ft']})"
             rate = int(r["inputs"]) / max(float(r["seconds"]), 1e-9)  # type: ignore[arg-type]
             print(
                 f"{t:7} inputs {r['inputs']:>10,}  {rate:6.0f}/s  cov {cov:18} corpus {r['corpus']:5}  "
-                f"peak RSS {r['peak_rss_mb'] or '?'} MB  {'CRASH ' + ', '.join(r['crash_files']) if r['crashed'] else 'no crash'}",  # type: ignore[arg-type]
+                f"peak RSS {r['peak_rss_mb'] or '?'} MB  {r['lines'] or ''}  {'CRASH ' + ', '.join(r['crash_files']) if r['crashed'] else 'no crash'}",  # type: ignore[arg-type]
                 flush=True,
             )
         total = sum(int(r["inputs"]) for r in rows)  # type: ignore[call-overload]
