@@ -125,6 +125,10 @@ def stream_blocks(
                             size += k
                     except (EOFError, zlib.error) as e:
                         if size:
+                            total += size
+                            if why := limits.check(total, hr.pos, gz):  # a damaged bomb is still a bomb
+                                put(_Limit(why))
+                                return
                             buf[HEADROOM + size :] = 0
                             put(Block(buf, size, hr.pos))
                         put(ValueError(f"gzip stream damaged ({e})"))

@@ -164,3 +164,12 @@ def test_an_endless_stream_stops_at_max_bytes(tmp_path: Path, how: str) -> None:
         "nothing written (--max-bytes raises the limit, 0 removes it)"
     ]
     assert not out.exists()
+
+
+def test_a_damaged_bomb_is_still_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream, "INFLATE_FLOOR", 4 * MiB)
+    bomb = zero_bomb(tmp_path / "bomb.pcap.gz", 20)
+    cut = tmp_path / "cut.pcap.gz"
+    cut.write_bytes(bomb.read_bytes()[:-12])  # no end: the inflater reports the stream damaged at the last block
+    with pytest.raises(InputError, match=r"cut.pcap.gz: gzip inflates more than 100x"):
+        read_all(PacketSource(cut))
