@@ -109,11 +109,11 @@ def features(
     import polars as pl
 
     from analyzer import inputs
+    from analyzer.pipeline import read_flows_of
     from analyzer.progress import make_stages
     from features.capture.filter import PacketFilter
     from features.capture.source import is_stream
     from features.common import atomic_path, output_file
-    from features.flows.extract import extract_flows
     from features.kdd.columns import ATTACK_CLASS, CLASSES
     from features.kdd.frame import kdd_features
     from features.kdd.labels import label_flows, read_label_windows
@@ -144,9 +144,12 @@ def features(
                 def overall(done: int, _total: int, base: int = sum(sizes[:n])) -> None:
                     progress(base + done, sum(sizes))  # one bar over all groups
 
-                ext = extract_flows(group, progress=overall, decap=not no_decap, packet_filter=narrow, limits=limits)
+                ext = read_flows_of(inputs.Inputs(group, kind=found.kind), overall, not no_decap, narrow, limits=limits)
                 warnings.extend(ext.warnings)
-                part = kdd_features(ext.flows, ext.payloads)
+                if ext.bad_packets:
+                    bad = ", ".join(f"{k} {v:,}" for k, v in sorted(ext.bad_packets.items()))
+                    warnings.append(f"{', '.join(map(path_text, group[:3]))}: records left out: {bad}")
+                part = kdd_features(ext.flows, ext.payloads, ext.service_hints)
                 if per_file:
                     part = part.with_columns(pl.lit(path_text(group[0])).alias("capture"))
                 parts.append(part)
@@ -169,6 +172,10 @@ def features(
         print(f"nta: skipped {path_text(path)}: {escape_surrogates(reason)}", file=sys.stderr)
     for warning in warnings:
         print(f"nta: warning: {escape_surrogates(warning)}", file=sys.stderr)
+    if found.kind == "zeek":
+        from features.zeeklog.conn import unavailable_note
+
+        print(f"nta: {unavailable_note()}", file=sys.stderr)
     if not quiet:
         note = f" ({left_out} flows of other IP protocols left out)" if left_out else ""
         print(f"nta: wrote {written} rows to {path_text(output)}{note}", file=sys.stderr)

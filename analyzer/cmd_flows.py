@@ -72,10 +72,10 @@ def flows(
 ) -> None:
     """Read the captures, build flows, write them with their provenance; print a one-paragraph summary."""
     from analyzer import inputs
+    from analyzer.pipeline import read_flows_of
     from analyzer.progress import make_stages
     from features.capture.filter import PacketFilter
     from features.flows.builder import FlowConfig
-    from features.flows.extract import extract_flows
     from features.flows.table import write_flows
 
     PacketFilter.build(since, until, host or [], port or [])  # a bad option fails before anything is read
@@ -85,15 +85,9 @@ def flows(
     config = FlowConfig(tcp_idle_s=tcp_idle, udp_idle_s=udp_idle, icmp_idle_s=icmp_idle)
     with make_stages(quiet) as stages:
         with stages.stage("reading") as progress:
-            ext = extract_flows(
-                found.captures,
-                config,
-                progress,
-                payloads=False,
-                decap=not no_decap,
-                packet_filter=PacketFilter.build(since, until, host or [], port or []),
-                limits=limits,
-            )
+            narrow = PacketFilter.build(since, until, host or [], port or [])
+            # A conn log's records are the flows: the idle timeouts apply to captures only.
+            ext = read_flows_of(found, progress, not no_decap, narrow, config=config, payloads=False, limits=limits)
         with stages.stage("writing"):
             if fmt is FlowFormat.parquet:
                 write_flows(ext, output)
@@ -116,6 +110,14 @@ def summary(ext: object, output: Path) -> str:
     bad = getattr(ext, "bad_packets", {})
     warnings = getattr(ext, "warnings", [])
     n_flows = ext.flows.num_rows  # type: ignore[attr-defined]
+    if getattr(ext, "kind", "capture") == "zeek":
+        files = f"{len(sources)} Zeek conn log{'s' if len(sources) != 1 else ''}"
+        records = sum(s.get("records", 0) for s in sources)
+        text = f"Read {files}, {records:,} records -> {n_flows:,} flows written to {path_text(output)}."
+        if getattr(ext, "filtered", 0):
+            text += f" {ext.filtered:,} records outside the filters were skipped."  # type: ignore[attr-defined]
+        text += (" Bad records: " + ", ".join(f"{k} {v:,}" for k, v in sorted(bad.items())) + ".") if bad else ""
+        return escape_surrogates(text + "".join(f" Warning: {w}" for w in warnings))
     files = f"{len(sources)} capture file{'s' if len(sources) != 1 else ''}"
     text = f"Read {files}, {getattr(ext, 'packets', 0):,} packets -> {n_flows:,} flows written to {path_text(output)}."
     if getattr(ext, "filtered", 0):

@@ -47,9 +47,11 @@ HELP = """Label every flow in the captures and report incidents.
 
 PATHS: capture files (pcap, pcapng, gzipped or not) or folders, searched
 recursively for *.pcap, *.pcapng, *.cap (and .gz); other files in a folder
-are listed as skipped. Writes flows.parquet, verdicts.csv, report.json and report.html
-under --out (default ./nta-out/<first capture's name>/); with --zeek or
---zeek-json also Zeek's conn.log and nta.log (the verdicts, keyed by uid).
+are listed as skipped. Zeek conn logs (TSV or JSON lines, gzipped or not;
+*.log, *.json in folders) are read in place of packets. Writes flows.parquet,
+verdicts.csv, report.json and report.html under --out (default
+./nta-out/<first capture's name>/); with --zeek or --zeek-json also Zeek's
+conn.log and nta.log (the verdicts, keyed by uid).
 
 Exit codes:
 0 scanned, nothing matched --fail-on;
@@ -74,7 +76,7 @@ def register(app: typer.Typer) -> None:
 
 @guarded
 def scan(
-    paths: Annotated[list[Path], typer.Argument(help="Capture files or folders.", show_default=False)],
+    paths: Annotated[list[Path], typer.Argument(help="Capture files, Zeek conn logs or folders.", show_default=False)],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.", show_default=False)] = None,
     model: Annotated[
         Path | None, typer.Option("--model", help="Model folder (default: the shipped model).", show_default=False)

@@ -157,22 +157,27 @@ def render_html(report: dict[str, Any]) -> str:
     names = ", ".join(_e(c["file"]) for c in captures[:5]) + (
         f" and {len(captures) - 5} more" if len(captures) > 5 else ""
     )
+    zeek = (report.get("input") or {}).get("kind") == "zeek"
     cards = "".join(
         [
             _card("packets", _n(report["packets"])),
             _card("flows", _n(report["flows"])),
             _card("attack flows", _n(attack), alert=attack > 0),
             _card("incidents", _n(len(report["incidents"])), alert=bool(report["incidents"])),
-            _card("bad packets", _n(bad)),
+            _card("bad records" if zeek else "bad packets", _n(bad)),
             _card("warnings", _n(len(report["warnings"]))),
             _card("allowed flows", _n(report.get("allowed", {}).get("flows", 0))),
         ]
     )
     facts = [
-        ("Captures", f"{len(captures)}: {names}"),
+        ("Zeek logs" if zeek else "Captures", f"{len(captures)}: {names}"),
         ("Time span", f"{_when(span['start'])} to {_when(span['end'])} ({span['seconds']:.1f} s)"),
         ("Model", f"{_e(report['model']['id'])} on {_e(report['model']['device'])}"),
     ]
+    if zeek:
+        from features.zeeklog.conn import unavailable_note
+
+        facts.append(("Input", _e(unavailable_note(report["input"]["unavailable_features"]))))
     filters = report.get("filters") or {}
     if filters.get("asked"):
         facts.append(

@@ -3,13 +3,17 @@
 Rules (also in the README):
 
 * A file named on the command line must be a capture (pcap or pcapng, gzipped or not, recognised by
-  content, not by name); anything else is an ``InputError`` (exit 2) naming the file.
+  content, not by name) or a Zeek conn log (TSV or JSON lines, gzipped or not: ``features.zeeklog``, also
+  by content); anything else is an ``InputError`` (exit 2) naming the file. One scan reads captures or Zeek
+  logs, not both (a conn.log made from the same capture would count every connection twice).
 * A folder is walked recursively in sorted order; files named ``*.pcap``, ``*.pcapng``, ``*.cap``
-  (optionally ``.gz``) are probed and used. Other files, and capture-named entries that do not open as
+  (optionally ``.gz``) are probed and used, and so are files named ``*.log``, ``*.json`` (optionally ``.gz``)
+  that are Zeek conn logs (a rotated set: ``conn.log``, ``conn.2024-03-01-10-00-00.log.gz``, ...); other Zeek
+  logs (dns, http, ...) are skipped with the reason. Other files, and capture-named entries that do not open as
   captures (dangling or looping symbolic links, named pipes, sockets, devices included: never opened), are
   *skipped*: listed in the report with the reason, never fatal.
 * ``-`` is standard input; it, pipes and named pipes (FIFOs) named on the command line are read once, as
-  streams, and checked when they are read (a named pipe with no writer is refused after
+  streams, and checked when they are read (a Zeek conn log on a stream is told then too: ``analyzer.pipeline``) (a named pipe with no writer is refused after
   ``features.capture.source.FIFO_WAIT_S``).
 * Nothing left to scan is an ``InputError``. The same file reached twice is read once.
 """
@@ -29,14 +33,21 @@ from features.capture.stream import ReadLimits
 from features.common import InputError
 
 CAPTURE_SUFFIXES: tuple[str, ...] = (".pcap", ".pcapng", ".cap")
+ZEEK_SUFFIXES: tuple[str, ...] = (".log", ".json", ".ndjson")
 
 
 @dataclass
 class Inputs:
-    """The captures to read, in order, and the files left out with why."""
+    """The captures (or Zeek conn logs, ``kind`` "zeek") to read, in order, and the files left out with why."""
 
     captures: list[Path] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    kind: str = "capture"
+
+
+def looks_like_zeek_name(path: Path) -> bool:
+    """True for ``x.log``, ``x.json``, ``x.ndjson`` and the same with ``.gz`` (any case)."""
+    return path.name.lower().removesuffix(".gz").endswith(ZEEK_SUFFIXES)
 
 
 def looks_like_capture_name(path: Path) -> bool:
@@ -46,31 +57,48 @@ def looks_like_capture_name(path: Path) -> bool:
     return name.endswith(CAPTURE_SUFFIXES)
 
 
-def probe(path: Path) -> None:
-    """Raise ``InputError`` unless ``path`` opens as a capture (reads its header only)."""
+def probe(path: Path) -> str:
+    """``capture`` or ``zeek`` (a Zeek conn log) by content; ``InputError`` for anything else (reads the start only)."""
     from features.capture.source import PacketSource
+    from features.zeeklog.conn import conn_kind
+    from features.zeeklog.read import sniff
 
     try:
         src = PacketSource(path)
-    except InputError:
-        raise
+    except InputError as e:
+        try:
+            why = conn_kind(sniff(path))
+        except InputError:
+            raise e from None
+        if why == "not a Zeek log":
+            if looks_like_zeek_name(path) and not looks_like_capture_name(path):
+                raise InputError(
+                    f"{path}: neither a Zeek log ('#separator' or '{{' at the start) nor a capture"
+                ) from None
+            raise
+        if why:
+            raise InputError(f"{path}: {why} (nta reads Zeek conn logs)") from None
+        return "zeek"
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from e
     close = getattr(src, "close", None)
     if callable(close):
         close()
+    return "capture"
 
 
 def discover(paths: Sequence[Path]) -> Inputs:
     """Resolve command-line paths into the captures to scan (see the module docstring for the rules)."""
     found = Inputs()
     seen: set[Path] = set()
+    kinds: dict[str, Path] = {}
 
-    def add(p: Path) -> None:
+    def add(p: Path, kind: str = "capture") -> None:
         key = p.resolve()
         if key not in seen:
             seen.add(key)
             found.captures.append(p)
+            kinds.setdefault(kind, p)
 
     for path in paths:
         path = Path(path)
@@ -79,8 +107,7 @@ def discover(paths: Sequence[Path]) -> Inputs:
         elif path.is_dir():
             _walk(path, found, add)
         elif path.exists():
-            probe(path)  # a file the user named: not a capture is an error, not a skip
-            add(path)
+            add(path, probe(path))  # a file the user named: not a capture or conn log is an error, not a skip
         else:
             raise InputError(f"{path}: no such file or directory")
     if not found.captures:
@@ -89,29 +116,35 @@ def discover(paths: Sequence[Path]) -> Inputs:
         if found.skipped:
             first, why = found.skipped[0]
             extra = f" ({len(found.skipped)} files skipped, e.g. {first}: {why})"
-        raise InputError(f"{where}: no capture files to scan{extra}")
+        raise InputError(f"{where}: no capture files or Zeek conn logs to scan{extra}")
+    if len(kinds) > 1:
+        raise InputError(
+            f"{kinds['capture']} is a capture and {kinds['zeek']} a Zeek conn log: scan captures or Zeek logs, "
+            "not both at once (a conn.log of the same traffic would count every connection twice)"
+        )
+    found.kind = next(iter(kinds))
     return found
 
 
-def _walk(folder: Path, found: Inputs, add: Callable[[Path], None]) -> None:
+def _walk(folder: Path, found: Inputs, add: Callable[[Path, str], None]) -> None:
     try:
         entries = sorted(p for p in folder.rglob("*") if not p.is_dir())
     except OSError as e:
         raise InputError(f"{folder}: cannot list folder ({e.strerror or e})") from e
     for p in entries:
-        if not looks_like_capture_name(p):
-            found.skipped.append((p, "not a capture file name (.pcap, .pcapng, .cap, optionally .gz)"))
+        if not (looks_like_capture_name(p) or looks_like_zeek_name(p)):
+            found.skipped.append((p, "not a capture file name (.pcap, .pcapng, .cap, optionally .gz) or Zeek log name"))
             continue
         why = _not_a_file(p)
         if why:  # a dangling link, a link loop, a named pipe...: listed, never opened (a FIFO would block)
             found.skipped.append((p, why))
             continue
         try:
-            probe(p)
+            kind = probe(p)
         except InputError as e:
             found.skipped.append((p, _reason(str(e), p)))
             continue
-        add(p)
+        add(p, kind)
 
 
 def _not_a_file(p: Path) -> str:

@@ -65,14 +65,13 @@ def capture_stem(path: Path) -> str:
     if str(path) == "-":
         return "stdin"
     name = path.name
-    for suffix in (".gz", ".pcapng", ".pcap", ".cap"):
+    for suffix in (".gz", ".pcapng", ".pcap", ".cap", ".log", ".json", ".ndjson"):
         name = name[: -len(suffix)] if name.lower().endswith(suffix) else name
     return name or "capture"
 
 
 def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     """Scan the captures, write the outputs, and return what was found (see the module docstring)."""
-    from features.flows.extract import extract_flows
     from features.kdd.frame import kdd_features
     from model.infer import Classifier, default_model_dir
 
@@ -89,6 +88,8 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         cpu_seconds[name] = time.process_time() - c0
 
     found = inputs.discover(config.paths)
+    if found.kind == "zeek" and config.carve:
+        raise InputError(f"{found.captures[0]}: --carve needs packets, and a Zeek conn log has none")
     out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
     with output_lock(out_dir):  # a second scan into the same folder fails at once: one writer per folder
         _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
@@ -104,19 +105,15 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                     f"model {clf.model_id} has no novelty profile: --novelty needs one (nta train fits it)"
                 )
         with timed("reading") as progress:
-            ext = extract_flows(
-                found.captures,
-                progress=progress,
-                decap=config.decap,
-                packet_filter=config.packet_filter,
-                limits=config.limits,
-            )
+            ext = read_flows_of(found, progress, config.decap, config.packet_filter, limits=config.limits)
+        if ext.kind == "zeek" and config.carve:  # a Zeek log piped in is known only now
+            raise InputError(f"{found.captures[0]}: --carve needs packets, and a Zeek conn log has none")
         if config.strict and ext.warnings:
             raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
         with timed("features"):
             flows = pl.from_arrow(ext.flows)
             assert isinstance(flows, pl.DataFrame)
-            kdd = _aligned(flows, kdd_features(ext.flows, ext.payloads))
+            kdd = _aligned(flows, kdd_features(ext.flows, ext.payloads, ext.service_hints))
         with timed("encoding"):
             x, unknown = clf.spec.transform(kdd)  # (n, F) float32
         with timed("inference") as progress:
@@ -165,6 +162,8 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
             decap=config.decap,
             flow_table=flows,
             carved=carved,
+            input_kind=ext.kind,
+            unavailable_features=ext.unavailable,
         )
         try:
             with timed("writing"):
@@ -176,6 +175,62 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         if carved and config.force:
             _remove_stale(carved_dir, {p for p, _ in carved.values()})
     return result
+
+
+def read_flows_of(
+    found: inputs.Inputs, progress: Any, decap: bool = True, packet_filter: Any = None, **capture: Any
+) -> Any:
+    """The flows of what ``inputs.discover`` found: built from packets, or read from Zeek conn logs (files, or one
+    piped in: ``zcat conn.*.log.gz | nta scan -``). ``capture``: more options of ``extract_flows``."""
+    from features.capture.source import TextStream
+    from features.zeeklog.conn import read_conn_logs
+
+    if found.kind == "zeek":
+        return read_conn_logs(found.captures, progress, packet_filter=packet_filter)
+    from features.flows.extract import extract_flows
+
+    try:
+        return extract_flows(found.captures, progress=progress, decap=decap, packet_filter=packet_filter, **capture)
+    except TextStream as e:
+        return _zeek_stream(e, found.captures, progress, packet_filter, capture.get("limits", DEFAULT_LIMITS))
+
+
+def _zeek_stream(
+    e: Any, paths: list[Path], progress: Any, packet_filter: Any, limits: ReadLimits = DEFAULT_LIMITS
+) -> Any:
+    """A Zeek log on a pipe or standard input: spooled to a private temporary file (the reader reads a file by
+    blocks and by name), read as a conn log, and named as the stream it came from."""
+    import tempfile
+
+    import pyarrow as pa
+
+    from features.zeeklog.conn import read_conn_logs
+
+    name = str(e).split(": ", 1)[0]
+    if len(paths) != 1:
+        e.stream.close()
+        raise InputError(f"{name}: a Zeek log on a pipe is read alone: give the other logs as files") from None
+    with tempfile.TemporaryDirectory(prefix="nta-zeek-") as tmp:
+        spool = Path(tmp) / "stream"
+        try:
+            with spool.open("wb") as out:
+                total = 0
+                while chunk := e.stream.read(1 << 20):
+                    total += len(chunk)
+                    if why := limits.check(total, total, False):  # --max-bytes: an endless log on a pipe
+                        raise InputError(f"{name}: {why}")
+                    out.write(chunk)
+        finally:
+            e.stream.close()
+        try:
+            ext = read_conn_logs([spool], progress, packet_filter=packet_filter)
+        except InputError as err:
+            raise InputError(str(err).replace(str(spool), name)) from None
+    at = ext.flows.schema.get_field_index("source_file")
+    ext.flows = ext.flows.set_column(at, ext.flows.schema.field(at), pa.array([name] * ext.flows.num_rows, pa.string()))
+    ext.sources = [{**s, "file": name} for s in ext.sources]
+    ext.warnings = [w.replace(str(spool), name) for w in ext.warnings]
+    return ext
 
 
 def _evidence_columns(inc: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
@@ -315,8 +370,9 @@ def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any, flows: pl.Da
         if zeek:
             from features.flows import zeek as zk
 
-            zk.write_log(zk.CONN_LOG, zk.conn_frame(flows), folder / "conn.log", json=zeek == "json")
-            nta = zk.nta_frame(flows, result.verdicts, result.classes)
+            uid = getattr(ext, "uids", None)  # a Zeek log's own uids, so nta.log joins with the team's logs
+            zk.write_log(zk.CONN_LOG, zk.conn_frame(flows, uid), folder / "conn.log", json=zeek == "json")
+            nta = zk.nta_frame(flows, result.verdicts, result.classes, uid)
             zk.write_log(zk.nta_log(result.classes), nta, folder / "nta.log", json=zeek == "json")
         result.seconds["writing"] = time.perf_counter() - t0  # so far: report.json itself is small
         result.summary = to_json(result)

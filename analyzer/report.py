@@ -44,7 +44,12 @@ def _header(result: ScanResult) -> Table:
     grid.add_column()
     names = ", ".join(str(c["file"]) for c in result.captures[:3])
     more = f" and {len(result.captures) - 3} more" if len(result.captures) > 3 else ""
-    grid.add_row("Captures", f"{len(result.captures)}: {names}{more}")
+    zeek = result.input_kind == "zeek"
+    grid.add_row("Zeek logs" if zeek else "Captures", f"{len(result.captures)}: {names}{more}")
+    if zeek:
+        from features.zeeklog.conn import unavailable_note
+
+        grid.add_row("Input", unavailable_note(result.unavailable_features))
     if result.skipped:
         p, why = result.skipped[0]
         grid.add_row("Skipped", f"{len(result.skipped)} files (e.g. {path_text(p)}: {escape_surrogates(why)})")
@@ -56,7 +61,7 @@ def _header(result: ScanResult) -> Table:
     if start is not None and end is not None:
         grid.add_row("Time span", f"{_when(start)} - {_when(end)} UTC ({fmt_duration((end - start).total_seconds())})")
     bad = ", ".join(f"{k} {n:,}" for k, n in sorted(result.bad_packets.items(), key=lambda kv: (-kv[1], kv[0])))
-    grid.add_row("Bad packets", bad or "none")
+    grid.add_row("Bad records" if zeek else "Bad packets", bad or "none")
     for w in result.warnings:
         grid.add_row("Warning", Text(w, style="yellow"))
     if result.unknown_values:

@@ -46,6 +46,8 @@ class ScanResult:
     decap: bool = True  # tunnels were decapsulated (nta carve must decode the same way)
     flow_table: pl.DataFrame | None = None  # the flows (flow-table columns), for display filters of top flows
     carved: dict[int, tuple[Path, int]] = field(default_factory=dict)  # incident -> (capture file, packets)
+    input_kind: str = "capture"  # "zeek": the flows were read from Zeek conn logs (features.zeeklog)
+    unavailable_features: tuple[str, ...] = ()  # KDD features the input cannot give, taken as 0
 
     @property
     def flows(self) -> int:

@@ -88,6 +88,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
             "applied": result.novelty,
             "relabelled_flows": result.novel_flows,
         },
+        "input": {"kind": result.input_kind, "unavailable_features": list(result.unavailable_features)},
         "captures": result.captures,
         "skipped": [{"file": path_text(p), "reason": escape_surrogates(r)} for p, r in result.skipped],
         "packets": result.packets,

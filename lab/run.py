@@ -1788,6 +1788,20 @@ class Attacks:
     def __init__(self, lab: Lab, seed: int):
         self.lab, self.p = lab, lab.p
         self.rng = random.Random(seed * 1009 + 17)
+        # flood target ports come from their own stream, so that widening them left every other seeded choice
+        # of a seed (addresses, scenarios, their order and parameters) as it was
+        self.port_rng = random.Random(seed * 7919 + 3)
+
+    def flood_port(self, usual: int) -> int:
+        """A flood's target port: half the time the service it usually hits, else another well-known port
+        (listening or not: a closed port answers RST, a filtered one nothing) or an unassigned high port.
+        A flood is a flood whatever the port; a model that saw floods only on 80/22/21 ties DoS to those."""
+        r = self.port_rng
+        if r.random() < 0.5:
+            return usual
+        if r.random() < 0.5:
+            return r.choice([21, 22, 23, 25, 53, 80, 110, 143, 443, 445, 993, 3306, 3389, 5432, 8080, 8443])
+        return r.randrange(1025, 65536)
 
     def atk(self) -> Host:
         return self.rng.choice(self.p.attackers)
@@ -2192,7 +2206,7 @@ class Attacks:
 
         for _ in range(2):
             victim, atk = r.choice([web, srv]), self.atk()
-            port = 80 if victim is web else r.choice([22, 21])
+            port = self.flood_port(80 if victim is web else r.choice([22, 21]))
             cnt, iv = r.randrange(5000, 30000), r.choice([100, 200, 300, 500])
             cookies, backlog = r.choice([0, 1, p.syncookies]), r.choice([p.syn_backlog, 64, 128])
             argv = ["hping3", "-S", "-p", str(port), "-c", str(cnt), "-i", f"u{iv}", "-q", tgt(victim.v4[0])]
@@ -2224,7 +2238,7 @@ class Attacks:
             )
         victim, atk = r.choice([web, srv]), self.atk()
         cnt = r.randrange(5000, 25000)
-        port = 80 if victim is web else 22
+        port = self.flood_port(80 if victim is web else 22)
         cookies = r.choice([0, 1])
         argv = [
             PY,
@@ -2277,6 +2291,9 @@ class Attacks:
         ):
             victim, atk = r.choice([web, srv, dns, vic]), self.atk()
             cnt, iv = r.randrange(4000, 20000), r.choice([100, 200, 500])
+            if "-p" in flags and flags[flags.index("-p") + 1].isdigit():
+                i = flags.index("-p") + 1
+                flags = [*flags[:i], str(self.flood_port(int(flags[i]))), *flags[i + 1 :]]
             argv = ["hping3", *flags, "-c", str(cnt), "-i", f"u{iv}", "-q", tgt(victim.v4[0])]
             add(
                 Scenario(

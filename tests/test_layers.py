@@ -1,7 +1,7 @@
 """The package layering, read from the source: stages import only earlier stages, and no module imports in a circle.
 
 ``features`` is four stages in the order a packet passes through them (capture -> flows -> kdd -> encode) plus
-``common``; ``model`` takes from ``features`` only the encoding and ``common``; only ``analyzer`` talks to the user.
+``common``, and ``zeeklog``, which makes flow records from Zeek logs in place of capture -> flows; ``model`` takes from ``features`` only the encoding and ``common``; only ``analyzer`` talks to the user.
 Every import counts, also those inside functions and under ``TYPE_CHECKING``.
 """
 
@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-STAGES = ("common", "capture", "flows", "kdd", "encode")  # a stage may import itself and those before it
+# A stage may import itself and those before it; zeeklog (Zeek logs -> flow records) reads flows and names kdd's
+# content features, and nothing imports it but analyzer.
+STAGES = ("common", "capture", "flows", "kdd", "zeeklog", "encode")
 
 
 def _module(path: Path) -> str:

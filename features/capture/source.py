@@ -204,6 +204,18 @@ def _format_of(path: Path, head: bytes, gz: bool) -> str:
     raise InputError(f"{path}: not a pcap or pcapng capture (starts with {head[:4].hex()})")
 
 
+class TextStream(InputError):
+    """A pipe or standard input that carries a text log (a Zeek log starts with ``#separator`` or ``{``), not packets.
+
+    ``stream`` hands out every byte of the stream from its first (gzip-compressed ones as they came), so the
+    reader of such logs (``features.zeeklog``, wired in ``analyzer``) can take over a stream that can be read once.
+    """
+
+    def __init__(self, message: str, stream: _Replay) -> None:
+        super().__init__(message)
+        self.stream = stream
+
+
 class PacketSource:
     """One capture file: pcap (any byte order, us/ns, modified) or pcapng, plain or gzip (by content).
 
@@ -233,7 +245,13 @@ class PacketSource:
             self._stream = _Replay(_open_stream(self.path))
             try:
                 head, self._gz, damage = _sniff_from(self._stream)
+                if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"#separator", b"{")):
+                    raise TextStream(
+                        f"{self.path}: a text log (Zeek's '#separator' or '{{'), not a capture", self._stream
+                    )
                 fmt = _validate(self.path, head, self._gz, damage)
+            except TextStream:
+                raise  # the stream stays open: whoever reads text logs takes it over
             except BaseException:
                 self.close()
                 raise

@@ -46,6 +46,10 @@ class Extraction:
     warnings: list[str] = field(default_factory=list)
     packets: int = 0
     filtered: int = 0  # packets the packet filter left out (features.capture.filter)
+    kind: str = "capture"  # "capture", or "zeek" for flows read from Zeek conn logs (features.zeeklog)
+    service_hints: pl.Series | None = None  # per flow row: the protocol Zeek confirmed (its conn.log "service")
+    uids: pl.Series | None = None  # per flow row: the Zeek log's uid of the connection (null where it had none)
+    unavailable: tuple[str, ...] = ()  # KDD features the input cannot give (taken as 0): see features.zeeklog.conn
 
 
 def extract_flows(

@@ -126,6 +126,7 @@ CONN_LOG = ZeekLog(
         ZeekField("resp_pkts", "count", "resp_pkts", "Packets from the responder."),
         ZeekField("resp_ip_bytes", "count", "resp_ip_bytes", "IP bytes from the responder."),
         ZeekField("tunnel_parents", "set[string]", "tunnel", "uid of the tunnel the flow came out of; unset if none."),
+        ZeekField("ip_proto", "count", "ip_proto", "IP protocol number (Zeek logs it too since 6.1)."),
         ZeekField("community_id", "string", "community_id", "Community ID v1 (seed 0)."),
     ),
 )
@@ -199,8 +200,18 @@ def _ids(flows: pl.DataFrame) -> list[pl.Expr]:
     ]
 
 
-def conn_frame(flows: pl.DataFrame) -> pl.DataFrame:
-    """conn.log's typed frame (``CONN_LOG.schema()``) of a flow table (``features.flows.schema`` columns)."""
+def _uids(flows: pl.DataFrame, given: pl.Series | None) -> pl.Series:
+    """The uids given (a Zeek log's own, for flows read from one), nta's (``uids``) where none is given."""
+    made = uids(flows)
+    return made if given is None else given.cast(pl.String).fill_null(made).rename("uid")
+
+
+def conn_frame(flows: pl.DataFrame, uid: pl.Series | None = None) -> pl.DataFrame:
+    """conn.log's typed frame (``CONN_LOG.schema()``) of a flow table (``features.flows.schema`` columns).
+
+    ``uid``: per flow, the uid to log (a Zeek conn.log's own, so nta's logs join with the team's Zeek logs);
+    None or null: nta's uid (``uids``).
+    """
     dur_us = (pl.col("ts_end").dt.epoch("us") - pl.col("ts").dt.epoch("us")).alias("_dur")
     some = pl.col("_dur") > 0
     tunnels = flows.select("source_file", "tunnel").unique().drop_nulls()
@@ -209,7 +220,9 @@ def conn_frame(flows: pl.DataFrame) -> pl.DataFrame:
         None if t is None else [tmap[(s, t)]]
         for s, t in zip(flows["source_file"].to_list(), flows["tunnel"].to_list(), strict=True)
     ]
-    out = flows.with_columns(dur_us, uid=uids(flows), _parents=pl.Series(parents, dtype=pl.List(pl.String))).select(
+    out = flows.with_columns(
+        dur_us, uid=_uids(flows, uid), _parents=pl.Series(parents, dtype=pl.List(pl.String))
+    ).select(
         pl.col("ts"),
         pl.col("uid"),
         *_ids(flows),
@@ -228,20 +241,23 @@ def conn_frame(flows: pl.DataFrame) -> pl.DataFrame:
         "resp_pkts",
         "resp_ip_bytes",
         pl.col("_parents").alias("tunnel_parents"),
+        "ip_proto",
         "community_id",
     )
     return out.cast(dict(CONN_LOG.schema()))  # type: ignore[arg-type]
 
 
-def nta_frame(flows: pl.DataFrame, verdicts: pl.DataFrame, classes: Sequence[str]) -> pl.DataFrame:
-    """nta.log's typed frame: the verdict columns of each flow beside its conn.log uid and id."""
+def nta_frame(
+    flows: pl.DataFrame, verdicts: pl.DataFrame, classes: Sequence[str], uid: pl.Series | None = None
+) -> pl.DataFrame:
+    """nta.log's typed frame: the verdict columns of each flow beside its conn.log uid (``conn_frame``) and id."""
     log = nta_log(classes)
     probs = [f"p_{c}" for c in classes]
     v = verdicts.select(
         "flow_id", "service", "label", "confidence", "p_attack", *probs, "novel", "incident_id", "model_id"
     )
     base = flows.select("flow_id", "ts", "orig_h", "orig_p", "resp_h", "resp_p", "icmp_type", "icmp_code", "tunnel")
-    base = base.with_columns(uid=uids(flows))
+    base = base.with_columns(uid=_uids(flows, uid))
     joined = base.join(v, on="flow_id", how="left", maintain_order="left")
     out = joined.select("ts", "uid", *_ids(joined), *[f.name for f in log.fields[6:]])
     return out.cast(dict(log.schema()))  # type: ignore[arg-type]

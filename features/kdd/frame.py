@@ -70,8 +70,14 @@ def empty_flows() -> pl.DataFrame:
     return result
 
 
+HINT_COLUMN = "_service_hint"  # Zeek's conn.log service beside the flows (features.kdd.services.service_expr)
+
+
 def intrinsic_features(df: pl.DataFrame) -> pl.DataFrame:
-    """Intrinsic features 1-9 (protocol_type, service, flag as strings; the rest Float64) plus the flow columns."""
+    """Intrinsic features 1-9 (protocol_type, service, flag as strings; the rest Float64) plus the flow columns.
+
+    A ``HINT_COLUMN`` column in ``df`` (Zeek's service per flow) names the service where the port does not.
+    """
     proto = pl.col("ip_proto").cast(pl.Int64)
     protocol_type = (
         pl.when(proto == 6)
@@ -85,7 +91,7 @@ def intrinsic_features(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(
         pl.col("duration_s").fill_null(0.0).clip(lower_bound=0.0).floor().alias("duration"),
         protocol_type.alias("protocol_type"),
-        service_expr(),
+        service_expr(HINT_COLUMN if HINT_COLUMN in df.columns else None),
         flag_expr(),
         pl.col("orig_bytes").fill_null(0).cast(pl.Float64).alias("src_bytes"),
         pl.col("resp_bytes").fill_null(0).cast(pl.Float64).alias("dst_bytes"),
@@ -98,6 +104,7 @@ def intrinsic_features(df: pl.DataFrame) -> pl.DataFrame:
 def kdd_features(
     flows: pa.Table | pl.DataFrame,
     payloads: pl.DataFrame | None = None,
+    service_hints: pl.Series | None = None,
 ) -> pl.DataFrame:
     """IDENTITY_COLUMNS + the 41 KDD_FEATURES (KDD_SCHEMA dtypes), one row per flow, in the flows' row order.
 
@@ -105,8 +112,12 @@ def kdd_features(
         flows: the flow table (FLOW_SCHEMA columns; extra columns are ignored).
         payloads: flow_id, ts_ns, from_orig, payload (binary) for content features; None: content
             features from the payload-free rules only (see ``features.kdd.content``).
+        service_hints: per flow row, Zeek's conn.log ``service`` (``Extraction.service_hints``), or None.
     """
-    df = intrinsic_features(_as_frame(flows).with_row_index("_row"))
+    df = _as_frame(flows).with_row_index("_row")
+    if service_hints is not None:
+        df = df.with_columns(pl.Series(HINT_COLUMN, service_hints, dtype=pl.String))
+    df = intrinsic_features(df)
     content = content_features(df, payloads)
 
     # Window features over the TCP/UDP/ICMP rows, in window order (start time, then row order).

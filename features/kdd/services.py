@@ -35,6 +35,11 @@ destination unreachable: port unreachable ``urp_i`` (3/3, v6 1/4), every other u
 ``ecr_i``, other error types (source quench 4, parameter problem 12, v6 packet too big 2 and
 parameter problem 4) to ``urh_i``; anything else to ``other``.
 
+**Zeek conn logs** (``features.zeeklog``) also carry ``service``: the protocols Zeek's analyzers confirmed
+(``http``, ``ssl``, ``dns``, ... comma-joined). The port rules above still decide, so a log and its capture agree;
+only where they say ``private`` or ``other`` (a port that names nothing) does the first protocol Zeek confirmed
+that has an NSL-KDD token (``ZEEK_SERVICES``) name it: ``http`` on port 8888 is ``http``, not ``other``.
+
 Tokens with no port (never produced): ``harvest``, ``pm_dump`` (their port is undocumented;
 KDDTrain+ has 2 and 5 rows). Other IP protocols (GRE, ESP, ...) get ``other``.
 """
@@ -77,12 +82,22 @@ ICMP_TYPES: dict[tuple[int, int], str] = {
 }  # fmt: skip
 ICMP_PORT_UNREACHABLE: frozenset[tuple[int, int, int]] = frozenset({(1, 3, 3), (58, 1, 4)})
 
+# Zeek's service names -> (TCP token, UDP token); None where NSL-KDD has no token for that transport.
+ZEEK_SERVICES: dict[str, tuple[str | None, str | None]] = {
+    "http": ("http", None), "ssl": ("http_443", None), "ssh": ("ssh", None), "ftp": ("ftp", None),
+    "ftp-data": ("ftp_data", None), "smtp": ("smtp", None), "dns": ("domain", "domain_u"), "pop3": ("pop_3", None),
+    "imap": ("imap4", None), "irc": ("IRC", None), "ntp": (None, "ntp_u"), "finger": ("finger", None),
+    "ident": ("auth", None), "ldap": ("ldap", None), "ldap_tcp": ("ldap", None), "telnet": ("telnet", None),
+    "rlogin": ("login", None), "rsh": ("shell", None), "portmapper": ("sunrpc", None),
+}  # fmt: skip
+
 assert set(TCP_PORTS.values()) | set(UDP_PORTS.values()) | set(ICMP_TYPES.values()) <= set(SERVICES)
 
 
-def service_expr() -> pl.Expr:
+def service_expr(hint: str | None = None) -> pl.Expr:
     """A polars expression giving ``service`` from FLOW_SCHEMA columns (ip_proto, orig_p, resp_p, icmp_*).
 
+    ``hint``: a column of Zeek's ``service`` text, which names the service where the port does not (see above).
     Vectorised: dictionary lookups via ``replace_strict``, no Python per row.
     """
     ip_proto = pl.col("ip_proto").cast(pl.Int64)
@@ -107,11 +122,23 @@ def service_expr() -> pl.Expr:
             )
         )
     )
+    if hint is not None:
+        names = pl.col(hint).str.to_lowercase().str.split(",")
+        for i, transport in ((0, "tcp"), (1, "udp")):
+            table = {k: v[i] for k, v in ZEEK_SERVICES.items() if v[i] is not None}
+            zeek = names.list.eval(pl.element().replace_strict(table, default=None, return_dtype=pl.String))
+            named = zeek.list.drop_nulls().list.first()
+            if transport == "tcp":
+                unnamed_tcp = named.fill_null(unnamed)
+            else:
+                unnamed_udp = named.fill_null(unnamed)
+    else:
+        unnamed_tcp = unnamed_udp = unnamed
     return (
         pl.when(ip_proto == 6)
-        .then(tcp.fill_null(unnamed))
+        .then(tcp.fill_null(unnamed_tcp))
         .when(ip_proto == 17)
-        .then(udp.fill_null(unnamed))
+        .then(udp.fill_null(unnamed_udp))
         .when(ip_proto.is_in([1, 58]))
         .then(icmp)
         .otherwise(pl.lit("other"))

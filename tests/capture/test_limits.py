@@ -173,3 +173,30 @@ def test_a_damaged_bomb_is_still_stopped(tmp_path: Path, monkeypatch: pytest.Mon
     cut.write_bytes(bomb.read_bytes()[:-12])  # no end: the inflater reports the stream damaged at the last block
     with pytest.raises(InputError, match=r"cut.pcap.gz: gzip inflates more than 100x"):
         read_all(PacketSource(cut))
+
+
+def test_an_endless_zeek_log_on_stdin_stops_at_max_bytes(tmp_path: Path) -> None:
+    log = tmp_path / "conn.log"
+    assert _nta("flows", DEMO, "-o", log, "--format", "zeek", "-q").returncode == 0
+    lines = log.read_bytes().splitlines(keepends=True)
+    head, record = b"".join(line for line in lines if line.startswith(b"#") and b"#close" not in line), lines[-2]
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys\no = sys.stdout.buffer\no.write({head!r})\nwhile True: o.write({record!r} * 1000)",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        res = _nta("flows", "-", "-o", tmp_path / "x.parquet", "-q", "--max-bytes", "2M", stdin=writer.stdout)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert res.returncode == 2
+    assert res.stderr.decode().splitlines() == [
+        "nta: error: -: more than 2 MiB of capture data (an endless stream?); "
+        "nothing written (--max-bytes raises the limit, 0 removes it)"
+    ]
+    assert not (tmp_path / "x.parquet").exists()

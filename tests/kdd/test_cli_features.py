@@ -28,7 +28,9 @@ def stub_extract(monkeypatch: pytest.MonkeyPatch, flow: Any, flows_table: Any) -
     table = flows_table([flow(0), flow(0.5, conn_state="S0", resp_p=6000), flow(1, proto="gre")])
 
     def extract_flows(paths: list[Path], progress: Any = None, **_: Any) -> Any:
-        return types.SimpleNamespace(flows=table, payloads=None, warnings=["stub warning"])
+        return types.SimpleNamespace(
+            flows=table, payloads=None, warnings=["stub warning"], bad_packets={}, service_hints=None
+        )
 
     mod = types.ModuleType("features.flows.extract")
     mod.extract_flows = extract_flows  # type: ignore[attr-defined]
