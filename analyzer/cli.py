@@ -11,18 +11,20 @@ from typing import Annotated
 import typer
 
 from analyzer import __version__, cmd_carve, cmd_features, cmd_flows, cmd_model, cmd_scan, cmd_study
-from analyzer.errors import SHOW_TRACEBACK, terminate_on_sigterm
+from analyzer.errors import SHOW_TRACEBACK, exit_codes_help, terminate_on_sigterm
 
 app = typer.Typer(
     name="nta",
     help=(
         "Offline network-forensics triage: captures -> flows -> NSL-KDD features -> MSMRNet verdicts.\n\n"
-        "Exit codes: 0 ok; 1 verdicts matched --fail-on; 2 bad input or usage; 3 model problem; "
-        "70 internal error; 130 interrupted (Ctrl-C); 141 stdout closed by its reader (| head); "
-        "143 terminated (SIGTERM)."
+        "Start with: nta scan CAPTURE.pcap (nta scan -h for its options).\n\n" + exit_codes_help()
     ),
     no_args_is_help=True,
     add_completion=False,
+    # -h as well as --help, for every command (click contexts inherit it).
+    context_settings={"help_option_names": ["-h", "--help"]},
+    # Plain click help: flags are shown as flags (rich help printed ``--force <bool>`` as if it took a value).
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 
@@ -45,6 +47,9 @@ def _root(
 
 for _module in (cmd_flows, cmd_features, cmd_model, cmd_scan, cmd_carve, cmd_study):
     _module.register(app)
+for _command in app.registered_commands:  # every command's help ends with the exit codes (scan's HELP has its own)
+    if _command.epilog is None and "Exit codes:" not in (_command.help or ""):
+        _command.epilog = exit_codes_help()
 
 
 def main() -> None:

@@ -25,6 +25,19 @@ class Format(enum.StrEnum):
     json = "json"
 
 
+def parse_threads(value: str) -> int | None:
+    """``auto`` -> None (nta chooses); ``N`` -> N torch threads at most (an explicit choice)."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InputError(f"--threads: expected 'auto' or a number of threads >= 1, not {value!r}")
+    return n
+
+
 def parse_fail_on(value: str | None) -> frozenset[str]:
     """``any`` -> every attack class; ``dos,probe`` -> those classes (any case); empty -> none."""
     if not value:
@@ -49,23 +62,27 @@ PATHS: capture files (pcap, pcapng, gzipped or not) or folders, searched
 recursively for *.pcap, *.pcapng, *.cap (and .gz); other files in a folder
 are listed as skipped. Zeek conn logs (TSV or JSON lines, gzipped or not;
 *.log, *.json in folders) are read in place of packets. Writes flows.parquet,
-verdicts.csv, report.json and report.html under --out (default
-./nta-out/<first capture's name>/); with --zeek or --zeek-json also Zeek's
-conn.log and nta.log (the verdicts, keyed by uid).
+verdicts.csv, report.json, report.html and alerts.ndjson (Suricata EVE
+alerts: one per incident and one per attack flow at --alert-confidence)
+under --out (default ./nta-out/<first capture's name>/); with --zeek or
+--zeek-json also Zeek's conn.log and nta.log (the verdicts, keyed by uid).
+--no-write (or --out -) writes nothing to disk: the report (or with
+--format json, report.json) goes to stdout only.
 
+\b
 Exit codes:
-0 scanned, nothing matched --fail-on;
-1 verdicts matched --fail-on (at --min-confidence or above);
-2 bad input or usage (not a capture, unreadable, nothing to scan,
-outputs exist without --force, a damaged capture with --strict);
-3 model problem (missing, corrupt, out of bounds, NaN, built for other
-features);
-70 internal error (a bug in nta);
-130 interrupted (Ctrl-C);
-141 stdout closed by its reader (e.g. | head): outputs are written, and a
-closed stdout is not a finding, whatever --fail-on says;
-143 terminated (SIGTERM). Errors are one line on stderr
-(nta --traceback scan ... shows the traceback).
+  0    scanned, nothing matched --fail-on
+  1    verdicts matched --fail-on (at --min-confidence or above)
+  2    bad input or usage: not a capture, unreadable, nothing to scan,
+       outputs exist without --force, a damaged capture with --strict
+  3    model problem: missing, corrupt, out of bounds, NaN, built for
+       other features
+  70   internal error (a bug in nta; --traceback shows it)
+  130  interrupted (Ctrl-C)
+  141  stdout closed by its reader (e.g. | head): outputs are written, and
+       a closed stdout is not a finding, whatever --fail-on says
+  143  terminated (SIGTERM)
+Errors are one line on stderr (nta --traceback scan ... shows the traceback).
 """
 
 
@@ -76,20 +93,45 @@ def register(app: typer.Typer) -> None:
 
 @guarded
 def scan(
-    paths: Annotated[list[Path], typer.Argument(help="Capture files, Zeek conn logs or folders.", show_default=False)],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.", show_default=False)] = None,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Capture files, Zeek conn logs or folders.", show_default=False, metavar="PATH"),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="DIR|-",
+            help="Output folder (-: report.json on stdout, no files).",
+            show_default=False,
+        ),
+    ] = None,
     model: Annotated[
-        Path | None, typer.Option("--model", help="Model folder (default: the shipped model).", show_default=False)
+        Path | None,
+        typer.Option("--model", metavar="DIR", help="Model folder (default: the shipped model).", show_default=False),
     ] = None,
     device: Annotated[Device, typer.Option(help="Where inference runs (auto: CUDA if present).")] = Device.auto,
-    batch_size: Annotated[int, typer.Option(min=1, help="Flows per inference batch.")] = 4096,
+    batch_size: Annotated[int, typer.Option(min=1, metavar="N", help="Flows per inference batch.")] = 4096,
     fail_on: Annotated[
         str | None,
-        typer.Option(help="Exit 1 when flows get these labels: 'any' or e.g. 'dos,probe'.", show_default=False),
+        typer.Option(
+            metavar="CLASSES", help="Exit 1 when flows get these labels: 'any' or e.g. 'dos,probe'.", show_default=False
+        ),
     ] = None,
     min_confidence: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Only verdicts at least this confident count for --fail-on.")
+        float,
+        typer.Option(min=0.0, max=1.0, metavar="P", help="Only verdicts at least this confident count for --fail-on."),
     ] = 0.0,
+    alert_confidence: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            metavar="P",
+            help="alerts.ndjson: an EVE alert for every attack flow at least this confident.",
+        ),
+    ] = 0.9,
     novelty: Annotated[
         bool,
         typer.Option(
@@ -100,11 +142,36 @@ def scan(
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Damaged-capture warnings are errors (exit 2).")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="No progress and no report (outputs and exit code unchanged; --format json still prints).",
+        ),
+    ] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="No progress bars or stage lines; the report is still printed.")
+    ] = False,
+    no_write: Annotated[
+        bool,
+        typer.Option(
+            "--no-write", help="Write nothing to disk: only stdout (the report, or report.json with --format json)."
+        ),
+    ] = False,
+    threads: Annotated[
+        str,
+        typer.Option(
+            "--threads",
+            metavar="auto|N",
+            help="CPU threads for inference. auto: nta chooses; N: at most N (e.g. 1 on a machine other jobs share).",
+        ),
+    ] = "auto",
     allow: Annotated[
         Path | None,
         typer.Option(
             "--allow",
+            metavar="FILE",
             help="Known-good hosts, networks and services (one per line: 10.0.0.5, 10.0.0.0/24, 53/udp, "
             "10.0.0.53 53/udp): their flows stay in the outputs but make no incident and no --fail-on match.",
             show_default=False,
@@ -123,14 +190,18 @@ def scan(
         bool, typer.Option("--zeek-json", help="The same Zeek logs as JSON lines (Zeek's use_json format).")
     ] = False,
     since: Annotated[
-        str | None, typer.Option("--since", help="Read only packets at or after this ISO time (UTC if no zone).")
+        str | None,
+        typer.Option("--since", metavar="TIME", help="Read only packets at or after this ISO time (UTC if no zone)."),
     ] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Read only packets before this ISO time.")] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="TIME", help="Read only packets before this ISO time.")
+    ] = None,
     host: Annotated[
-        list[str] | None, typer.Option("--host", help="Only packets from or to this address or CIDR (repeatable).")
+        list[str] | None,
+        typer.Option("--host", metavar="ADDR|CIDR", help="Only packets from or to this address or CIDR (repeatable)."),
     ] = None,
     port: Annotated[
-        list[int] | None, typer.Option("--port", help="Only TCP/UDP packets on this port (repeatable).")
+        list[int] | None, typer.Option("--port", metavar="N", help="Only TCP/UDP packets on this port (repeatable).")
     ] = None,
     max_bytes: Annotated[
         str,
@@ -150,9 +221,12 @@ def scan(
         bool,
         typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
     ] = False,
-    format: Annotated[Format, typer.Option("--format", help="text: the report; json: report.json on stdout.")] = (
-        Format.text
-    ),
+    format: Annotated[
+        Format,
+        typer.Option(
+            "--format", help="text: the report; json: report.json on stdout (--out - implies it, and --no-write)."
+        ),
+    ] = Format.text,
 ) -> None:
     from analyzer.inputs import read_limits
     from analyzer.pipeline import ScanConfig, run_scan
@@ -161,6 +235,13 @@ def scan(
 
     if zeek and zeek_json:
         raise InputError("--zeek and --zeek-json: choose one (both write conn.log and nta.log)")
+    if out is not None and str(out) == "-":  # report.json on stdout, nothing on disk
+        out, no_write, format = None, True, Format.json
+    if no_write and (carve or zeek or zeek_json or force):
+        used = [
+            n for n, on in (("--carve", carve), ("--zeek", zeek), ("--zeek-json", zeek_json), ("--force", force)) if on
+        ]
+        raise InputError(f"--no-write (or --out -) writes nothing to disk: {', '.join(used)} cannot apply")
 
     config = ScanConfig(
         paths=tuple(paths),
@@ -179,11 +260,16 @@ def scan(
         allow=allow,
         carve=carve,
         limits=read_limits(max_bytes, max_inflate),
+        write=not no_write,
+        alert_confidence=alert_confidence,
+        threads=parse_threads(threads),
     )
-    with make_stages(quiet) as stages:
+    with make_stages(quiet or no_progress) as stages:
         result = run_scan(config, stages)
-    if format is Format.json:
+    if format is Format.json:  # asked for by name, so printed even with --quiet (which silences the text report)
         sys.stdout.write(json.dumps(result.summary, indent=2, default=str) + "\n")
+    elif quiet:
+        pass  # outputs written, exit code below: nothing printed
     else:
         from analyzer.report import make_console, render
 

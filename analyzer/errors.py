@@ -47,6 +47,24 @@ class ExitCode(IntEnum):
     TERMINATED = 143  # SIGTERM (kill, a CI job's timeout): handled as Ctrl-C is, temporary files removed
 
 
+# One line per exit code for every command's help (``nta scan`` adds its own detail in its help text).
+EXIT_MEANINGS: dict[int, str] = {
+    ExitCode.OK: "ok",
+    ExitCode.MATCHED: "verdicts matched --fail-on (nta scan)",
+    ExitCode.BAD_INPUT: "bad input or usage (one line on stderr names the file and problem)",
+    ExitCode.MODEL: "model problem (missing, corrupt, incompatible)",
+    ExitCode.INTERNAL: "internal error: a bug in nta (--traceback shows it)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+    ExitCode.STDOUT_CLOSED: "stdout closed by its reader (| head); files written are complete",
+    ExitCode.TERMINATED: "terminated (SIGTERM)",
+}
+
+
+def exit_codes_help() -> str:
+    """The exit codes as a help paragraph click prints as it is (``\\b``), one code a line."""
+    return "\b\nExit codes:\n" + "\n".join(f"  {int(c):<4} {EXIT_MEANINGS[c]}" for c in ExitCode)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread by ``terminate_on_sigterm``'s handler.
 

@@ -32,8 +32,9 @@ class Driver:
     """One feature behind a verdict: its name, typical raw value in the incident and mean attribution."""
 
     feature: str
-    value: str
+    value: str  # as the report shows it ("0.96", "http", "1,024")
     score: float
+    number: float | None = None  # the value as a number (median of the incident's flows); None for categories
 
     def __str__(self) -> str:
         return f"{self.feature} {self.value}"
@@ -94,7 +95,10 @@ def explain_incidents(
     for i, s in scores.items():
         best = [j for j in np.argsort(-s, kind="stable")[:top] if s[j] > 0]
         all_rows = members.filter(pl.col("incident_id") == i)["row"].to_numpy()
-        out[i] = [Driver(names[j], typical(kdd[names[j]], all_rows), float(s[j])) for j in best]
+        out[i] = [
+            Driver(names[j], typical(kdd[names[j]], all_rows), float(s[j]), typical_number(kdd[names[j]], all_rows))
+            for j in best
+        ]
     return out
 
 
@@ -105,6 +109,14 @@ def typical(column: pl.Series, rows: np.ndarray) -> str:
         return str(vals.drop_nulls().mode().sort().first() or "?")
     med = vals.median()
     return fmt_value(column.name, float(med) if med is not None else 0.0)  # type: ignore[arg-type]
+
+
+def typical_number(column: pl.Series, rows: np.ndarray) -> float | None:
+    """The median of a numeric feature over the incident's flows (what ``typical`` shows), None for categories."""
+    if column.dtype == pl.String:
+        return None
+    med = column.gather(rows).median()
+    return float(med) if med is not None else 0.0  # type: ignore[arg-type]
 
 
 def fmt_value(name: str, v: float) -> str:

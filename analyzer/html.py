@@ -124,7 +124,10 @@ def _table(head: list[tuple[str, str]], rows: list[list[str]], table_id: str = "
 def _incident_rows(incidents: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for i in incidents:
-        why = ", ".join(f"{_e(d['feature'])} {_e(d['value'])}" for d in i.get("reason") or []) or "not explained"
+        why = (
+            ", ".join(f"{_e(d['feature'])} {_e(d.get('text', d['value']))}" for d in i.get("reason") or [])
+            or "not explained"
+        )
         cids = i.get("community_ids") or []
         cid = (
             f'<span class="mono">{_e(cids[0])}</span>' + (f" (+{_n(len(cids) - 1)})" if len(cids) > 1 else "")

@@ -13,7 +13,9 @@ Rules:
 * Within a key, flows sorted by start time form sessions: a flow starting more than ``gap_s`` seconds
   after the latest end of the flows before it opens a new incident (gap-based sessionisation, as
   Zeek's and RITA's scan detectors group by time).
-* Incident ids are 1, 2, ... in order of first flow (then class and key), stable for a given input.
+* Incident ids are 1, 2, ... in order of severity, so the report reads top down and #1 is the first to
+  look at: class (``SEVERITY``), then confidence as shown (two decimals, higher first), then flows (more
+  first), then first flow, then key; stable for a given input.
 
 Everything is polars expressions: no Python loop over flows.
 """
@@ -26,6 +28,16 @@ from typing import Any
 import polars as pl
 
 from analyzer.verdicts import NORMAL
+
+# Most severe first. U2R (a user became root) and R2L (remote access to an account or service) mean a host is,
+# or is being, compromised: the costliest to miss and the rarest, so each deserves a look. DoS hurts
+# availability now but takes nothing; Probe is reconnaissance, the most frequent and the one benign traffic
+# (late replies, closed ports) most often imitates.
+SEVERITY: tuple[str, ...] = ("U2R", "R2L", "DoS", "Probe")
+
+# NSL-KDD services of ICMP error messages: a host *answers* someone else's packet with them (port or host
+# unreachable, time exceeded, redirect), so their originator is the party that received traffic, not a prober.
+ICMP_ERRORS: frozenset[str] = frozenset({"urp_i", "urh_i", "tim_i", "red_i"})
 
 
 @dataclass(frozen=True)
@@ -76,7 +88,15 @@ def find_incidents(
     prev_end = pl.col("ts_end").cum_max().shift(1).over("label", "grouped_by", "key")
     att = att.with_columns(session=(prev_end.is_null() | (pl.col("ts") - prev_end > gap)).cum_sum())
     inc = _aggregate(att)
-    order = inc.sort(["start", "label", "key"]).with_row_index("incident_id", offset=1)
+    rank = pl.col("label").replace_strict(
+        {c: i for i, c in enumerate(SEVERITY)}, default=len(SEVERITY), return_dtype=pl.Int32
+    )
+    order = (
+        inc.with_columns(_rank=rank, _conf=pl.col("confidence").round(2))
+        .sort(["_rank", "_conf", "flows", "start", "key"], descending=[False, True, True, False, False])
+        .drop("_rank", "_conf")
+        .with_row_index("incident_id", offset=1)
+    )
     order = order.with_columns(pl.col("incident_id").cast(pl.Int64))
     membership = att.join(order.select("session", "incident_id"), on="session").select("flow_id", "incident_id")
     return order.drop("session"), membership.sort("flow_id")
@@ -152,19 +172,65 @@ def fmt_duration(s: float) -> str:
     return f"{s / 3600:.1f} h"
 
 
-def describe(row: dict[str, Any]) -> str:
-    """One line for an incident: ``Probe: 10.0.0.9 -> 10.0.0.5, 1,000 ports in 3.2 s, 998 flows S0/REJ, confidence 0.97``."""
-    src = row["source"] if row["sources"] == 1 else f"{row['sources']:,} sources"
+def fmt_host(host: str) -> str:
+    """An address as it is best read: IPv6 in its shortest form (RFC 5952: ``2001:db8::1``), anything else as is."""
+    if ":" not in host:
+        return host
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).compressed
+    except ValueError:
+        return host
+
+
+def fmt_endpoint(host: str, port: int | None) -> str:
+    """``10.0.0.5:80``, ``[2001:db8::5]:80``, or the address alone without a port."""
+    h = fmt_host(host)
+    if port is None:
+        return h
+    return f"[{h}]:{port}" if ":" in h else f"{h}:{port}"
+
+
+def phrases(row: dict[str, Any]) -> list[str]:
+    """An incident line as phrases a report may wrap between (never inside: an address or a count stays whole).
+
+    ``Probe: 10.0.0.9 -> 10.0.0.5 | 1,000 ports in 3.2 s | 998 flows (conn_state S0/REJ) | confidence 0.97``. Incidents
+    made only of ICMP errors (``ICMP_ERRORS``) are worded as answers: ``10.0.0.5 answered 192 hosts with
+    ICMP port unreachable (urp_i)``; the hosts sent the packets that were refused.
+    """
+    src = fmt_host(row["source"]) if row["sources"] == 1 else f"{row['sources']:,} sources"
     if row["targets"] == 1:
-        dst = row["target"]
+        dst = fmt_host(row["target"])
         if row["ports"] == 1 and row["port"] is not None:
-            dst = f"[{dst}]:{row['port']}" if ":" in dst else f"{dst}:{row['port']}"
+            dst = fmt_endpoint(row["target"], row["port"])
     else:
         dst = f"{row['targets']:,} hosts"
         if row["grouped_by"] == "port" and row["port"] is not None:
             dst += f" port {row['port']}"
     dur = fmt_duration(row["duration_s"])
-    extent = f", {row['ports']:,} ports in {dur}" if row["ports"] > 1 else f" in {dur}"
-    states = "/".join(s["value"] for s in row["states"][:2])
-    flows = f"{row['flows']:,} flow{'s' if row['flows'] != 1 else ''} {states}"
-    return f"{row['label']}: {src} -> {dst}{extent}, {flows}, confidence {row['confidence']:.2f}"
+    services = [s["value"] for s in row["services"]]
+    flows = f"{row['flows']:,} flow{'s' if row['flows'] != 1 else ''}"
+    # Zeek's vocabulary, named: the reasons beside it are NSL-KDD features (their "flag" is KDD's), never mixed
+    cs = "conn_state " + "/".join(s["value"] for s in row["states"][:2])
+    if services and set(services) <= ICMP_ERRORS:
+        what = "/".join(_ICMP_ERROR_WORDS[s] for s in services[:2])
+        return [
+            f"{row['label']}: {src} answered {dst} with ICMP {what} ({'/'.join(services[:2])})",
+            f"{flows} in {dur}",
+            "replies to traffic those hosts sent",
+            f"confidence {row['confidence']:.2f}",
+        ]
+    head = f"{row['label']}: {src} -> {dst}"
+    if row["ports"] > 1:
+        return [head, f"{row['ports']:,} ports in {dur}", f"{flows} ({cs})", f"confidence {row['confidence']:.2f}"]
+    return [f"{head} in {dur}", f"{flows} ({cs})", f"confidence {row['confidence']:.2f}"]
+
+
+_ICMP_ERROR_WORDS = {"urp_i": "port unreachable", "urh_i": "unreachable", "tim_i": "time exceeded", "red_i": "redirect"}
+
+
+def describe(row: dict[str, Any]) -> str:
+    """One line for an incident: ``Probe: 10.0.0.9 -> 10.0.0.5, 1,000 ports in 3.2 s, 998 flows (conn_state
+    S0/REJ), confidence 0.97`` (``phrases`` joined)."""
+    return ", ".join(phrases(row))

@@ -45,7 +45,7 @@ class ScanConfig:
     force: bool = False
     strict: bool = False  # damaged-capture warnings become errors (exit 2)
     incidents: incidents.IncidentConfig = field(default_factory=incidents.IncidentConfig)
-    explain_incidents: int = 20  # the largest N incidents get feature attributions (the report shows 15)
+    explain_incidents: int = 20  # the first (most severe) N incidents get feature attributions (the report shows 15)
     explain_flows: int = 32  # flows sampled per explained incident (attribution costs a backward pass)
     novelty: bool = False  # apply the model's novelty gate (model.novelty): more attacks found, more false alarms
     decap: bool = True  # decapsulate tunnels (features.capture.tunnels); False: the outer packets make the flows
@@ -54,6 +54,9 @@ class ScanConfig:
     allow: Path | None = None  # --allow FILE: known-good hosts, networks, services (analyzer.allow)
     carve: bool = False  # --carve: each incident's packets to incidents/NNN-<class>-<source>.pcap (analyzer.evidence)
     limits: ReadLimits = DEFAULT_LIMITS  # --max-bytes, --max-inflate (features.capture.stream)
+    alert_confidence: float = 0.9  # alerts.ndjson (analyzer.alerts): an EVE alert per attack flow this confident
+    write: bool = True  # False (--no-write, --out -): nothing on disk; the summary is still built for stdout
+    threads: int | None = None  # --threads N: torch threads for inference at most; None: nta's choice
 
     @property
     def extra_outputs(self) -> tuple[str, ...]:
@@ -73,7 +76,7 @@ def capture_stem(path: Path) -> str:
 def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     """Scan the captures, write the outputs, and return what was found (see the module docstring)."""
     from features.kdd.frame import kdd_features
-    from model.infer import Classifier, default_model_dir
+    from model.infer import Classifier, default_model_dir, limit_threads
 
     stages = stages or QuietStages()
     seconds: dict[str, float] = {}
@@ -91,14 +94,18 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     if found.kind == "zeek" and config.carve:
         raise InputError(f"{found.captures[0]}: --carve needs packets, and a Zeek conn log has none")
     out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
-    with output_lock(out_dir):  # a second scan into the same folder fails at once: one writer per folder
-        _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
+    # a second scan into the same folder fails at once: one writer per folder (none without outputs)
+    with output_lock(out_dir) if config.write else contextlib.nullcontext():
+        if config.write:
+            _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
         carved_dir = out_dir / evidence.INCIDENTS_DIR
         if config.carve and not config.force and carved_dir.is_dir() and any(carved_dir.iterdir()):
             raise InputError(f"{carved_dir}: holds carved incidents already; use --force to replace them")
         allow = read_allow(config.allow) if config.allow is not None else []
         with timed("model"):
             clf = Classifier.load(config.model_dir or default_model_dir(), device=config.device)
+            if config.threads is not None:
+                limit_threads(config.threads)
             _check_model_features(clf)
             if config.novelty and clf.novelty is None:
                 raise ModelError(
@@ -162,9 +169,14 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
             decap=config.decap,
             flow_table=flows,
             carved=carved,
+            written=config.write,
+            alert_confidence=config.alert_confidence,
             input_kind=ext.kind,
             unavailable_features=ext.unavailable,
         )
+        if not config.write:
+            result.summary = to_json(result)
+            return result
         try:
             with timed("writing"):
                 _write_outputs(result, kdd, ext, flows, config.zeek)
@@ -234,15 +246,18 @@ def _zeek_stream(
 
 
 def _evidence_columns(inc: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
-    """Each incident's Wireshark display filter and its flows' Community IDs (``analyzer.evidence``)."""
-    filters, cids = [], []
+    """Each incident's Wireshark display filter, its flows' Community IDs and uids (``analyzer.evidence``)."""
+    filters, cids, uids = [], [], []
     by_incident = {k[0]: g for k, g in members.group_by("incident_id")} if members.height else {}
     for i in inc["incident_id"].to_list():
         g = by_incident.get(i)
         filters.append(evidence.incident_filter(g) if g is not None else "")
         cids.append(evidence.community_ids(g) if g is not None else [])
+        uids.append(g.sort("ts", "flow_id")["uid"].to_list() if g is not None else [])
     return inc.with_columns(
-        wireshark_filter=pl.Series(filters, dtype=pl.String), community_ids=pl.Series(cids, dtype=pl.List(pl.String))
+        wireshark_filter=pl.Series(filters, dtype=pl.String),
+        community_ids=pl.Series(cids, dtype=pl.List(pl.String)),
+        uids=pl.Series(uids, dtype=pl.List(pl.String)),
     )
 
 
@@ -299,7 +314,7 @@ def _predict(
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     xu = x[np.sort(first)]  # distinct rows in first-seen order, (u, F)
     order = np.argsort(np.argsort(first))  # unique-sorted index -> position in xu
-    chunk = max(batch_size * 16, 1)
+    chunk = max(batch_size, 1)  # one progress step per batch: the bar moves every fraction of a second
     parts, preds, novels = [], [], []
     for start in range(0, len(xu), chunk):
         if novelty:
@@ -320,8 +335,9 @@ def _predict(
 def _explain(
     clf: Any, x: np.ndarray, kdd: pl.DataFrame, v: pl.DataFrame, inc: pl.DataFrame, cfg: ScanConfig
 ) -> pl.DataFrame:
-    """Add ``summary`` (one line) and ``reason`` (top features) to the incidents; the largest N are explained."""
-    chosen = inc.sort(["flows", "incident_id"], descending=[True, False]).head(cfg.explain_incidents)
+    """Add ``summary`` (one line) and ``reason`` (top features) to the incidents; the first N (the most severe,
+    ``analyzer.incidents``' numbering, the ones the report shows first) are explained."""
+    chosen = inc.sort("incident_id").head(cfg.explain_incidents)
     members = (
         v.with_row_index("row")
         .filter(pl.col("incident_id").is_in(chosen["incident_id"].implode()))
@@ -332,14 +348,23 @@ def _explain(
     drivers = explain.explain_incidents(
         clf, clf.spec.source_feature, x, kdd, members, labels, per_incident=cfg.explain_flows, batch_size=cfg.batch_size
     )
-    reason_type = pl.List(pl.Struct({"feature": pl.String, "value": pl.String, "score": pl.Float64}))
+    reason_type = pl.List(
+        pl.Struct({"feature": pl.String, "value": pl.String, "score": pl.Float64, "number": pl.Float64})
+    )
     reasons = [[d.__dict__ for d in drivers.get(i, [])] for i in inc["incident_id"]]
     summaries = [incidents.describe(r) for r in inc.iter_rows(named=True)]
     return inc.with_columns(summary=pl.Series(summaries, dtype=pl.String), reason=pl.Series(reasons, dtype=reason_type))
 
 
-def _flows_table(ext: Any, kdd: pl.DataFrame, model_id: str) -> Any:
-    """The flow table as extracted (FLOW_SCHEMA types) plus the KDD features, with ``nta flows``' metadata.
+# The KDD feature named like a flow field but meaning something else: NSL-KDD's ``duration`` is whole seconds,
+# the flow's ``duration_s`` real ones. In flows.parquet it is ``kdd_duration``; only the KDD feature table
+# (``nta features``) calls it ``duration``.
+KDD_RENAMED = {"duration": "kdd_duration"}
+
+
+def _flows_table(ext: Any, kdd: pl.DataFrame, model_id: str, verdict: pl.DataFrame | None = None) -> Any:
+    """The flow table as extracted (FLOW_SCHEMA types) plus the KDD features (``KDD_RENAMED``) and each flow's
+    verdict (``label``, ``confidence``, ``incident_id``), with ``nta flows``' metadata: one file to query, no join.
 
     ``land``, ``wrong_fragment`` and ``urgent`` are flow fields and KDD features with the same values; the flow
     field stays (so ``features.flows.table.read_flows`` reads this file) and is not repeated.
@@ -349,7 +374,10 @@ def _flows_table(ext: Any, kdd: pl.DataFrame, model_id: str) -> Any:
     table = ext.flows
     for name in KDD_FEATURES:
         if name not in table.column_names:
-            table = table.append_column(name, kdd[name].to_arrow())
+            table = table.append_column(KDD_RENAMED.get(name, name), kdd[name].to_arrow())
+    if verdict is not None:
+        for name in ("label", "confidence", "incident_id"):
+            table = table.append_column(name, verdict[name].to_arrow())
     return table.replace_schema_metadata({**flow_metadata(ext), b"nta.model_id": model_id.encode()})
 
 
@@ -363,10 +391,15 @@ def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any, flows: pl.Da
 
     t0 = time.perf_counter()
     with atomic_folder(result.out_dir, tuple(result.outputs)) as folder:
-        table = _flows_table(ext, kdd, result.model_id)
+        table = _flows_table(ext, kdd, result.model_id, result.verdicts)
         with open(folder / "flows.parquet", "wb") as fh:  # a file object: pyarrow cannot encode non-UTF-8 names
             pq.write_table(table, fh, compression="zstd")
         verdicts.write_csv(result.verdicts, folder / "verdicts.csv")
+        from analyzer.alerts import write_alerts
+
+        result.alerts = write_alerts(
+            folder / "alerts.ndjson", result.verdicts, result.incidents, result.alert_confidence, flows
+        )
         if zeek:
             from features.flows import zeek as zk
 

@@ -7,16 +7,19 @@ incident responder acts on: incidents (one line each, with why), then the flows 
 from __future__ import annotations
 
 import datetime as dt
+import io
 from typing import Any
 
 from rich import box
 from rich.console import Console, Group
+from rich.measure import Measurement
 from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
 from analyzer import __version__, verdicts
-from analyzer.incidents import fmt_duration
+from analyzer.incidents import fmt_duration, fmt_endpoint, fmt_host
+from analyzer.incidents import phrases as incident_phrases
 from analyzer.result import ScanResult
 from analyzer.summary import TOP_TALKERS, span, top_flow_rows
 from features.common import escape_surrogates, path_text
@@ -37,6 +40,11 @@ def sparkline(counts: list[int]) -> str:
     return "".join(SPARK[0] if c == 0 else SPARK[max(1, round(c / top * 8))] for c in counts)
 
 
+def _add(grid: Table, label: str, value: str | Text) -> None:
+    """A header row; a plain value is Text, so file names and addresses are never read as markup or emoji."""
+    grid.add_row(label, value if isinstance(value, Text) else Text(value))
+
+
 def _header(result: ScanResult) -> Table:
     start, end = span(result)
     grid = Table.grid(padding=(0, 2))
@@ -45,40 +53,42 @@ def _header(result: ScanResult) -> Table:
     names = ", ".join(str(c["file"]) for c in result.captures[:3])
     more = f" and {len(result.captures) - 3} more" if len(result.captures) > 3 else ""
     zeek = result.input_kind == "zeek"
-    grid.add_row("Zeek logs" if zeek else "Captures", f"{len(result.captures)}: {names}{more}")
+    _add(grid, "Zeek logs" if zeek else "Captures", f"{len(result.captures)}: {names}{more}")
     if zeek:
         from features.zeeklog.conn import unavailable_note
 
-        grid.add_row("Input", unavailable_note(result.unavailable_features))
+        _add(grid, "Input", unavailable_note(result.unavailable_features))
     if result.skipped:
         p, why = result.skipped[0]
-        grid.add_row("Skipped", f"{len(result.skipped)} files (e.g. {path_text(p)}: {escape_surrogates(why)})")
-    grid.add_row("Packets", f"{result.packets:,}")
+        _add(grid, "Skipped", f"{len(result.skipped)} files (e.g. {path_text(p)}: {escape_surrogates(why)})")
+    _add(grid, "Packets", f"{result.packets:,}")
     if result.filters:
         asked = ", ".join(result.filters)
-        grid.add_row("Filters", f"{asked}: {result.filtered_packets:,} packets outside, skipped while reading")
-    grid.add_row("Flows", f"{result.flows:,}")
+        _add(grid, "Filters", f"{asked}: {result.filtered_packets:,} packets outside, skipped while reading")
+    _add(grid, "Flows", f"{result.flows:,}")
     if start is not None and end is not None:
-        grid.add_row("Time span", f"{_when(start)} - {_when(end)} UTC ({fmt_duration((end - start).total_seconds())})")
+        _add(grid, "Time span", f"{_when(start)} - {_when(end)} UTC ({fmt_duration((end - start).total_seconds())})")
     bad = ", ".join(f"{k} {n:,}" for k, n in sorted(result.bad_packets.items(), key=lambda kv: (-kv[1], kv[0])))
-    grid.add_row("Bad records" if zeek else "Bad packets", bad or "none")
+    _add(grid, "Bad records" if zeek else "Bad packets", bad or "none")
     for w in result.warnings:
-        grid.add_row("Warning", Text(w, style="yellow"))
+        _add(grid, "Warning", Text(w, style="yellow"))
     if result.unknown_values:
-        grid.add_row("Unseen values", ", ".join(f"{k} {n:,}" for k, n in sorted(result.unknown_values.items())))
+        _add(grid, "Unseen values", ", ".join(f"{k} {n:,}" for k, n in sorted(result.unknown_values.items())))
     if result.allow_file is not None:
-        grid.add_row(
+        _add(
+            grid,
             "Allowed",
             f"{result.allowed_flows:,} flows known-good by {result.allow_file} ({result.allow_entries} entries): "
             "kept in the outputs, in no incident and no --fail-on match",
         )
-    grid.add_row("Model", f"{result.model_id} on {result.device}")
+    _add(grid, "Model", f"{result.model_id} on {result.device}")
     if result.novelty:
-        grid.add_row(
+        _add(
+            grid,
             "Novelty gate",
             f"on: {result.novel_flows:,} flows the network called normal were unlike its normal training rows",
         )
-    grid.add_row("Seconds", ", ".join(f"{k} {s:.1f}" for k, s in result.seconds.items()))
+    _add(grid, "Seconds", ", ".join(f"{k} {s:.1f}" for k, s in result.seconds.items()))
     return grid
 
 
@@ -111,66 +121,127 @@ def _timeline(result: ScanResult, width: int) -> Group:
     return Group(*rows)
 
 
-def _incidents(result: ScanResult) -> Group:
+def packed(first: str, pieces: list[str], sep: str, width: int, indent: int) -> Text:
+    """``first`` then ``pieces`` joined by ``sep``, broken into lines of at most ``width`` columns only between
+    pieces (continuation lines indented by ``indent``): an address, a port or a phrase is never split. A piece
+    longer than a whole line (a display filter's ``ip.addr in {...}`` set) is broken between its words; a
+    single word longer than a line gets a line of its own, and only then may the terminal fold it."""
+    room = max(width - indent, 1)
+    tokens: list[tuple[str, str]] = []  # (glue before the token, token)
+    for k, piece in enumerate(pieces):
+        words = piece.split(" ") if len(piece) > room else [piece]
+        tokens += [(sep if k and not j else (" " if j else ""), w) for j, w in enumerate(words)]
+    lines: list[str] = []
+    line = first
+    mark = sep.rstrip()  # a line broken at a separator ends with its visible part ("," or "&&")
+    for k, (glue, tok) in enumerate(tokens):
+        nxt = tokens[k + 1][0] if k + 1 < len(tokens) else ""
+        tail = len(mark) if nxt == sep else 0
+        if not k and line.strip() and len(line) + len(tok) + tail > width:
+            lines.append(line.rstrip())  # the first piece does not fit after the prefix: it starts the next line
+            line = " " * indent + tok
+        elif k and len(line) + len(glue) + len(tok) + tail > width:
+            lines.append(line + (mark if glue == sep else ""))
+            line = " " * indent + tok
+        else:
+            line += glue + tok
+    lines.append(line)
+    return Text("\n".join(line.rstrip() for line in lines), overflow="fold")
+
+
+def _reason_text(d: dict[str, Any]) -> str:
+    value = d["value"]
+    if isinstance(value, float):
+        value = f"{value:g}"
+    return f"{d['feature']} {value}"
+
+
+def _incidents(result: ScanResult, width: int) -> Group:
+    """One block per incident, most severe first (``#1`` is the first to look at: ``analyzer.incidents``)."""
     inc = result.incidents
-    grid = Table.grid(padding=(0, 1, 0, 2))  # wrapped lines stay indented under their incident
-    grid.add_column(justify="right", no_wrap=True)
-    grid.add_column()
-    shown = inc.sort(["flows", "incident_id"], descending=[True, False]).head(MAX_INCIDENTS)
-    for r in shown.iter_rows(named=True):
-        why = ", ".join(f"{d['feature']} {d['value']}" for d in r["reason"])
-        body = Text(r["summary"], style="red")
-        body.append(f"\n  why: {why or 'not explained (only the largest incidents are)'}", style="default")
+    rows: list[Any] = [Text(f"Incidents: {inc.height:,}", style="bold")]
+    for r in inc.sort("incident_id").head(MAX_INCIDENTS).iter_rows(named=True):
+        tag = f"#{r['incident_id']}"
+        head = packed(f"{tag:>4}  ", incident_phrases(r), ", ", width, 8)
+        head.stylize("red")
+        rows.append(head)
+        why = [_reason_text(d) for d in r["reason"]]
+        if why:  # the model's vocabulary, named: NSL-KDD feature names and values (README: glossary)
+            rows.append(packed("      why (NSL-KDD features): ", why, ", ", width, 8))
+        else:
+            rows.append(Text("      why: not explained (only the first 20 incidents are)"))
         if r.get("wireshark_filter"):
-            body.append(f"\n  filter: {r['wireshark_filter']}", style="default")
+            rows.append(packed("      filter: ", r["wireshark_filter"].split(" && "), " && ", width, 14))
         cids = r.get("community_ids") or []
         if cids:
             more = f" (+{len(cids) - 1:,} more in report.json)" if len(cids) > 1 else ""
-            body.append(f"\n  community id: {cids[0]}{more}", style="default")
+            rows.append(packed("      community id: ", [cids[0], more.strip()] if more else [cids[0]], " ", width, 20))
         carved = result.carved.get(r["incident_id"])
         if carved is not None:
-            body.append(f"\n  packets: {path_text(carved[0])} ({carved[1]:,})", style="default")
-        grid.add_row(f"#{r['incident_id']}", body)
-    rows: list[Any] = [Text(f"Incidents: {inc.height:,}", style="bold"), grid]
+            rows.append(packed("      packets: ", [path_text(carved[0]), f"({carved[1]:,})"], " ", width, 15))
     if inc.height > MAX_INCIDENTS:
-        rows.append(Text(f"  ... and {inc.height - MAX_INCIDENTS:,} smaller incidents (report.json has them all)"))
+        rows.append(Text(f"  ... and {inc.height - MAX_INCIDENTS:,} less severe incidents (report.json has them all)"))
     return Group(*rows)
 
 
-def _top_flows(result: ScanResult, width: int) -> Table:
-    t = Table(
-        title="Top suspicious flows", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0)
-    )
-    show_time = width >= 96  # on an 80-column terminal the endpoints matter more than the start time
-    for name, just in [("flow", "right"), ("time", "left"), ("originator", "left"), ("responder", "left"),
-                       ("service", "left"), ("state", "left"), ("class", "left"), ("p_attack", "right"),
-                       ("inc", "right")]:  # fmt: skip
-        if name == "time" and not show_time:
-            continue
-        # Only the endpoints may fold (long IPv6 addresses); every other column keeps its width.
-        fold = name in ("originator", "responder")
-        t.add_column(name, justify=just, no_wrap=not fold, overflow="fold", min_width=15 if fold else None)  # type: ignore[arg-type]
+_FLOW_COLUMNS = ("flow", "time", "originator", "responder", "service", "state", "class", "p_attack", "inc")
+# Columns given up, in this order, when the endpoints need the room; never the endpoints themselves.
+_DROPPABLE = ("time", "state", "service")
+
+
+def _top_flows(result: ScanResult, width: int) -> Any:
+    """The top suspicious flows as a table when every endpoint fits whole on the terminal (columns dropped as
+    needed), else as two lines a flow. Endpoints are never folded: a split port or address misleads."""
+    rows = []
     for r in top_flow_rows(result).iter_rows(named=True):
-        inc = "" if r["incident_id"] is None else f"#{r['incident_id']}"
-        cells = [str(r["flow_id"]), r["ts"].strftime("%H:%M:%S"), _endpoint(r["orig_h"], r["orig_p"]),
-                 _endpoint(r["resp_h"], r["resp_p"]), f"{r['service']}", r["conn_state"], r["label"],
-                 f"{r['p_attack']:.2f}", inc]  # fmt: skip
-        t.add_row(*(cells if show_time else cells[:1] + cells[2:]))
-    return t
+        rows.append(
+            {
+                "flow": str(r["flow_id"]),
+                "time": r["ts"].strftime("%H:%M:%S"),
+                "originator": fmt_endpoint(r["orig_h"], r["orig_p"]),
+                "responder": fmt_endpoint(r["resp_h"], r["resp_p"]),
+                "service": f"{r['service']}",
+                "state": r["conn_state"],
+                "class": r["label"],
+                "p_attack": f"{r['p_attack']:.2f}",
+                "inc": "" if r["incident_id"] is None else f"#{r['incident_id']}",
+            }
+        )
+    columns = list(_FLOW_COLUMNS)
+    probe = Console(width=1000, file=io.StringIO())  # measures the natural width, unclipped
+    for drop in (None, *_DROPPABLE):
+        if drop is not None:
+            columns.remove(drop)
+        t = Table(
+            title="Top suspicious flows",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            padding=(0, 1, 0, 0),
+        )
+        for name in columns:
+            just = "right" if name in ("flow", "p_attack", "inc") else "left"
+            t.add_column(name, justify=just, no_wrap=True)  # type: ignore[arg-type]
+        for row in rows:
+            t.add_row(*(Text(row[c]) for c in columns))  # Text: "[fd77::14]:80" is no markup, ":100:" no emoji
+        if Measurement.get(probe, probe.options, t).maximum <= width:  # every cell whole at this width
+            return t
+    lines: list[Any] = [Text("Top suspicious flows", style="italic")]
+    for row in rows:  # too narrow for a table: the flow's facts, then its endpoints on their own line
+        lines.append(
+            Text(f"{row['flow']:>6}  {row['class']} {row['p_attack']} {row['inc']}  {row['service']} {row['state']}")
+        )
+        lines.append(packed("        ", [row["originator"], "-> " + row["responder"]], " ", width, 10))
+    return Group(*lines)
 
 
-def _flow_filters(result: ScanResult) -> Group:
-    """The top flows' display filters and Community IDs, one line each (too wide for the table)."""
+def _flow_filters(result: ScanResult, width: int) -> Group:
+    """The top flows' display filters and Community IDs (too wide for the table), wrapped between terms."""
     rows = [Text("Wireshark filters and Community IDs of the top flows", style="bold")]
     for r in top_flow_rows(result).iter_rows(named=True):
-        rows.append(Text(f"  {r['flow_id']:>6}  {r['community_id']}  {r['wireshark_filter']}"))
+        terms = (r["wireshark_filter"] or "").split(" && ")
+        rows.append(packed(f"  {r['flow_id']:>6}  {r['community_id']}  ", terms, " && ", width, 10))
     return Group(*rows)
-
-
-def _endpoint(host: str, port: int | None) -> str:
-    if port is None:
-        return host
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _talkers(result: ScanResult) -> Table:
@@ -182,16 +253,14 @@ def _talkers(result: ScanResult) -> Table:
         padding=(0, 1, 0, 0),
     )
     for name in ("originator", "flows", "classes", "targets", "ports", "max p_attack"):
-        t.add_column(name, justify="left" if name in ("originator", "classes") else "right")
-    for r in verdicts.top_talkers(result.verdicts, TOP_TALKERS).iter_rows(named=True):
-        t.add_row(
-            r["orig_h"],
-            f"{r['flows']:,}",
-            r["classes"],
-            f"{r['targets']:,}",
-            f"{r['ports']:,}",
-            f"{r['max_p_attack']:.2f}",
+        # The address never wraps; the headers of the number columns may, when the terminal is narrow.
+        t.add_column(
+            name, justify="left" if name in ("originator", "classes") else "right", no_wrap=name == "originator"
         )
+    for r in verdicts.top_talkers(result.verdicts, TOP_TALKERS).iter_rows(named=True):
+        cells = (fmt_host(r["orig_h"]), f"{r['flows']:,}", r["classes"], f"{r['targets']:,}", f"{r['ports']:,}",
+                 f"{r['max_p_attack']:.2f}")  # fmt: skip
+        t.add_row(*map(Text, cells))  # Text: an address is never read as markup or an :emoji: code
     return t
 
 
@@ -206,7 +275,7 @@ class _Console(Console):
 
 def make_console() -> Console:
     """The report's console: stdout, colour only on a terminal (rich decides)."""
-    return _Console(highlight=False)
+    return _Console(highlight=False, emoji=False)  # "2001:db8:100:100::1" holds ":100:", an emoji code
 
 
 def render(result: ScanResult, console: Console) -> None:
@@ -217,15 +286,15 @@ def render(result: ScanResult, console: Console) -> None:
     console.print(_verdict_table(result))
     console.print(_timeline(result, console.width))
     console.print()
-    console.print(_incidents(result))
+    console.print(_incidents(result, console.width))
     if verdicts.suspicious(result.verdicts).height:
         console.print()
         console.print(_top_flows(result, console.width))
-        console.print(_flow_filters(result))
+        console.print(_flow_filters(result, console.width))
         console.print()
         console.print(_talkers(result))
     console.print()
-    console.print("Outputs: " + ", ".join(path_text(p) for p in result.outputs.values()))
+    console.print("Outputs: " + (", ".join(path_text(p) for p in result.outputs.values()) or "none (--no-write)"))
     if result.fail_on:
         what = ",".join(sorted(result.fail_on))
         if result.matched:

@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-OUTPUT_NAMES: tuple[str, ...] = ("flows.parquet", "verdicts.csv", "report.json", "report.html")
+OUTPUT_NAMES: tuple[str, ...] = ("flows.parquet", "verdicts.csv", "report.json", "report.html", "alerts.ndjson")
 ZEEK_NAMES: tuple[str, ...] = ("conn.log", "nta.log")  # with nta scan --zeek / --zeek-json
 
 
@@ -48,6 +48,9 @@ class ScanResult:
     carved: dict[int, tuple[Path, int]] = field(default_factory=dict)  # incident -> (capture file, packets)
     input_kind: str = "capture"  # "zeek": the flows were read from Zeek conn logs (features.zeeklog)
     unavailable_features: tuple[str, ...] = ()  # KDD features the input cannot give, taken as 0
+    alert_confidence: float = 0.9  # alerts.ndjson: an event per attack flow at least this confident
+    alerts: int = 0  # events written to alerts.ndjson
+    written: bool = True  # False with --no-write / --out -: no file on disk, ``outputs`` is empty
 
     @property
     def flows(self) -> int:
@@ -70,4 +73,6 @@ class ScanResult:
 
     @property
     def outputs(self) -> dict[str, Path]:
+        if not self.written:
+            return {}
         return {name: self.out_dir / name for name in (*OUTPUT_NAMES, *self.extra_outputs)}

@@ -14,6 +14,9 @@ from analyzer import __version__, verdicts
 from analyzer.result import ScanResult
 from features.common import escape_surrogates, path_text
 
+# report.json's shape, described by docs/report.schema.json (tests/scan/test_report_schema.py validates against it).
+# 1: the first versioned shape: schema_version, typed reason values, incidents' uids.
+REPORT_SCHEMA_VERSION = "1"
 TOP_FLOWS = 10
 TOP_TALKERS = 5
 
@@ -34,7 +37,15 @@ def _incident_json(row: dict[str, Any]) -> dict[str, Any]:
         "incident_id": row["incident_id"],
         "label": row["label"],
         "summary": row["summary"],
-        "reason": row["reason"],
+        "reason": [
+            {
+                "feature": d["feature"],  # an NSL-KDD feature name
+                "value": d["value"] if d.get("number") is None else d["number"],  # number, or category text
+                "text": d["value"],  # as the terminal report shows it
+                "score": d["score"],
+            }
+            for d in row["reason"]
+        ],
         "grouped_by": row["grouped_by"],
         "start": _iso(row["start"]),
         "end": _iso(row["end"]),
@@ -51,6 +62,7 @@ def _incident_json(row: dict[str, Any]) -> dict[str, Any]:
         "bytes": row["bytes"],
         "wireshark_filter": row.get("wireshark_filter"),
         "community_ids": row.get("community_ids") or [],
+        "uids": row.get("uids") or [],
     }
 
 
@@ -82,6 +94,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
     start, end = span(result)
     line = verdicts.timeline(result.verdicts, result.classes)
     return {
+        "schema_version": REPORT_SCHEMA_VERSION,
         "nta_version": __version__,
         "model": {"id": result.model_id, "device": result.device, "classes": list(result.classes)},
         "novelty_gate": {
@@ -118,6 +131,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
             "min_confidence": result.min_confidence,
             "matched_flows": result.matched,
         },
+        "alerts": {"min_confidence": result.alert_confidence, "events": result.alerts},
         "exit_code": result.exit_code,
         "outputs": {k: path_text(p) for k, p in result.outputs.items()},
         "carved": [path_text(p) for p, _ in result.carved.values()],

@@ -1,7 +1,7 @@
 """Per-flow verdicts: the ``verdicts.csv`` table, and the tallies the report is built from.
 
 ``verdicts.csv`` has one row per flow, columns in ``verdict_columns(classes)`` order: the flow identity
-columns (taken from ``features.flows.schema.FLOW_FIELDS``), the NSL-KDD ``service``, the model's ``label``
+columns (``flow_id`` for this run, ``uid`` across runs, ``community_id``; taken from ``features.flows.schema.FLOW_FIELDS``), the NSL-KDD ``service``, the model's ``label``
 (argmax class), ``confidence`` (its probability), ``p_attack`` (1 - p(normal)), one ``p_<class>`` column
 per class, ``novel`` (true when ``nta scan --novelty``'s gate relabelled a flow the network called normal:
 its label is then the most probable attack class and ``confidence`` that class's probability), ``allowed``
@@ -25,7 +25,19 @@ from features.flows.schema import FLOW_COLUMNS
 NORMAL = "normal"
 
 # Flow fields copied into verdicts.csv, in the order the CSV has them ("service" is inserted after proto).
-_FLOW_HEAD = ("flow_id", "community_id", "source_file", "ts", "ts_end", "orig_h", "orig_p", "resp_h", "resp_p", "proto")
+_FLOW_HEAD = (
+    "flow_id",
+    "uid",
+    "community_id",
+    "source_file",
+    "ts",
+    "ts_end",
+    "orig_h",
+    "orig_p",
+    "resp_h",
+    "resp_p",
+    "proto",
+)
 _FLOW_TAIL = ("conn_state", "orig_bytes", "resp_bytes")
 _missing = [c for c in _FLOW_HEAD + _FLOW_TAIL if c not in FLOW_COLUMNS]
 assert not _missing, f"verdict columns not in features.flows.schema.FLOW_FIELDS: {_missing}"

@@ -37,6 +37,14 @@ def default_full_model_dir() -> Path:
     return Path(__file__).resolve().parent / "default-full"
 
 
+def limit_threads(threads: int) -> int:
+    """At most ``threads`` torch CPU threads for inference from now on (``nta scan --threads N``); returns the
+    number in force. Fewer than the cores is the right call on a machine other jobs share: torch's OpenMP
+    threads spin waiting for a busy core."""
+    torch.set_num_threads(max(1, threads))
+    return torch.get_num_threads()
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when available, else ``cpu``; an unavailable explicit device is a ModelError."""
     if device == "auto":

@@ -53,7 +53,7 @@ def test_path_text_is_utf8_and_reversible(raw: bytes) -> None:
 def test_scan_a_non_utf8_name_alone_writes_every_output_escaped(tmp_path: Path) -> None:
     shutil.copy(SAMPLES / "demo-mixed.pcap", tmp_path / ODD)
     out = tmp_path / os.fsdecode(b"out\xfe")
-    res = nta("scan", ODD, "-o", out, "--zeek", "--carve", "-q", cwd=tmp_path)
+    res = nta("scan", ODD, "-o", out, "--zeek", "--carve", "--no-progress", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert ODD_TEXT in text(res.stdout)  # the terminal report names it escaped
     report = json.loads((out / "report.json").read_bytes().decode("utf-8"))

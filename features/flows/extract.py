@@ -17,6 +17,7 @@ from features.common import ProgressFn, no_progress, path_text
 from features.flows.builder import DEFAULT_CONFIG, FlowBuilder, FlowConfig
 from features.flows.records import empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
+from features.flows.uid import flow_uids
 
 # Sort order of the final table: time first, then the flow key, so flow_id is stable per input.
 _ORDER = (
@@ -118,6 +119,7 @@ def extract_flows(
         p = pl.concat(pays).rename({"flow_id": "_uid"})
         linked = p.join(ids, on=["_file", "_uid"], how="inner").select("flow_id", "ts_ns", "from_orig", "payload")
         linked = linked.sort("flow_id", "ts_ns")
+    flows = flows.with_columns(flow_uids(flows, [s["sha256"] for s in info]))
     table = flows.with_columns(pl.col("flow_id").cast(pl.Int64)).select(FLOW_COLUMNS).to_arrow()
     table = table.cast(FLOW_SCHEMA)
     return Extraction(

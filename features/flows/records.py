@@ -113,6 +113,7 @@ def to_frame(st: dict[str, np.ndarray], source_file: str, tunnels: dict[int, str
     ts_type = FLOW_SCHEMA.field("ts").type
     cols: dict[str, pa.Array] = {
         "flow_id": pa.array(st["uid"].astype(np.int64)),
+        "uid": pa.nulls(n, pa.string()),  # set once the capture's SHA-256 is known (features.flows.extract)
         "community_id": cid,
         "source_file": pa.array([source_file], pa.string()).take(np.zeros(n, np.int64)),
         "ts": pa.array(st["ts0"] // 1000, ts_type),

@@ -1,4 +1,4 @@
-"""The flow record, defined once. Parquet, CSV, report columns and the README table derive from ``FLOW_FIELDS``.
+"""The flow record, defined once. Parquet, CSV, report columns and the docs/flows.md table derive from ``FLOW_FIELDS``.
 
 Flow definition
 ---------------
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "2"  # 2: the tunnel column (files of version 1 read with it null)
+SCHEMA_VERSION = "3"  # 2: the tunnel column; 3: uid (files of older versions read with them null)
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,32 @@ class Field:
 _TS = pa.timestamp("us", tz="UTC")
 
 FLOW_FIELDS: tuple[Field, ...] = (
-    Field("flow_id", pa.int64(), "", "Row number of the flow in this table, in (ts, key) order; stable per run."),
+    Field(
+        "flow_id",
+        pa.int64(),
+        "",
+        "Row number of the flow in this table, in (ts, key) order; names a flow within one run only (use uid across runs).",
+    ),
+    Field(
+        "uid",
+        pa.string(),
+        "",
+        "Unique id of the flow across runs, Zeek-style ('C' + 17 base-62 characters): a hash of the capture's SHA-256, "
+        "the flow key and its start time, so the same capture always gives the same uids (features.flows.uid); "
+        "null in files of schema version 2 or older.",
+        nullable=True,
+    ),
     Field("community_id", pa.string(), "", "Community ID v1 (seed 0) of the flow, to pivot to Zeek and Suricata."),
     Field("source_file", pa.string(), "", "Capture file the flow was read from."),
     Field("ts", _TS, "UTC", "Time of the flow's first packet."),
     Field("ts_end", _TS, "UTC", "Time of the flow's last packet."),
-    Field("duration_s", pa.float64(), "s", "ts_end - ts in seconds."),
+    Field(
+        "duration_s",
+        pa.float64(),
+        "s",
+        "ts_end - ts in seconds (real, microsecond resolution; NSL-KDD's whole-second 'duration' exists only in the "
+        "KDD feature table, and as kdd_duration in nta scan's flows.parquet).",
+    ),
     Field("proto", pa.string(), "", "Transport: tcp, udp, icmp, icmp6, or the IP protocol name/number."),
     Field("ip_proto", pa.uint8(), "", "IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, ...)."),
     Field("ip_version", pa.uint8(), "", "4 or 6."),
@@ -114,7 +134,7 @@ META_WARNINGS = b"nta.warnings"  # JSON list of one-line warnings
 
 
 def markdown_table() -> str:
-    """The flow columns as a Markdown table, for the README."""
+    """The flow columns as a Markdown table, for docs/flows.md (tests/test_readme.py checks it)."""
     rows = ["| column | type | unit | meaning |", "| --- | --- | --- | --- |"]
     rows += [f"| `{f.name}` | {f.type} | {f.unit} | {f.doc} |" for f in FLOW_FIELDS]
     return "\n".join(rows)

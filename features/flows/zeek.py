@@ -32,14 +32,13 @@ IP protocols other than TCP, UDP and ICMP have ports 0 and ``proto`` ``unknown_t
 ``tunnel_parents`` holds the uid of the tunnel a decapsulated flow came out of (``tunnel_uid``: the same
 tunnel text in the same file gives the same uid); Zeek would log that tunnel as a connection of its own,
 nta keeps only the inner flow, so the uid refers to the tunnel as ``nta.log``'s ``tunnel`` field names it.
-``uid`` is made from the capture's file name, the flow's id, its Community ID and start time (the same flow
-of the same capture always gets the same uid): ``C`` and 17 base-62 characters, like Zeek's.
+``uid`` is the flow table's ``uid`` (``features.flows.uid``: the capture's SHA-256, the flow key and start
+time), the same in flows.parquet, verdicts.csv, report.json and alerts: ``C`` and 17 base-62 characters, like Zeek's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from pathlib import Path
 import polars as pl
 
 from features.common import atomic_path
+from features.flows.uid import make_uid
 
 SEPARATOR = "\t"
 SET_SEPARATOR = ","
@@ -161,28 +161,19 @@ def nta_log(classes: Sequence[str]) -> ZeekLog:
 
 
 def uids(flows: pl.DataFrame) -> pl.Series:
-    """Zeek-style uid of each flow: ``C`` + 17 base-62 characters of a hash of (file name, flow_id, Community ID, ts)."""
+    """Zeek-style uid of each flow: the flow table's ``uid`` (``features.flows.uid``); for tables of schema version 2
+    or older, which have none, a hash of (file name, flow_id, Community ID, ts) as nta made it then."""
+    if "uid" in flows.columns and flows.height and flows["uid"].null_count() == 0:
+        return flows["uid"].alias("uid")
     names = [Path(s).name for s in flows["source_file"].to_list()] if flows.height else []
     us = flows["ts"].dt.epoch("us").to_list() if flows.height else []
     keys = zip(names, flows["flow_id"].to_list(), flows["community_id"].to_list(), us, strict=True)
-    return pl.Series("uid", [_uid("C", "\0".join(map(str, k))) for k in keys], pl.String)
+    return pl.Series("uid", [make_uid("\0".join(map(str, k))) for k in keys], pl.String)
 
 
 def tunnel_uid(source_file: str, tunnel: str) -> str:
     """The uid nta gives a tunnel (``tunnel_parents``): from the capture's file name and the tunnel's text."""
-    return _uid("C", f"{Path(source_file).name}\0{tunnel}")
-
-
-_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def _uid(prefix: str, key: str) -> str:
-    n = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=12).digest(), "big")
-    out = []
-    for _ in range(17):
-        n, r = divmod(n, 62)
-        out.append(_B62[r])
-    return prefix + "".join(reversed(out))
+    return make_uid(f"{Path(source_file).name}\0{tunnel}")
 
 
 _ZEEK_PROTO = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "icmp6": "icmp"}  # anything else: unknown_transport

@@ -54,6 +54,7 @@ from features.common import InputError, ProgressFn, no_progress, path_text
 from features.flows.community_id import ICMP4_COUNTERPART, ICMP6_COUNTERPART, community_id_array
 from features.flows.records import PROTO_NAMES, empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
+from features.flows.uid import flow_uids
 from features.flows.zeek import CONN_LOG
 from features.kdd.content import CONTENT_FEATURES
 from features.zeeklog.read import ReadLog, Sniffed, read_log, sniff
@@ -323,6 +324,13 @@ def read_conn_logs(
         filtered = int((~keep).sum())
         flows = flows.filter(pl.Series(keep))
     flows = flows.sort(list(_ORDER), nulls_last=False).with_row_index("flow_id")
+    # uid (features.flows.uid): the connection's own Zeek uid, so every output joins with the team's Zeek logs;
+    # nta's (the log file's SHA-256 and the flow key) where the record has none, or where one connection became
+    # two records (an ICMP request and its replies): a flow's uid names one flow.
+    made = flow_uids(flows, [e["sha256"] for e in info])
+    own = pl.col("_uid").cast(pl.String)
+    once = own.is_not_null() & (pl.len().over("_uid") == 1)
+    flows = flows.with_columns(uid=pl.when(once).then(own).otherwise(pl.lit(made)))
     table = flows.with_columns(pl.col("flow_id").cast(pl.Int64)).select(FLOW_COLUMNS).to_arrow().cast(FLOW_SCHEMA)
     return Extraction(
         flows=table,

@@ -88,7 +88,7 @@ def test_parquet_round_trip_with_metadata(tmp_path: Path) -> None:
     assert table.schema.remove_metadata().equals(FLOW_SCHEMA)
     assert pq.read_schema(out).remove_metadata().equals(FLOW_SCHEMA)
     assert table.to_pylist() == ext.flows.to_pylist()
-    assert meta["schema_version"] == "2"
+    assert meta["schema_version"] == "3"
     assert meta["sources"][0]["sha256"] == hashlib.sha256(cap.read_bytes()).hexdigest()
     assert meta["sources"][0]["packets"] == 10
     assert meta["bad_packets"] == {} and meta["warnings"] == []

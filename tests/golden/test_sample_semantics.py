@@ -39,7 +39,7 @@ TUNNELLED = {
     "tunnel-geneve.pcap": ("geneve 192.168.57.11 192.168.57.12", None),
 }
 # Columns that may differ between two files holding the same packets.
-PER_FILE = ["flow_id", "source_file"]
+PER_FILE = ["flow_id", "source_file", "uid"]  # uid hashes the capture file: per file too
 
 
 def _tcp(df: pl.DataFrame) -> pl.DataFrame:

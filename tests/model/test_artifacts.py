@@ -116,7 +116,7 @@ def test_shipped_default_model_loads() -> None:
 
 @pytest.mark.parametrize("which", ["default", "default-full"])
 def test_shipped_models_reproduce_their_recorded_test_figures(which: str, nslkdd_dir: Path) -> None:
-    """The README's tables come from metadata.json's metrics.test: the shipped weights must still give them."""
+    """docs/model.md's tables come from metadata.json's metrics.test: the shipped weights must still give them."""
     d = default_model_dir().parent / which
     clf = Classifier.load(d, device="cpu")
     recorded = json.loads((d / METADATA).read_text())["metrics"]["test"]["KDDTest+.txt"]

@@ -25,7 +25,7 @@ T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 def _flow(i: int, orig: str, resp: str, dport: int | None, t: float, state: str, proto: str = "tcp") -> dict[str, Any]:
     ts = T0 + dt.timedelta(seconds=t)
     return {
-        "flow_id": i, "community_id": f"1:{i}", "source_file": "x.pcap", "ts": ts,
+        "flow_id": i, "uid": f"Ctest{i:013d}", "community_id": f"1:{i}", "source_file": "x.pcap", "ts": ts,
         "ts_end": ts + dt.timedelta(milliseconds=10), "duration_s": 0.01, "proto": proto,
         "ip_proto": 6 if proto == "tcp" else 17, "ip_version": 4, "vlan": None, "orig_h": orig,
         "orig_p": 40000 + i % 20000 if dport is not None else None, "resp_h": resp, "resp_p": dport,

@@ -22,7 +22,7 @@ SCANNER, SCANNED = "192.168.56.66", "10.0.0.20"
 
 
 def scan(*args: str | Path) -> Result:
-    return CliRunner().invoke(app, ["scan", "--quiet", *map(str, args)])
+    return CliRunner().invoke(app, ["scan", "--no-progress", *map(str, args)])
 
 
 def test_allow_file_entries_and_one_line_errors(tmp_path: Path) -> None:

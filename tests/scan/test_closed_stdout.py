@@ -35,11 +35,17 @@ def _with_closed_stdout(*args: str | Path) -> tuple[int, str]:
 def test_scan_with_a_closed_stdout_is_141_not_a_finding(tmp_path: Path, fmt: str) -> None:
     out = tmp_path / "o"
     code, err = _with_closed_stdout(
-        "scan", SAMPLES / "demo-mixed.pcap", "-o", out, "-q", "--fail-on", "any", "--format", fmt
+        "scan", SAMPLES / "demo-mixed.pcap", "-o", out, "--no-progress", "--fail-on", "any", "--format", fmt
     )
     assert code == 141, err
     assert err == "nta: stdout closed by its reader (broken pipe); files written are complete\n"
-    assert sorted(p.name for p in out.iterdir()) == ["flows.parquet", "report.html", "report.json", "verdicts.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "alerts.ndjson",
+        "flows.parquet",
+        "report.html",
+        "report.json",
+        "verdicts.csv",
+    ]
     report = json.loads((out / "report.json").read_text())
     assert report["flows"] == 944  # complete: written before the report went to stdout
 

@@ -59,3 +59,11 @@ def test_empty_input() -> None:
     assert p.shape == (0, 2) and gated is None
     p, gated = _predict(Echo(), np.zeros((0, 3), np.float32), 8, lambda d, t: None, novelty=True)
     assert p.shape == (0, 2) and gated is not None and gated[0].shape == gated[1].shape == (0,)
+
+
+def test_progress_moves_once_per_batch() -> None:
+    x = np.arange(1000, dtype=np.float32).reshape(500, 2) / 1000  # 500 distinct rows
+    seen: list[tuple[int, int]] = []
+    _predict(Echo(), x, batch_size=64, progress=lambda d, t: seen.append((d, t)))
+    assert [d for d, _ in seen] == [*range(64, 500, 64), 500]  # 8 steps, not one at the end
+    assert {t for _, t in seen} == {500}

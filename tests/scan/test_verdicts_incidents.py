@@ -27,7 +27,7 @@ def _verdicts(flows: pl.DataFrame, proba: np.ndarray) -> pl.DataFrame:
 
 def test_verdict_columns_are_exact() -> None:
     assert verdicts.verdict_columns(CLASSES) == [
-        "flow_id", "community_id", "source_file", "ts", "ts_end", "orig_h", "orig_p", "resp_h", "resp_p",
+        "flow_id", "uid", "community_id", "source_file", "ts", "ts_end", "orig_h", "orig_p", "resp_h", "resp_p",
         "proto", "service", "conn_state", "orig_bytes", "resp_bytes", "label", "confidence", "p_attack",
         "p_normal", "p_DoS", "p_Probe", "p_R2L", "p_U2R", "novel", "allowed", "incident_id", "model_id",
     ]  # fmt: skip
@@ -80,7 +80,7 @@ def test_csv_is_rfc4180_and_reads_back(make_flows: Flows, fake_proba: Proba, tmp
     with path.open(newline="") as f:  # the standard library's RFC 4180 reader agrees
         rows = list(csv.reader(f))
     assert rows[0] == verdicts.verdict_columns(CLASSES) and len(rows) == v.height + 1
-    assert rows[1][2] == 'odd, "name".pcap' and all(len(r) == len(rows[0]) for r in rows)
+    assert rows[1][3] == 'odd, "name".pcap' and all(len(r) == len(rows[0]) for r in rows)
 
 
 def test_incidents_group_scan_and_spoofed_flood(make_flows: Flows, fake_proba: Proba) -> None:
@@ -94,8 +94,8 @@ def test_incidents_group_scan_and_spoofed_flood(make_flows: Flows, fake_proba: P
     assert flood["grouped_by"] == "target" and flood["sources"] == 50 and flood["flows"] == 50
     assert scan["grouped_by"] == "source"
     assert members.height == 150  # every attack flow, no normal one
-    assert inc["incident_id"].to_list() == [1, 2]  # in order of first flow: the scan starts first
-    assert scan["incident_id"] == 1
+    assert inc["incident_id"].to_list() == [1, 2]
+    assert (flood["incident_id"], scan["incident_id"]) == (1, 2)  # by severity: DoS before Probe, whatever starts first
 
 
 def test_incident_gap_splits_sessions(make_flows: Flows, fake_proba: Proba) -> None:
@@ -113,8 +113,60 @@ def test_incident_summary_line(make_flows: Flows, fake_proba: Proba) -> None:
     v = _verdicts(flows, fake_proba(flows))
     inc, _ = incidents.find_incidents(v)
     lines = [incidents.describe(r) for r in inc.iter_rows(named=True)]
-    assert lines[0] == "Probe: 10.0.0.9 -> 10.0.0.5, 100 ports in 1.0 s, 100 flows REJ/S0, confidence 0.96"
-    assert lines[1] == "DoS: 50 sources -> 10.0.0.7:80 in 0.1 s, 50 flows S0, confidence 0.96"
+    assert lines[1] == "Probe: 10.0.0.9 -> 10.0.0.5, 100 ports in 1.0 s, 100 flows (conn_state REJ/S0), confidence 0.96"
+    assert lines[0] == "DoS: 50 sources -> 10.0.0.7:80 in 0.1 s, 50 flows (conn_state S0), confidence 0.96"
+
+
+def _one(label: str, conf: float, flows: int, start: int, key: str = "a") -> dict[str, object]:
+    return {"label": label, "confidence": conf, "flows": flows, "start": start, "key": key}
+
+
+@pytest.mark.parametrize(
+    ("rows", "want"),
+    [
+        # class first: a 1-flow DoS at 1.00 above 2-flow Probes, U2R and R2L above both
+        ([_one("Probe", 1.0, 2, 0), _one("DoS", 1.0, 1, 5), _one("U2R", 0.6, 1, 9), _one("R2L", 0.9, 3, 1)],
+         ["U2R", "R2L", "DoS", "Probe"]),
+        # then confidence as shown (0.996 and 1.0 both read 1.00: the bigger first), then size, then start
+        ([_one("DoS", 0.996, 5, 0, "x"), _one("DoS", 1.0, 2, 1, "y"), _one("DoS", 0.9, 900, 2, "z"),
+          _one("DoS", 1.0, 2, 0, "w")], ["x", "w", "y", "z"]),
+    ],
+)  # fmt: skip
+def test_incidents_are_numbered_by_severity(rows: list[dict[str, object]], want: list[str]) -> None:
+    import datetime as dt
+
+    t0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    flows = []
+    for i, r in enumerate(rows):
+        for k in range(int(r["flows"])):  # type: ignore[call-overload]
+            ts = t0 + dt.timedelta(seconds=int(r["start"]) + k)  # type: ignore[call-overload]
+            flows.append(
+                {"flow_id": len(flows), "ts": ts, "ts_end": ts, "orig_h": f"10.0.{i}.1", "resp_h": "10.9.9.9",
+                 "resp_p": 80, "proto": "tcp", "conn_state": "S0", "service": "http", "label": r["label"],
+                 "confidence": r["confidence"], "orig_bytes": 0, "resp_bytes": 0, "key": r["key"]}
+            )  # fmt: skip
+    v = pl.DataFrame(flows)
+    inc, _ = incidents.find_incidents(v.drop("key"))
+    by_source = dict(zip(v["orig_h"], v["key"] if want[0] == "x" else v["label"], strict=False))
+    assert [by_source[s] for s in inc.sort("incident_id")["source"]] == want
+    again, _ = incidents.find_incidents(v.drop("key").sample(fraction=1.0, shuffle=True, seed=3))
+    assert again["incident_id"].to_list() == inc["incident_id"].to_list()
+    assert again["source"].to_list() == inc["source"].to_list()  # stable: the same numbering from any row order
+
+
+def test_icmp_errors_are_worded_as_answers() -> None:
+    row = {"label": "Probe", "source": "10.0.0.5", "sources": 1, "target": None, "targets": 192, "port": None,
+           "ports": 0, "grouped_by": "source", "duration_s": 40.0, "flows": 192, "confidence": 0.88,
+           "states": [{"value": "OTH", "n": 192}], "services": [{"value": "urp_i", "n": 192}]}  # fmt: skip
+    line = incidents.describe(row)
+    assert line == (
+        "Probe: 10.0.0.5 answered 192 hosts with ICMP port unreachable (urp_i), 192 flows in 40.0 s, "
+        "replies to traffic those hosts sent, confidence 0.88"
+    )
+    assert "->" not in line
+    v6 = {**row, "services": [{"value": "eco_i", "n": 3}], "source": "2001:0db8:0000:0000:0000:0000:0000:0001",
+          "targets": 1, "target": "2001:db8:0:0:0:0:0:0002", "ports": 0}  # fmt: skip
+    assert incidents.describe(v6).startswith("Probe: 2001:db8::1 -> 2001:db8::2 in 40.0 s")
 
 
 def test_no_attacks_no_incidents(make_flows: Flows) -> None:

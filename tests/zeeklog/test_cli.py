@@ -99,6 +99,11 @@ def test_zeek_outputs_keep_the_logs_uids(tmp_path: Path) -> None:
         return [x.split("\t")[fields.index("uid")] for x in lines if not x.startswith("#")]
 
     assert logged("conn.log") == uids and logged("nta.log") == uids
+    # the flow table's uid (unique per flow) is the log's own too, except for the two records of the ICMP
+    # connection, which get nta's own uids (features.flows.uid): one uid names one flow
+    table = pl.read_parquet(tmp_path / "o" / "flows.parquet")["uid"].to_list()
+    assert len(set(table)) == len(table) == len(uids)
+    assert [i for i, (u, z) in enumerate(zip(table, uids, strict=True)) if u != z] == [2, 3]
 
 
 def test_a_log_without_records_is_an_empty_scan(tmp_path: Path) -> None:

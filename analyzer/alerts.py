@@ -1,0 +1,162 @@
+"""``alerts.ndjson``: nta's findings as Suricata EVE ``alert`` events, one JSON object a line, so Filebeat's
+Suricata module, Elastic, Splunk or any EVE reader ingests them without a custom parser.
+
+Two kinds of event, told apart by ``alert.signature_id`` and ``nta.kind``:
+
+* one per incident (``analyzer.incidents``), in incident order (most severe first): the tuple is that of the
+  incident's first flow, the signature its one-line summary;
+* one per attack flow whose confidence is at least ``min_confidence`` (``nta scan --alert-confidence``), in
+  time order.
+
+Flows an ``--allow`` entry covers make no alert, as they make no incident. Fields follow EVE: ``timestamp``
+(``2024-03-01T10:00:12.004000+0000``), ``flow_id`` (an integer: Suricata's is one; nta's is the flow's ``uid``
+hashed to 53 bits, exact in every JSON reader), ``event_type`` ``alert``, ``src_ip``/``src_port``/``dest_ip``/
+``dest_port`` (ports left out for ICMP, whose ``icmp_type``/``icmp_code`` are given instead), ``proto`` as
+Suricata names it (``TCP``, ``UDP``, ``ICMP``, ``IPv6-ICMP``), ``community_id``, and ``alert`` with ``action``
+``allowed`` (nta only reads captures), ``gid`` 1, ``signature_id``, ``rev``, ``signature``, ``category`` and
+``severity`` (1 most severe) from Suricata's classification.config entries for each class. nta's own fields
+(``uid``, class, confidence, incident) are under ``nta``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from analyzer.verdicts import suspicious
+
+# class -> (Suricata classification.config description, its priority = EVE severity). Same order as
+# analyzer.incidents.SEVERITY: a host taken over before a service brought down before a scan.
+CATEGORY: dict[str, tuple[str, int]] = {
+    "U2R": ("Attempted Administrator Privilege Gain", 1),  # attempted-admin
+    "R2L": ("Attempted User Privilege Gain", 1),  # attempted-user
+    "DoS": ("Detection of a Denial of Service Attack", 2),  # denial-of-service
+    "Probe": ("Detection of a Network Scan", 3),  # network-scan
+}
+# Signature ids in the local range (1000000-1999999, never used by published rule sets): 1_770_000 + class.
+SID_BASE = {"incident": 1_770_100, "flow": 1_770_200}
+SID_CLASS = {"DoS": 1, "Probe": 2, "R2L": 3, "U2R": 4}
+REV = 1
+_PROTO = {"tcp": "TCP", "udp": "UDP", "icmp": "ICMP", "icmp6": "IPv6-ICMP"}
+
+
+def eve_flow_id(uid: str) -> int:
+    """A 53-bit integer for a flow's uid: EVE's ``flow_id`` is a number, and 53 bits stay exact in JavaScript."""
+    return int.from_bytes(hashlib.blake2b(uid.encode(), digest_size=8).digest(), "big") & (2**53 - 1)
+
+
+def _ts(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
+
+
+def _tuple(r: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "timestamp": _ts(r["ts"]),
+        "flow_id": eve_flow_id(r["uid"]),
+        "event_type": "alert",
+        "src_ip": r["orig_h"],
+    }
+    icmp = r["proto"] in ("icmp", "icmp6")
+    if not icmp and r["orig_p"] is not None:
+        out["src_port"] = r["orig_p"]
+    out["dest_ip"] = r["resp_h"]
+    if not icmp and r["resp_p"] is not None:
+        out["dest_port"] = r["resp_p"]
+    out["proto"] = _PROTO.get(r["proto"], str(r["proto"]).upper())
+    if icmp and r.get("icmp_type") is not None:
+        out["icmp_type"], out["icmp_code"] = r["icmp_type"], r["icmp_code"]
+    out["community_id"] = r["community_id"]
+    return out
+
+
+def _alert(kind: str, label: str, signature: str) -> dict[str, Any]:
+    category, severity = CATEGORY.get(label, ("Misc Attack", 2))
+    return {
+        "action": "allowed",
+        "gid": 1,
+        "signature_id": SID_BASE[kind] + SID_CLASS.get(label, 0),
+        "rev": REV,
+        "signature": signature,
+        "category": category,
+        "severity": severity,
+    }
+
+
+def alert_events(
+    verdicts: pl.DataFrame, incidents: pl.DataFrame, min_confidence: float, flows: pl.DataFrame | None = None
+) -> Iterator[dict[str, Any]]:
+    """EVE alert events: one per incident, then one per attack flow at ``min_confidence`` or above.
+
+    ``flows`` (the flow table) adds ICMP type and code; without it ICMP alerts carry neither.
+    """
+    att = suspicious(verdicts)
+    if flows is not None and att.height:
+        att = att.join(flows.select("flow_id", "icmp_type", "icmp_code"), on="flow_id", how="left")
+    first = (
+        att.filter(pl.col("incident_id").is_not_null())
+        .sort("ts", "flow_id")
+        .group_by("incident_id", maintain_order=True)
+        .first()
+    )
+    by_incident = {r["incident_id"]: r for r in first.iter_rows(named=True)}
+    for inc in incidents.sort("incident_id").iter_rows(named=True):
+        r = by_incident.get(inc["incident_id"])
+        if r is None:
+            continue
+        yield {
+            **_tuple(r),
+            "alert": _alert("incident", inc["label"], f"nta incident #{inc['incident_id']} {inc['summary']}"),
+            "nta": {
+                "kind": "incident",
+                "incident_id": inc["incident_id"],
+                "label": inc["label"],
+                "confidence": round(float(inc["confidence"]), 6),
+                "flows": inc["flows"],
+                "sources": inc["sources"],
+                "targets": inc["targets"],
+                "start": _ts(inc["start"]),
+                "end": _ts(inc["end"]),
+                "uid": r["uid"],
+                "model_id": r["model_id"],
+            },
+        }
+    sure = att.filter(pl.col("confidence") >= min_confidence).sort("ts", "flow_id")
+    for r in sure.iter_rows(named=True):
+        signature = f"nta {r['label']} flow ({r['service']}, conn_state {r['conn_state']})"
+        yield {
+            **_tuple(r),
+            "alert": _alert("flow", r["label"], signature),
+            "nta": {
+                "kind": "flow",
+                "uid": r["uid"],
+                "label": r["label"],
+                "confidence": round(float(r["confidence"]), 6),
+                "p_attack": round(float(r["p_attack"]), 6),
+                "incident_id": r["incident_id"],
+                "service": r["service"],
+                "conn_state": r["conn_state"],
+                "model_id": r["model_id"],
+            },
+        }
+
+
+def write_alerts(
+    path: Path,
+    verdicts: pl.DataFrame,
+    incidents: pl.DataFrame,
+    min_confidence: float,
+    flows: pl.DataFrame | None = None,
+) -> int:
+    """Write ``alerts.ndjson`` (the caller makes it atomic); returns the number of events."""
+    n = 0
+    with path.open("w", encoding="utf-8") as f:
+        for event in alert_events(verdicts, incidents, min_confidence, flows):
+            f.write(json.dumps(event, separators=(",", ":")) + "\n")
+            n += 1
+    return n
