@@ -21,6 +21,7 @@ import os
 import random
 import re
 import resource
+import shutil
 import signal
 import struct
 import subprocess
@@ -243,7 +244,12 @@ def run_target(
                 (corpus / p.name).write_bytes(p.read_bytes())
             cmd = [*base, "--runs", str(seg), "--seconds", str(left_s), "--corpus", str(corpus)]
             cmd += ["--crashes", f"{crashes}/{target}-"]
-        p = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO)
+        shm = tempfile.mkdtemp(prefix="nta-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        try:
+            env = {**os.environ, "NTA_FUZZ_TMP": shm}
+            p = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO, env=env)
+        finally:
+            shutil.rmtree(shm, ignore_errors=True)
         log += p.stderr
         got = re.findall(r"stat::number_of_executed_units:\s+(\d+)", p.stderr)
         executed += int(got[-1]) if got else 0

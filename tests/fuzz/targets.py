@@ -19,8 +19,10 @@ Targets:
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -65,7 +67,13 @@ def check_batch(b: PacketBatch, records: int, first: int = 0) -> None:
     check(len(b.payload_idx) == len(b.payloads), "payload index and payloads differ in length")
 
 
-_DIR = Path(tempfile.mkdtemp(prefix="nta-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+# The file targets write each input to a file in memory (/dev/shm). campaign.py names the folder (NTA_FUZZ_TMP) and
+# removes it after its worker, which libFuzzer ends without Python's exit handlers; anyone else gets their own.
+if os.environ.get("NTA_FUZZ_TMP"):
+    _DIR = Path(os.environ["NTA_FUZZ_TMP"])
+else:
+    _DIR = Path(tempfile.mkdtemp(prefix="nta-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    atexit.register(shutil.rmtree, _DIR, True)
 _FILE = _DIR / "input.pcap"
 
 
