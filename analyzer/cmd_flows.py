@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from analyzer.errors import guarded
-from features.common import output_file
+from features.common import escape_surrogates, output_file, path_text
 
 
 class FlowFormat(enum.StrEnum):
@@ -51,6 +51,20 @@ def flows(
     port: Annotated[
         list[int] | None, typer.Option("--port", help="Only TCP/UDP packets on this port (repeatable).")
     ] = None,
+    max_bytes: Annotated[
+        str,
+        typer.Option(
+            "--max-bytes", help="Most capture bytes read from one input, after gzip (e.g. 500M, 64G; 0: no limit)."
+        ),
+    ] = "1T",
+    max_inflate: Annotated[
+        float,
+        typer.Option(
+            "--max-inflate",
+            min=0.0,
+            help="Most times a gzip capture may inflate beyond its compressed size (0: no limit).",
+        ),
+    ] = 100.0,
     no_decap: Annotated[
         bool,
         typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
@@ -66,13 +80,14 @@ def flows(
 
     PacketFilter.build(since, until, host or [], port or [])  # a bad option fails before anything is read
     output_file(output, force=force)  # refused before any packet is read: a folder, a device, exists without --force
+    limits = inputs.read_limits(max_bytes, max_inflate)  # a bad size fails before anything is read
     found = inputs.discover(captures)
     config = FlowConfig(tcp_idle_s=tcp_idle, udp_idle_s=udp_idle, icmp_idle_s=icmp_idle)
     with make_stages(quiet) as stages:
         with stages.stage("reading") as progress:
             narrow = PacketFilter.build(since, until, host or [], port or [])
             # A conn log's records are the flows: the idle timeouts apply to captures only.
-            ext = read_flows_of(found, progress, not no_decap, narrow, config=config, payloads=False)
+            ext = read_flows_of(found, progress, not no_decap, narrow, config=config, payloads=False, limits=limits)
         with stages.stage("writing"):
             if fmt is FlowFormat.parquet:
                 write_flows(ext, output)
@@ -85,7 +100,7 @@ def flows(
                 assert isinstance(flows, pl.DataFrame)
                 save_log(CONN_LOG, conn_frame(flows), output, json=fmt is FlowFormat.zeek_json)
     for path, reason in found.skipped:
-        print(f"nta: skipped {path}: {reason}", file=sys.stderr)
+        print(f"nta: skipped {path_text(path)}: {escape_surrogates(reason)}", file=sys.stderr)
     print(summary(ext, output))
 
 
@@ -98,13 +113,13 @@ def summary(ext: object, output: Path) -> str:
     if getattr(ext, "kind", "capture") == "zeek":
         files = f"{len(sources)} Zeek conn log{'s' if len(sources) != 1 else ''}"
         records = sum(s.get("records", 0) for s in sources)
-        text = f"Read {files}, {records:,} records -> {n_flows:,} flows written to {output}."
+        text = f"Read {files}, {records:,} records -> {n_flows:,} flows written to {path_text(output)}."
         if getattr(ext, "filtered", 0):
             text += f" {ext.filtered:,} records outside the filters were skipped."  # type: ignore[attr-defined]
         text += (" Bad records: " + ", ".join(f"{k} {v:,}" for k, v in sorted(bad.items())) + ".") if bad else ""
-        return text + "".join(f" Warning: {w}" for w in warnings)
+        return escape_surrogates(text + "".join(f" Warning: {w}" for w in warnings))
     files = f"{len(sources)} capture file{'s' if len(sources) != 1 else ''}"
-    text = f"Read {files}, {getattr(ext, 'packets', 0):,} packets -> {n_flows:,} flows written to {output}."
+    text = f"Read {files}, {getattr(ext, 'packets', 0):,} packets -> {n_flows:,} flows written to {path_text(output)}."
     if getattr(ext, "filtered", 0):
         text += f" {ext.filtered:,} packets outside the filters were skipped."  # type: ignore[attr-defined]
     if bad:
@@ -113,4 +128,4 @@ def summary(ext: object, output: Path) -> str:
         text += " No bad packets."
     if warnings:
         text += f" {len(warnings)} warning{'s' if len(warnings) != 1 else ''}: " + "; ".join(warnings)
-    return text
+    return escape_surrogates(text)

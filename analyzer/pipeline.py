@@ -26,7 +26,8 @@ from analyzer.progress import QuietStages, Stages
 from analyzer.result import OUTPUT_NAMES, ZEEK_NAMES, ScanResult
 from analyzer.summary import to_json
 from features.capture.filter import PacketFilter
-from features.common import InputError, ModelError, atomic_folder, check_folder
+from features.capture.stream import DEFAULT_LIMITS, ReadLimits
+from features.common import InputError, ModelError, atomic_folder, check_folder, output_lock
 from features.kdd.columns import KDD_FEATURES
 
 
@@ -52,6 +53,7 @@ class ScanConfig:
     packet_filter: PacketFilter | None = None  # --since/--until/--host/--port (features.capture.filter)
     allow: Path | None = None  # --allow FILE: known-good hosts, networks, services (analyzer.allow)
     carve: bool = False  # --carve: each incident's packets to incidents/NNN-<class>-<source>.pcap (analyzer.evidence)
+    limits: ReadLimits = DEFAULT_LIMITS  # --max-bytes, --max-inflate (features.capture.stream)
     alert_confidence: float = 0.9  # alerts.ndjson (analyzer.alerts): an EVE alert per attack flow this confident
     write: bool = True  # False (--no-write, --out -): nothing on disk; the summary is still built for stdout
     threads: int | None = None  # --threads N: torch threads for inference at most; None: nta's choice
@@ -92,94 +94,98 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     if found.kind == "zeek" and config.carve:
         raise InputError(f"{found.captures[0]}: --carve needs packets, and a Zeek conn log has none")
     out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
-    if config.write:
-        _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
-    carved_dir = out_dir / evidence.INCIDENTS_DIR
-    if config.carve and not config.force and carved_dir.is_dir() and any(carved_dir.iterdir()):
-        raise InputError(f"{carved_dir}: holds carved incidents already; use --force to replace them")
-    allow = read_allow(config.allow) if config.allow is not None else []
-    with timed("model"):
-        clf = Classifier.load(config.model_dir or default_model_dir(), device=config.device)
-        if config.threads is not None:
-            limit_threads(config.threads)
-        _check_model_features(clf)
-        if config.novelty and clf.novelty is None:
-            raise ModelError(f"model {clf.model_id} has no novelty profile: --novelty needs one (nta train fits it)")
-    with timed("reading") as progress:
-        ext = read_flows_of(found, progress, config.decap, config.packet_filter)
-    if ext.kind == "zeek" and config.carve:  # a Zeek log piped in is known only now
-        raise InputError(f"{found.captures[0]}: --carve needs packets, and a Zeek conn log has none")
-    if config.strict and ext.warnings:
-        raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
-    with timed("features"):
-        flows = pl.from_arrow(ext.flows)
-        assert isinstance(flows, pl.DataFrame)
-        kdd = _aligned(flows, kdd_features(ext.flows, ext.payloads, ext.service_hints))
-    with timed("encoding"):
-        x, unknown = clf.spec.transform(kdd)  # (n, F) float32
-    with timed("inference") as progress:
-        proba, gated = _predict(clf, x, config.batch_size, progress, config.novelty)  # (n, K), gate or None
-    with timed("incidents"):
-        v = verdicts.build_verdicts(flows, kdd["service"], proba, clf.classes, clf.model_id, gated)
-        if allow:
-            v = v.with_columns(allowed(flows, allow))
-        inc, members = incidents.find_incidents(v, config.incidents)
-        v = v.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
-        v = v.select(verdicts.verdict_columns(clf.classes))
-    with timed("explaining"):
-        inc = _explain(clf, x, kdd, v, inc, config)
-    members = evidence.incident_members(v, flows)
-    inc = _evidence_columns(inc, members)
-    carved: dict[int, tuple[Path, int]] = {}
-    if config.carve:
-        with timed("carving") as progress:
-            carved = evidence.carve_incidents(
-                out_dir, list(found.captures), members, inc, decap=config.decap, force=True, progress=progress
-            )
-    result = ScanResult(
-        out_dir=out_dir,
-        captures=list(ext.sources),
-        skipped=found.skipped,
-        packets=int(ext.packets),
-        bad_packets=dict(ext.bad_packets),
-        warnings=list(ext.warnings),
-        unknown_values={k: int(n) for k, n in unknown.items() if n},
-        model_id=clf.model_id,
-        device=str(clf.device),
-        classes=tuple(clf.classes),
-        verdicts=v,
-        incidents=inc,
-        seconds=seconds,
-        cpu_seconds=cpu_seconds,
-        fail_on=config.fail_on,
-        min_confidence=config.min_confidence,
-        matched=verdicts.matches(v, config.fail_on, config.min_confidence),
-        novelty=config.novelty,
-        extra_outputs=config.extra_outputs,
-        filters=config.packet_filter.text if config.packet_filter is not None else (),
-        filtered_packets=int(ext.filtered),
-        allow_file=str(config.allow) if config.allow is not None else None,
-        allow_entries=len(allow),
-        decap=config.decap,
-        flow_table=flows,
-        carved=carved,
-        written=config.write,
-        alert_confidence=config.alert_confidence,
-        input_kind=ext.kind,
-        unavailable_features=ext.unavailable,
-    )
-    if not config.write:
-        result.summary = to_json(result)
-        return result
-    try:
-        with timed("writing"):
-            _write_outputs(result, kdd, ext, flows, config.zeek)
-    except BaseException:
-        for path, _ in carved.values():  # nothing is left behind when the outputs cannot be written
-            path.unlink(missing_ok=True)
-        raise
-    if carved and config.force:
-        _remove_stale(carved_dir, {p for p, _ in carved.values()})
+    # a second scan into the same folder fails at once: one writer per folder (none without outputs)
+    with output_lock(out_dir) if config.write else contextlib.nullcontext():
+        if config.write:
+            _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
+        carved_dir = out_dir / evidence.INCIDENTS_DIR
+        if config.carve and not config.force and carved_dir.is_dir() and any(carved_dir.iterdir()):
+            raise InputError(f"{carved_dir}: holds carved incidents already; use --force to replace them")
+        allow = read_allow(config.allow) if config.allow is not None else []
+        with timed("model"):
+            clf = Classifier.load(config.model_dir or default_model_dir(), device=config.device)
+            if config.threads is not None:
+                limit_threads(config.threads)
+            _check_model_features(clf)
+            if config.novelty and clf.novelty is None:
+                raise ModelError(
+                    f"model {clf.model_id} has no novelty profile: --novelty needs one (nta train fits it)"
+                )
+        with timed("reading") as progress:
+            ext = read_flows_of(found, progress, config.decap, config.packet_filter, limits=config.limits)
+        if ext.kind == "zeek" and config.carve:  # a Zeek log piped in is known only now
+            raise InputError(f"{found.captures[0]}: --carve needs packets, and a Zeek conn log has none")
+        if config.strict and ext.warnings:
+            raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
+        with timed("features"):
+            flows = pl.from_arrow(ext.flows)
+            assert isinstance(flows, pl.DataFrame)
+            kdd = _aligned(flows, kdd_features(ext.flows, ext.payloads, ext.service_hints))
+        with timed("encoding"):
+            x, unknown = clf.spec.transform(kdd)  # (n, F) float32
+        with timed("inference") as progress:
+            proba, gated = _predict(clf, x, config.batch_size, progress, config.novelty)  # (n, K), gate or None
+        with timed("incidents"):
+            v = verdicts.build_verdicts(flows, kdd["service"], proba, clf.classes, clf.model_id, gated)
+            if allow:
+                v = v.with_columns(allowed(flows, allow))
+            inc, members = incidents.find_incidents(v, config.incidents)
+            v = v.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
+            v = v.select(verdicts.verdict_columns(clf.classes))
+        with timed("explaining"):
+            inc = _explain(clf, x, kdd, v, inc, config)
+        members = evidence.incident_members(v, flows)
+        inc = _evidence_columns(inc, members)
+        carved: dict[int, tuple[Path, int]] = {}
+        if config.carve:
+            with timed("carving") as progress:
+                carved = evidence.carve_incidents(
+                    out_dir, list(found.captures), members, inc, decap=config.decap, force=True, progress=progress
+                )
+        result = ScanResult(
+            out_dir=out_dir,
+            captures=list(ext.sources),
+            skipped=found.skipped,
+            packets=int(ext.packets),
+            bad_packets=dict(ext.bad_packets),
+            warnings=list(ext.warnings),
+            unknown_values={k: int(n) for k, n in unknown.items() if n},
+            model_id=clf.model_id,
+            device=str(clf.device),
+            classes=tuple(clf.classes),
+            verdicts=v,
+            incidents=inc,
+            seconds=seconds,
+            cpu_seconds=cpu_seconds,
+            fail_on=config.fail_on,
+            min_confidence=config.min_confidence,
+            matched=verdicts.matches(v, config.fail_on, config.min_confidence),
+            novelty=config.novelty,
+            extra_outputs=config.extra_outputs,
+            filters=config.packet_filter.text if config.packet_filter is not None else (),
+            filtered_packets=int(ext.filtered),
+            allow_file=str(config.allow) if config.allow is not None else None,
+            allow_entries=len(allow),
+            decap=config.decap,
+            flow_table=flows,
+            carved=carved,
+            written=config.write,
+            alert_confidence=config.alert_confidence,
+            input_kind=ext.kind,
+            unavailable_features=ext.unavailable,
+        )
+        if not config.write:
+            result.summary = to_json(result)
+            return result
+        try:
+            with timed("writing"):
+                _write_outputs(result, kdd, ext, flows, config.zeek)
+        except BaseException:
+            for path, _ in carved.values():  # nothing is left behind when the outputs cannot be written
+                path.unlink(missing_ok=True)
+            raise
+        if carved and config.force:
+            _remove_stale(carved_dir, {p for p, _ in carved.values()})
     return result
 
 
@@ -198,13 +204,14 @@ def read_flows_of(
     try:
         return extract_flows(found.captures, progress=progress, decap=decap, packet_filter=packet_filter, **capture)
     except TextStream as e:
-        return _zeek_stream(e, found.captures, progress, packet_filter)
+        return _zeek_stream(e, found.captures, progress, packet_filter, capture.get("limits", DEFAULT_LIMITS))
 
 
-def _zeek_stream(e: Any, paths: list[Path], progress: Any, packet_filter: Any) -> Any:
+def _zeek_stream(
+    e: Any, paths: list[Path], progress: Any, packet_filter: Any, limits: ReadLimits = DEFAULT_LIMITS
+) -> Any:
     """A Zeek log on a pipe or standard input: spooled to a private temporary file (the reader reads a file by
     blocks and by name), read as a conn log, and named as the stream it came from."""
-    import shutil
     import tempfile
 
     import pyarrow as pa
@@ -219,7 +226,12 @@ def _zeek_stream(e: Any, paths: list[Path], progress: Any, packet_filter: Any) -
         spool = Path(tmp) / "stream"
         try:
             with spool.open("wb") as out:
-                shutil.copyfileobj(e.stream, out, 1 << 20)
+                total = 0
+                while chunk := e.stream.read(1 << 20):
+                    total += len(chunk)
+                    if why := limits.check(total, total, False):  # --max-bytes: an endless log on a pipe
+                        raise InputError(f"{name}: {why}")
+                    out.write(chunk)
         finally:
             e.stream.close()
         try:
@@ -380,7 +392,8 @@ def _write_outputs(result: ScanResult, kdd: pl.DataFrame, ext: Any, flows: pl.Da
     t0 = time.perf_counter()
     with atomic_folder(result.out_dir, tuple(result.outputs)) as folder:
         table = _flows_table(ext, kdd, result.model_id, result.verdicts)
-        pq.write_table(table, folder / "flows.parquet", compression="zstd")
+        with open(folder / "flows.parquet", "wb") as fh:  # a file object: pyarrow cannot encode non-UTF-8 names
+            pq.write_table(table, fh, compression="zstd")
         verdicts.write_csv(result.verdicts, folder / "verdicts.csv")
         from analyzer.alerts import write_alerts
 

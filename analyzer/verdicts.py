@@ -111,13 +111,14 @@ def build_verdicts(
 
 def write_csv(verdicts: pl.DataFrame, path: Path) -> None:
     """Write ``verdicts.csv`` (RFC 4180) to ``path`` (the caller makes it atomic)."""
-    verdicts.write_csv(
-        path,
-        line_terminator="\r\n",
-        quote_style="necessary",
-        float_precision=6,
-        datetime_format=CSV_TIME_FORMAT,
-    )
+    with open(path, "wb") as fh:  # a file object: polars cannot encode a non-UTF-8 file name
+        verdicts.write_csv(
+            fh,
+            line_terminator="\r\n",
+            quote_style="necessary",
+            float_precision=6,
+            datetime_format=CSV_TIME_FORMAT,
+        )
 
 
 def is_attack() -> pl.Expr:

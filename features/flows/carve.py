@@ -27,7 +27,7 @@ import polars as pl
 from features.capture.source import PacketSource
 from features.capture.tunnels import tunnel_id_of
 from features.capture.write import FrameWriter, PcapngWriter, PcapWriter
-from features.common import InputError, ProgressFn, no_progress
+from features.common import InputError, ProgressFn, no_progress, path_text
 from features.flows.state import packet_keys
 
 MAX_OPEN = 64  # writers with an open file handle at once; the others are parked
@@ -89,7 +89,7 @@ def carve(
     ``captures``: the files the flows were read from (``source_file`` names them as they were given).
     ``expect_sha256``: {capture: sha256} the captures must still have (``InputError`` otherwise, nothing written).
     """
-    sources = {str(p): PacketSource(Path(p), payloads=False, decap=decap) for p in captures}
+    sources = {path_text(p): PacketSource(Path(p), payloads=False, decap=decap) for p in captures}
     writers = _writers(flows, jobs, sources)
     total = sum(s.size_bytes for s in sources.values())
     done = 0

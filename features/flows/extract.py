@@ -12,7 +12,8 @@ import pyarrow as pa
 
 from features.capture.filter import PacketFilter
 from features.capture.readahead import read_ahead
-from features.common import ProgressFn, no_progress
+from features.capture.stream import DEFAULT_LIMITS, ReadLimits
+from features.common import ProgressFn, no_progress, path_text
 from features.flows.builder import DEFAULT_CONFIG, FlowBuilder, FlowConfig
 from features.flows.records import empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
@@ -60,6 +61,7 @@ def extract_flows(
     payloads: bool = True,
     decap: bool = True,
     packet_filter: PacketFilter | None = None,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> Extraction:
     """Flow records of ``paths`` (each opened first, so a non-capture fails before any work: ``InputError``).
 
@@ -67,10 +69,13 @@ def extract_flows(
     ``payloads=False`` no payload snippets are kept (``Extraction.payloads`` is empty): less memory when
     only the flow table is wanted. ``decap=False`` keeps tunnel packets as the outer flows they make.
     ``packet_filter`` narrows the read to a time window, hosts and ports (``features.capture.filter``).
+    ``limits`` bounds what each capture may give (``features.capture.stream.ReadLimits``).
     """
     from features.capture.source import PacketSource
 
-    sources = [PacketSource(Path(p), payloads=payloads, decap=decap, packet_filter=packet_filter) for p in paths]
+    sources = [
+        PacketSource(Path(p), payloads=payloads, decap=decap, packet_filter=packet_filter, limits=limits) for p in paths
+    ]
     total = sum(s.size_bytes for s in sources)
     done_before = 0
     frames: list[pl.DataFrame] = []
@@ -79,7 +84,7 @@ def extract_flows(
     warnings: list[str] = []
     info: list[dict] = []
     for i, src in enumerate(sources):
-        fb = FlowBuilder(str(src.path), config, payloads=payloads)
+        fb = FlowBuilder(path_text(src.path), config, payloads=payloads)
 
         def prog(done: int, _total: int, base: int = done_before) -> None:
             progress(base + done, total)
@@ -93,7 +98,7 @@ def extract_flows(
         warnings.extend(src.warnings)
         info.append(
             {
-                "file": str(src.path),
+                "file": path_text(src.path),
                 "sha256": src.sha256,
                 "format": src.format,
                 "packets": src.records,

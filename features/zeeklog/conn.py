@@ -50,7 +50,7 @@ import numpy as np
 import polars as pl
 
 from features.capture.filter import PacketFilter
-from features.common import InputError, ProgressFn, no_progress
+from features.common import InputError, ProgressFn, no_progress, path_text
 from features.flows.community_id import ICMP4_COUNTERPART, ICMP6_COUNTERPART, community_id_array
 from features.flows.records import PROTO_NAMES, empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
@@ -296,14 +296,14 @@ def read_conn_logs(
     warnings: list[str] = []
     for rank, i in enumerate(order):
         path, fmt, got = reads[i]
-        flows = _flows(got.frame, rank, str(path), bad)
+        flows = _flows(got.frame, rank, path_text(path), bad)
         bad.update(got.bad)
         warnings.extend(got.warnings)
         parts.append(flows)
         packets = flows.select(pl.col("orig_pkts").sum() + pl.col("resp_pkts").sum()).item() if flows.height else 0
         info.append(
             {
-                "file": str(path),
+                "file": path_text(path),
                 "sha256": _sha256(path),
                 "format": fmt,
                 "records": got.records,
@@ -312,7 +312,7 @@ def read_conn_logs(
             }
         )
         if got.records and not flows.height:
-            warnings.append(f"{path}: no usable conn record in {got.records:,} record lines")
+            warnings.append(f"{path_text(path)}: no usable conn record in {got.records:,} record lines")
     flows = pl.concat(parts)
     if not flows.height and any(got.records for _, _, got in reads):
         where = ", ".join(str(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else "")

@@ -41,7 +41,7 @@ from typing import IO, Any
 
 import polars as pl
 
-from features.common import InputError, ProgressFn, no_progress
+from features.common import InputError, ProgressFn, no_progress, path_text
 from features.flows.zeek import EMPTY_FIELD, SET_SEPARATOR, UNSET_FIELD, ZEEK_DTYPES
 
 BLOCK_BYTES = 8 << 20  # lines are parsed in blocks of about this many bytes: memory stays bounded per block
@@ -162,7 +162,9 @@ def _blocks(stream: IO[bytes], raw: IO[bytes], out: ReadLog, path: Path, progres
             yield data[:cut]
         progress(raw.tell(), total)
         if broken:
-            out.warnings.append(f"{path}: gzip-compressed, but the stream is damaged ({broken}): read up to there")
+            out.warnings.append(
+                f"{path_text(path)}: gzip-compressed, but the stream is damaged ({broken}): read up to there"
+            )
             rest = b""  # a line cut by the damage is not a record
             break
         if not chunk:
