@@ -198,7 +198,9 @@ def read_flows_of(
     from features.zeeklog.conn import read_conn_logs
 
     if found.kind == "zeek":
-        return read_conn_logs(found.captures, progress, packet_filter=packet_filter)
+        return read_conn_logs(
+            found.captures, progress, packet_filter=packet_filter, limits=capture.get("limits", DEFAULT_LIMITS)
+        )
     from features.flows.extract import extract_flows
 
     try:
@@ -235,7 +237,7 @@ def _zeek_stream(
         finally:
             e.stream.close()
         try:
-            ext = read_conn_logs([spool], progress, packet_filter=packet_filter)
+            ext = read_conn_logs([spool], progress, packet_filter=packet_filter, limits=limits)
         except InputError as err:
             raise InputError(str(err).replace(str(spool), name)) from None
     at = ext.flows.schema.get_field_index("source_file")
