@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from analyzer.errors import guarded
-from features.common import InputError
+from features.common import InputError, output_lock, path_text, text_path
 
 
 def register(app: typer.Typer) -> None:
@@ -47,7 +47,7 @@ def carve(
             raise InputError(f"{outdir}: no {name} (not a folder nta scan wrote)")
     try:
         report = json.loads(report_path.read_text())
-        captures = [Path(c["file"]) for c in report["captures"]]
+        captures = [text_path(c["file"]) for c in report["captures"]]
         sha = {c["file"]: c["sha256"] for c in report["captures"]}
         streams = [[str(f) for f in st["files"]] for st in report.get("capture_streams", [])]
     except (ValueError, KeyError, TypeError) as e:
@@ -82,10 +82,11 @@ def carve(
     table, _ = read_flows(outdir / "flows.parquet")
     flows = pl.from_arrow(table)
     assert isinstance(flows, pl.DataFrame)
-    verdicts = pl.read_csv(outdir / "verdicts.csv", columns=["flow_id", "incident_id"])
+    with open(outdir / "verdicts.csv", "rb") as fh:  # polars cannot encode a non-UTF-8 folder name
+        verdicts = pl.read_csv(fh, columns=["flow_id", "incident_id"])
     members = incident_members(verdicts, flows)
     decap = bool(report.get("options", {}).get("decap", True))
-    with make_stages(quiet) as stages, stages.stage("carving") as progress:
+    with output_lock(outdir), make_stages(quiet) as stages, stages.stage("carving") as progress:
         carved = carve_incidents(
             outdir,
             captures,
@@ -100,4 +101,4 @@ def carve(
         )
     for i in sorted(carved):
         path, n = carved[i]
-        print(f"#{i}: {path} ({n:,} packets)")
+        print(f"#{i}: {path_text(path)} ({n:,} packets)")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from analyzer.errors import guarded
-from features.common import InputError
+from features.common import InputError, escape_surrogates, path_text
 
 if TYPE_CHECKING:
     from features.kdd.labels import LabelJoin
@@ -86,6 +86,20 @@ def features(
     port: Annotated[
         list[int] | None, typer.Option("--port", help="Only TCP/UDP packets on this port (repeatable).")
     ] = None,
+    max_bytes: Annotated[
+        str,
+        typer.Option(
+            "--max-bytes", help="Most capture bytes read from one input, after gzip (e.g. 500M, 64G; 0: no limit)."
+        ),
+    ] = "1T",
+    max_inflate: Annotated[
+        float,
+        typer.Option(
+            "--max-inflate",
+            min=0.0,
+            help="Most times a gzip capture may inflate beyond its compressed size (0: no limit).",
+        ),
+    ] = 100.0,
     no_decap: Annotated[
         bool,
         typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
@@ -116,6 +130,7 @@ def features(
     if label is not None and fmt is FeatureFormat.nsl_kdd:
         raise InputError("--label needs --format parquet (NSL-KDD text carries the label in its own rows)")
     output_file(output, force=force)  # refused before any packet is read: a folder, a device, exists without --force
+    limits = inputs.read_limits(max_bytes, max_inflate)  # a bad size fails before anything is read
     found = inputs.discover(captures)
     groups = [[p] for p in found.captures] if per_file else [found.captures]
     warnings: list[str] = []
@@ -129,14 +144,14 @@ def features(
                 def overall(done: int, _total: int, base: int = sum(sizes[:n])) -> None:
                     progress(base + done, sum(sizes))  # one bar over all groups
 
-                ext = read_flows_of(inputs.Inputs(group, kind=found.kind), overall, not no_decap, narrow)
+                ext = read_flows_of(inputs.Inputs(group, kind=found.kind), overall, not no_decap, narrow, limits=limits)
                 warnings.extend(ext.warnings)
                 if ext.bad_packets:
                     bad = ", ".join(f"{k} {v:,}" for k, v in sorted(ext.bad_packets.items()))
-                    warnings.append(f"{', '.join(map(str, group[:3]))}: records left out: {bad}")
+                    warnings.append(f"{', '.join(map(path_text, group[:3]))}: records left out: {bad}")
                 part = kdd_features(ext.flows, ext.payloads, ext.service_hints)
                 if per_file:
-                    part = part.with_columns(pl.lit(str(group[0])).alias("capture"))
+                    part = part.with_columns(pl.lit(path_text(group[0])).alias("capture"))
                 parts.append(part)
         with stages.stage("features"):
             kdd = pl.concat(parts) if len(parts) > 1 else parts[0]
@@ -150,17 +165,17 @@ def features(
             if fmt is FeatureFormat.nsl_kdd:
                 written, left_out = write_nslkdd(kdd, output)
             else:
-                with atomic_path(output) as tmp:
-                    kdd.write_parquet(tmp)
+                with atomic_path(output) as tmp, open(tmp, "wb") as fh:  # polars cannot encode non-UTF-8 names
+                    kdd.write_parquet(fh)
                 written, left_out = kdd.height, 0
     for path, reason in found.skipped:
-        print(f"nta: skipped {path}: {reason}", file=sys.stderr)
+        print(f"nta: skipped {path_text(path)}: {escape_surrogates(reason)}", file=sys.stderr)
     for warning in warnings:
-        print(f"nta: warning: {warning}", file=sys.stderr)
+        print(f"nta: warning: {escape_surrogates(warning)}", file=sys.stderr)
     if found.kind == "zeek":
         from features.zeeklog.conn import unavailable_note
 
         print(f"nta: {unavailable_note()}", file=sys.stderr)
     if not quiet:
         note = f" ({left_out} flows of other IP protocols left out)" if left_out else ""
-        print(f"nta: wrote {written} rows to {output}{note}", file=sys.stderr)
+        print(f"nta: wrote {written} rows to {path_text(output)}{note}", file=sys.stderr)

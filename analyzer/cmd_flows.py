@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from analyzer.errors import guarded
-from features.common import output_file
+from features.common import escape_surrogates, output_file, path_text
 
 
 class FlowFormat(enum.StrEnum):
@@ -54,6 +54,20 @@ def flows(
     port: Annotated[
         list[int] | None, typer.Option("--port", help="Only TCP/UDP packets on this port (repeatable).")
     ] = None,
+    max_bytes: Annotated[
+        str,
+        typer.Option(
+            "--max-bytes", help="Most capture bytes read from one input, after gzip (e.g. 500M, 64G; 0: no limit)."
+        ),
+    ] = "1T",
+    max_inflate: Annotated[
+        float,
+        typer.Option(
+            "--max-inflate",
+            min=0.0,
+            help="Most times a gzip capture may inflate beyond its compressed size (0: no limit).",
+        ),
+    ] = 100.0,
     no_decap: Annotated[
         bool,
         typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
@@ -70,6 +84,7 @@ def flows(
 
     PacketFilter.build(since, until, host or [], port or [])  # a bad option fails before anything is read
     output_file(output, force=force)  # refused before any packet is read: a folder, a device, exists without --force
+    limits = inputs.read_limits(max_bytes, max_inflate)  # a bad size fails before anything is read
     found = inputs.discover(captures)
     config = FlowConfig(tcp_idle_s=tcp_idle, udp_idle_s=udp_idle, icmp_idle_s=icmp_idle)
     narrow = PacketFilter.build(since, until, host or [], port or [])
@@ -82,14 +97,14 @@ def flows(
                 # Flows go to the file as they are released (FlowStream): memory follows open flows, not the table.
                 fs = FlowStream(
                     found.captures, config, progress, payloads=False, merge=merge, decap=not no_decap,
-                    packet_filter=narrow,
+                    packet_filter=narrow, limits=limits,
                 )  # fmt: skip
             except TextStream as e:  # a Zeek conn log on a pipe
                 from analyzer.pipeline import _zeek_stream
 
-                ext = _zeek_stream(e, list(found.captures), progress, narrow)
+                ext = _zeek_stream(e, list(found.captures), progress, narrow, limits)
         else:  # a conn log's records are the flows: the idle timeouts apply to captures only
-            ext = read_flows_of(found, progress, not no_decap, narrow, payloads=False)
+            ext = read_flows_of(found, progress, not no_decap, narrow, payloads=False, limits=limits)
         if fs is not None and fmt is FlowFormat.parquet:
             ext, n_flows = write_flow_stream(fs, output)
         else:  # Zeek's conn.log is written from the whole table, gathered first (not streamed)
@@ -108,7 +123,7 @@ def flows(
                 assert isinstance(flows, pl.DataFrame)
                 save_log(CONN_LOG, conn_frame(flows), output, json=fmt is FlowFormat.zeek_json)
     for path, reason in found.skipped:
-        print(f"nta: skipped {path}: {reason}", file=sys.stderr)
+        print(f"nta: skipped {path_text(path)}: {escape_surrogates(reason)}", file=sys.stderr)
     print(summary(ext, output, n_flows))
 
 
@@ -122,13 +137,13 @@ def summary(ext: object, output: Path, n_flows: int | None = None) -> str:
     if getattr(ext, "kind", "capture") == "zeek":
         files = f"{len(sources)} Zeek conn log{'s' if len(sources) != 1 else ''}"
         records = sum(s.get("records", 0) for s in sources)
-        text = f"Read {files}, {records:,} records -> {n_flows:,} flows written to {output}."
+        text = f"Read {files}, {records:,} records -> {n_flows:,} flows written to {path_text(output)}."
         if getattr(ext, "filtered", 0):
             text += f" {ext.filtered:,} records outside the filters were skipped."  # type: ignore[attr-defined]
         text += (" Bad records: " + ", ".join(f"{k} {v:,}" for k, v in sorted(bad.items())) + ".") if bad else ""
-        return text + "".join(f" Warning: {w}" for w in warnings)
+        return escape_surrogates(text + "".join(f" Warning: {w}" for w in warnings))
     files = f"{len(sources)} capture file{'s' if len(sources) != 1 else ''}"
-    text = f"Read {files}, {getattr(ext, 'packets', 0):,} packets -> {n_flows:,} flows written to {output}."
+    text = f"Read {files}, {getattr(ext, 'packets', 0):,} packets -> {n_flows:,} flows written to {path_text(output)}."
     for s in getattr(ext, "joined", []):
         how = "joined in time order" if s["how"] == "joined" else "merged by time"
         text += f" {len(s['files'])} files {how}: {s['files'][0]} ... {s['files'][-1]}."
@@ -140,4 +155,4 @@ def summary(ext: object, output: Path, n_flows: int | None = None) -> str:
         text += " No bad packets."
     if warnings:
         text += f" {len(warnings)} warning{'s' if len(warnings) != 1 else ''}: " + "; ".join(warnings)
-    return text
+    return escape_surrogates(text)

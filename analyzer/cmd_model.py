@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from analyzer.errors import guarded
-from features.common import InputError
+from features.common import InputError, path_text
 
 
 class FeatureSet(enum.StrEnum):
@@ -157,7 +157,8 @@ def train(
             frames = [read_labeled(p) for p in data]
             df = pl.concat(frames) if len(frames) > 1 else frames[0]
             files = [
-                {"file": p.name, "sha256": file_sha256(p), "rows": f.height} for p, f in zip(data, frames, strict=True)
+                {"file": path_text(p.name), "sha256": file_sha256(p), "rows": f.height}
+                for p, f in zip(data, frames, strict=True)
             ]
         with stages.stage("training") as progress:
             result = train_model(df, cfg, progress=progress, on_epoch=show, device=device)
@@ -170,7 +171,7 @@ def train(
     print(
         f"nta: trained {cfg.arch} ({cfg.feature_set} features, {len(result.classes)} classes) in "
         f"{result.seconds:.0f} s on {result.device}, best epoch {result.best_epoch}/{len(result.history)}: validation accuracy "
-        f"{v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}; wrote {output}",
+        f"{v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}; wrote {path_text(output)}",
         file=sys.stderr,
     )
 
@@ -201,9 +202,9 @@ def evaluate(
     clf = Classifier.load(model_dir, device=device)
     df = read_labeled(data)
     result: dict[str, Any] = {
-        "model": str(model_dir),
+        "model": path_text(model_dir),
         "model_id": clf.model_id,
-        "data": data.name,
+        "data": path_text(data.name),
         "data_sha256": file_sha256(data),
         **run_evaluate(clf, df),
     }
@@ -213,7 +214,7 @@ def evaluate(
             tmp.write_text(json.dumps(result, indent=1) + "\n")
     if record:
         meta = dict(clf.metadata)
-        meta.setdefault("metrics", {}).setdefault("test", {})[data.name] = {
+        meta.setdefault("metrics", {}).setdefault("test", {})[path_text(data.name)] = {
             k: result[k] for k in ("data_sha256", "multiclass", "binary", "novelty_gate") if k in result
         }
         write_metadata(model_dir, meta)

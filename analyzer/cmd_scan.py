@@ -227,6 +227,20 @@ def scan(
     port: Annotated[
         list[int] | None, typer.Option("--port", metavar="N", help="Only TCP/UDP packets on this port (repeatable).")
     ] = None,
+    max_bytes: Annotated[
+        str,
+        typer.Option(
+            "--max-bytes", help="Most capture bytes read from one input, after gzip (e.g. 500M, 64G; 0: no limit)."
+        ),
+    ] = "1T",
+    max_inflate: Annotated[
+        float,
+        typer.Option(
+            "--max-inflate",
+            min=0.0,
+            help="Most times a gzip capture may inflate beyond its compressed size (0: no limit).",
+        ),
+    ] = 100.0,
     no_decap: Annotated[
         bool,
         typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),
@@ -238,6 +252,7 @@ def scan(
         ),
     ] = Format.text,
 ) -> None:
+    from analyzer.inputs import read_limits
     from analyzer.pipeline import ScanConfig, run_scan
     from analyzer.progress import make_stages
     from features.capture.filter import PacketFilter
@@ -278,6 +293,7 @@ def scan(
         carve=carve,
         engine=engine.value,
         ray_address=address,
+        limits=read_limits(max_bytes, max_inflate),
         write=not no_write,
         alert_confidence=alert_confidence,
         threads=parse_threads(threads),

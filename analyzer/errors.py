@@ -13,7 +13,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 
-from features.common import InputError, ModelError, NtaError
+from features.common import InputError, ModelError, NtaError, escape_surrogates
 
 __all__ = [
     "ExitCode",
@@ -115,7 +115,7 @@ def one_line(exc: BaseException) -> str:
 
 def print_error(exc: BaseException) -> None:
     with contextlib.suppress(OSError):  # stderr closed too: the exit code is all there is
-        print(one_line(exc), file=sys.stderr)
+        print(escape_surrogates(one_line(exc)), file=sys.stderr)  # undecodable name bytes as \\xNN
 
 
 def _silence_stdout() -> None:

@@ -47,7 +47,7 @@ def _family(addrs: list[str]) -> str:
         if len(group) == 1:
             parts.append(f"{field} == {group[0]}")
         elif group:
-            parts.append(f"{field} in {{{' '.join(group)}}}")
+            parts.append(f"{field} in {{{', '.join(group)}}}")
     return parts[0] if len(parts) == 1 else "(" + " || ".join(parts) + ")"
 
 
@@ -97,7 +97,9 @@ def incident_filter(members: pl.DataFrame) -> str:
         ports = sorted(members["resp_p"].drop_nulls().unique().to_list())
         if proto in ("tcp", "udp") and 0 < len(ports) <= MAX_PORTS:
             parts.append(
-                f"{proto}.port == {ports[0]}" if len(ports) == 1 else f"{proto}.port in {{{' '.join(map(str, ports))}}}"
+                f"{proto}.port == {ports[0]}"
+                if len(ports) == 1
+                else f"{proto}.port in {{{', '.join(map(str, ports))}}}"
             )
     parts.append(_time(members["ts"].min(), members["ts_end"].max()))  # type: ignore[arg-type]
     return " && ".join(parts)

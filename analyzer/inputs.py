@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from features.capture.source import is_stream
+from features.capture.stream import ReadLimits
 from features.common import InputError
 
 CAPTURE_SUFFIXES: tuple[str, ...] = (".pcap", ".pcapng", ".cap")
@@ -171,3 +173,19 @@ def describe(paths: Iterable[Path]) -> str:
     """A short human list of paths, for messages."""
     items = [str(p) for p in paths]
     return ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+
+
+_UNITS = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}
+
+
+def parse_size(text: str, option: str = "--max-bytes") -> int:
+    """``"500M"`` -> bytes (K, M, G, T: powers of 1024; an optional ``B`` or ``iB``); ``InputError`` if not a size."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    if m is None:
+        raise InputError(f"{option}: {text!r} is not a size (e.g. 500M, 64G, 1T, 0 for no limit)")
+    return int(float(m.group(1)) * (1 << _UNITS[m.group(2)]))
+
+
+def read_limits(max_bytes: str, max_inflate: float) -> ReadLimits:
+    """The ``ReadLimits`` that ``--max-bytes`` and ``--max-inflate`` ask for."""
+    return ReadLimits(parse_size(max_bytes), max_inflate)

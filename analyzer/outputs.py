@@ -61,14 +61,19 @@ def finish_flows(part: Path, path: Path, members: pl.DataFrame, metadata: dict[b
     """flows.parquet at ``path`` from the streamed ``part`` (one row group per chunk), each row group with its
     flows' ``incident_id`` from ``members`` (flow_id -> incident_id of the attack flows, sorted by flow_id), and
     the key-value metadata in the footer. One row group in memory at a time."""
-    src = pq.ParquetFile(part)
     ids = members["flow_id"].to_numpy()
+    with open(part, "rb") as pin, open(path, "wb") as out:  # file objects: pyarrow cannot encode non-UTF-8 names
+        src = pq.ParquetFile(pin)
+        _copy_groups(src, out, ids, members, metadata)
+
+
+def _copy_groups(src: Any, out: Any, ids: np.ndarray, members: pl.DataFrame, metadata: dict[bytes, bytes]) -> None:
     writer: pq.ParquetWriter | None = None
     try:
         for i in range(src.metadata.num_row_groups):
             t = src.read_row_group(i)
             if writer is None:
-                writer = pq.ParquetWriter(path, t.schema, compression="zstd", store_schema=False)
+                writer = pq.ParquetWriter(out, t.schema, compression="zstd", store_schema=False)
             if t.num_rows:
                 fid = t.column("flow_id").to_numpy()
                 lo, hi = np.searchsorted(ids, [fid.min(), fid.max()], side="left")
@@ -91,11 +96,13 @@ class FlowsWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._writer: pq.ParquetWriter | None = None
+        self._fh: Any = None
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd", store_schema=False)
+            self._fh = open(self.path, "wb")  # noqa: SIM115  a file object: pyarrow cannot encode non-UTF-8 names
+            self._writer = pq.ParquetWriter(self._fh, table.schema, compression="zstd", store_schema=False)
         self._writer.write_table(table)
         self.rows += table.num_rows
 
@@ -106,6 +113,7 @@ class FlowsWriter:
         assert self._writer is not None
         self._writer.add_key_value_metadata(metadata)
         self._writer.close()
+        self._fh.close()
 
     def abort(self) -> None:
         """Close without finishing (the file is removed by its owner)."""
@@ -113,6 +121,8 @@ class FlowsWriter:
             with contextlib.suppress(Exception):
                 self._writer.close()
             self._writer = None
+        if self._fh is not None:
+            self._fh.close()
 
 
 class VerdictRows:
@@ -126,7 +136,7 @@ class VerdictRows:
     def write(self, v: pl.DataFrame) -> None:
         table = v.to_arrow()
         if self._writer is None:
-            self._sink = pa.OSFile(str(self.path), "wb")
+            self._sink = open(self.path, "wb")  # noqa: SIM115  (pyarrow cannot encode non-UTF-8 names)
             self._writer = pa.ipc.new_stream(self._sink, table.schema)
         self._writer.write_table(table)
 
@@ -143,7 +153,7 @@ class VerdictRows:
         if not self.path.exists():
             return
         ids = members["flow_id"].to_numpy()
-        with pa.OSFile(str(self.path), "rb") as src:
+        with open(self.path, "rb") as src:
             for batch in pa.ipc.open_stream(src):
                 v = pl.from_arrow(batch)
                 assert isinstance(v, pl.DataFrame)
@@ -180,7 +190,8 @@ class ParquetRows:
         want = np.asarray(rows, np.int64)
         ids = np.unique(want)
         if self._groups is None:
-            self._file = pq.ParquetFile(self.path)
+            self._fh = open(self.path, "rb")  # noqa: SIM115  (pyarrow cannot encode non-UTF-8 names)
+            self._file = pq.ParquetFile(self._fh)
             self._groups = [self._id_range(i) for i in range(self._file.metadata.num_row_groups)]
         parts = []
         for i, (lo, hi) in enumerate(self._groups):

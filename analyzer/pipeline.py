@@ -33,7 +33,8 @@ from analyzer.scoring import predict as _predict
 from analyzer.summary import to_json
 from features.capture.filter import PacketFilter
 from features.capture.source import is_stream
-from features.common import InputError, ModelError, atomic_folder, check_folder
+from features.capture.stream import DEFAULT_LIMITS, ReadLimits
+from features.common import InputError, ModelError, atomic_folder, check_folder, output_lock
 from features.kdd.columns import KDD_FEATURES
 
 
@@ -61,6 +62,7 @@ class ScanConfig:
     packet_filter: PacketFilter | None = None  # --since/--until/--host/--port (features.capture.filter)
     allow: Path | None = None  # --allow FILE: known-good hosts, networks, services (analyzer.allow)
     carve: bool = False  # --carve: each incident's packets to incidents/NNN-<class>-<source>.pcap (analyzer.evidence)
+    limits: ReadLimits = DEFAULT_LIMITS  # --max-bytes, --max-inflate (features.capture.stream)
     alert_confidence: float = 0.9  # alerts.ndjson (analyzer.alerts): an EVE alert per attack flow this confident
     write: bool = True  # False (--no-write, --out -): nothing on disk; the summary is still built for stdout
     threads: int | None = None  # --threads N: torch threads for inference at most; None: nta's choice
@@ -109,187 +111,202 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     if found.kind == "zeek" and config.carve:
         raise InputError(f"{found.captures[0]}: --carve needs packets, and a Zeek conn log has none")
     out_dir = config.out if config.out is not None else Path("nta-out") / capture_stem(found.captures[0])
-    if config.write:
-        _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
-    carved_dir = out_dir / evidence.INCIDENTS_DIR
-    if config.carve and not config.force and carved_dir.is_dir() and any(carved_dir.iterdir()):
-        raise InputError(f"{carved_dir}: holds carved incidents already; use --force to replace them")
-    allow = read_allow(config.allow) if config.allow is not None else []
-    with timed("model"):
-        # The files are checked now: a bad model is refused before any packet is read. The network is built
-        # once reading has started (importing torch alone takes about 1.3 s): big captures are read and
-        # their flows built in child processes (features.flows.extract.FlowStream.chunks) meanwhile.
-        checked = check_model_files(config.model_dir or default_model_dir())
-        _check_model_features(checked)
-        if config.novelty and not checked.has_novelty:
-            raise ModelError(
-                f"model {checked.model_id} has no novelty profile: --novelty needs one (nta train fits it)"
-            )
-    loaded: list[Any] = []
+    # a second scan into the same folder fails at once: one writer per folder (none without outputs)
+    with output_lock(out_dir) if config.write else contextlib.nullcontext():
+        if config.write:
+            _check_outputs(out_dir, config.force, (*OUTPUT_NAMES, *config.extra_outputs))
+        carved_dir = out_dir / evidence.INCIDENTS_DIR
+        if config.carve and not config.force and carved_dir.is_dir() and any(carved_dir.iterdir()):
+            raise InputError(f"{carved_dir}: holds carved incidents already; use --force to replace them")
+        allow = read_allow(config.allow) if config.allow is not None else []
+        with timed("model"):
+            # The files are checked now: a bad model is refused before any packet is read. The network is built
+            # once reading has started (importing torch alone takes about 1.3 s): big captures are read and
+            # their flows built in child processes (features.flows.extract.FlowStream.chunks) meanwhile.
+            checked = check_model_files(config.model_dir or default_model_dir())
+            _check_model_features(checked)
+            if config.novelty and not checked.has_novelty:
+                raise ModelError(
+                    f"model {checked.model_id} has no novelty profile: --novelty needs one (nta train fits it)"
+                )
+        loaded: list[Any] = []
 
-    def load_model() -> None:
-        t0, c0 = time.perf_counter(), time.process_time()
-        loaded.append(_load_classifier(checked.model_dir, config.device, config.threads))
-        seconds["model"] += time.perf_counter() - t0
-        cpu_seconds["model"] += time.process_time() - c0
+        def load_model() -> None:
+            t0, c0 = time.perf_counter(), time.process_time()
+            loaded.append(_load_classifier(checked.model_dir, config.device, config.threads))
+            seconds["model"] += time.perf_counter() - t0
+            cpu_seconds["model"] += time.process_time() - c0
 
-    carved: dict[int, tuple[Path, int]] = {}
-    try:
-        with contextlib.ExitStack() as stack:
-            # Every output is written into a new folder that replaces the output folder in one step at the end
-            # (atomic_folder): the outputs change together or none does. flows.parquet's rows and the spilled
-            # verdict rows are written there as the chunks stream past. With --no-write the same temporaries go
-            # to a private folder that is removed at the end: nothing reaches the output folder.
-            if config.write:
-                folder = stack.enter_context(atomic_folder(out_dir, (*OUTPUT_NAMES, *config.extra_outputs)))
-            else:
-                import tempfile
+        carved: dict[int, tuple[Path, int]] = {}
+        try:
+            with contextlib.ExitStack() as stack:
+                # Every output is written into a new folder that replaces the output folder in one step at the end
+                # (atomic_folder): the outputs change together or none does. flows.parquet's rows and the spilled
+                # verdict rows are written there as the chunks stream past. With --no-write the same temporaries go
+                # to a private folder that is removed at the end: nothing reaches the output folder.
+                if config.write:
+                    folder = stack.enter_context(atomic_folder(out_dir, (*OUTPUT_NAMES, *config.extra_outputs)))
+                else:
+                    import tempfile
 
-                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nta-scan-")))
-            flows_path = folder / "flows.parquet"
-            part = folder / ".flows.parquet.part"  # flows.parquet without incident ids, chunk by chunk
-            spill = folder / ".verdicts.rows"  # removed before the folder is swapped in
-            stack.callback(lambda: spill.unlink(missing_ok=True))
-            stack.callback(lambda: part.unlink(missing_ok=True))
-            engine = _Engine(config, loaded, part, spill, seconds, cpu_seconds, allow)
-            stack.callback(engine.abort)  # on failure: the inference thread stops before temporaries go
-            before, cpu_before = dict(seconds), dict(cpu_seconds)
-            with timed("reading") as progress:
-                # Flows arrive in table order, chunk by chunk; each chunk's features, encoding and inference
-                # (on a thread) run while the next chunk is read; outputs are written as chunks complete.
-                zeek_ext = None
-                if found.kind == "zeek":
-                    zeek_ext = read_flows_of(found, progress, config.decap, config.packet_filter)
-                if zeek_ext is None and config.engine == "ray":
-                    from analyzer import ray_engine
+                    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nta-scan-")))
+                flows_path = folder / "flows.parquet"
+                part = folder / ".flows.parquet.part"  # flows.parquet without incident ids, chunk by chunk
+                spill = folder / ".verdicts.rows"  # removed before the folder is swapped in
+                stack.callback(lambda: spill.unlink(missing_ok=True))
+                stack.callback(lambda: part.unlink(missing_ok=True))
+                engine = _Engine(config, loaded, part, spill, seconds, cpu_seconds, allow)
+                stack.callback(engine.abort)  # on failure: the inference thread stops before temporaries go
+                before, cpu_before = dict(seconds), dict(cpu_seconds)
+                with timed("reading") as progress:
+                    # Flows arrive in table order, chunk by chunk; each chunk's features, encoding and inference
+                    # (on a thread) run while the next chunk is read; outputs are written as chunks complete.
+                    zeek_ext = None
+                    if found.kind == "zeek":
+                        zeek_ext = read_flows_of(
+                            found, progress, config.decap, config.packet_filter, limits=config.limits
+                        )
+                    if zeek_ext is None and config.engine == "ray":
+                        from analyzer import ray_engine
 
-                    job = ray_engine.RayJob(
-                        checked.model_dir, config.batch_size, config.novelty, config.merge, config.chunk_flows,
-                        config.ray_address, decap=config.decap, packet_filter=config.packet_filter,
-                    )  # fmt: skip
-                    ext = ray_engine.scan(found.captures, job, engine, progress, load_model)
-                elif zeek_ext is None:
-                    try:
-                        fs = FlowStream(
-                            found.captures, progress=progress, merge=config.merge, on_start=load_model,
-                            chunk_flows=config.chunk_flows, decap=config.decap, packet_filter=config.packet_filter,
+                        job = ray_engine.RayJob(
+                            checked.model_dir, config.batch_size, config.novelty, config.merge, config.chunk_flows,
+                            config.ray_address, decap=config.decap, packet_filter=config.packet_filter,
                         )  # fmt: skip
-                    except TextStream as e:  # a Zeek conn log on a pipe (known by its first bytes)
-                        zeek_ext = _zeek_stream(e, list(found.captures), progress, config.packet_filter)
-                    else:
-                        # A pipe (or standard input) is read once, here: a flow-building child could not reopen it.
-                        piped = any(is_stream(Path(p)) for p in found.captures)
-                        for chunk in fs.chunks(forked=False if piped else None):
+                        ext = ray_engine.scan(found.captures, job, engine, progress, load_model)
+                    elif zeek_ext is None:
+                        try:
+                            fs = FlowStream(
+                                found.captures, progress=progress, merge=config.merge, on_start=load_model,
+                                chunk_flows=config.chunk_flows, decap=config.decap, packet_filter=config.packet_filter,
+                                limits=config.limits,
+                            )  # fmt: skip
+                        except TextStream as e:  # a Zeek conn log on a pipe (known by its first bytes)
+                            zeek_ext = _zeek_stream(
+                                e, list(found.captures), progress, config.packet_filter, config.limits
+                            )
+                        else:
+                            # A pipe (or standard input) is read once, here: a flow-building child could not reopen it.
+                            piped = any(is_stream(Path(p)) for p in found.captures)
+                            # closed on any failure: a flow-building child is stopped, not waited for at exit
+                            with contextlib.closing(fs.chunks(forked=False if piped else None)) as chunks:  # type: ignore[type-var]
+                                for chunk in chunks:
+                                    engine.add(chunk)
+                            engine.drain()
+                            ext = fs.extraction()
+                    if zeek_ext is not None:  # Zeek conn logs are read whole (their records are the flows)
+                        if config.carve:
+                            raise InputError(
+                                f"{found.captures[0]}: --carve needs packets, and a Zeek conn log has none"
+                            )
+                        ext = zeek_ext
+                        load_model()
+                        for chunk in chunks_of(ext, config.chunk_flows):
                             engine.add(chunk)
                         engine.drain()
-                        ext = fs.extraction()
-                if zeek_ext is not None:  # Zeek conn logs are read whole (their records are the flows)
-                    if config.carve:
-                        raise InputError(f"{found.captures[0]}: --carve needs packets, and a Zeek conn log has none")
-                    ext = zeek_ext
+                # Time of the other stages inside the reading loop: this thread's (inference runs beside it, on its
+                # own thread: its seconds overlap reading's, its CPU is the process's).
+                seconds["reading"] -= sum(seconds[k] - before[k] for k in ("model", "features", "encoding", "writing"))
+                cpu_seconds["reading"] -= sum(
+                    cpu_seconds[k] - cpu_before[k] for k in ("model", "features", "encoding", "inference", "writing")
+                )
+                if not loaded:
                     load_model()
-                    for chunk in chunks_of(ext, config.chunk_flows):
-                        engine.add(chunk)
-                    engine.drain()
-            # Time of the other stages inside the reading loop: this thread's (inference runs beside it, on its
-            # own thread: its seconds overlap reading's, its CPU is the process's).
-            seconds["reading"] -= sum(seconds[k] - before[k] for k in ("model", "features", "encoding", "writing"))
-            cpu_seconds["reading"] -= sum(
-                cpu_seconds[k] - cpu_before[k] for k in ("model", "features", "encoding", "inference", "writing")
-            )
-            if not loaded:
-                load_model()
-            clf = loaded[0]
-            if config.strict and ext.warnings:
-                raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
-            engine.close()
-            with timed("incidents"):
-                tally = engine.tally
-                att = tally.attacks()
-                if att is None:
-                    att = verdicts.build_verdicts(
-                        _empty_flows(), pl.Series([], dtype=pl.String), np.zeros((0, len(clf.classes)), np.float32),
-                        clf.classes, clf.model_id,
-                    )  # fmt: skip
-                inc, members = incidents.find_incidents(att, config.incidents)
-                att = att.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
-                att = att.select(verdicts.verdict_columns(clf.classes))
-            t0 = time.perf_counter()
-            engine.finish_flows(ext, clf.model_id, flows_path, members)
-            seconds["writing"] += time.perf_counter() - t0
-            flow_rows = ParquetRows(flows_path, clf.spec)
-            with timed("explaining"):
-                inc = _explain(clf, flow_rows, att, inc, config)
-            # The attack flows' own rows (flow-table columns): incident evidence and the top flows' filters.
-            attack_flows = flow_rows.flows(att["flow_id"].to_numpy())
-            inc_members = evidence.incident_members(att, attack_flows)
-            inc = _evidence_columns(inc, inc_members)
-            if config.carve:
-                with timed("carving") as progress:
-                    carved = evidence.carve_incidents(
-                        out_dir, list(found.captures), inc_members, inc, decap=config.decap, force=True,
-                        progress=progress, streams=[list(st["files"]) for st in ext.streams],
-                    )  # fmt: skip
-            result = ScanResult(
-                out_dir=out_dir,
-                captures=list(ext.sources),
-                skipped=found.skipped,
-                packets=int(ext.packets),
-                bad_packets=dict(ext.bad_packets),
-                warnings=list(ext.warnings),
-                unknown_values={k: int(n) for k, n in engine.unknown.items() if n},
-                model_id=clf.model_id,
-                device=str(clf.device),
-                classes=tuple(clf.classes),
-                tally=tally,
-                attacks=att,
-                incidents=inc,
-                seconds=seconds,
-                cpu_seconds=cpu_seconds,
-                fail_on=config.fail_on,
-                min_confidence=config.min_confidence,
-                matched=tally.matched,
-                novelty=config.novelty,
-                streams=list(ext.streams),
-                extra_outputs=config.extra_outputs,
-                filters=config.packet_filter.text if config.packet_filter is not None else (),
-                filtered_packets=int(ext.filtered),
-                allow_file=str(config.allow) if config.allow is not None else None,
-                allow_entries=len(allow),
-                decap=config.decap,
-                flow_table=attack_flows,
-                carved=carved,
-                written=config.write,
-                alert_confidence=config.alert_confidence,
-                input_kind=ext.kind,
-                unavailable_features=ext.unavailable,
-            )
-            with timed("writing"):
-                from analyzer.alerts import write_alerts
+                clf = loaded[0]
+                if config.strict and ext.warnings:
+                    raise InputError(f"{ext.warnings[0]} (--strict turns capture warnings into errors)")
+                engine.close()
+                with timed("incidents"):
+                    tally = engine.tally
+                    att = tally.attacks()
+                    if att is None:
+                        att = verdicts.build_verdicts(
+                            _empty_flows(), pl.Series([], dtype=pl.String), np.zeros((0, len(clf.classes)), np.float32),
+                            clf.classes, clf.model_id,
+                        )  # fmt: skip
+                    inc, members = incidents.find_incidents(att, config.incidents)
+                    att = att.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
+                    att = att.select(verdicts.verdict_columns(clf.classes))
+                t0 = time.perf_counter()
+                engine.finish_flows(ext, clf.model_id, flows_path, members)
+                seconds["writing"] += time.perf_counter() - t0
+                flow_rows = ParquetRows(flows_path, clf.spec)
+                with timed("explaining"):
+                    inc = _explain(clf, flow_rows, att, inc, config)
+                # The attack flows' own rows (flow-table columns): incident evidence and the top flows' filters.
+                attack_flows = flow_rows.flows(att["flow_id"].to_numpy())
+                inc_members = evidence.incident_members(att, attack_flows)
+                inc = _evidence_columns(inc, inc_members)
+                if config.carve:
+                    with timed("carving") as progress:
+                        carved = evidence.carve_incidents(
+                            out_dir, list(found.captures), inc_members, inc, decap=config.decap, force=True,
+                            progress=progress, streams=[list(st["files"]) for st in ext.streams],
+                        )  # fmt: skip
+                result = ScanResult(
+                    out_dir=out_dir,
+                    captures=list(ext.sources),
+                    skipped=found.skipped,
+                    packets=int(ext.packets),
+                    bad_packets=dict(ext.bad_packets),
+                    warnings=list(ext.warnings),
+                    unknown_values={k: int(n) for k, n in engine.unknown.items() if n},
+                    model_id=clf.model_id,
+                    device=str(clf.device),
+                    classes=tuple(clf.classes),
+                    tally=tally,
+                    attacks=att,
+                    incidents=inc,
+                    seconds=seconds,
+                    cpu_seconds=cpu_seconds,
+                    fail_on=config.fail_on,
+                    min_confidence=config.min_confidence,
+                    matched=tally.matched,
+                    novelty=config.novelty,
+                    streams=list(ext.streams),
+                    extra_outputs=config.extra_outputs,
+                    filters=config.packet_filter.text if config.packet_filter is not None else (),
+                    filtered_packets=int(ext.filtered),
+                    allow_file=str(config.allow) if config.allow is not None else None,
+                    allow_entries=len(allow),
+                    decap=config.decap,
+                    flow_table=attack_flows,
+                    carved=carved,
+                    written=config.write,
+                    alert_confidence=config.alert_confidence,
+                    input_kind=ext.kind,
+                    unavailable_features=ext.unavailable,
+                )
+                with timed("writing"):
+                    from analyzer.alerts import write_alerts
 
-                if not config.write:  # nothing on disk: the summary alone (printed by --out -)
-                    result.summary = to_json(result)
-                    return result
-                columns = verdicts.verdict_columns(clf.classes)
-                engine.rows.write_csv(folder / "verdicts.csv", members, columns)
-                result.alerts = write_alerts(folder / "alerts.ndjson", att, inc, config.alert_confidence, attack_flows)
-                if config.zeek:
-                    uids = getattr(ext, "uids", None)
-                    _write_zeek(
-                        folder, flow_rows, engine.rows, members, result, json_lines=config.zeek == "json", uids=uids
+                    if not config.write:  # nothing on disk: the summary alone (printed by --out -)
+                        result.summary = to_json(result)
+                        return result
+                    columns = verdicts.verdict_columns(clf.classes)
+                    engine.rows.write_csv(folder / "verdicts.csv", members, columns)
+                    result.alerts = write_alerts(
+                        folder / "alerts.ndjson", att, inc, config.alert_confidence, attack_flows
                     )
-                spill.unlink(missing_ok=True)
-                result.summary = to_json(result)  # "writing" in it: the time so far (report.json itself is small)
-                (folder / "report.json").write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
-                from analyzer.html import render_html
+                    if config.zeek:
+                        uids = getattr(ext, "uids", None)
+                        _write_zeek(
+                            folder, flow_rows, engine.rows, members, result, json_lines=config.zeek == "json", uids=uids
+                        )
+                    spill.unlink(missing_ok=True)
+                    result.summary = to_json(result)  # "writing" in it: the time so far (report.json itself is small)
+                    (folder / "report.json").write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
+                    from analyzer.html import render_html
 
-                (folder / "report.html").write_text(render_html(json.loads(json.dumps(result.summary, default=str))))
-    except BaseException:
-        for path, _ in carved.values():  # nothing is left behind when the outputs cannot be written
-            path.unlink(missing_ok=True)
-        raise
-    if carved and config.force:
-        _remove_stale(out_dir / evidence.INCIDENTS_DIR, {p for p, _ in carved.values()})
+                    (folder / "report.html").write_text(
+                        render_html(json.loads(json.dumps(result.summary, default=str)))
+                    )
+        except BaseException:
+            for path, _ in carved.values():  # nothing is left behind when the outputs cannot be written
+                path.unlink(missing_ok=True)
+            raise
+        if carved and config.force:
+            _remove_stale(carved_dir, {p for p, _ in carved.values()})
     return result
 
 
@@ -382,12 +399,21 @@ class _Engine:
                 self._done.put(e)
                 return
 
+    def _wait(self) -> Any:
+        """The next result, waited for in short steps: a wait without a timeout is not ended by a signal's
+        handler here (SIGINT/SIGTERM must stop the scan while inference runs)."""
+        while True:
+            try:
+                return self._done.get(timeout=0.1)
+            except queue.Empty:
+                continue
+
     def _complete(self, block: bool) -> None:
         """Finish the chunks whose inference is done (wait for the oldest when ``block``)."""
         clf = self._clf()
         while self._inflight:
             try:
-                got = self._done.get(timeout=None) if block else self._done.get_nowait()
+                got = self._wait() if block else self._done.get_nowait()
             except queue.Empty:
                 return
             block = False
@@ -456,7 +482,9 @@ class _Engine:
         """After a failure: stop the worker and close the files (their owners remove them)."""
         self._stop.set()
         if self._worker is not None:
-            self._worker.join()
+            # A short wait only: the worker writes nothing (it computes probabilities), and one stopped inside
+            # a long batch (or paused) must not hold up a signal's exit; it is a daemon thread.
+            self._worker.join(timeout=0.5)
         self.flows_out.abort()
         self.rows.close()
 
@@ -502,19 +530,22 @@ def read_flows_of(
     from features.zeeklog.conn import read_conn_logs
 
     if found.kind == "zeek":
-        return read_conn_logs(found.captures, progress, packet_filter=packet_filter)
+        return read_conn_logs(
+            found.captures, progress, packet_filter=packet_filter, limits=capture.get("limits", DEFAULT_LIMITS)
+        )
     from features.flows.extract import extract_flows
 
     try:
         return extract_flows(found.captures, progress=progress, decap=decap, packet_filter=packet_filter, **capture)
     except TextStream as e:
-        return _zeek_stream(e, found.captures, progress, packet_filter)
+        return _zeek_stream(e, found.captures, progress, packet_filter, capture.get("limits", DEFAULT_LIMITS))
 
 
-def _zeek_stream(e: Any, paths: list[Path], progress: Any, packet_filter: Any) -> Any:
+def _zeek_stream(
+    e: Any, paths: list[Path], progress: Any, packet_filter: Any, limits: ReadLimits = DEFAULT_LIMITS
+) -> Any:
     """A Zeek log on a pipe or standard input: spooled to a private temporary file (the reader reads a file by
     blocks and by name), read as a conn log, and named as the stream it came from."""
-    import shutil
     import tempfile
 
     import pyarrow as pa
@@ -529,11 +560,16 @@ def _zeek_stream(e: Any, paths: list[Path], progress: Any, packet_filter: Any) -
         spool = Path(tmp) / "stream"
         try:
             with spool.open("wb") as out:
-                shutil.copyfileobj(e.stream, out, 1 << 20)
+                total = 0
+                while chunk := e.stream.read(1 << 20):
+                    total += len(chunk)
+                    if why := limits.check(total, total, False):  # --max-bytes: an endless log on a pipe
+                        raise InputError(f"{name}: {why}")
+                    out.write(chunk)
         finally:
             e.stream.close()
         try:
-            ext = read_conn_logs([spool], progress, packet_filter=packet_filter)
+            ext = read_conn_logs([spool], progress, packet_filter=packet_filter, limits=limits)
         except InputError as err:
             raise InputError(str(err).replace(str(spool), name)) from None
     at = ext.flows.schema.get_field_index("source_file")

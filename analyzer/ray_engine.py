@@ -33,7 +33,7 @@ from typing import Any
 
 import polars as pl
 
-from features.common import InputError, ProgressFn
+from features.common import InputError, ProgressFn, path_text
 
 INSTALL = "pip install 'nta[ray]'"
 
@@ -127,7 +127,7 @@ def _scan(ray: Any, paths: list[Path], config: Any, engine: Any, progress: Progr
             StreamJoiner.read(st, sources[i].ts_last)
     built = []  # (flows ref, payloads ref, keys ref) per stream and shard
     for st in joiner.streams:
-        names = [str(sources[i].path) for i in st.files]
+        names = [path_text(sources[i].path) for i in st.files]
         first = [starts[i][0] for i in st.files]
         for s in range(shards):
             parts = [decoded[i][1 + s] for i in st.files]
@@ -211,12 +211,12 @@ def _scan(ray: Any, paths: list[Path], config: Any, engine: Any, progress: Progr
         bad.update(src.bad)
         warnings.extend(src.warnings)
         info.append(
-            {"file": str(src.path), "sha256": src.sha256, "format": src.format, "packets": src.records,
+            {"file": path_text(src.path), "sha256": src.sha256, "format": src.format, "packets": src.records,
              "bytes": src.size_bytes}
         )  # fmt: skip
     how = "merged" if config.merge else "joined"
     streams = [
-        {"files": [str(sources[i].path) for i in st.files], "how": "single" if len(st.files) == 1 else how}
+        {"files": [path_text(sources[i].path) for i in st.files], "how": "single" if len(st.files) == 1 else how}
         for st in sorted(joiner.streams, key=lambda st: st.files[0])
     ]
     return Extraction(

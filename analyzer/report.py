@@ -22,6 +22,7 @@ from analyzer.incidents import fmt_duration, fmt_endpoint, fmt_host
 from analyzer.incidents import phrases as incident_phrases
 from analyzer.result import ScanResult
 from analyzer.summary import TOP_TALKERS, span, top_flow_rows
+from features.common import escape_surrogates, path_text
 
 SPARK = " ▁▂▃▄▅▆▇█"
 MAX_INCIDENTS = 15
@@ -64,7 +65,7 @@ def _header(result: ScanResult) -> Table:
         _add(grid, st["how"].capitalize(), f"{len(files)} files {how}: {shown}")
     if result.skipped:
         p, why = result.skipped[0]
-        _add(grid, "Skipped", f"{len(result.skipped)} files (e.g. {p}: {why})")
+        _add(grid, "Skipped", f"{len(result.skipped)} files (e.g. {path_text(p)}: {escape_surrogates(why)})")
     _add(grid, "Packets", f"{result.packets:,}")
     if result.filters:
         asked = ", ".join(result.filters)
@@ -183,7 +184,7 @@ def _incidents(result: ScanResult, width: int) -> Group:
             rows.append(packed("      community id: ", [cids[0], more.strip()] if more else [cids[0]], " ", width, 20))
         carved = result.carved.get(r["incident_id"])
         if carved is not None:
-            rows.append(packed("      packets: ", [str(carved[0]), f"({carved[1]:,})"], " ", width, 15))
+            rows.append(packed("      packets: ", [path_text(carved[0]), f"({carved[1]:,})"], " ", width, 15))
     if inc.height > MAX_INCIDENTS:
         rows.append(Text(f"  ... and {inc.height - MAX_INCIDENTS:,} less severe incidents (report.json has them all)"))
     return Group(*rows)
@@ -299,7 +300,7 @@ def render(result: ScanResult, console: Console) -> None:
         console.print()
         console.print(_talkers(result))
     console.print()
-    console.print("Outputs: " + (", ".join(str(p) for p in result.outputs.values()) or "none (--no-write)"))
+    console.print("Outputs: " + (", ".join(path_text(p) for p in result.outputs.values()) or "none (--no-write)"))
     if result.fail_on:
         what = ",".join(sorted(result.fail_on))
         if result.matched:

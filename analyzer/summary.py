@@ -12,6 +12,7 @@ import polars as pl
 
 from analyzer import __version__, verdicts
 from analyzer.result import ScanResult
+from features.common import escape_surrogates, path_text
 
 # report.json's shape, described by docs/report.schema.json (tests/scan/test_report_schema.py validates against it).
 # 1: the first versioned shape: schema_version, typed reason values, incidents' uids.
@@ -79,7 +80,7 @@ def top_flow_rows(result: ScanResult) -> pl.DataFrame:
 
 def _carved(result: ScanResult, incident_id: int) -> dict[str, Any] | None:
     got = result.carved.get(incident_id)
-    return None if got is None else {"file": str(got[0]), "packets": got[1]}
+    return None if got is None else {"file": path_text(got[0]), "packets": got[1]}
 
 
 def _rows(df: pl.DataFrame) -> list[dict[str, Any]]:
@@ -101,7 +102,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
         "input": {"kind": result.input_kind, "unavailable_features": list(result.unavailable_features)},
         "captures": result.captures,
         "capture_streams": result.streams,
-        "skipped": [{"file": str(p), "reason": r} for p, r in result.skipped],
+        "skipped": [{"file": path_text(p), "reason": escape_surrogates(r)} for p, r in result.skipped],
         "packets": result.packets,
         "flows": result.flows,
         "time_span": {
@@ -131,6 +132,6 @@ def to_json(result: ScanResult) -> dict[str, Any]:
         },
         "alerts": {"min_confidence": result.alert_confidence, "events": result.alerts},
         "exit_code": result.exit_code,
-        "outputs": {k: str(p) for k, p in result.outputs.items()},
-        "carved": [str(p) for p, _ in result.carved.values()],
+        "outputs": {k: path_text(p) for k, p in result.outputs.items()},
+        "carved": [path_text(p) for p, _ in result.carved.values()],
     }

@@ -13,6 +13,7 @@ fields with commas, quotes or line breaks quoted, quotes doubled).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,14 +115,17 @@ def build_verdicts(
 def write_csv(verdicts: pl.DataFrame, path: Path | BinaryIO, header: bool = True) -> None:
     """Write ``verdicts.csv`` (RFC 4180) to ``path`` (the caller makes it atomic), or append rows to an open
     file (``header=False`` after the first chunk: rows are written alike whatever the chunking)."""
-    verdicts.write_csv(
-        path,
-        include_header=header,
-        line_terminator="\r\n",
-        quote_style="necessary",
-        float_precision=6,
-        datetime_format=CSV_TIME_FORMAT,
-    )
+    with contextlib.ExitStack() as stack:
+        # a file object: polars cannot encode a non-UTF-8 file name
+        fh = path if not isinstance(path, Path) else stack.enter_context(open(path, "wb"))
+        verdicts.write_csv(
+            fh,
+            include_header=header,
+            line_terminator="\r\n",
+            quote_style="necessary",
+            float_precision=6,
+            datetime_format=CSV_TIME_FORMAT,
+        )
 
 
 def is_attack() -> pl.Expr:

@@ -33,7 +33,10 @@ __all__ = [
     "check_folder",
     "no_progress",
     "output_file",
+    "output_lock",
     "own_strings",
+    "path_text",
+    "text_path",
 ]
 
 
@@ -57,6 +60,45 @@ class ModelError(NtaError):
     """Model missing, corrupt, tampered with, or incompatible with the features (exit 3)."""
 
     exit_code = 3
+
+
+# --- file names as text: a name is the bytes the OS gives (Python carries the undecodable ones as surrogates,
+# PEP 383). Text outputs (JSON, CSV, Parquet strings, HTML, Zeek logs, the terminal) need valid UTF-8, so a name
+# is written escaped but reversibly: unchanged when it is UTF-8 without a backslash (nearly always), else every
+# byte that is not UTF-8 becomes ``\xNN`` and a backslash ``\\``; ``text_path`` undoes it.
+
+
+def path_text(path: str | os.PathLike[str]) -> str:
+    r"""``path`` as valid UTF-8 text, reversibly escaped (``cap\xff.pcap`` for the bytes ``cap<0xff>.pcap``)."""
+    raw = os.fsencode(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        if "\\" not in text:
+            return text
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
+def text_path(text: str) -> Path:
+    """The path ``path_text`` wrote as ``text`` (names written before escaping existed come back unchanged)."""
+    if "\\" not in text:
+        return Path(text)
+    raw = re.sub(
+        rb"\\(\\|x[0-9a-fA-F]{2})",
+        lambda m: b"\\" if m.group(1) == b"\\" else bytes([int(m.group(1)[1:], 16)]),
+        text.encode("utf-8"),
+    )
+    return Path(os.fsdecode(raw))
+
+
+def escape_surrogates(text: str) -> str:
+    r"""Text that may hold a file name's undecodable bytes (surrogates) with them shown as ``\xNN``: printable."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # --- atomic output: write to a temporary file beside the target, then rename, so no half-written file is seen.
@@ -273,6 +315,57 @@ def atomic_folder(target: Path, replaces: Collection[str]) -> Iterator[Path]:
                 with contextlib.suppress(OSError):
                     os.rename(new / name, target / name)
             shutil.rmtree(new, ignore_errors=True)
+
+
+# --- one writer per output folder: two scans with the same --out must not interleave their outputs.
+
+
+@contextlib.contextmanager
+def output_lock(target: Path, option: str = "--out") -> Iterator[None]:
+    """Hold an exclusive lock on the output folder ``target`` (``flock`` on a sibling ``.<name>.lock``) or fail at
+    once with ``InputError``, naming the process that holds it.
+
+    Failing beats waiting: a second scan into the same folder is nearly always a mistake (two analysts, one case
+    folder), waiting would hide it and could block a CI job for as long as the other scan runs, and without
+    ``--force`` the second scan would be refused at the end anyway. The lock file is removed on release while
+    still locked; a process that opened it just before then sees the name gone (or a new file) once it gets the
+    lock and tries again, so two holders are impossible. After a SIGKILL the file stays, unlocked: harmless.
+    """
+    target = Path(target)
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))  # two links to one folder share its lock
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = target.parent / f".{target.name}.lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666 & ~_UMASK)
+        except OSError as e:
+            raise InputError(f"{lock}: cannot create the output lock ({e.strerror or e})") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            who = f"pid {holder}" if holder.isdigit() else "another process"
+            raise InputError(
+                f"{target}: another nta ({who}) is writing to this output folder; nothing was changed "
+                f"(run again when it has finished, or choose another {option})"
+            ) from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock, follow_symlinks=False))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed it as we opened it: take the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
 
 
 # --- progress: stages report work done without knowing about terminals.

@@ -26,8 +26,8 @@ from features.capture.filter import PacketFilter
 from features.capture.packets import PacketBatch
 from features.capture.pcap import PAD, PCAP_MAGICS, PCAPNG_MAGIC, PcapWalker, RecordChunk, WalkState
 from features.capture.pcapng import BOM, PcapngWalker
-from features.capture.stream import HEADROOM, Inflate, stream_blocks
-from features.common import InputError, ProgressFn, no_progress
+from features.capture.stream import DEFAULT_LIMITS, HEADROOM, Inflate, ReadLimits, stream_blocks
+from features.common import InputError, ProgressFn, no_progress, path_text
 
 STDIN = "-"  # the capture name that reads standard input
 FIFO_WAIT_S = 10.0  # how long a named pipe may stay without data (no writer) before it is refused
@@ -248,8 +248,10 @@ class PacketSource:
         payloads: bool = True,
         decap: bool = True,
         packet_filter: PacketFilter | None = None,
+        limits: ReadLimits = DEFAULT_LIMITS,
     ) -> None:
         self.path = Path(path)
+        self.limits = limits  # how much the capture may give (gzip ratio, bytes): features.capture.stream
         self.packet_filter = packet_filter if packet_filter is not None and packet_filter.active else None
         self.payloads = payloads  # False: batches carry no payload snippets (nothing downstream wants them)
         self.decap = decap  # False: tunnel packets stay as they are (features.capture.tunnels)
@@ -332,7 +334,7 @@ class PacketSource:
 
     def batches(self, progress: ProgressFn = no_progress) -> Iterator[PacketBatch]:
         """Decoded packets in file order, at most ``chunk_records`` records per batch."""
-        state = WalkState(str(self.path))
+        state = WalkState(path_text(self.path))
         if self._stream is not None and self._read_once:
             raise InputError(f"{self.path}: a pipe or standard input can be read only once")
         self._read_once = True
@@ -348,7 +350,9 @@ class PacketSource:
         total = self.size_bytes
         pos = 0  # stream offset of buf[start]
         stream = self._stream
-        blocks = stream_blocks(self.path if stream is None else (lambda: stream), self._gz, sha, state)
+        blocks = stream_blocks(
+            self.path if stream is None else (lambda: stream), self._gz, sha, state, limits=self.limits
+        )
         try:
             for blk in blocks:
                 if state.stop:  # damage ended the records; keep reading only to finish the sha256

@@ -3,6 +3,9 @@
 ``stream_blocks`` reads the file into numpy buffers on a daemon thread, hashing every raw byte (sha256)
 and inflating gzip on the way, so I/O, hashing and inflation overlap with decoding (file reads, hashlib
 and zlib release the GIL). Memory is bounded by a one-block queue.
+
+Sizes are bounded too (``ReadLimits``): a gzip capture that inflates far beyond its compressed size (a
+decompression bomb) and a stream that never ends are stopped with an ``InputError`` naming the file.
 """
 
 from __future__ import annotations
@@ -24,6 +27,50 @@ from features.common import InputError
 BLOCK_BYTES = 32 << 20  # bytes read per block: bounds memory (a few blocks live at once)
 HEADROOM = 1 << 20  # free bytes before each block's data, where the previous block's tail is copied
 
+# Real captures deflate 2-20x (a flood of near-identical packets up to ~60x); a run of zeros deflates 1030x,
+# deflate's ceiling. So a ratio of 100 lets every real capture through and stops padding bombs.
+MAX_INFLATE = 100.0
+INFLATE_FLOOR = 64 << 20  # the ratio is judged only past this many inflated bytes: small files may deflate well
+MAX_BYTES = 1 << 40  # 1 TiB of capture data from one input: generous for evidence files, finite for live pipes
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """How much one capture may give: ``max_bytes`` capture bytes (after inflation; 0: no limit) and, for gzip,
+    ``max_inflate`` times the compressed bytes read (0: no limit; judged past ``INFLATE_FLOOR``)."""
+
+    max_bytes: int = MAX_BYTES
+    max_inflate: float = MAX_INFLATE
+
+    def check(self, total: int, raw: int, gz: bool) -> str:
+        """Why reading must stop after ``total`` capture bytes from ``raw`` file bytes; "" to go on."""
+        if self.max_bytes and total > self.max_bytes:
+            return (
+                f"more than {_size(self.max_bytes)} of capture data (an endless stream?); "
+                "nothing written (--max-bytes raises the limit, 0 removes it)"
+            )
+        if gz and self.max_inflate and total > INFLATE_FLOOR and total > self.max_inflate * max(raw, 1):
+            return (
+                f"gzip inflates more than {self.max_inflate:g}x ({_size(total)} from {_size(raw)}; a decompression "
+                "bomb?); nothing written (--max-inflate raises the limit, 0 removes it)"
+            )
+        return ""
+
+
+DEFAULT_LIMITS = ReadLimits()
+NO_LIMITS = ReadLimits(0, 0)
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.4g} {unit}"
+    return f"{n} bytes"
+
+
+class _Limit(Exception):
+    """Raised on the reader thread when a ``ReadLimits`` is crossed; the consumer makes it an ``InputError``."""
+
 
 @dataclass
 class Block:
@@ -40,13 +87,14 @@ def stream_blocks(
     sha: hashlib._Hash,
     state: WalkState,
     block: int = BLOCK_BYTES,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> Generator[Block, None, None]:
     """Yield the capture's bytes block by block; hashes every raw byte of the file on the way.
 
     ``path`` is a file to open, or a function that returns the already opened stream (a pipe read once:
     ``features.capture.source``). Reads run on a daemon thread with a one-block queue, straight into numpy
     buffers. A damaged gzip stream ends the data with a ``truncated_gzip`` warning (the records before it are
-    kept); the rest of the file is still hashed.
+    kept); the rest of the file is still hashed. Crossing ``limits`` raises ``InputError`` naming the file.
     """
     opener = (lambda: path.open("rb", buffering=0)) if isinstance(path, Path) else path
     q: queue.Queue[Block | BaseException | None] = queue.Queue(maxsize=1)
@@ -66,20 +114,31 @@ def stream_blocks(
             with opener() as raw:
                 hr = _HashingReader(raw, sha)
                 src: _HashingReader | Inflate = Inflate(hr) if gz else hr
+                total = 0
                 while not stop.is_set():
                     buf = np.empty(HEADROOM + block + PAD, np.uint8)
                     size = 0
+                    # one byte past --max-bytes is enough to know it is crossed
+                    cap = min(block, limits.max_bytes - total + 1) if limits.max_bytes else block
                     try:
-                        while size < block and (k := src.readinto(buf.data[HEADROOM + size : HEADROOM + block])):
+                        while size < cap and (k := src.readinto(buf.data[HEADROOM + size : HEADROOM + cap])):
                             size += k
                     except (EOFError, zlib.error) as e:
                         if size:
+                            total += size
+                            if why := limits.check(total, hr.pos, gz):  # a damaged bomb is still a bomb
+                                put(_Limit(why))
+                                return
                             buf[HEADROOM + size :] = 0
                             put(Block(buf, size, hr.pos))
                         put(ValueError(f"gzip stream damaged ({e})"))
                         break
                     if not size:
                         break
+                    total += size
+                    if why := limits.check(total, hr.pos, gz):
+                        put(_Limit(why))  # the block is dropped: the command fails, nothing is written
+                        return
                     buf[HEADROOM + size :] = 0
                     if not put(Block(buf, size, hr.pos)):
                         break
@@ -97,6 +156,8 @@ def stream_blocks(
             if isinstance(item, ValueError):
                 state.fail("truncated_gzip", str(item))
                 continue
+            if isinstance(item, _Limit):
+                raise InputError(f"{state.name}: {item}")
             if isinstance(item, BaseException):
                 raise InputError(f"{state.name}: cannot read: {getattr(item, 'strerror', None) or item}")
             yield item

@@ -248,14 +248,16 @@ def read_study_frame(path: Path) -> tuple[pl.DataFrame, bool]:
         raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
     if is_parquet:
         try:
-            names = pl.read_parquet_schema(path).keys()
+            with open(path, "rb") as fh:  # file objects: polars cannot encode a non-UTF-8 file name
+                names = pl.read_parquet_schema(fh).keys()
         except (pl.exceptions.PolarsError, OSError) as e:
             raise InputError(f"{path}: unreadable Parquet: {' '.join(str(e).split())[:200]}") from None
         if "label" not in names and "label5" not in names:
             missing = [c for c in KDD_FEATURES if c not in names]
             if missing:
                 raise InputError(f"{path}: missing feature column(s): {', '.join(missing[:5])}")
-            df = pl.read_parquet(path, columns=list(KDD_FEATURES))
+            with open(path, "rb") as fh:
+                df = pl.read_parquet(fh, columns=list(KDD_FEATURES))
             return df.with_columns(pl.col(c).cast(t) for c, t in KDD_SCHEMA.items()), False
     return read_labeled(path), True
 

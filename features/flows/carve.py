@@ -28,7 +28,7 @@ import polars as pl
 from features.capture.source import PacketSource
 from features.capture.tunnels import tunnel_id_of
 from features.capture.write import FrameWriter, PcapngWriter, PcapWriter
-from features.common import InputError, ProgressFn, no_progress
+from features.common import InputError, ProgressFn, no_progress, path_text, text_path
 from features.flows.state import packet_keys
 
 MAX_OPEN = 64  # writers with an open file handle at once; the others are parked
@@ -94,12 +94,12 @@ def carve(
     one file of a stream (its ``source_file``) may go on in the next ones, so each file is searched for the
     flows of its whole stream, and files are read in stream order. None: every file is a stream of its own.
     """
-    names = [str(p) for p in captures]
+    names = [path_text(p) for p in captures]
     if streams:  # reading order: stream by stream, then any file no stream names
         ordered = [f for st in streams for f in st if f in names]
         names = ordered + [f for f in names if f not in ordered]
     stream_of = {f: list(st) for st in streams or () for f in st}
-    sources = {name: PacketSource(Path(name), payloads=False, decap=decap) for name in names}
+    sources = {name: PacketSource(Path(text_path(name)), payloads=False, decap=decap) for name in names}
     writers = _writers(flows, jobs, sources)
     total = sum(s.size_bytes for s in sources.values())
     done = 0

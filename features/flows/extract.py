@@ -32,8 +32,9 @@ from features.capture.filter import PacketFilter
 from features.capture.packets import PacketBatch
 from features.capture.readahead import PROCESS_MIN_BYTES, child_body, in_child, read_ahead
 from features.capture.source import PacketSource
+from features.capture.stream import DEFAULT_LIMITS, ReadLimits
 from features.capture.streams import Stream, StreamJoiner, merge_by_time, tag_batch
-from features.common import InputError, ProgressFn, no_progress
+from features.common import InputError, ProgressFn, no_progress, path_text
 from features.flows.builder import DEFAULT_CONFIG, FlowBuilder, FlowConfig
 from features.flows.records import PAYLOAD_SCHEMA, empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
@@ -161,9 +162,12 @@ class FlowStream:
         chunk_flows: int = CHUNK_FLOWS,
         ahead: int = 1,
         on_start: Callable[[], None] | None = None,
+        limits: ReadLimits = DEFAULT_LIMITS,
     ) -> None:
+        self.limits = limits  # how much each capture may give (features.capture.stream.ReadLimits)
         self.sources = [
-            PacketSource(Path(p), payloads=payloads, decap=decap, packet_filter=packet_filter) for p in paths
+            PacketSource(Path(p), payloads=payloads, decap=decap, packet_filter=packet_filter, limits=limits)
+            for p in paths
         ]
         self.starts = [s.peek() for s in self.sources]
         self.config = config
@@ -189,16 +193,16 @@ class FlowStream:
         are released long before their file is read to the end (reading hashes it too, for report.json). A pipe
         can be hashed only by reading it: its flows wait until it ends (``_floor``)."""
         for src in self.sources:
-            if src._stream is None and str(src.path) not in self._shas:
+            if src._stream is None and path_text(src.path) not in self._shas:
                 try:
                     with src.path.open("rb") as f:
-                        self._shas[str(src.path)] = hashlib.file_digest(f, "sha256").hexdigest()
+                        self._shas[path_text(src.path)] = hashlib.file_digest(f, "sha256").hexdigest()
                 except OSError as e:
                     raise InputError(f"{src.path}: cannot read ({e.strerror or e})") from e
 
     def _sha_of(self, name: str) -> str:
         if name not in self._shas:
-            self._shas.update((str(s.path), s.sha256) for s in self.sources if s.sha256)
+            self._shas.update((path_text(s.path), s.sha256) for s in self.sources if s.sha256)
         return self._shas.get(name, "")
 
     # ------------------------------------------------------------------ reading
@@ -217,7 +221,7 @@ class FlowStream:
         reading: list[_Reading] = []
         order = StreamJoiner.order(self.starts)
         if self.merge and order:
-            fb = FlowBuilder([str(self.sources[i].path) for i in order], self.config, payloads=self.payloads)
+            fb = FlowBuilder([path_text(self.sources[i].path) for i in order], self.config, payloads=self.payloads)
             tagged = [_tagged(self._reader(i), n) for n, i in enumerate(order)]
             merged = merge_by_time([self.starts[i][0] for i in order], tagged)
             self._joiner.streams = [Stream(0, files=list(order))]
@@ -236,9 +240,9 @@ class FlowStream:
                 i = queue.pop(0)
                 s = self._joiner.assign(i, self.sources[i].path, *self.starts[i])
                 if s.sid in by_stream:
-                    n = by_stream[s.sid].add_source(str(self.sources[i].path))
+                    n = by_stream[s.sid].add_source(path_text(self.sources[i].path))
                 else:
-                    by_stream[s.sid] = FlowBuilder(str(self.sources[i].path), self.config, payloads=self.payloads)
+                    by_stream[s.sid] = FlowBuilder(path_text(self.sources[i].path), self.config, payloads=self.payloads)
                     builders.append(by_stream[s.sid])
                     n = 0
                 s.busy = True
@@ -289,8 +293,9 @@ class FlowStream:
             self.chunk_flows,
             self.decap,
             self.packet_filter,
+            self.limits,
         )
-        name = str(self.sources[0].path) if self.sources else "captures"
+        name = path_text(self.sources[0].path) if self.sources else "captures"
         hook, self._on_start = self._on_start, None
         yield from in_child(
             lambda _p: iter(()), lambda: None, adopt, self.progress, CHILD_AHEAD, name=name, what="flow",
@@ -381,7 +386,7 @@ class FlowStream:
             warnings.extend(src.warnings)
             info.append(
                 {
-                    "file": str(src.path),
+                    "file": path_text(src.path),
                     "sha256": src.sha256,
                     "format": src.format,
                     "packets": src.records,
@@ -397,7 +402,7 @@ class FlowStream:
             packets=sum(s.records for s in self.sources),
             filtered=sum(s.filtered for s in self.sources),
             streams=[
-                {"files": [str(self.sources[i].path) for i in st.files], "how": _how(len(st.files), self.merge)}
+                {"files": [path_text(self.sources[i].path) for i in st.files], "how": _how(len(st.files), self.merge)}
                 for st in sorted(self._joiner.streams, key=lambda st: st.files[0])
             ],
         )
@@ -414,6 +419,7 @@ class _ChildSpec:
     chunk_flows: int
     decap: bool = True
     packet_filter: PacketFilter | None = None
+    limits: ReadLimits = DEFAULT_LIMITS
 
     def __call__(self, conn: Connection) -> None:
         fs = FlowStream(
@@ -424,6 +430,7 @@ class _ChildSpec:
             decap=self.decap,
             packet_filter=self.packet_filter,
             chunk_flows=self.chunk_flows,
+            limits=self.limits,
         )
 
         def make(progress: ProgressFn) -> Iterator[FlowChunk]:
@@ -442,12 +449,16 @@ def extract_flows(
     merge: bool = False,
     decap: bool = True,
     packet_filter: PacketFilter | None = None,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> Extraction:
     """All flows of ``paths`` as one table (``FlowStream``'s chunks gathered); ``Extraction.streams`` says which
     files were read together. With ``payloads=False`` no payload snippets are kept (less memory when only the
     flow table is wanted). ``decap=False`` keeps tunnel packets as the outer flows they make; ``packet_filter``
-    narrows the read to a time window, hosts and ports (``features.capture.filter``)."""
-    fs = FlowStream(paths, config, progress, payloads=payloads, merge=merge, decap=decap, packet_filter=packet_filter)
+    narrows the read to a time window, hosts and ports (``features.capture.filter``); ``limits`` bounds what each
+    capture may give (``features.capture.stream.ReadLimits``)."""
+    fs = FlowStream(
+        paths, config, progress, payloads=payloads, merge=merge, decap=decap, packet_filter=packet_filter, limits=limits
+    )
     return gather(fs)
 
 

@@ -49,15 +49,15 @@ def flow_metadata(ext: Extraction) -> dict[bytes, bytes]:
 def write_flows(ext: Extraction, path: Path) -> None:
     """Write ``ext.flows`` to ``path`` as Parquet (zstd) with metadata; atomic: all of it or nothing."""
     table = ext.flows.cast(FLOW_SCHEMA).replace_schema_metadata(flow_metadata(ext))
-    with atomic_path(Path(path)) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:  # file objects: pyarrow cannot encode non-UTF-8 names
+        pq.write_table(table, fh, compression="zstd")
 
 
 def write_flow_stream(fs: FlowStream, path: Path) -> tuple[Extraction, int]:
     """Write ``fs``'s flows to ``path`` chunk by chunk (one row group each; memory follows a chunk, not the
     table) with the metadata at the end; atomic. Returns what was read (without the table) and the flow count."""
-    with atomic_path(Path(path)) as tmp:
-        writer = pq.ParquetWriter(tmp, FLOW_SCHEMA, compression="zstd", store_schema=False)
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:  # file objects: pyarrow cannot encode non-UTF-8 names
+        writer = pq.ParquetWriter(fh, FLOW_SCHEMA, compression="zstd", store_schema=False)
         try:
             for chunk in fs.chunks(forked=False):
                 writer.write_table(chunk.flows.to_arrow().cast(FLOW_SCHEMA))
@@ -71,7 +71,8 @@ def write_flow_stream(fs: FlowStream, path: Path) -> tuple[Extraction, int]:
 def read_flows(path: Path) -> tuple[pa.Table, dict[str, Any]]:
     """A flow table and its decoded metadata ({"schema_version", "nta_version", "sources", "bad_packets", "warnings"})."""
     try:
-        table = pq.read_table(path)
+        with open(path, "rb") as fh:
+            table = pq.read_table(fh)
     except (OSError, pa.ArrowInvalid) as e:
         raise InputError(f"{path}: not a readable Parquet flow table ({e})") from e
     raw = table.schema.metadata or {}

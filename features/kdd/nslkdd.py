@@ -125,7 +125,8 @@ def read_labeled(path: Path) -> pl.DataFrame:
     if magic != _PARQUET_MAGIC:
         return read_nslkdd(path)
     try:
-        df = pl.read_parquet(path)
+        with open(path, "rb") as fh:  # a file object: polars cannot encode a non-UTF-8 file name
+            df = pl.read_parquet(fh)
     except (pl.exceptions.PolarsError, OSError) as e:
         raise InputError(f"{path}: unreadable Parquet: {' '.join(str(e).split())[:200]}") from None
     missing = [c for c in KDD_FEATURES if c not in df.columns]

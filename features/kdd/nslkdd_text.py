@@ -44,6 +44,6 @@ def write_nslkdd(features: pl.DataFrame, path: Path) -> tuple[int, int]:
         (rows written, rows left out because NSL-KDD has no protocol_type for them).
     """
     lines, left_out = nslkdd_lines(features)
-    with atomic_path(Path(path)) as tmp:
-        lines.to_frame().write_csv(tmp, include_header=False, quote_style="never", line_terminator="\n")
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:  # polars cannot encode non-UTF-8 names
+        lines.to_frame().write_csv(fh, include_header=False, quote_style="never", line_terminator="\n")
     return lines.len(), left_out

@@ -50,7 +50,8 @@ import numpy as np
 import polars as pl
 
 from features.capture.filter import PacketFilter
-from features.common import InputError, ProgressFn, no_progress
+from features.capture.stream import DEFAULT_LIMITS, ReadLimits
+from features.common import InputError, ProgressFn, no_progress, path_text
 from features.flows.community_id import ICMP4_COUNTERPART, ICMP6_COUNTERPART, community_id_array
 from features.flows.records import PROTO_NAMES, empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
@@ -263,14 +264,18 @@ def _split_icmp_pairs(flows: pl.DataFrame, counter: np.ndarray) -> pl.DataFrame:
 
 
 def read_conn_logs(
-    paths: Sequence[Path], progress: ProgressFn = no_progress, *, packet_filter: PacketFilter | None = None
+    paths: Sequence[Path],
+    progress: ProgressFn = no_progress,
+    *,
+    packet_filter: PacketFilter | None = None,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> Extraction:
     """The flow table of Zeek conn logs (see the module docstring), as ``extract_flows`` gives it for captures.
 
     ``Extraction.sources`` lists each log (format ``zeek-tsv``/``zeek-json``, ``records``, sha256 of the file as
     stored); ``bad_packets`` counts the records left out by name (``features.zeeklog.read.BAD_NAMES`` and
     ``zeek_missing_field``). ``packet_filter`` keeps the records that start in its time window and have a host and
-    a port asked for. InputError when a log is not a conn log, or when there are records and none is usable
+    a port asked for; ``limits`` bounds each log as captures are bounded. InputError when a log is not a conn log, or when there are records and none is usable
     (logs without any record, such as an hour without traffic, give an empty table, as an empty capture does).
     """
     from features.flows.extract import Extraction
@@ -285,7 +290,7 @@ def read_conn_logs(
         def prog(d: int, _t: int, base: int = done) -> None:
             progress(base + d, total)
 
-        reads.append((path, fmt, read_log(path, WANTED, prog)))
+        reads.append((path, fmt, read_log(path, WANTED, prog, limits)))
         done += size
     # Files in time order (a rotated set given in any order), then records by (ts, file, key) as for captures.
     first = [r.frame["ts"].min() if r.frame.height else None for _, _, r in reads]
@@ -296,14 +301,14 @@ def read_conn_logs(
     warnings: list[str] = []
     for rank, i in enumerate(order):
         path, fmt, got = reads[i]
-        flows = _flows(got.frame, rank, str(path), bad)
+        flows = _flows(got.frame, rank, path_text(path), bad)
         bad.update(got.bad)
         warnings.extend(got.warnings)
         parts.append(flows)
         packets = flows.select(pl.col("orig_pkts").sum() + pl.col("resp_pkts").sum()).item() if flows.height else 0
         info.append(
             {
-                "file": str(path),
+                "file": path_text(path),
                 "sha256": _sha256(path),
                 "format": fmt,
                 "records": got.records,
@@ -312,7 +317,7 @@ def read_conn_logs(
             }
         )
         if got.records and not flows.height:
-            warnings.append(f"{path}: no usable conn record in {got.records:,} record lines")
+            warnings.append(f"{path_text(path)}: no usable conn record in {got.records:,} record lines")
     flows = pl.concat(parts)
     if not flows.height and any(got.records for _, _, got in reads):
         where = ", ".join(str(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else "")

@@ -41,7 +41,8 @@ from typing import IO, Any
 
 import polars as pl
 
-from features.common import InputError, ProgressFn, no_progress
+from features.capture.stream import DEFAULT_LIMITS, ReadLimits
+from features.common import InputError, ProgressFn, no_progress, path_text
 from features.flows.zeek import EMPTY_FIELD, SET_SEPARATOR, UNSET_FIELD, ZEEK_DTYPES
 
 BLOCK_BYTES = 8 << 20  # lines are parsed in blocks of about this many bytes: memory stays bounded per block
@@ -145,16 +146,22 @@ def _read_some(stream: IO[bytes], n: int) -> tuple[bytes, str]:
     return b"".join(parts), ""
 
 
-def _blocks(stream: IO[bytes], raw: IO[bytes], out: ReadLog, path: Path, progress: ProgressFn) -> Iterator[bytes]:
+def _blocks(
+    stream: IO[bytes], raw: IO[bytes], out: ReadLog, path: Path, progress: ProgressFn, gz: bool, limits: ReadLimits
+) -> Iterator[bytes]:
     """The file's bytes in blocks that end at a line end (the last one may not). A damaged gzip stream ends the
     file where the damage starts, with a warning in ``out`` (the records before it are kept, as for captures)."""
     total = path.stat().st_size
     rest = b""
+    inflated = 0
     while True:
         try:
             chunk, broken = _read_some(stream, BLOCK_BYTES)
         except OSError as e:
             raise InputError(f"{path}: cannot read ({e.strerror or e})") from e
+        inflated += len(chunk)
+        if why := limits.check(inflated, raw.tell(), gz):  # the same guards as for captures (--max-inflate/-bytes)
+            raise InputError(f"{path_text(path)}: {why}")
         data = rest + chunk
         cut = data.rfind(b"\n") + 1
         rest = data[cut:]
@@ -162,7 +169,9 @@ def _blocks(stream: IO[bytes], raw: IO[bytes], out: ReadLog, path: Path, progres
             yield data[:cut]
         progress(raw.tell(), total)
         if broken:
-            out.warnings.append(f"{path}: gzip-compressed, but the stream is damaged ({broken}): read up to there")
+            out.warnings.append(
+                f"{path_text(path)}: gzip-compressed, but the stream is damaged ({broken}): read up to there"
+            )
             rest = b""  # a line cut by the damage is not a record
             break
         if not chunk:
@@ -414,19 +423,22 @@ def _read_json(blocks: Iterator[bytes], wanted: Mapping[str, str], out: ReadLog)
 # ---------------------------------------------------------------------------------------------- files
 
 
-def read_log(path: Path, wanted: Mapping[str, str], progress: ProgressFn = no_progress) -> ReadLog:
+def read_log(
+    path: Path, wanted: Mapping[str, str], progress: ProgressFn = no_progress, limits: ReadLimits = DEFAULT_LIMITS
+) -> ReadLog:
     """The records of one Zeek log (TSV or JSON, gzipped or not) as a typed frame of the ``wanted`` fields.
 
     ``wanted`` maps Zeek field names to Zeek types (keys of ``ZEEK_DTYPES``; others are read as strings).
-    ``progress`` gets (bytes of the file read, file size). InputError when the file is not a Zeek log.
+    ``progress`` gets (bytes of the file read, file size). InputError when the file is not a Zeek log, or when it
+    gives more than ``limits`` allow (a gzip bomb, an endless log).
     """
     found = sniff(path)
     if found is None:
         raise InputError(f"{path}: not a Zeek log (neither '#separator' nor '{{' at the start)")
-    stream, raw, _ = _open(path)
+    stream, raw, gz = _open(path)
     out = ReadLog(pl.DataFrame(), format=found.format)
     try:
-        blocks = _blocks(stream, raw, out, path, progress)
+        blocks = _blocks(stream, raw, out, path, progress, gz, limits)
         frames = _read_tsv(blocks, wanted, out) if found.format == "tsv" else _read_json(blocks, wanted, out)
     finally:
         stream.close()

@@ -99,7 +99,10 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path: Path, monkeypatch: pytes
     out = tmp_path / "out" / "flows.parquet"
 
     def broken(table: object, where: object, **_: object) -> None:
-        Path(str(where)).write_bytes(b"PAR1 half")
+        if hasattr(where, "write"):  # nta hands pyarrow an open file (non-UTF-8 names), or a path
+            where.write(b"PAR1 half")
+        else:
+            Path(str(where)).write_bytes(b"PAR1 half")
         raise OSError("disk full")
 
     monkeypatch.setattr(pq, "write_table", broken)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,9 @@ import polars as pl
 import pytest
 
 from features.flows.schema import FLOW_SCHEMA
+
+if str(Path(__file__).parent) not in sys.path:  # helpers beside the tests (paused.py)
+    sys.path.insert(0, str(Path(__file__).parent))
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "sample_pcaps"

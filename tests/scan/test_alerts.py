@@ -69,7 +69,8 @@ def test_events_match_the_verdicts(demo: Any) -> None:
         assert e["nta"]["label"] == r["label"] or e["nta"]["kind"] == "incident"
         if "src_port" in e:
             assert (str(e["src_port"]), str(e["dest_port"])) == (r["orig_p"], r["resp_p"])
-    assert incidents[0]["alert"]["signature"].startswith("nta incident #1 DoS: ")
+    first = report["incidents"][0]
+    assert incidents[0]["alert"]["signature"] == f"nta incident #1 {first['summary']}"
 
 
 def test_threshold_and_benign(tmp_path: Path) -> None:

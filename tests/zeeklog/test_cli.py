@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 from zeek_testlib import ROWS, conn_log
 
@@ -140,3 +141,34 @@ def test_a_zeek_log_piped_in(tmp_path: Path) -> None:
     dns = log.read_bytes().replace(b"#path\tconn", b"#path\tdns")
     res = _piped("flows", "-", "-o", tmp_path / "d.parquet", "-q", stdin=dns)
     assert res.returncode == 2 and res.stderr.decode() == "nta: error: -: a Zeek dns log, not conn\n"
+
+
+def test_a_gzipped_conn_log_bomb_is_stopped_as_a_capture_bomb_is(tmp_path: Path) -> None:
+    """The Zeek reader inflates its own gzip: it takes the same --max-inflate/--max-bytes guards as captures."""
+    import zlib
+
+    from features.capture.stream import INFLATE_FLOOR, ReadLimits
+    from features.common import InputError
+    from features.zeeklog.read import read_log
+
+    log = tmp_path / "conn.log.gz"
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    with log.open("wb") as f:
+        f.write(c.compress(b"#separator \\x09\n#fields\tts\tuid\n#types\ttime\tstring\n"))
+        line = b"1709287201.000000\tCabc\n"
+        block = line * ((1 << 20) // len(line))  # 1 MiB of one repeated line: deflates ~500x
+        for _ in range((INFLATE_FLOOR >> 20) + 8):
+            f.write(c.compress(block))
+        f.write(c.flush())
+    wanted = {"ts": "time", "uid": "string"}
+    with pytest.raises(InputError, match=r"conn\.log\.gz: gzip inflates more than 100x .*--max-inflate"):
+        read_log(log, wanted)
+    assert read_log(log, wanted, limits=ReadLimits(0, 0)).frame.height > 1_000_000  # no limit: read through
+    res = subprocess.run(
+        [sys.executable, "-m", "analyzer", "flows", str(log), "-o", str(tmp_path / "f.parquet"), "-q"],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert res.returncode == 2 and "gzip inflates more than 100x" in res.stderr.decode()
+    assert len(res.stderr.decode().splitlines()) == 1 and not (tmp_path / "f.parquet").exists()
