@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from analyzer import __version__, cmd_carve, cmd_features, cmd_flows, cmd_model, cmd_scan, cmd_study
-from analyzer.errors import SHOW_TRACEBACK, exit_codes_help, terminate_on_sigterm
+from analyzer.errors import SHOW_TRACEBACK, exit_codes_help, leave_now_if_threads_run, terminate_on_sigterm
 
 app = typer.Typer(
     name="nta",
@@ -55,4 +55,8 @@ for _command in app.registered_commands:  # every command's help ends with the e
 def main() -> None:
     """Console-script entry point."""
     terminate_on_sigterm()
-    app(prog_name="nta")
+    try:
+        app(prog_name="nta")
+    except SystemExit as e:
+        leave_now_if_threads_run(e.code)
+        raise

@@ -7,6 +7,7 @@ import functools
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from enum import IntEnum
 from typing import ParamSpec, TypeVar
@@ -80,6 +81,25 @@ def _raise_terminated(signum: int, frame: object) -> None:
 def terminate_on_sigterm() -> None:
     """From now on SIGTERM interrupts the command like Ctrl-C (exit 143 instead of dying half-way)."""
     signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def leave_now_if_threads_run(code: object) -> None:
+    """After an interruption (exit 130/143), end the process at once when a worker thread still runs.
+
+    The inference thread (a daemon) may be inside torch when Ctrl-C or SIGTERM ends the command; at interpreter
+    finalization such a thread is stopped with ``pthread_exit``, whose unwinding through torch's C++ frames
+    aborts the process ("terminate called without an active exception", exit -6 instead of 130). Every clean-up
+    (temporary files, the reader process) has run by then, in the command's own ``finally`` blocks, so only the
+    interpreter's teardown is skipped: standard streams are flushed first.
+    """
+    if code not in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+        return
+    main = threading.main_thread()
+    if any(t is not main and t.is_alive() for t in threading.enumerate()):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(int(code))  # type: ignore[call-overload]
 
 
 def exit_code_for(exc: BaseException) -> int:

@@ -172,6 +172,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                         job = ray_engine.RayJob(
                             checked.model_dir, config.batch_size, config.novelty, config.merge, config.chunk_flows,
                             config.ray_address, decap=config.decap, packet_filter=config.packet_filter,
+                            limits=config.limits,
                         )  # fmt: skip
                         ext = ray_engine.scan(found.captures, job, engine, progress, load_model)
                     elif zeek_ext is None:

@@ -51,6 +51,7 @@ class RayJob:
     flow_config: Any = None  # features.flows.builder.FlowConfig (default timeouts when None)
     decap: bool = True  # decapsulate tunnels (features.capture.tunnels), as the default engine does
     packet_filter: Any = None  # features.capture.filter.PacketFilter (--since/--until/--host/--port)
+    limits: Any = None  # features.capture.stream.ReadLimits (--max-bytes, --max-inflate); the default when None
 
 
 def require_ray() -> Any:
@@ -105,15 +106,24 @@ def _scan(ray: Any, paths: list[Path], config: Any, engine: Any, progress: Progr
     for p in paths:
         if is_stream(Path(p)):  # read once by this process: a worker elsewhere cannot open it
             raise InputError(f"{p}: --engine ray reads files the workers can open, not a pipe or standard input")
-    sources = [PacketSource(Path(p), decap=config.decap, packet_filter=config.packet_filter) for p in paths]
+    from features.capture.stream import DEFAULT_LIMITS
+
+    limits = config.limits or DEFAULT_LIMITS
+    sources = [
+        PacketSource(Path(p), decap=config.decap, packet_filter=config.packet_filter, limits=limits) for p in paths
+    ]
     starts = [s.peek() for s in sources]  # opened (validated) here first
     decoded = [
-        tasks["decode"].options(num_returns=shards + 1).remote(str(s.path), shards, config.decap, config.packet_filter)
+        tasks["decode"]
+        .options(num_returns=shards + 1)
+        .remote(str(s.path), shards, config.decap, config.packet_filter, limits)
         for s in sources
     ]
     on_start()  # the driver's own model (explanations) is built while the cluster decodes
     total = len(decoded) + 1
     for i, meta in enumerate(ray.get([d[0] for d in decoded])):
+        if isinstance(meta, str):  # the worker's one-line InputError (a size guard, damage past the header)
+            raise InputError(meta)
         sources[i].adopt(meta)
         progress(i + 1, total)
 
@@ -257,17 +267,25 @@ def _remote(ray: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- worker side
 
 
-def _decode(path: str, shards: int, decap: bool = True, packet_filter: Any = None) -> tuple[Any, ...]:
-    """(what the file held, then each shard's packets: a list of batches in capture order)."""
+def _decode(
+    path: str, shards: int, decap: bool = True, packet_filter: Any = None, limits: Any = None
+) -> tuple[Any, ...]:
+    """(what the file held, then each shard's packets: a list of batches in capture order). When the file
+    cannot be read to its end (a size guard, ``InputError``), its one-line message instead of what it held, so
+    the driver says it as the default engine would rather than as a remote traceback."""
     from features.capture.source import PacketSource
+    from features.capture.stream import DEFAULT_LIMITS
     from features.flows.shard import split_batch
 
-    src = PacketSource(Path(path), decap=decap, packet_filter=packet_filter)
+    src = PacketSource(Path(path), decap=decap, packet_filter=packet_filter, limits=limits or DEFAULT_LIMITS)
     parts: list[list[Any]] = [[] for _ in range(shards)]
-    for batch in src.batches():
-        for s, part in enumerate(split_batch(batch, shards)):
-            if len(part) or part.bad or part.records or s == 0:
-                parts[s].append(part)
+    try:
+        for batch in src.batches():
+            for s, part in enumerate(split_batch(batch, shards)):
+                if len(part) or part.bad or part.records or s == 0:
+                    parts[s].append(part)
+    except InputError as e:
+        return (str(e), *([] for _ in range(shards)))
     return (src.outcome(), *parts)
 
 

@@ -30,7 +30,9 @@ STAGES = ("reading", "flows", "features", "encoding", "inference", "incidents", 
 
 
 def _pause(mark: Path, go: Path | None) -> None:
-    mark.write_text(str(os.getpid()))
+    part = mark.with_name(mark.name + ".part")  # renamed: a waiter never reads the mark half-written
+    part.write_text(str(os.getpid()))
+    part.rename(mark)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if go is not None and go.exists():

@@ -194,6 +194,9 @@ class FlowStream:
         can be hashed only by reading it: its flows wait until it ends (``_floor``)."""
         for src in self.sources:
             if src._stream is None and path_text(src.path) not in self._shas:
+                # a plain file past --max-bytes is refused before it is hashed, as reading it would be
+                if not src._gz and (why := self.limits.check(src.size_bytes, src.size_bytes, False)):
+                    raise InputError(f"{src.path}: {why}")
                 try:
                     with src.path.open("rb") as f:
                         self._shas[path_text(src.path)] = hashlib.file_digest(f, "sha256").hexdigest()

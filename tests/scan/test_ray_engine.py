@@ -118,3 +118,25 @@ def test_without_ray_the_engine_is_one_line_and_exit_2(tmp_path: Path, monkeypat
     ]
     res = CliRunner().invoke(app, ["scan", str(SAMPLES / "land.pcap"), "-o", str(tmp_path / "o"), "--address", "x:1"])
     assert res.exit_code == 2 and "--address: only with --engine ray" in res.stderr
+
+
+def test_size_guards_hold_on_the_workers(local_ray: None, tmp_path: Path) -> None:
+    """--max-bytes and --max-inflate reach the Ray workers that read the files: the scan stops with the default
+    engine's one line (not a remote traceback) and writes nothing."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "capture"))
+    from test_limits import zero_bomb  # the same bomb as the default engine's test
+
+    from features.capture.stream import ReadLimits
+    from features.common import InputError
+
+    demo = SAMPLES / "demo-mixed.pcap"
+    cases = [
+        (demo, ReadLimits(64 << 10, 0), rf"{demo}: more than 64 KiB of capture data \(an endless stream\?\)"),
+        (zero_bomb(tmp_path / "bomb.pcap.gz", 80), ReadLimits(), r"bomb.pcap.gz: gzip inflates more than 100x"),
+    ]
+    for path, limits, message in cases:
+        for engine in ("local", "ray"):
+            out = tmp_path / f"out-{engine}"
+            with pytest.raises(InputError, match=message) as e:
+                run_scan(ScanConfig(paths=(path,), out=out, device="cpu", engine=engine, limits=limits))
+            assert "\n" not in str(e.value) and not out.exists()
