@@ -84,3 +84,27 @@ def test_a_piped_capture_gets_the_files_uids() -> None:
     assert piped["uid"].to_list() == whole["uid"].to_list()
     small = pl.concat([c.flows for c in FlowStream([cap], payloads=False, chunk_flows=50)])
     assert small["uid"].to_list() == whole["uid"].to_list()
+
+
+def test_rows_read_back_own_their_memory(tmp_path: Path) -> None:
+    """The scan reads attack flows back from flows.parquet, a few rows from each row group: it gets exactly those
+    rows, in the order asked, and their strings in buffers of their own. A polars frame filtered from a whole
+    row group shares the group's string buffers (string views point into them), so a few rows from every group
+    held the whole table's strings at the end of a big scan (10M packets: +109 MiB)."""
+    import numpy as np
+
+    from analyzer.outputs import ParquetRows
+
+    run_scan(ScanConfig(paths=CAPS[:1], out=tmp_path / "o", device="cpu", chunk_flows=37))
+    path = tmp_path / "o" / "flows.parquet"
+    table = pl.read_parquet(path)
+    want = np.array([table.height - 1, 3, 40, 3, *range(5, table.height, 37)])  # unordered, repeated, every group
+    rows = ParquetRows(path, spec=None)
+    got = rows.flows(want)
+    expect = table.join(pl.DataFrame({"flow_id": want}).with_row_index("_i"), on="flow_id").sort("_i")
+    assert got.equals(expect.select(got.columns))
+    got = rows._read(want, ["uid", "community_id"])  # what every reader of rows builds on, group by group
+    assert got.equals(expect.select(got.columns))
+    for name in ("uid", "community_id"):  # longer than 12 bytes: held in a data buffer, not inline in the view
+        held = got[name].to_arrow(compat_level=pl.CompatLevel.newest()).buffers()[2:]
+        assert sum(b.size for b in held if b is not None) <= 2 * sum(len(u) for u in got[name]), name
