@@ -1,0 +1,42 @@
+"""``analyzer.pipeline.steady_heap``: after it, a chunk-sized buffer gets its own mapping (given back when freed)
+even once glibc has raised its mmap threshold, which it does whenever such a buffer is freed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+
+PROBE = """
+import ctypes, sys
+import numpy as np
+from analyzer.pipeline import steady_heap
+
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+big = np.ones(16 << 17)  # 16 MiB, mapped; freeing it raises glibc's threshold to 16 MiB
+del big
+if sys.argv[1] == "steady":
+    steady_heap()
+before = libc.mallinfo2().hblkhd
+chunk = np.ones(4 << 17)  # 4 MiB: a chunk's array
+print(libc.mallinfo2().hblkhd - before >= 4 << 20)
+"""
+
+
+@pytest.mark.parametrize(("how", "mapped"), [("steady", "True"), ("default", "False")])
+def test_chunk_buffers_are_mapped_after_steady_heap(how: str, mapped: str) -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallinfo2  # noqa: B018
+    except (OSError, AttributeError):
+        pytest.skip("no glibc with mallinfo2 here")
+    res = subprocess.run([sys.executable, "-c", PROBE, how], capture_output=True, text=True, check=True, timeout=60)
+    assert res.stdout.strip() == mapped
