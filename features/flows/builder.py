@@ -38,6 +38,11 @@ class FlowConfig:
     icmp_idle_s: float = 60.0
     other_idle_s: float = 60.0
     close_delay_s: float = 5.0
+    # At most this many flows open at once. A flood of one-packet flows (spoofed SYNs microseconds apart) keeps
+    # every flow open until its idle timeout, so open flows, not the capture, would set the memory (~1.3 KB a
+    # flow): past the cap the longest-idle tenth is ended early (as if timed out) and counted (``ended_early``).
+    # Real captures stay far below it (the 10M-packet gen_pcap.py capture: 884,150 flows, at most 13,479 open).
+    max_open_flows: int = 1_000_000
 
     def idle_ns(self, proto: np.ndarray) -> np.ndarray:
         """Idle timeout in ns for each IP protocol number in ``proto``."""
@@ -69,6 +74,7 @@ class FlowBuilder:
         self._watermark = np.iinfo(np.int64).min
         self._payloads: list[pl.DataFrame] = []
         self._tunnels: dict[int, str] = {}  # tunnel id -> text, from the batches (features.capture.tunnels)
+        self.ended_early = 0  # flows ended before their timeout because more than max_open_flows were open
 
     # ------------------------------------------------------------------ public
     def add_source(self, name: str) -> int:
@@ -83,6 +89,8 @@ class FlowBuilder:
         if cols["ts_ns"].size:
             self._watermark = max(self._watermark, int(batch.cols["ts_ns"].max()))
         done = self._process(cols, batch, final=False)
+        if self._state["ts1"].size > self.config.max_open_flows:
+            done = fs.concat([done, self._end_longest_idle()])
         return fr.to_frame(done, self.sources, self._tunnels)
 
     def finish(self) -> pl.DataFrame:
@@ -124,6 +132,18 @@ class FlowBuilder:
         stay = np.zeros(untouched.size, bool) if final else ~self._expired(exp)
         self._state = fs.concat([fs.take(state, untouched[stay]), fs.take(segs, np.flatnonzero(~finished))])
         return fs.concat([fs.take(state, untouched[~stay]), fs.take(segs, np.flatnonzero(finished))])
+
+    def _end_longest_idle(self) -> dict[str, np.ndarray]:
+        """Take the longest-idle open flows out of the state, down to 90% of the cap (so a flood does not pay
+        this sort on every batch); returns them, finished. A later packet of one starts a new flow, as after a
+        timeout. Ties in last-packet time go to the older flow (lower uid) first: deterministic."""
+        st = self._state
+        keep = int(self.config.max_open_flows * 0.9)
+        order = np.lexsort((st["uid"], st["ts1"]))  # by last packet, then by uid
+        out, stay = order[: st["ts1"].size - keep], np.sort(order[st["ts1"].size - keep :])
+        self.ended_early += int(out.size)
+        self._state = fs.take(st, stay)
+        return fs.take(st, np.sort(out))
 
     def _expired(self, st: dict[str, np.ndarray]) -> np.ndarray:
         w = self._watermark

@@ -186,6 +186,7 @@ class FlowStream:
         self._pending_pay: list[pl.DataFrame] = []  # their payload snippets (with _file, _uid)
         self._next_id = 0
         self.flows = 0  # released so far
+        self.ended_early = 0  # flows ended before their timeout: too many open at once (FlowConfig.max_open_flows)
         self._shas: dict[str, str] = {}  # source_file -> the file's SHA-256 (for uids), once known
 
     def _hash_files(self) -> None:
@@ -268,6 +269,7 @@ class FlowStream:
                 yield chunk
         for fb, s in zip(builders, self._joiner.streams, strict=True):
             self._add(fb.finish(), _Reading(iter(()), s, fb, s.files[0], s.files))
+        self.ended_early = sum(fb.ended_early for fb in builders)
         while (chunk := self._release(_NEVER, final=True)) is not None:
             yield chunk
 
@@ -283,10 +285,10 @@ class FlowStream:
             yield from self
             return
 
-        def adopt(got: tuple[list[Any], list[Stream], int]) -> None:
+        def adopt(got: tuple[list[Any], list[Stream], int, int]) -> None:
             for src, out in zip(self.sources, got[0], strict=True):
                 src.adopt(out)
-            self._joiner.streams, self.flows = got[1], got[2]
+            self._joiner.streams, self.flows, self.ended_early = got[1], got[2], got[3]
 
         spec = _ChildSpec(
             [s.path for s in self.sources],
@@ -305,9 +307,9 @@ class FlowStream:
             on_started=hook, daemon=False, spawn=spec,
         )  # fmt: skip
 
-    def outcome(self) -> tuple[list[Any], list[Stream], int]:
+    def outcome(self) -> tuple[list[Any], list[Stream], int, int]:
         """What reading learnt, to hand to another process's ``FlowStream`` (``chunks(forked=True)``)."""
-        return [s.outcome() for s in self.sources], self._joiner.streams, self.flows
+        return [s.outcome() for s in self.sources], self._joiner.streams, self.flows, self.ended_early
 
     def _started(self) -> None:
         if self._on_start is not None:
@@ -395,6 +397,12 @@ class FlowStream:
                     "packets": src.records,
                     "bytes": src.size_bytes,
                 }
+            )
+        if self.ended_early:
+            warnings.append(
+                f"{self.ended_early:,} flows ended before their idle timeout: more than "
+                f"{self.config.max_open_flows:,} flows were open at once (a flood of one-packet flows?); "
+                "a later packet of one of them started a new flow"
             )
         return Extraction(
             flows=flows if flows is not None else FLOW_SCHEMA.empty_table(),
