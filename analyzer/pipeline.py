@@ -90,17 +90,19 @@ INFER_AHEAD = 2  # chunks waiting for (or in) inference while the next ones are 
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
-MMAP_THRESHOLD = 1 << 20
+MMAP_THRESHOLD = 4 << 20
 
 
 def steady_heap() -> None:
-    """Buffers of 1 MiB and more (numpy arrays, torch tensors of a chunk) get their own mappings, returned to the
-    system when freed, for as long as this process runs (glibc only; elsewhere nothing changes).
+    """Buffers of 4 MiB and more (a chunk's arrays) get their own mappings, returned to the system when freed, for
+    as long as this process runs (glibc only; elsewhere nothing changes).
 
     glibc raises its mmap threshold each time such a buffer is freed, after which every chunk's buffers come
     from the heap and, freed in another order than they came, leave holes it cannot give back: over a 10M-packet
     scan the heap held 100-140 MiB of free memory (mallinfo2) and peak RSS kept growing with the capture.
-    With the threshold fixed, 6-10 MiB stay free and the 10M scan peaks at 591 MiB instead of 686 MiB.
+    Fixed at 1 MiB, 6-10 MiB stayed free and the 10M scan peaked at 591 MiB instead of 686 MiB, but inference's
+    per-batch tensors (1-2 MiB) were then mapped and unmapped each time: its CPU time doubled (1.3-1.9 s to
+    3.3-3.8 s on the 1M capture). At 4 MiB they come from the heap again and the 10M scan peaks at 640 MiB.
     """
     import ctypes
     import sys

@@ -20,13 +20,13 @@ class Info(ctypes.Structure):
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = Info
-big = np.ones(16 << 17)  # 16 MiB, mapped; freeing it raises glibc's threshold to 16 MiB
+big = np.ones(24 << 17)  # 24 MiB, mapped; freeing it raises glibc's threshold to 24 MiB (its ceiling: 32)
 del big
 if sys.argv[1] == "steady":
     steady_heap()
 before = libc.mallinfo2().hblkhd
-chunk = np.ones(4 << 17)  # 4 MiB: a chunk's array
-print(libc.mallinfo2().hblkhd - before >= 4 << 20)
+chunk = np.ones(8 << 17)  # 8 MiB: a chunk's array
+print(libc.mallinfo2().hblkhd - before >= 8 << 20)
 """
 
 
