@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from analyzer.errors import guarded
+from analyzer.read_options import MaxBytesOpt, MaxInflateOpt
 from features.common import escape_surrogates, output_file, path_text
 
 
@@ -54,20 +55,8 @@ def flows(
     port: Annotated[
         list[int] | None, typer.Option("--port", help="Only TCP/UDP packets on this port (repeatable).")
     ] = None,
-    max_bytes: Annotated[
-        str,
-        typer.Option(
-            "--max-bytes", help="Most capture bytes read from one input, after gzip (e.g. 500M, 64G; 0: no limit)."
-        ),
-    ] = "1T",
-    max_inflate: Annotated[
-        float,
-        typer.Option(
-            "--max-inflate",
-            min=0.0,
-            help="Most times a gzip capture may inflate beyond its compressed size (0: no limit).",
-        ),
-    ] = 100.0,
+    max_bytes: MaxBytesOpt = "1T",
+    max_inflate: MaxInflateOpt = 100.0,
     no_decap: Annotated[
         bool,
         typer.Option("--no-decap", help="Keep tunnel packets (GRE, VXLAN, ...) as the outer flows they make."),

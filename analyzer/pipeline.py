@@ -456,10 +456,7 @@ class _Engine:
             v = verdicts.build_verdicts(flows, service, proba, clf.classes, clf.model_id, gated)
             if self.allow:
                 v = v.with_columns(allowed(flows, self.allow))
-            self.flows_out.write(with_verdicts(table, v))
-            self.tally.add(v)
-            self.rows.write(v)
-            self._timed("writing", t)
+            self._write(table, v, t)
 
     def put_done(self, table: Any, v: pl.DataFrame, unknown: dict[str, int]) -> None:
         """A chunk finished elsewhere (``analyzer.ray_engine``): its flows.parquet rows and verdict rows."""
@@ -468,6 +465,11 @@ class _Engine:
             self.unknown[k] = self.unknown.get(k, 0) + int(n)
         if self.allow:
             v = v.with_columns(allowed(v, self.allow))  # the verdict rows carry the columns allow entries test
+        self._write(table, v, t)
+
+    def _write(self, table: Any, v: pl.DataFrame, t: float) -> None:
+        """A finished chunk to the outputs: flows.parquet's rows with their verdicts, the report's tally, the
+        spilled verdict rows (``t``: when this thread's work on the chunk began)."""
         self.flows_out.write(with_verdicts(table, v))
         self.tally.add(v)
         self.rows.write(v)

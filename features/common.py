@@ -71,13 +71,9 @@ class ModelError(NtaError):
 def path_text(path: str | os.PathLike[str]) -> str:
     r"""``path`` as valid UTF-8 text, reversibly escaped (``cap\xff.pcap`` for the bytes ``cap<0xff>.pcap``)."""
     raw = os.fsencode(path)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    else:
-        if "\\" not in text:
-            return text
+    text = raw.decode("utf-8", "backslashreplace")  # a byte that is not UTF-8 becomes \xNN
+    if "\\" not in text:
+        return text  # valid UTF-8 without a backslash: the name itself (nearly always)
     return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
 
 

@@ -36,7 +36,10 @@ PEEK_BYTES = 1 << 20  # bytes ``PacketSource.peek`` reads for the first record
 
 
 def _read_some(raw: BinaryIO, gz: bool, limit: int) -> bytes:
-    """Up to ``limit`` (inflated) bytes; a damaged or cut gzip stream gives what inflated before the damage."""
+    """Up to ``limit`` (inflated) bytes; a damaged or cut gzip stream gives what inflated before the damage.
+    Only ``peek`` reads this way (the first record's time): the damage is not reported here but by the read of the
+    whole file (``batches``: a ``truncated_gzip`` warning), and named by ``_validate`` if it comes before the
+    first record."""
     if not gz:
         return raw.read(limit)
     inflate = Inflate(raw)
@@ -46,7 +49,7 @@ def _read_some(raw: BinaryIO, gz: bool, limit: int) -> bytes:
         while n < limit and (k := inflate.readinto(memoryview(buf)[n:])):
             n += k
     except (EOFError, zlib.error):
-        pass
+        return bytes(buf[:n])  # what inflated before the damage (see above)
     return bytes(buf[:n])
 
 
