@@ -88,22 +88,21 @@ def _alert(kind: str, label: str, signature: str) -> dict[str, Any]:
     }
 
 
-def alert_events(
-    verdicts: pl.DataFrame, incidents: pl.DataFrame, min_confidence: float, flows: pl.DataFrame | None = None
-) -> Iterator[dict[str, Any]]:
-    """EVE alert events: one per incident, then one per attack flow at ``min_confidence`` or above.
-
-    ``flows`` (the flow table) adds ICMP type and code; without it ICMP alerts carry neither.
-    """
-    att = suspicious(verdicts)
-    if flows is not None and att.height:
-        att = att.join(flows.select("flow_id", "icmp_type", "icmp_code"), on="flow_id", how="left")
-    first = (
-        att.filter(pl.col("incident_id").is_not_null())
+def first_flows(verdicts: pl.DataFrame) -> pl.DataFrame:
+    """Each incident's first flow (by start, then ``flow_id``) among ``verdicts``' suspicious rows: the tuple
+    its incident alert carries."""
+    return (
+        suspicious(verdicts)
+        .filter(pl.col("incident_id").is_not_null())
         .sort("ts", "flow_id")
         .group_by("incident_id", maintain_order=True)
         .first()
     )
+
+
+def incident_events(incidents: pl.DataFrame, first: pl.DataFrame) -> Iterator[dict[str, Any]]:
+    """One alert per incident, in incident order; ``first``: each incident's first flow (``first_flows``, with
+    ``uid``, ``community_id``, ``orig_p``, ``model_id``, and ICMP type and code when known)."""
     by_incident = {r["incident_id"]: r for r in first.iter_rows(named=True)}
     for inc in incidents.sort("incident_id").iter_rows(named=True):
         r = by_incident.get(inc["incident_id"])
@@ -126,7 +125,16 @@ def alert_events(
                 "model_id": r["model_id"],
             },
         }
-    sure = att.filter(pl.col("confidence") >= min_confidence).sort("ts", "flow_id")
+
+
+def sure_flows(verdicts: pl.DataFrame, min_confidence: float) -> pl.DataFrame:
+    """The rows that get a flow alert: suspicious, at ``min_confidence`` or above, in time order."""
+    return suspicious(verdicts).filter(pl.col("confidence") >= min_confidence).sort("ts", "flow_id")
+
+
+def flow_events(sure: pl.DataFrame) -> Iterator[dict[str, Any]]:
+    """One alert per row of ``sure`` (``sure_flows``: verdict rows with ``incident_id``, and ICMP type and code
+    when known), in its order."""
     for r in sure.iter_rows(named=True):
         signature = f"nta {r['label']} flow ({r['service']}, conn_state {r['conn_state']})"
         yield {
@@ -144,6 +152,48 @@ def alert_events(
                 "model_id": r["model_id"],
             },
         }
+
+
+def alert_events(
+    verdicts: pl.DataFrame, incidents: pl.DataFrame, min_confidence: float, flows: pl.DataFrame | None = None
+) -> Iterator[dict[str, Any]]:
+    """EVE alert events: one per incident, then one per attack flow at ``min_confidence`` or above.
+
+    ``flows`` (the flow table) adds ICMP type and code; without it ICMP alerts carry neither.
+    """
+    att = suspicious(verdicts)
+    if flows is not None and att.height:
+        att = att.join(flows.select("flow_id", "icmp_type", "icmp_code"), on="flow_id", how="left")
+    yield from incident_events(incidents, first_flows(att))
+    yield from flow_events(sure_flows(att, min_confidence))
+
+
+class AlertWriter:
+    """``alerts.ndjson`` written as the verdict rows stream past (the caller makes it atomic): the incident
+    alerts first (``begin``), then each chunk's flow alerts (``add``, chunks in time order)."""
+
+    def __init__(self, path: Path, min_confidence: float) -> None:
+        self.min_confidence = min_confidence
+        self.events = 0
+        self._f = path.open("w", encoding="utf-8")
+
+    def _write(self, events: Iterator[dict[str, Any]]) -> None:
+        for event in events:
+            self._f.write(json.dumps(event, separators=(",", ":")) + "\n")
+            self.events += 1
+
+    def begin(self, incidents: pl.DataFrame, first: pl.DataFrame) -> None:
+        self._write(incident_events(incidents, first))
+
+    def sure(self, verdicts: pl.DataFrame) -> pl.DataFrame:
+        """The rows of one chunk that get a flow alert (the caller adds ICMP type and code to those)."""
+        return sure_flows(verdicts, self.min_confidence)
+
+    def add(self, sure: pl.DataFrame) -> None:
+        self._write(flow_events(sure))
+
+    def close(self) -> None:
+        self._f.close()
 
 
 def write_alerts(

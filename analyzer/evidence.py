@@ -3,7 +3,7 @@
 * ``flow_filter``: a display filter for one flow: both addresses, both ports (or the ICMP type, or the IP
   protocol), its VLAN, and its time span as ``frame.time_epoch`` bounds (UTC, no time-zone doubt; the end one
   microsecond late, flow times being whole microseconds).
-* ``incident_filter``: one for an incident's flows: its sources and its targets when there are few of them
+* ``incident_filters``: one for each incident's flows: its sources and its targets when there are few of them
   (at most ``MAX_SET`` each), its protocol and responder ports (at most ``MAX_PORTS``), its time span.
   Every packet of the incident matches it (the tests check that with tshark on the carved file); with many
   sources, targets or ports it names fewer of them and matches more than the incident.
@@ -79,30 +79,54 @@ def flow_filter(row: dict[str, Any]) -> str:
     return " && ".join(parts)
 
 
-def incident_filter(members: pl.DataFrame) -> str:
-    """Display filter matching every packet of an incident's flows (``members``: their flow rows)."""
-    parts = []
-    sources = sorted(members["orig_h"].unique().to_list())
-    targets = sorted(members["resp_h"].unique().to_list())
-    if len(sources) <= MAX_SET:
-        parts.append(_family(sources))
-    if len(targets) <= MAX_SET and targets != sources:
-        parts.append(_family(targets))
-    protos = members["proto"].unique().to_list()
-    if len(protos) == 1:
-        proto = protos[0]
-        v6 = all(":" in a for a in sources)
-        ip_proto = int(members["ip_proto"][0]) if "ip_proto" in members.columns else 0
-        parts.append(_transport(proto, ip_proto, v6))
-        ports = sorted(members["resp_p"].drop_nulls().unique().to_list())
-        if proto in ("tcp", "udp") and 0 < len(ports) <= MAX_PORTS:
-            parts.append(
-                f"{proto}.port == {ports[0]}"
-                if len(ports) == 1
-                else f"{proto}.port in {{{', '.join(map(str, ports))}}}"
-            )
-    parts.append(_time(members["ts"].min(), members["ts_end"].max()))  # type: ignore[arg-type]
-    return " && ".join(parts)
+def incident_filters(members: pl.DataFrame, ip_proto: dict[int, int] | None = None) -> dict[int, str]:
+    """Display filter matching every packet of each incident's flows: {incident_id: filter}.
+
+    ``members``: the incidents' flows, one row each, with ``incident_id``, ``orig_h``, ``resp_h``, ``proto``,
+    ``resp_p``, ``ts``, ``ts_end`` (and ``flow_id``, ``ip_proto`` when at hand). ``ip_proto``: the IP protocol
+    of each incident's first flow (lowest ``flow_id``), for incidents of one protocol other than TCP, UDP or ICMP;
+    without it the ``members``' own column is used. Aggregated per incident in one group-by, so a flood of
+    millions of flows costs a few values per incident, not a copy of its rows."""
+    if members.height == 0:
+        return {}
+    has_ip = "ip_proto" in members.columns
+    first = pl.col("ip_proto").sort_by("flow_id").first() if has_ip else pl.lit(0)
+    agg = members.group_by("incident_id").agg(
+        n_src=pl.col("orig_h").n_unique(),
+        srcs=pl.col("orig_h").unique().sort().head(MAX_SET + 1),
+        v6=pl.col("orig_h").str.contains(":", literal=True).all(),
+        n_dst=pl.col("resp_h").n_unique(),
+        dsts=pl.col("resp_h").unique().sort().head(MAX_SET + 1),
+        protos=pl.col("proto").unique().head(2),
+        ip_proto=first,
+        ports=pl.col("resp_p").drop_nulls().unique().sort().head(MAX_PORTS + 1),
+        start=pl.col("ts").min(),
+        end=pl.col("ts_end").max(),
+    )
+    out = {}
+    for r in agg.iter_rows(named=True):
+        parts = []
+        sources = r["srcs"] if r["n_src"] <= MAX_SET else None
+        targets = r["dsts"] if r["n_dst"] <= MAX_SET else None
+        if sources is not None:
+            parts.append(_family(sources))
+        # the targets are left out when they are the sources (every flow between the same few hosts)
+        if targets is not None and (r["n_dst"] != r["n_src"] or r["dsts"] != r["srcs"]):
+            parts.append(_family(targets))
+        if len(r["protos"]) == 1:
+            proto = r["protos"][0]
+            ip = (ip_proto or {}).get(r["incident_id"], r["ip_proto"])
+            parts.append(_transport(proto, int(ip or 0), bool(r["v6"])))
+            ports = r["ports"]
+            if proto in ("tcp", "udp") and 0 < len(ports) <= MAX_PORTS:
+                parts.append(
+                    f"{proto}.port == {ports[0]}"
+                    if len(ports) == 1
+                    else f"{proto}.port in {{{', '.join(map(str, ports))}}}"
+                )
+        parts.append(_time(r["start"], r["end"]))
+        out[int(r["incident_id"])] = " && ".join(parts)
+    return out
 
 
 def community_ids(members: pl.DataFrame) -> list[str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from analyzer.verdicts import NORMAL
@@ -65,76 +66,178 @@ def find_incidents(
     Returns:
         ``(incidents, membership)``: ``incidents`` has one row per incident (see ``_aggregate`` for columns),
         sorted by ``incident_id``; ``membership`` maps ``flow_id`` -> ``incident_id`` for every attack flow.
+
+    Rows are taken in start order (a scan's attack rows come so; anything else is sorted first); the grouping
+    works on integer codes (``_sessions``), so a flood of millions of one-packet flows costs a few integers a
+    flow, not a polars group each.
     """
     att = verdicts.filter(~pl.col("allowed")) if "allowed" in verdicts.columns else verdicts  # --allow: never
     att = att.select(*_NEEDED, "orig_bytes", "resp_bytes").filter(pl.col("label") != NORMAL)
     if att.height == 0:
         return _empty_incidents(), pl.DataFrame(schema={"flow_id": pl.Int64, "incident_id": pl.Int64})
-    minor = pl.len().over("label", "orig_h") < config.minor_flows
-    many = config.spread_sources
-    to_target = minor & (pl.col("orig_h").filter(minor).n_unique().over("label", "resp_h") >= many)
-    port = pl.format("{}/{}", pl.col("proto"), pl.col("resp_p").fill_null(-1))
-    to_port = minor & ~to_target & (pl.col("orig_h").filter(minor & ~to_target).n_unique().over("label", port) >= many)
-    att = att.with_columns(
-        grouped_by=pl.when(to_target)
-        .then(pl.lit("target"))
-        .when(to_port)
-        .then(pl.lit("port"))
-        .otherwise(pl.lit("source")),
-        key=pl.when(to_target).then(pl.col("resp_h")).when(to_port).then(port).otherwise(pl.col("orig_h")),
-    ).sort(["label", "grouped_by", "key", "ts", "flow_id"])
-    gap = pl.duration(microseconds=int(config.gap_s * 1e6))
-    # Latest end among earlier flows of the same key: a long flow keeps the incident open past its start.
-    prev_end = pl.col("ts_end").cum_max().shift(1).over("label", "grouped_by", "key")
-    att = att.with_columns(session=(prev_end.is_null() | (pl.col("ts") - prev_end > gap)).cum_sum())
-    inc = _aggregate(att)
+    if not _in_start_order(att):
+        att = att.sort("ts", "flow_id")
+    codes = _sessions(att, config)  # (n,) each
+    inc = _aggregate(att, codes)
     rank = pl.col("label").replace_strict(
         {c: i for i, c in enumerate(SEVERITY)}, default=len(SEVERITY), return_dtype=pl.Int32
     )
     order = (
         inc.with_columns(_rank=rank, _conf=pl.col("confidence").round(2))
-        .sort(["_rank", "_conf", "flows", "start", "key"], descending=[False, True, True, False, False])
+        .sort(
+            ["_rank", "_conf", "flows", "start", "key", "grouped_by"],
+            descending=[False, True, True, False, False, False],
+        )
         .drop("_rank", "_conf")
         .with_row_index("incident_id", offset=1)
     )
     order = order.with_columns(pl.col("incident_id").cast(pl.Int64))
-    membership = att.join(order.select("session", "incident_id"), on="session").select("flow_id", "incident_id")
-    return order.drop("session"), membership.sort("flow_id")
+    incident_of = np.zeros(order.height, np.int64)  # session code -> incident id
+    incident_of[order["_s"].to_numpy()] = order["incident_id"].to_numpy()
+    membership = pl.DataFrame({"flow_id": att["flow_id"], "incident_id": incident_of[codes["_s"]]})
+    return order.drop("_s"), membership.sort("flow_id")
 
 
-def _aggregate(att: pl.DataFrame) -> pl.DataFrame:
-    states = (
-        att.group_by("session", "conn_state")
-        .len()
-        .sort(["session", "len", "conn_state"], descending=[False, True, False])
-        .group_by("session", maintain_order=True)
-        .agg(states=pl.struct(pl.col("conn_state").alias("value"), pl.col("len").alias("n")).head(3))
+def _in_start_order(att: pl.DataFrame) -> bool:
+    """Rows sorted by (``ts``, ``flow_id``)?"""
+    ts = att["ts"].to_physical().to_numpy()
+    fid = att["flow_id"].to_numpy()
+    dts, dfid = np.diff(ts), np.diff(fid)
+    return bool(np.all((dts > 0) | ((dts == 0) & (dfid > 0))))
+
+
+def _dense(x: pl.Series | np.ndarray) -> tuple[np.ndarray, int]:
+    """Codes 0..D-1 (int32) of the distinct values of ``x`` (n,), and D."""
+    codes = pl.Series(x).rank("dense").to_numpy()  # (n,) uint32, 1..D
+    return (codes - 1).astype(np.int32), int(codes.max()) if codes.size else 0
+
+
+def _pair(a: np.ndarray, b: np.ndarray, nb: int) -> np.ndarray:
+    """One int64 per (a, b) pair, b in 0..nb-1 (codes of fewer than 2**31 values each: no overflow)."""
+    return a.astype(np.int64) * nb + b
+
+
+def _distinct_per(group: np.ndarray, ngroup: int, value: np.ndarray, nvalue: int) -> np.ndarray:
+    """(ngroup,) how many distinct ``value`` codes each ``group`` code has."""
+    pairs = pl.Series(_pair(group, value, nvalue)).unique().to_numpy()
+    return np.bincount(pairs // nvalue, minlength=ngroup)
+
+
+def _sessions(att: pl.DataFrame, config: IncidentConfig) -> dict[str, np.ndarray]:
+    """Each row's session code (``_s``, 0..S-1), grouping (``_by``: 0 source, 1 port, 2 target) and the codes of
+    its source and target (``_src``, ``_dst``), by the module's rules.
+
+    Every key is a dense integer code and every count a ``bincount`` of codes: a spoofed flood has as many
+    sources as flows, and a group of polars' window expressions or of a string group-by costs 100-300 bytes,
+    a code 4. Rows are in start order, which is the order of a key's flows, so sessions follow without sorting
+    the rows by key.
+    """
+    if att.height >= 2**31:  # codes' products would overflow int64
+        raise ValueError(f"{att.height:,} attack flows: incident grouping takes fewer than 2**31")
+    lab, nlab = _dense(att["label"])
+    src, nsrc = _dense(att["orig_h"])
+    dst, ndst = _dense(att["resp_h"])
+    proto, _ = _dense(att["proto"])
+    # (protocol, responder port) as one code: the port rule's key
+    prt, nprt = _dense(_pair(proto, att["resp_p"].fill_null(-1).to_numpy().astype(np.int64) + 1, 2**17))
+    del proto
+
+    def key(*parts: tuple[np.ndarray, int]) -> tuple[np.ndarray, int]:
+        """Dense code of the tuple of codes ``parts`` ((codes, how many) each)."""
+        code, n = parts[0]
+        for other, m in parts[1:]:
+            code, n = _dense(_pair(code, other, m))
+        return code, n
+
+    def few(code: np.ndarray) -> np.ndarray:
+        """Rows whose key (``code``) has fewer than ``minor_flows`` rows."""
+        return np.asarray(np.bincount(code)[code] < config.minor_flows)
+
+    def spread(group: tuple[np.ndarray, int], mask: np.ndarray) -> np.ndarray:
+        """Rows whose ``group`` holds ``spread_sources`` or more distinct sources among its ``mask`` rows."""
+        code, n = group
+        sources = _distinct_per(code[mask], n, src[mask], nsrc)  # (n,)
+        return np.asarray(sources[code] >= config.spread_sources)
+
+    # The rules as the window expressions that first stated them evaluated them: "minor" inside a rule's window
+    # counts an originator's flows within that window's group (toward that target, or to that port and target).
+    L, S, D, P = (lab, nlab), (src, nsrc), (dst, ndst), (prt, nprt)
+    minor = few(key(L, S)[0])
+    to_target = minor & spread(key(L, D), few(key(L, D, S)[0]))
+    lp = key(L, P)
+    minor_p = few(key(lp, S)[0])
+    lpd = key(lp, D)
+    to_target_p = minor_p & spread(lpd, few(key(lpd, S)[0]))
+    to_port = minor & ~to_target & spread(lp, minor_p & ~to_target_p)
+    del minor, minor_p, to_target_p, lp, lpd
+    by = np.where(to_target, 2, np.where(to_port, 1, 0)).astype(np.uint8)
+    keyed = np.where(to_target, dst, np.where(to_port, prt, src))
+    del to_target, to_port, prt
+    group, _ = _dense(_pair(_pair(lab, by, 3), keyed, max(nsrc, ndst, nprt)))
+    del keyed, lab
+    gap = pl.duration(microseconds=int(config.gap_s * 1e6))
+    # Latest end among earlier flows of the same key: a long flow keeps the incident open past its start.
+    prev_end = pl.col("ts_end").cum_max().shift(1).over("g")
+    sno = (
+        pl.DataFrame({"g": group, "ts": att["ts"], "ts_end": att["ts_end"]})
+        .select((prev_end.is_null() | (pl.col("ts") - prev_end > gap)).cum_sum().over("g").alias("sno"))
+        .to_series()
+        .to_numpy()
     )
-    services = (
-        att.group_by("session", "service")
-        .len()
-        .sort(["session", "len", "service"], descending=[False, True, False])
-        .group_by("session", maintain_order=True)
-        .agg(services=pl.struct(pl.col("service").alias("value"), pl.col("len").alias("n")).head(3))
+    session, _ = _dense(_pair(group, sno, int(sno.max()) + 1))
+    return {"_s": session, "_by": by, "_src": src, "_dst": dst}
+
+
+def _aggregate(att: pl.DataFrame, codes: dict[str, np.ndarray]) -> pl.DataFrame:
+    """One row per session (``_s``); a session's rows are in start order, so ``first`` is its first flow's."""
+    sessions = int(codes["_s"].max()) + 1
+    nsrc, ndst = int(codes["_src"].max()) + 1, int(codes["_dst"].max()) + 1
+    distinct = pl.DataFrame(
+        {
+            "_s": np.arange(sessions, dtype=np.int32),
+            "sources": _distinct_per(codes["_s"], sessions, codes["_src"], nsrc).astype(np.uint32),
+            "targets": _distinct_per(codes["_s"], sessions, codes["_dst"], ndst).astype(np.uint32),
+        }
     )
-    agg = att.group_by("session").agg(
+    att = att.with_columns(_s=pl.Series(codes["_s"]), _by=pl.Series(codes["_by"]))
+
+    def top3(col: str, name: str) -> pl.DataFrame:
+        return (
+            att.group_by("_s", col)
+            .len()
+            .sort(["_s", "len", col], descending=[False, True, False])
+            .group_by("_s", maintain_order=True)
+            .agg(pl.struct(pl.col(col).alias("value"), pl.col("len").alias("n")).head(3).alias(name))
+        )
+
+    by = pl.col("_by").first()
+    agg = att.group_by("_s").agg(
         label=pl.col("label").first(),
-        grouped_by=pl.col("grouped_by").first(),
-        key=pl.col("key").first(),
+        grouped_by=by.replace_strict({0: "source", 1: "port", 2: "target"}, return_dtype=pl.String),
+        key=pl.when(by == 2)
+        .then(pl.col("resp_h").first())
+        .when(by == 1)
+        .then(pl.format("{}/{}", pl.col("proto").first(), pl.col("resp_p").fill_null(-1).first()))
+        .otherwise(pl.col("orig_h").first()),
         start=pl.col("ts").min(),
         end=pl.col("ts_end").max(),
         flows=pl.len(),
-        sources=pl.col("orig_h").n_unique(),
         source=pl.col("orig_h").first(),
-        targets=pl.col("resp_h").n_unique(),
         target=pl.col("resp_h").first(),
         ports=pl.col("resp_p").drop_nulls().n_unique(),
         port=pl.col("resp_p").drop_nulls().first(),
         confidence=pl.col("confidence").mean(),
         bytes=(pl.col("orig_bytes") + pl.col("resp_bytes")).sum(),
     )
-    agg = agg.join(states, on="session").join(services, on="session")
-    return agg.with_columns(duration_s=(pl.col("end") - pl.col("start")).dt.total_microseconds() / 1e6)
+    agg = (
+        agg.join(distinct, on="_s")
+        .join(top3("conn_state", "states"), on="_s")
+        .join(top3("service", "services"), on="_s")
+    )
+    cols = [c for c in _empty_incidents().columns if c != "incident_id"]
+    return agg.with_columns(duration_s=(pl.col("end") - pl.col("start")).dt.total_microseconds() / 1e6).select(
+        "_s", *cols
+    )
 
 
 def _empty_incidents() -> pl.DataFrame:

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from analyzer import verdicts
+from features.common import own_strings
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
 from features.kdd.columns import KDD_FEATURES, KDD_SCHEMA
 
@@ -167,13 +168,50 @@ class VerdictRows:
 
     def write_csv(self, path: Path, members: pl.DataFrame, columns: list[str]) -> None:
         """verdicts.csv at ``path``: ``joined``'s rows (the header alone when there is none)."""
-        with path.open("wb") as f:
+        self.finish(members, columns, csv=path)
+
+    def finish(
+        self,
+        members: pl.DataFrame,
+        columns: list[str],
+        *,
+        csv: Path | None = None,
+        alerts: Any = None,
+        icmp: Any = None,
+        keep: np.ndarray | None = None,
+    ) -> pl.DataFrame | None:
+        """One pass over the spilled rows (``joined``), chunk by chunk: verdicts.csv at ``csv``, each chunk's flow
+        alerts to ``alerts`` (``analyzer.alerts.AlertWriter``; ``icmp(flow_ids)``: their ICMP type and code),
+        and the rows whose ``flow_id`` is in ``keep`` returned whole (the report's top flows; None when none
+        was asked for or found). Nothing here
+        grows with the capture but what ``keep`` asks for."""
+        kept = []
+        want = pl.Series(np.asarray(keep if keep is not None else [], np.int64))
+        with csv.open("wb") if csv is not None else contextlib.nullcontext() as f:
             first = True
             for v in self.joined(members, columns):
-                verdicts.write_csv(v, f, header=first)
+                if f is not None:
+                    verdicts.write_csv(v, f, header=first)
                 first = False
-            if first:  # no row at all: the header alone
+                if want.len():
+                    kept.append(own_strings(v.filter(pl.col("flow_id").is_in(want.implode()))))
+                if alerts is not None:
+                    sure = alerts.sure(v)
+                    if sure.height and icmp is not None:
+                        sure = _with_icmp(sure, icmp)
+                    alerts.add(sure)
+            if f is not None and first:  # no row at all: the header alone
                 verdicts.write_csv(pl.DataFrame(schema=dict.fromkeys(columns, pl.String)), f)
+        return pl.concat(kept) if kept else None
+
+
+def _with_icmp(rows: pl.DataFrame, icmp: Any) -> pl.DataFrame:
+    """``rows`` with ``icmp_type``/``icmp_code`` (read for their ICMP rows only: the others carry none)."""
+    is_icmp = pl.col("proto").is_in(["icmp", "icmp6"])
+    ids = rows.filter(is_icmp)["flow_id"].to_numpy()
+    if ids.size == 0:
+        return rows.with_columns(icmp_type=pl.lit(None, pl.Int32), icmp_code=pl.lit(None, pl.Int32))
+    return rows.join(icmp(ids), on="flow_id", how="left", maintain_order="left")
 
 
 class ParquetRows:
@@ -215,6 +253,10 @@ class ParquetRows:
     def _id_range(self, i: int) -> tuple[int, int]:
         stats = self._file.metadata.row_group(i).column(self._file.schema_arrow.get_field_index("flow_id")).statistics
         return int(stats.min), int(stats.max)
+
+    def read(self, rows: np.ndarray, columns: list[str]) -> pl.DataFrame:
+        """``flow_id`` and ``columns`` (as stored) of the flows ``rows``, in that order."""
+        return self._read(rows, [c for c in columns if c != "flow_id"])
 
     def flows(self, rows: np.ndarray) -> pl.DataFrame:
         """The flow-table columns (``FLOW_SCHEMA``) of the flows ``rows``, in that order."""

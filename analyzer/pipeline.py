@@ -30,7 +30,7 @@ from analyzer.outputs import FlowsWriter, ParquetRows, VerdictRows, finish_flows
 from analyzer.progress import QuietStages, Stages
 from analyzer.result import OUTPUT_NAMES, ZEEK_NAMES, ScanResult
 from analyzer.scoring import predict as _predict
-from analyzer.summary import to_json
+from analyzer.summary import TOP_FLOWS, to_json
 from features.capture.filter import PacketFilter
 from features.capture.source import is_stream
 from features.capture.stream import DEFAULT_LIMITS, ReadLimits
@@ -181,9 +181,11 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 flows_path = folder / "flows.parquet"
                 part = folder / ".flows.parquet.part"  # flows.parquet without incident ids, chunk by chunk
                 spill = folder / ".verdicts.rows"  # removed before the folder is swapped in
+                attack_spill = folder / ".attacks.rows"  # the attack rows' ATTACK_COLUMNS, read back at the end
                 stack.callback(lambda: spill.unlink(missing_ok=True))
                 stack.callback(lambda: part.unlink(missing_ok=True))
-                engine = _Engine(config, loaded, part, spill, seconds, cpu_seconds, allow)
+                stack.callback(lambda: attack_spill.unlink(missing_ok=True))
+                engine = _Engine(config, loaded, part, spill, seconds, cpu_seconds, allow, attack_spill)
                 stack.callback(engine.abort)  # on failure: the inference thread stops before temporaries go
                 before, cpu_before = dict(seconds), dict(cpu_seconds)
                 with timed("reading") as progress:
@@ -247,31 +249,36 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 engine.close()
                 with timed("incidents"):
                     tally = engine.tally
-                    att = tally.attacks()
+                    att = tally.attacks()  # ATTACK_COLUMNS only: a flood makes every flow one of these rows
+                    attack_spill.unlink(missing_ok=True)
                     if att is None:
                         att = verdicts.build_verdicts(
                             _empty_flows(), pl.Series([], dtype=pl.String), np.zeros((0, len(clf.classes)), np.float32),
                             clf.classes, clf.model_id,
-                        )  # fmt: skip
+                        ).select(verdicts.ATTACK_COLUMNS)  # fmt: skip
                     inc, members = incidents.find_incidents(att, config.incidents)
                     att = att.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
-                    att = att.select(verdicts.verdict_columns(clf.classes))
                 t0 = time.perf_counter()
                 engine.finish_flows(ext, clf.model_id, flows_path, members)
                 seconds["writing"] += time.perf_counter() - t0
                 flow_rows = ParquetRows(flows_path, clf.spec)
                 with timed("explaining"):
                     inc = _explain(clf, flow_rows, att, inc, config)
-                # The attack flows' own rows (flow-table columns): incident evidence and the top flows' filters.
-                attack_flows = flow_rows.flows(att["flow_id"].to_numpy())
-                inc_members = evidence.incident_members(att, attack_flows)
-                inc = _evidence_columns(inc, inc_members)
+                # Flow-table rows only for the flows the report names (its top flows, each incident's first flows):
+                # the evidence of a flood of millions of flows is a few thousand rows.
+                top_ids = verdicts.top_flows(att, TOP_FLOWS)["flow_id"].to_numpy()
+                listed = _listed_members(att)
+                detail = flow_rows.flows(np.unique(np.concatenate([top_ids, listed["flow_id"].to_numpy()])))
+                inc = _evidence_columns(inc, att, listed, detail)
                 if config.carve:
                     with timed("carving") as progress:
+                        members_of = att.filter(pl.col("incident_id").is_not_null())["flow_id"].to_numpy()
+                        inc_members = evidence.incident_members(att, flow_rows.flows(members_of))
                         carved = evidence.carve_incidents(
                             out_dir, list(found.captures), inc_members, inc, decap=config.decap, force=True,
                             progress=progress, streams=[list(st["files"]) for st in ext.streams],
                         )  # fmt: skip
+                        del inc_members
                 result = ScanResult(
                     out_dir=out_dir,
                     captures=list(ext.sources),
@@ -299,7 +306,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                     allow_file=str(config.allow) if config.allow is not None else None,
                     allow_entries=len(allow),
                     decap=config.decap,
-                    flow_table=attack_flows,
+                    flow_table=detail,
                     carved=carved,
                     written=config.write,
                     alert_confidence=config.alert_confidence,
@@ -307,16 +314,25 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                     unavailable_features=ext.unavailable,
                 )
                 with timed("writing"):
-                    from analyzer.alerts import write_alerts
+                    from analyzer.alerts import AlertWriter
 
+                    columns = verdicts.verdict_columns(clf.classes)
                     if not config.write:  # nothing on disk: the summary alone (printed by --out -)
+                        result.top_flows = engine.rows.finish(members, columns, keep=top_ids)
                         result.summary = to_json(result)
                         return result
-                    columns = verdicts.verdict_columns(clf.classes)
-                    engine.rows.write_csv(folder / "verdicts.csv", members, columns)
-                    result.alerts = write_alerts(
-                        folder / "alerts.ndjson", att, inc, config.alert_confidence, attack_flows
-                    )
+                    # One pass over the spilled verdict rows writes verdicts.csv and the flow alerts, and keeps the
+                    # top flows' whole rows for the report.
+                    alerts = AlertWriter(folder / "alerts.ndjson", config.alert_confidence)
+                    try:
+                        alerts.begin(inc, _first_flows(att, detail, clf.model_id))
+                        result.top_flows = engine.rows.finish(
+                            members, columns, csv=folder / "verdicts.csv", alerts=alerts, keep=top_ids,
+                            icmp=lambda ids: flow_rows.read(ids, ["icmp_type", "icmp_code"]),
+                        )  # fmt: skip
+                    finally:
+                        alerts.close()
+                    result.alerts = alerts.events
                     if config.zeek:
                         uids = getattr(ext, "uids", None)
                         _write_zeek(
@@ -353,6 +369,7 @@ class _Engine:
         seconds: dict,
         cpu: dict,
         allow: list[Any] | None = None,
+        attack_spill: Path | None = None,
     ) -> None:
         from features.kdd.frame import KddStream
 
@@ -362,7 +379,7 @@ class _Engine:
         self.kdd = KddStream()
         self.flows_out = FlowsWriter(flows_path)
         self.rows = VerdictRows(rows_path)
-        self.tally = verdicts.Tally(fail_on=config.fail_on, min_confidence=config.min_confidence)
+        self.tally = verdicts.Tally(fail_on=config.fail_on, min_confidence=config.min_confidence, spill=attack_spill)
         self.unknown: dict[str, int] = {}
         self.seconds = seconds
         self.cpu = cpu  # CPU seconds per stage: this thread's, the inference thread's
@@ -499,6 +516,7 @@ class _Engine:
         )
         self.flows_out.close({}, with_verdicts(flows_table(empty, kdd_features(empty)), v))
         self.rows.close()
+        self.tally.close()
 
     def finish_flows(self, ext: Any, model_id: str, path: Path, members: pl.DataFrame) -> None:
         """flows.parquet at ``path``: the streamed rows with their incident ids (``members``) and the metadata
@@ -518,6 +536,7 @@ class _Engine:
             self._worker.join(timeout=0.5)
         self.flows_out.abort()
         self.rows.close()
+        self.tally.close()
 
 
 def _empty_flows() -> pl.DataFrame:
@@ -610,19 +629,57 @@ def _zeek_stream(
     return ext
 
 
-def _evidence_columns(inc: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
-    """Each incident's Wireshark display filter, its flows' Community IDs and uids (``analyzer.evidence``)."""
-    filters, cids, uids = [], [], []
-    by_incident = {k[0]: g for k, g in members.group_by("incident_id")} if members.height else {}
+# An incident's uids and Community IDs in report.json are those of its first flows, at most this many: a flood's
+# millions would make report.json gigabytes. Every member is in flows.parquet and verdicts.csv (incident_id).
+LISTED_MEMBERS = 10_000
+
+
+def _listed_members(att: pl.DataFrame) -> pl.DataFrame:
+    """``flow_id``, ``incident_id``, ``ts`` of each incident's first ``LISTED_MEMBERS`` flows."""
+    return (
+        att.filter(pl.col("incident_id").is_not_null())
+        .select("flow_id", "incident_id", "ts")
+        .sort("ts", "flow_id")
+        .group_by("incident_id", maintain_order=True)
+        .head(LISTED_MEMBERS)
+    )
+
+
+def _evidence_columns(inc: pl.DataFrame, att: pl.DataFrame, listed: pl.DataFrame, detail: pl.DataFrame) -> pl.DataFrame:
+    """Each incident's Wireshark display filter (``analyzer.evidence``, from all its flows), and the uids and
+    Community IDs of its first ``LISTED_MEMBERS`` flows (``listed``; their flow-table rows are in ``detail``)."""
+    listed = listed.join(detail.select("flow_id", "uid", "community_id", "ip_proto"), on="flow_id", how="left")
+    listed = listed.sort("ts", "flow_id")
+    first_ip = dict(
+        listed.sort("flow_id")
+        .group_by("incident_id", maintain_order=True)
+        .first()
+        .select("incident_id", "ip_proto")
+        .iter_rows()
+    )
+    cols = ["incident_id", "flow_id", "orig_h", "resp_h", "proto", "resp_p", "ts", "ts_end"]
+    filters = evidence.incident_filters(att.select(cols).filter(pl.col("incident_id").is_not_null()), first_ip)
+    by_incident = {k[0]: g for k, g in listed.group_by("incident_id")} if listed.height else {}
+    cids, uids = [], []
     for i in inc["incident_id"].to_list():
         g = by_incident.get(i)
-        filters.append(evidence.incident_filter(g) if g is not None else "")
-        cids.append(evidence.community_ids(g) if g is not None else [])
-        uids.append(g.sort("ts", "flow_id")["uid"].to_list() if g is not None else [])
+        cids.append(g["community_id"].unique(maintain_order=True).to_list() if g is not None else [])
+        uids.append(g["uid"].to_list() if g is not None else [])
     return inc.with_columns(
-        wireshark_filter=pl.Series(filters, dtype=pl.String),
+        wireshark_filter=pl.Series([filters.get(i, "") for i in inc["incident_id"].to_list()], dtype=pl.String),
         community_ids=pl.Series(cids, dtype=pl.List(pl.String)),
         uids=pl.Series(uids, dtype=pl.List(pl.String)),
+    )
+
+
+def _first_flows(att: pl.DataFrame, detail: pl.DataFrame, model_id: str) -> pl.DataFrame:
+    """Each incident's first flow with the columns its alert's tuple needs (``analyzer.alerts.first_flows``)."""
+    from analyzer.alerts import first_flows
+
+    first = first_flows(att.select("flow_id", "ts", "label", "allowed", "incident_id"))
+    cols = ["flow_id", "uid", "community_id", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "icmp_type", "icmp_code"]
+    return first.join(detail.select(cols), on="flow_id", how="left", maintain_order="left").with_columns(
+        model_id=pl.lit(model_id, pl.String)
     )
 
 
@@ -696,7 +753,8 @@ def _explain(clf: Any, rows: explain.Rows, att: pl.DataFrame, inc: pl.DataFrame,
     """
     chosen = inc.sort("incident_id").head(cfg.explain_incidents)
     members = (
-        att.filter(pl.col("incident_id").is_in(chosen["incident_id"].implode()))
+        att.select("flow_id", "incident_id", "ts")  # the columns first: a filter copies every column it keeps
+        .filter(pl.col("incident_id").is_in(chosen["incident_id"].implode()))
         .sort("ts", "flow_id")
         .select(pl.col("flow_id").cast(pl.Int64).alias("row"), "incident_id")
     )

@@ -47,7 +47,8 @@ class ScanResult:
     allow_file: str | None = None  # --allow FILE
     allow_entries: int = 0
     decap: bool = True  # tunnels were decapsulated (nta carve must decode the same way)
-    flow_table: pl.DataFrame | None = None  # the attack flows (flow-table columns), for display filters of top flows
+    flow_table: pl.DataFrame | None = None  # flow-table rows of the flows the report names (top flows' filters)
+    top_flows: pl.DataFrame | None = None  # the top flows' whole verdicts.csv rows (``attacks`` has ATTACK_COLUMNS)
     carved: dict[int, tuple[Path, int]] = field(default_factory=dict)  # incident -> (capture file, packets)
     # Files read as one packet stream (features.flows.extract.Extraction.streams): {"files": [...], "how": ...}
     streams: list[dict[str, Any]] = field(default_factory=list)

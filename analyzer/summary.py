@@ -69,6 +69,10 @@ def top_flow_rows(result: ScanResult) -> pl.DataFrame:
     from analyzer.evidence import flow_filter
 
     top = verdicts.top_flows(result.attacks, TOP_FLOWS)
+    if result.top_flows is not None:  # their whole verdict rows: the attack rows keep ATTACK_COLUMNS only
+        rest = [c for c in result.top_flows.columns if c not in top.columns]
+        top = top.join(result.top_flows.select("flow_id", *rest), on="flow_id", how="left", maintain_order="left")
+        top = top.select(result.top_flows.columns)
     if result.flow_table is None or top.height == 0:
         return top.with_columns(wireshark_filter=pl.lit(None, pl.String))
     extra = result.flow_table.select("flow_id", "ip_proto", "icmp_type", "icmp_code", "vlan")

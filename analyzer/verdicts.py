@@ -138,17 +138,30 @@ def suspicious(verdicts: pl.DataFrame) -> pl.DataFrame:
     return att.filter(~pl.col("allowed")) if "allowed" in att.columns else att
 
 
+# The columns of an attack row the report keeps for the end of a scan (incidents, timeline, talkers, the ranking of
+# top flows): what those read, and nothing per flow that verdicts.csv already holds (uid, community_id, the
+# per-class probabilities, model_id). A flood makes every flow an attack row, so each byte here is a byte per flow.
+ATTACK_COLUMNS: tuple[str, ...] = (
+    "flow_id", "ts", "ts_end", "orig_h", "resp_h", "resp_p", "proto", "service", "conn_state", "orig_bytes",
+    "resp_bytes", "label", "confidence", "p_attack", "novel", "allowed", "incident_id",
+)  # fmt: skip
+
+
 @dataclass
 class Tally:
     """What the report needs from all verdict rows, kept as they stream past: counts, the time span, and the
-    attack rows themselves (incidents, timeline, top flows and talkers need only those)."""
+    attack rows (``ATTACK_COLUMNS``: incidents, timeline, top flows and talkers need only those). With ``spill``
+    the attack rows go to that file (an Arrow IPC stream) as they come and are read back once, at the end: the
+    scan holds them only when it groups them, not while it reads."""
 
     fail_on: frozenset[str] = frozenset()
     min_confidence: float = 0.0
+    spill: Path | None = None
     flows: int = 0
     novel: int = 0
     allowed: int = 0  # flows an --allow entry covers
     matched: int = 0  # rows matching --fail-on at --min-confidence
+    attack_rows: int = 0
     ts_min: Any = None  # earliest flow start
     ts_max: Any = None  # latest flow start
     ts_end_max: Any = None  # latest flow end
@@ -156,6 +169,8 @@ class Tally:
         default_factory=lambda: pl.DataFrame(schema={"label": pl.String, "service": pl.String, "len": pl.UInt32})
     )
     _attacks: list[pl.DataFrame] = field(default_factory=list)
+    _writer: Any = None
+    _sink: Any = None
 
     def add(self, v: pl.DataFrame) -> None:
         """Count one chunk of verdict rows (``verdict_columns`` order) and keep its attack rows."""
@@ -172,10 +187,39 @@ class Tally:
         counts = v.group_by("label", "service").len().cast({"service": pl.String, "len": pl.UInt32})
         both = pl.concat([self.services, counts.select(self.services.columns)])
         self.services = own_strings(both.group_by("label", "service").agg(pl.col("len").sum()))
-        self._attacks.append(own_strings(v.filter(is_attack())))  # not the whole chunk's strings
+        att = v.filter(is_attack()).select(c for c in ATTACK_COLUMNS if c in v.columns)
+        if att.height == 0:
+            return
+        self.attack_rows += att.height
+        if self.spill is None:
+            self._attacks.append(own_strings(att))  # not the whole chunk's strings
+            return
+        import pyarrow as pa
+
+        table = att.to_arrow()
+        if self._writer is None:
+            self._sink = open(self.spill, "wb")  # noqa: SIM115  (pyarrow cannot encode non-UTF-8 names)
+            self._writer = pa.ipc.new_stream(self._sink, table.schema)
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        """Close the spill (after a failure too)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+            self._writer = None
 
     def attacks(self) -> pl.DataFrame | None:
         """The attack rows seen, in order (None when no row was added)."""
+        if self.spill is not None and self.attack_rows:
+            import pyarrow as pa
+
+            self.close()
+            with open(self.spill, "rb") as src:  # a file object: pyarrow cannot encode non-UTF-8 names
+                table = pa.ipc.open_stream(src).read_all()
+            out = pl.from_arrow(table, rechunk=True)  # one chunk: a group-by of a chunked frame copies it whole
+            assert isinstance(out, pl.DataFrame)
+            return out
         if not self._attacks:
             return None
         return pl.concat(self._attacks) if len(self._attacks) > 1 else self._attacks[0]
@@ -229,18 +273,18 @@ def timeline(
     t0, t1 = float(edges[0]), float(edges[1])
     bin_s = max((t1 - t0) / bins, 1e-6)
     idx = np.minimum(((ts - t0) / bin_s).astype(np.int64), bins - 1)  # (n,)
-    labels = verdicts["label"].to_numpy()
-    counts = {
-        c: np.bincount(idx[labels == c], minlength=bins).tolist()
-        for c in classes
-        if c != NORMAL and (labels == c).any()
-    }
+    label = verdicts["label"]
+    counts = {}
+    for c in classes:
+        is_c = (label == c).to_numpy()  # (n,) bool: no Python string per row
+        if c != NORMAL and is_c.any():
+            counts[c] = np.bincount(idx[is_c], minlength=bins).tolist()
     return {"start": span[0], "bin_s": bin_s, "bins": bins, "counts": counts}
 
 
 def top_flows(verdicts: pl.DataFrame, n: int = 10, per_incident: int = 2) -> pl.DataFrame:
     """The most confidently malicious flows, at most ``per_incident`` from one incident so the list shows breadth."""
-    att = suspicious(verdicts)
+    att = suspicious(verdicts).lazy()  # lazy: only the columns it reads are copied by the sort
     rank = pl.col("p_attack").rank("ordinal", descending=True).over(pl.col("incident_id").fill_null(-1))
     return (
         att.with_columns(_rank=rank)
@@ -248,13 +292,26 @@ def top_flows(verdicts: pl.DataFrame, n: int = 10, per_incident: int = 2) -> pl.
         .sort(["p_attack", "ts", "flow_id"], descending=[True, False, False])
         .head(n)
         .drop("_rank")
+        .collect()
     )
+
+
+def _allowed_column(verdicts: pl.DataFrame) -> list[str]:
+    """``["allowed"]`` when ``verdicts`` has that column (``suspicious`` reads it)."""
+    return ["allowed"] if "allowed" in verdicts.columns else []
 
 
 def top_talkers(verdicts: pl.DataFrame, n: int = 5) -> pl.DataFrame:
     """Originators of the most attack flows: flows, classes seen, distinct targets and ports, peak p_attack."""
+    att = suspicious(verdicts.select("orig_h", "resp_h", "resp_p", "label", "p_attack", *_allowed_column(verdicts)))
+    # The top n first, by a count of dense codes (in the addresses' sort order): a spoofed flood has as many
+    # originators as flows, and a string group-by, or the list aggregates below, would cost a group each.
+    codes = att["orig_h"].rank("dense").to_numpy().astype(np.int64) - 1 if att.height else np.zeros(0, np.int64)
+    counts = np.bincount(codes)  # (originators,)
+    best = np.lexsort((np.arange(counts.size), -counts))[:n]  # flows descending, then address ascending
+    keep = np.isin(codes, best)
     return (
-        suspicious(verdicts)
+        att.filter(pl.Series(keep))
         .group_by("orig_h")
         .agg(
             flows=pl.len(),
@@ -264,7 +321,6 @@ def top_talkers(verdicts: pl.DataFrame, n: int = 5) -> pl.DataFrame:
             max_p_attack=pl.col("p_attack").max(),
         )
         .sort(["flows", "orig_h"], descending=[True, False])
-        .head(n)
     )
 
 
