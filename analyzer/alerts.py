@@ -168,6 +168,130 @@ def alert_events(
     yield from flow_events(sure_flows(att, min_confidence))
 
 
+def _json_str(col: pl.Series) -> pl.Series:
+    """Each value as ``json.dumps`` writes it (null as ``null``): printable ASCII without quote or backslash
+    quoted as it is, anything else through ``json.dumps`` once per distinct value."""
+    col = col.cast(pl.String)
+    plain = col.str.contains(r"^[ !#-\[\]-~]*$").fill_null(True)
+    out = '"' + col + '"'
+    odd = col.filter(~plain).unique()
+    if odd.len():
+        table = {v: json.dumps(v) for v in odd.to_list()}
+        out = pl.select(
+            pl.when(plain).then(out).otherwise(col.replace_strict(table, default=None, return_dtype=pl.String))
+        ).to_series()
+    return out.fill_null("null")
+
+
+def flow_event_lines(sure: pl.DataFrame) -> pl.Series:
+    """``flow_events``' events as JSON lines (without the line break), built a column at a time: a flood has
+    an alert per flow, and a dict and ``json.dumps`` per event took 20 µs each (200 s for 10M flows)."""
+    if sure.height == 0:
+        return pl.Series([], dtype=pl.String)
+    if "icmp_type" not in sure.columns:
+        sure = sure.with_columns(icmp_type=pl.lit(None, pl.Int32), icmp_code=pl.lit(None, pl.Int32))
+    label = sure["label"]
+    category = label.replace_strict(
+        {c: v[0] for c, v in CATEGORY.items()}, default="Misc Attack", return_dtype=pl.String
+    )
+    severity = label.replace_strict({c: v[1] for c, v in CATEGORY.items()}, default=2, return_dtype=pl.Int64)
+    sid = SID_BASE["flow"] + label.replace_strict(SID_CLASS, default=0, return_dtype=pl.Int64)
+    proto = sure["proto"].cast(pl.String)
+    suricata = proto.replace_strict(_PROTO, default=None, return_dtype=pl.String)
+    suricata = suricata.fill_null(proto.cast(pl.String).str.to_uppercase()).fill_null("NONE")
+    # the signature as an f-string writes it (a missing value reads "None")
+    service, state = (sure[k].cast(pl.String).fill_null("None") for k in ("service", "conn_state"))
+    signature = "nta " + label + " flow (" + service + ", conn_state " + state + ")"
+    ts = sure["ts"].dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.6f+0000")
+    flow_id = pl.Series([eve_flow_id(u) for u in sure["uid"].to_list()], dtype=pl.UInt64).cast(pl.String)
+    rounded = {
+        c: pl.Series([repr(round(float(x), 6)) for x in sure[c].to_list()], dtype=pl.String)
+        for c in ("confidence", "p_attack")
+    }
+    frame = pl.DataFrame(
+        {
+            "ts": ts,
+            "flow_id": flow_id,
+            "src": _json_str(sure["orig_h"]),
+            "dst": _json_str(sure["resp_h"]),
+            "orig_p": sure["orig_p"].cast(pl.String),
+            "resp_p": sure["resp_p"].cast(pl.String),
+            "icmp": proto.is_in(["icmp", "icmp6"]).fill_null(False),
+            "icmp_type": sure["icmp_type"].cast(pl.String),
+            "icmp_code": sure["icmp_code"].cast(pl.String).fill_null("null"),
+            "proto": _json_str(suricata),
+            "cid": _json_str(sure["community_id"]),
+            "sid": sid.cast(pl.String),
+            "sig": _json_str(signature),
+            "cat": _json_str(category),
+            "sev": severity.cast(pl.String),
+            "uid": _json_str(sure["uid"]),
+            "label": _json_str(label),
+            "conf": rounded["confidence"],
+            "p": rounded["p_attack"],
+            "inc": sure["incident_id"].cast(pl.String).fill_null("null"),
+            "service": _json_str(sure["service"]),
+            "state": _json_str(sure["conn_state"]),
+            "model": _json_str(sure["model_id"]),
+        }
+    )
+    c = pl.col
+
+    def port(name: str, col: str) -> pl.Expr:  # ports are left out for ICMP and when unknown (_tuple)
+        return pl.when(~c("icmp") & c(col).is_not_null()).then(pl.lit(f',"{name}":') + c(col)).otherwise(pl.lit(""))
+
+    icmp = (
+        pl.when(c("icmp") & c("icmp_type").is_not_null())
+        .then(pl.lit(',"icmp_type":') + c("icmp_type") + pl.lit(',"icmp_code":') + c("icmp_code"))
+        .otherwise(pl.lit(""))
+    )
+    line = pl.concat_str(
+        [
+            pl.lit('{"timestamp":"'),
+            c("ts"),
+            pl.lit('","flow_id":'),
+            c("flow_id"),
+            pl.lit(',"event_type":"alert","src_ip":'),
+            c("src"),
+            port("src_port", "orig_p"),
+            pl.lit(',"dest_ip":'),
+            c("dst"),
+            port("dest_port", "resp_p"),
+            pl.lit(',"proto":'),
+            c("proto"),
+            icmp,
+            pl.lit(',"community_id":'),
+            c("cid"),
+            pl.lit(',"alert":{"action":"allowed","gid":1,"signature_id":'),
+            c("sid"),
+            pl.lit(f',"rev":{REV},"signature":'),
+            c("sig"),
+            pl.lit(',"category":'),
+            c("cat"),
+            pl.lit(',"severity":'),
+            c("sev"),
+            pl.lit('},"nta":{"kind":"flow","uid":'),
+            c("uid"),
+            pl.lit(',"label":'),
+            c("label"),
+            pl.lit(',"confidence":'),
+            c("conf"),
+            pl.lit(',"p_attack":'),
+            c("p"),
+            pl.lit(',"incident_id":'),
+            c("inc"),
+            pl.lit(',"service":'),
+            c("service"),
+            pl.lit(',"conn_state":'),
+            c("state"),
+            pl.lit(',"model_id":'),
+            c("model"),
+            pl.lit("}}"),
+        ]
+    )
+    return frame.select(line).to_series()
+
+
 class AlertWriter:
     """``alerts.ndjson`` written as the verdict rows stream past (the caller makes it atomic): the incident
     alerts first (``begin``), then each chunk's flow alerts (``add``, chunks in time order)."""
@@ -190,7 +314,10 @@ class AlertWriter:
         return sure_flows(verdicts, self.min_confidence)
 
     def add(self, sure: pl.DataFrame) -> None:
-        self._write(flow_events(sure))
+        lines = flow_event_lines(sure)
+        if lines.len():
+            self._f.write("\n".join(lines.to_list()) + "\n")
+            self.events += lines.len()
 
     def close(self) -> None:
         self._f.close()

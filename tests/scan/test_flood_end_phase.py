@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzer import incidents, pipeline, verdicts
-from analyzer.alerts import alert_events
+from analyzer.alerts import alert_events, flow_event_lines, flow_events
 from analyzer.incidents import IncidentConfig
 from analyzer.pipeline import ScanConfig, run_scan
 
@@ -263,3 +263,53 @@ def test_top_talkers_are_the_plain_group_by(n: int) -> None:
         .head(n)
     )
     assert verdicts.top_talkers(att, n).equals(want)
+
+
+text = st.one_of(st.none(), st.text(max_size=12))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            text,  # uid (never null in a scan; text here)
+            text,  # service
+            text,  # conn_state
+            st.sampled_from(["DoS", "Probe", "R2L", "U2R", "other"]),
+            st.sampled_from(["tcp", "udp", "icmp", "icmp6", "gre", None]),
+            st.one_of(st.none(), st.integers(0, 65535)),
+            st.floats(0, 1),
+            st.one_of(st.none(), st.integers(1, 10**6)),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_flow_alert_lines_are_json_dumps_of_the_events(rows: list[Any]) -> None:
+    n = len(rows)
+    sure = pl.DataFrame(
+        {
+            "ts": [T0 + dt.timedelta(microseconds=17 * i) for i in range(n)],
+            "uid": [r[0] or "C" for r in rows],
+            "orig_h": [f"10.0.0.{i}" for i in range(n)],
+            "resp_h": ["fe80::1"] * n,
+            "orig_p": pl.Series([r[5] for r in rows], dtype=pl.Int32),
+            "resp_p": pl.Series([r[5] for r in reversed(rows)], dtype=pl.Int32),
+            "proto": [r[4] for r in rows],
+            "icmp_type": pl.Series([r[5] and r[5] % 256 for r in rows], dtype=pl.Int32),
+            "icmp_code": pl.Series([None if r[5] is None else 3 for r in rows], dtype=pl.Int32),
+            "community_id": [r[1] for r in rows],
+            "label": [r[3] for r in rows],
+            "confidence": [r[6] for r in rows],
+            "p_attack": [1 - r[6] for r in rows],
+            "incident_id": pl.Series([r[7] for r in rows], dtype=pl.Int64),
+            "service": [r[1] for r in rows],
+            "conn_state": [r[2] for r in rows],
+            "model_id": ["m1"] * n,
+        },
+        schema_overrides={"ts": pl.Datetime("us", "UTC")},
+    )
+    want = [json.dumps(e, separators=(",", ":")) for e in flow_events(sure)]
+    got = flow_event_lines(sure).to_list()
+    for a, b in zip(got, want, strict=True):
+        assert a == b, (rows, a, b)
