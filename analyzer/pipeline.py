@@ -87,6 +87,13 @@ def capture_stem(path: Path) -> str:
 
 STAGES = ("model", "reading", "features", "encoding", "inference", "incidents", "explaining", "writing")
 INFER_AHEAD = 2  # chunks waiting for (or in) inference while the next ones are read
+# Chunks are joined before their features while the window features carry more than this many times the chunks
+# waiting: each chunk's window sums run over every carried record again, and a flood at 1M flows/s carries the
+# 2M flows of its last 2 s, so 16,384-flow chunks cost 125 carried records a flow (3M-flow flood: 266 s of
+# features); joined, at most 9, or 16 with the cap. At most JOIN_CHUNKS_MAX chunks are joined: the flows waiting
+# cost memory (1M-flow flood: +216 MiB). Ordinary traffic carries fewer records than a chunk holds: no joining.
+JOIN_CHUNKS_BELOW = 8
+JOIN_CHUNKS_MAX = 8
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
@@ -387,6 +394,7 @@ class _Engine:
         self._todo: queue.Queue[Any] = queue.Queue(maxsize=INFER_AHEAD)
         self._done: queue.Queue[Any] = queue.Queue()
         self._inflight: list[tuple[pl.DataFrame, pl.Series, Any]] = []
+        self._waiting: list[Any] = []  # chunks read, joined before their features (JOIN_CHUNKS_BELOW)
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -403,6 +411,15 @@ class _Engine:
         return t1
 
     def add(self, chunk: Any) -> None:
+        """One chunk of flows (``features.flows.extract.FlowChunk``), in table order; see ``JOIN_CHUNKS_BELOW``."""
+        self._waiting.append(chunk)
+        rows = sum(c.flows.height for c in self._waiting)
+        if rows * JOIN_CHUNKS_BELOW < self.kdd.carried and len(self._waiting) < JOIN_CHUNKS_MAX:
+            return
+        chunks, self._waiting = self._waiting, []
+        self._add(chunks[0] if len(chunks) == 1 else _joined(chunks))
+
+    def _add(self, chunk: Any) -> None:
         clf = self._clf()
         t, self._c = time.perf_counter(), time.thread_time()
         kdd = self.kdd.add(chunk.flows, chunk.payloads, getattr(chunk, "service_hints", None))
@@ -494,6 +511,9 @@ class _Engine:
 
     def drain(self) -> None:
         """Wait for every chunk in flight."""
+        if self._waiting:
+            chunks, self._waiting = self._waiting, []
+            self._add(chunks[0] if len(chunks) == 1 else _joined(chunks))
         while self._inflight:
             self._complete(block=True)
         if self._worker is not None:
@@ -537,6 +557,24 @@ class _Engine:
         self.flows_out.abort()
         self.rows.close()
         self.tally.close()
+
+
+def _joined(chunks: list[Any]) -> Any:
+    """Consecutive ``FlowChunk``s as one."""
+    from features.flows.extract import FlowChunk
+
+    hints = [c.service_hints for c in chunks]
+    return FlowChunk(
+        flows=pl.concat([_frame(c.flows) for c in chunks]),
+        payloads=pl.concat([c.payloads for c in chunks]),
+        service_hints=None if any(h is None for h in hints) else pl.concat(hints),
+    )
+
+
+def _frame(flows: Any) -> pl.DataFrame:
+    out = flows if isinstance(flows, pl.DataFrame) else pl.from_arrow(flows)
+    assert isinstance(out, pl.DataFrame)
+    return out
 
 
 def _empty_flows() -> pl.DataFrame:

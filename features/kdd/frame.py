@@ -133,6 +133,11 @@ class KddStream:
     def __init__(self) -> None:
         self._carry: pl.DataFrame | None = None  # window inputs of the records the next chunk may need
 
+    @property
+    def carried(self) -> int:
+        """Records carried to the next chunk: each chunk's window sums are computed over them again."""
+        return 0 if self._carry is None else self._carry.height
+
     def add(
         self,
         flows: pa.Table | pl.DataFrame,

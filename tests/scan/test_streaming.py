@@ -38,6 +38,29 @@ def test_small_chunks_write_the_same_outputs(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(("join_below", "features_calls"), [(0, 2), (10**9, 7)])
+def test_joined_chunks_write_the_same_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, join_below: int, features_calls: int
+) -> None:
+    """While the window features carry many times the waiting chunks (a flood), chunks are joined before their
+    features (pipeline.JOIN_CHUNKS_BELOW): 0 joins every chunk after the first, 10**9 none."""
+    from analyzer import pipeline
+
+    whole = outputs(run_scan(ScanConfig(paths=CAPS[:1], out=tmp_path / "a", device="cpu")).out_dir)
+    calls: list[int] = []
+    real = pipeline._Engine._add
+
+    def counted(self: object, chunk: object) -> None:
+        calls.append(1)
+        real(self, chunk)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "JOIN_CHUNKS_BELOW", join_below)
+    monkeypatch.setattr(pipeline._Engine, "_add", counted)
+    got = outputs(run_scan(ScanConfig(paths=CAPS[:1], out=tmp_path / "b", device="cpu", chunk_flows=150)).out_dir)
+    assert len(calls) == features_calls
+    assert got[0].equals(whole[0]) and got[1] == whole[1] and got[2] == whole[2] and got[3] == whole[3]
+
+
 def test_a_failure_in_inference_leaves_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from analyzer import pipeline
 
