@@ -6,7 +6,7 @@ For each N it writes a classic pcap of N TCP SYNs, each from its own source addr
 (so every packet is a flow: the worst case for memory per packet), runs ``python -m analyzer`` on it under
 ``/usr/bin/time -v`` and reads the peak RSS of the main process (the forked reader is smaller). It prints the
 peak per N and the marginal cost per flow between consecutive N (the slope, without the ~400 MB of
-imports and model that every run pays). A measurement, not a test: memory is not bounded yet (issue 14).
+imports and model that every run pays). A measurement, not a test (figures: docs/scan.md, Reliability).
 """
 
 from __future__ import annotations
