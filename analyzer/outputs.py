@@ -127,26 +127,8 @@ class FlowsWriter:
             self._fh.close()
 
 
-class VerdictRows:
+class VerdictRows(verdicts.IpcSpill):
     """Verdict rows (``verdict_columns`` order, ``incident_id`` still null) spilled to an Arrow IPC stream."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._sink: Any = None
-        self._writer: Any = None
-
-    def write(self, v: pl.DataFrame) -> None:
-        table = v.to_arrow()
-        if self._writer is None:
-            self._sink = open(self.path, "wb")  # noqa: SIM115  (pyarrow cannot encode non-UTF-8 names)
-            self._writer = pa.ipc.new_stream(self._sink, table.schema)
-        self._writer.write_table(table)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._sink.close()
-            self._writer = None
 
     def joined(self, members: pl.DataFrame, columns: list[str]) -> Iterator[pl.DataFrame]:
         """The spilled rows in order, chunk by chunk, each with its ``incident_id`` from ``members`` (flow_id ->

@@ -147,6 +147,34 @@ ATTACK_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+class IpcSpill:
+    """Frames appended, as they come, to an Arrow IPC stream at ``path`` (created on the first write): rows a scan
+    needs again at its end, kept on disk instead of in memory while it reads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sink: BinaryIO | None = None
+        self._writer: Any = None
+
+    def write(self, frame: pl.DataFrame) -> None:
+        import pyarrow as pa
+
+        table = frame.to_arrow()
+        if self._writer is None:
+            self._sink = open(self.path, "wb")  # noqa: SIM115  (pyarrow cannot encode non-UTF-8 names)
+            self._writer = pa.ipc.new_stream(self._sink, table.schema)
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        """Finish the stream (safe to call again, and after a failure)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+
+
 @dataclass
 class Tally:
     """What the report needs from all verdict rows, kept as they stream past: counts, the time span, and the
@@ -169,8 +197,7 @@ class Tally:
         default_factory=lambda: pl.DataFrame(schema={"label": pl.String, "service": pl.String, "len": pl.UInt32})
     )
     _attacks: list[pl.DataFrame] = field(default_factory=list)
-    _writer: Any = None
-    _sink: Any = None
+    _spilled: IpcSpill | None = None
 
     def add(self, v: pl.DataFrame) -> None:
         """Count one chunk of verdict rows (``verdict_columns`` order) and keep its attack rows."""
@@ -194,20 +221,14 @@ class Tally:
         if self.spill is None:
             self._attacks.append(own_strings(att))  # not the whole chunk's strings
             return
-        import pyarrow as pa
-
-        table = att.to_arrow()
-        if self._writer is None:
-            self._sink = open(self.spill, "wb")  # noqa: SIM115  (pyarrow cannot encode non-UTF-8 names)
-            self._writer = pa.ipc.new_stream(self._sink, table.schema)
-        self._writer.write_table(table)
+        if self._spilled is None:
+            self._spilled = IpcSpill(self.spill)
+        self._spilled.write(att)
 
     def close(self) -> None:
         """Close the spill (after a failure too)."""
-        if self._writer is not None:
-            self._writer.close()
-            self._sink.close()
-            self._writer = None
+        if self._spilled is not None:
+            self._spilled.close()
 
     def attacks(self) -> pl.DataFrame | None:
         """The attack rows seen, in order (None when no row was added)."""
