@@ -125,10 +125,8 @@ def explain_rows(
     col_of = np.array([names.index(s) for s in source_feature])  # (F,) encoded column -> feature index
     to_feature = np.zeros((len(col_of), len(names)))  # (F, n_features): sums encoded columns per feature
     to_feature[np.arange(len(col_of)), col_of] = 1.0
-    groups = {
-        int(k[0]): sample_rows(g["row"].to_numpy(), per_incident)
-        for k, g in members.group_by("incident_id", maintain_order=True)
-    }
+    every = {int(k[0]): g["row"].to_numpy() for k, g in members.group_by("incident_id", maintain_order=True)}
+    groups = {i: sample_rows(rows, per_incident) for i, rows in every.items()}
     scores: dict[int, np.ndarray] = {}
     ids = [i for i in groups if i in labels]
     if ids:
@@ -145,7 +143,7 @@ def explain_rows(
     out: dict[int, list[Driver]] = {}
     for i, s in scores.items():
         best = [j for j in np.argsort(-s, kind="stable")[:top] if s[j] > 0]
-        all_rows = members.filter(pl.col("incident_id") == i)["row"].to_numpy()
+        all_rows = every[i]
         out[i] = []
         for j in best:
             vals = flows.column(names[j], all_rows)

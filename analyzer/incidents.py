@@ -234,9 +234,12 @@ def _aggregate(att: pl.DataFrame, codes: dict[str, np.ndarray]) -> pl.DataFrame:
         .join(top3("conn_state", "states"), on="_s")
         .join(top3("service", "services"), on="_s")
     )
-    cols = [c for c in _empty_incidents().columns if c != "incident_id"]
-    return agg.with_columns(duration_s=(pl.col("end") - pl.col("start")).dt.total_microseconds() / 1e6).select(
-        "_s", *cols
+    schema = {c: t for c, t in _empty_incidents().schema.items() if c != "incident_id"}
+    # the empty table's types: the attack rows' few-valued strings may come as categoricals (verdicts.FEW_VALUES)
+    return (
+        agg.with_columns(duration_s=(pl.col("end") - pl.col("start")).dt.total_microseconds() / 1e6)
+        .select("_s", *schema)
+        .cast(schema)  # type: ignore[arg-type]
     )
 
 

@@ -256,15 +256,16 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 engine.close()
                 with timed("incidents"):
                     tally = engine.tally
-                    att = tally.attacks()  # ATTACK_COLUMNS only: a flood makes every flow one of these rows
+                    # ATTACK_COLUMNS but the incident ids (still null): a flood makes every flow one of these rows
+                    att = tally.attacks(skip=("incident_id",))
                     attack_spill.unlink(missing_ok=True)
                     if att is None:
                         att = verdicts.build_verdicts(
                             _empty_flows(), pl.Series([], dtype=pl.String), np.zeros((0, len(clf.classes)), np.float32),
                             clf.classes, clf.model_id,
-                        ).select(verdicts.ATTACK_COLUMNS)  # fmt: skip
+                        ).select(verdicts.ATTACK_COLUMNS).drop("incident_id")  # fmt: skip
                     inc, members = incidents.find_incidents(att, config.incidents)
-                    att = att.drop("incident_id").join(members, on="flow_id", how="left", maintain_order="left")
+                    att = att.join(members, on="flow_id", how="left", maintain_order="left")
                 t0 = time.perf_counter()
                 engine.finish_flows(ext, clf.model_id, flows_path, members)
                 seconds["writing"] += time.perf_counter() - t0
@@ -790,12 +791,13 @@ def _explain(clf: Any, rows: explain.Rows, att: pl.DataFrame, inc: pl.DataFrame,
     ``flow_id``), read back from flows.parquet for the flows the explanations need.
     """
     chosen = inc.sort("incident_id").head(cfg.explain_incidents)
-    members = (
-        att.select("flow_id", "incident_id", "ts")  # the columns first: a filter copies every column it keeps
-        .filter(pl.col("incident_id").is_in(chosen["incident_id"].implode()))
-        .sort("ts", "flow_id")
-        .select(pl.col("flow_id").cast(pl.Int64).alias("row"), "incident_id")
+    members = att.select("flow_id", "incident_id", "ts").filter(  # the columns first: a filter copies what it keeps
+        pl.col("incident_id").is_in(chosen["incident_id"].implode())
     )
+    # Time order (ts, then flow_id): a scan's attack rows come so, and a sort of a flood's millions would copy them.
+    if not (members["flow_id"].is_sorted() and members["ts"].is_sorted()):
+        members = members.sort("ts", "flow_id")
+    members = members.select(pl.col("flow_id").cast(pl.Int64).alias("row"), "incident_id")
     labels = dict(zip(chosen["incident_id"].to_list(), chosen["label"].to_list(), strict=True))
     drivers = explain.explain_rows(
         clf, clf.spec.source_feature, rows, members, labels, per_incident=cfg.explain_flows, batch_size=cfg.batch_size

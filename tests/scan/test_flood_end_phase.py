@@ -177,6 +177,13 @@ def test_attack_rows_spilled_come_back_as_kept(tmp_path: Path) -> None:
     assert a is not None and b is not None
     assert b.height == spilled.attack_rows == 67 and b.columns == list(verdicts.ATTACK_COLUMNS)
     assert a.equals(b) and b.n_chunks() == 1
+    # read back a column at a time; the few-valued strings as 4-byte codes, their values unchanged
+    few = {c for c, t in b.schema.items() if t == pl.Categorical}
+    assert few == verdicts.FEW_VALUES and all(a.schema[c] == pl.String for c in few)
+    assert b.cast(dict.fromkeys(few, pl.String)).equals(a) and b.schema.keys() == a.schema.keys()
+    lean = spilled.attacks(skip=("incident_id",))
+    assert lean is not None and lean.columns == [c for c in verdicts.ATTACK_COLUMNS if c != "incident_id"]
+    assert lean.equals(b.drop("incident_id"))
     assert verdicts.Tally(spill=tmp_path / "none.rows").attacks() is None
 
 
@@ -313,3 +320,19 @@ def test_flow_alert_lines_are_json_dumps_of_the_events(rows: list[Any]) -> None:
     got = flow_event_lines(sure).to_list()
     for a, b in zip(got, want, strict=True):
         assert a == b, (rows, a, b)
+
+
+def test_incidents_of_categorical_rows_are_the_string_rows_incidents(tmp_path: Path) -> None:
+    """The spilled attack rows come back with categoricals (``verdicts.FEW_VALUES``); the incidents grouped from
+    them are those of the same rows as strings, with the same column types."""
+    kept, spilled = verdicts.Tally(), verdicts.Tally(spill=tmp_path / "attacks.rows")
+    for k in range(6):
+        chunk = _verdict_chunk(k * 40, 40, attack_every=2)
+        kept.add(chunk)
+        spilled.add(chunk)
+    a, b = kept.attacks(), spilled.attacks()
+    assert a is not None and b is not None and b.schema["label"] == pl.Categorical
+    inc_a, members_a = incidents.find_incidents(a)
+    inc_b, members_b = incidents.find_incidents(b)
+    assert inc_a.height > 0 and inc_b.schema == inc_a.schema
+    assert inc_b.equals(inc_a) and members_b.equals(members_a)

@@ -131,3 +131,24 @@ def test_rows_read_back_own_their_memory(tmp_path: Path) -> None:
     for name in ("uid", "community_id"):  # longer than 12 bytes: held in a data buffer, not inline in the view
         held = got[name].to_arrow(compat_level=pl.CompatLevel.newest()).buffers()[2:]
         assert sum(b.size for b in held if b is not None) <= 2 * sum(len(u) for u in got[name]), name
+
+
+def test_rows_asked_in_order_skip_the_join_and_match_it(tmp_path: Path) -> None:
+    """Rows asked in flow_id order, each once (an explanation's every member of a flood), come straight from the row
+    groups; any other request goes through the join: both give the flow table's rows, in the order asked."""
+    import numpy as np
+
+    from analyzer.outputs import ParquetRows
+
+    run_scan(ScanConfig(paths=CAPS[:1], out=tmp_path / "o", device="cpu", chunk_flows=37))
+    path = tmp_path / "o" / "flows.parquet"
+    table = pl.read_parquet(path)
+    rows = ParquetRows(path, spec=None)
+    ordered = np.arange(1, table.height, 2)
+    got = rows._read(ordered, ["uid", "duration_s"])
+    assert got.equals(table.filter(pl.col("flow_id").is_in(ordered.tolist())).select(got.columns))
+    shuffled = np.random.default_rng(0).permutation(ordered)
+    assert rows._read(shuffled, ["uid", "duration_s"])["flow_id"].to_list() == shuffled.tolist()
+    missing = np.append(ordered, table.height + 5)  # an id past the table: a null row, still in its place
+    got = rows._read(missing, ["uid"])
+    assert got.height == missing.size and got["uid"][-1] is None
