@@ -274,7 +274,8 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                     inc = _explain(clf, flow_rows, att, inc, config)
                 # Flow-table rows only for the flows the report names (its top flows, each incident's first flows):
                 # the evidence of a flood of millions of flows is a few thousand rows.
-                top_ids = verdicts.top_flows(att, TOP_FLOWS)["flow_id"].to_numpy()
+                ranked = verdicts.top_flows(att, TOP_FLOWS)  # once: a flood's ranking reads millions of rows
+                top_ids = ranked["flow_id"].to_numpy()
                 listed = _listed_members(att)
                 detail = flow_rows.flows(np.unique(np.concatenate([top_ids, listed["flow_id"].to_numpy()])))
                 inc = _evidence_columns(inc, att, listed, detail)
@@ -315,6 +316,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                     allow_entries=len(allow),
                     decap=config.decap,
                     flow_table=detail,
+                    ranked=ranked,
                     carved=carved,
                     written=config.write,
                     alert_confidence=config.alert_confidence,

@@ -49,6 +49,7 @@ class ScanResult:
     decap: bool = True  # tunnels were decapsulated (nta carve must decode the same way)
     flow_table: pl.DataFrame | None = None  # flow-table rows of the flows the report names (top flows' filters)
     top_flows: pl.DataFrame | None = None  # the top flows' whole verdicts.csv rows (``attacks`` has ATTACK_COLUMNS)
+    ranked: pl.DataFrame | None = None  # verdicts.top_flows(attacks) as the scan ranked them (None: rank again)
     carved: dict[int, tuple[Path, int]] = field(default_factory=dict)  # incident -> (capture file, packets)
     # Files read as one packet stream (features.flows.extract.Extraction.streams): {"files": [...], "how": ...}
     streams: list[dict[str, Any]] = field(default_factory=list)

@@ -68,7 +68,7 @@ def top_flow_rows(result: ScanResult) -> pl.DataFrame:
     """The top suspicious flows, each with its Wireshark display filter (``analyzer.evidence.flow_filter``)."""
     from analyzer.evidence import flow_filter
 
-    top = verdicts.top_flows(result.attacks, TOP_FLOWS)
+    top = result.ranked if result.ranked is not None else verdicts.top_flows(result.attacks, TOP_FLOWS)
     if result.top_flows is not None:  # their whole verdict rows: the attack rows keep ATTACK_COLUMNS only
         rest = [c for c in result.top_flows.columns if c not in top.columns]
         top = top.join(result.top_flows.select("flow_id", *rest), on="flow_id", how="left", maintain_order="left")

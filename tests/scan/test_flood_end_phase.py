@@ -336,3 +336,52 @@ def test_incidents_of_categorical_rows_are_the_string_rows_incidents(tmp_path: P
     inc_b, members_b = incidents.find_incidents(b)
     assert inc_a.height > 0 and inc_b.schema == inc_a.schema
     assert inc_b.equals(inc_a) and members_b.equals(members_a)
+
+
+def _top_flows_by_window(v: pl.DataFrame, n: int, per_incident: int) -> pl.DataFrame:
+    """The statement ``verdicts.top_flows`` is checked against: its first form, a window rank over every row."""
+    rank = pl.col("p_attack").rank("ordinal", descending=True).over(pl.col("incident_id").fill_null(-1))
+    return (
+        verdicts.suspicious(v)
+        .with_columns(_rank=rank)
+        .filter((pl.col("_rank") <= per_incident) | pl.col("incident_id").is_null())
+        .sort(["p_attack", "ts", "flow_id"], descending=[True, False, False])
+        .head(n)
+        .drop("_rank")
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from([0.5, 0.7, 0.9, 0.99]),  # few values: ties in p_attack
+            st.one_of(st.none(), st.integers(1, 4)),  # incident, or none
+            st.integers(0, 5),  # start second: ties in ts
+            st.sampled_from(["normal", "DoS", "Probe"]),
+            st.booleans(),  # allowed
+        ),
+        max_size=60,
+    ),
+    n=st.integers(1, 12),
+    per_incident=st.integers(1, 3),
+)
+def test_top_flows_match_the_window_rank(rows: list[Any], n: int, per_incident: int) -> None:
+    ids = np.random.default_rng(len(rows)).permutation(len(rows))  # flow ids not in row order
+    v = pl.DataFrame(
+        {
+            "flow_id": ids.astype(np.int64),
+            "p_attack": [r[0] for r in rows],
+            "incident_id": pl.Series([r[1] for r in rows], dtype=pl.Int64),
+            "ts": [dt.datetime(2024, 1, 1, 0, 0, r[2], tzinfo=dt.UTC) for r in rows],
+            "label": [r[3] for r in rows],
+            "allowed": [r[4] for r in rows],
+        },
+        schema_overrides={
+            "p_attack": pl.Float64,
+            "ts": pl.Datetime("us", "UTC"),
+            "label": pl.String,
+            "allowed": pl.Boolean,
+        },
+    )
+    assert verdicts.top_flows(v, n, per_incident).equals(_top_flows_by_window(v, n, per_incident))

@@ -38,6 +38,8 @@ def _remap(result: ScanResult) -> ScanResult:
     m = {h: _v6(h) for h in hosts}
     swap = [pl.col(c).replace_strict(m) for c in ("orig_h", "resp_h")]
     result.attacks = result.attacks.with_columns(swap)
+    assert result.ranked is not None  # the top flows as the scan ranked them
+    result.ranked = result.ranked.with_columns(swap)
     assert result.flow_table is not None
     result.flow_table = result.flow_table.with_columns(swap)
     inc = result.incidents.with_columns(
