@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from analyzer.verdicts import suspicious
+from analyzer.verdicts import suspicious, where
 
 # class -> (Suricata classification.config description, its priority = EVE severity). Same order as
 # analyzer.incidents.SEVERITY: a host taken over before a service brought down before a scan.
@@ -92,8 +92,7 @@ def first_flows(verdicts: pl.DataFrame) -> pl.DataFrame:
     """Each incident's first flow (by start, then ``flow_id``) among ``verdicts``' suspicious rows: the tuple
     its incident alert carries."""
     return (
-        suspicious(verdicts)
-        .filter(pl.col("incident_id").is_not_null())
+        where(suspicious(verdicts), pl.col("incident_id").is_not_null())
         .sort("ts", "flow_id")
         .group_by("incident_id", maintain_order=True)
         .first()

@@ -21,6 +21,7 @@ from typing import Any
 
 import polars as pl
 
+from analyzer.verdicts import where
 from features.common import ProgressFn, no_progress
 
 MAX_SET = 8  # addresses named in an incident filter, per side
@@ -147,7 +148,7 @@ def incident_stem(row: dict[str, Any]) -> str:
 
 def incident_members(verdicts: pl.DataFrame, flows: pl.DataFrame) -> pl.DataFrame:
     """Flow rows (flow-table columns) of every flow in an incident, with ``incident_id``."""
-    ids = verdicts.filter(pl.col("incident_id").is_not_null()).select("flow_id", "incident_id")
+    ids = where(verdicts.select("flow_id", "incident_id"), pl.col("incident_id").is_not_null())
     return flows.join(ids, on="flow_id", how="inner")
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from analyzer.verdicts import NORMAL
+from analyzer.verdicts import NORMAL, where
 
 # Most severe first. U2R (a user became root) and R2L (remote access to an account or service) mean a host is,
 # or is being, compromised: the costliest to miss and the rarest, so each deserves a look. DoS hurts
@@ -71,8 +71,10 @@ def find_incidents(
     works on integer codes (``_sessions``), so a flood of millions of one-packet flows costs a few integers a
     flow, not a polars group each.
     """
-    att = verdicts.filter(~pl.col("allowed")) if "allowed" in verdicts.columns else verdicts  # --allow: never
-    att = att.select(*_NEEDED, "orig_bytes", "resp_bytes").filter(pl.col("label") != NORMAL)
+    allowed = "allowed" in verdicts.columns  # --allow: never
+    cols = [*_NEEDED, "orig_bytes", "resp_bytes"]
+    keep = (pl.col("label") != NORMAL) & ~pl.col("allowed") if allowed else pl.col("label") != NORMAL
+    att = where(verdicts.select(*cols, *(["allowed"] if allowed else [])), keep).select(cols)
     if att.height == 0:
         return _empty_incidents(), pl.DataFrame(schema={"flow_id": pl.Int64, "incident_id": pl.Int64})
     if not _in_start_order(att):

@@ -281,7 +281,9 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 inc = _evidence_columns(inc, att, listed, detail)
                 if config.carve:
                     with timed("carving") as progress:
-                        members_of = att.filter(pl.col("incident_id").is_not_null())["flow_id"].to_numpy()
+                        members_of = verdicts.where(
+                            att.select("flow_id", "incident_id"), pl.col("incident_id").is_not_null()
+                        )["flow_id"].to_numpy()
                         inc_members = evidence.incident_members(att, flow_rows.flows(members_of))
                         carved = evidence.carve_incidents(
                             out_dir, list(found.captures), inc_members, inc, decap=config.decap, force=True,
@@ -678,8 +680,7 @@ LISTED_MEMBERS = 10_000
 def _listed_members(att: pl.DataFrame) -> pl.DataFrame:
     """``flow_id``, ``incident_id``, ``ts`` of each incident's first ``LISTED_MEMBERS`` flows."""
     return (
-        att.filter(pl.col("incident_id").is_not_null())
-        .select("flow_id", "incident_id", "ts")
+        verdicts.where(att.select("flow_id", "incident_id", "ts"), pl.col("incident_id").is_not_null())
         .sort("ts", "flow_id")
         .group_by("incident_id", maintain_order=True)
         .head(LISTED_MEMBERS)
@@ -699,7 +700,7 @@ def _evidence_columns(inc: pl.DataFrame, att: pl.DataFrame, listed: pl.DataFrame
         .iter_rows()
     )
     cols = ["incident_id", "flow_id", "orig_h", "resp_h", "proto", "resp_p", "ts", "ts_end"]
-    filters = evidence.incident_filters(att.select(cols).filter(pl.col("incident_id").is_not_null()), first_ip)
+    filters = evidence.incident_filters(verdicts.where(att.select(cols), pl.col("incident_id").is_not_null()), first_ip)
     by_incident = {k[0]: g for k, g in listed.group_by("incident_id")} if listed.height else {}
     cids, uids = [], []
     for i in inc["incident_id"].to_list():
@@ -793,8 +794,8 @@ def _explain(clf: Any, rows: explain.Rows, att: pl.DataFrame, inc: pl.DataFrame,
     ``flow_id``), read back from flows.parquet for the flows the explanations need.
     """
     chosen = inc.sort("incident_id").head(cfg.explain_incidents)
-    members = att.select("flow_id", "incident_id", "ts").filter(  # the columns first: a filter copies what it keeps
-        pl.col("incident_id").is_in(chosen["incident_id"].implode())
+    members = verdicts.where(  # the columns first: a filter copies what it keeps
+        att.select("flow_id", "incident_id", "ts"), pl.col("incident_id").is_in(chosen["incident_id"].implode())
     )
     # Time order (ts, then flow_id): a scan's attack rows come so, and a sort of a flood's millions would copy them.
     if not (members["flow_id"].is_sorted() and members["ts"].is_sorted()):

@@ -385,3 +385,19 @@ def test_top_flows_match_the_window_rank(rows: list[Any], n: int, per_incident: 
         },
     )
     assert verdicts.top_flows(v, n, per_incident).equals(_top_flows_by_window(v, n, per_incident))
+
+
+@pytest.mark.parametrize(
+    ("allowed", "same"),
+    [
+        ([False, False, False], True),  # every row passes: the frame itself, nothing copied
+        ([False, True, False], False),
+        ([False, None, False], False),  # null drops the row, as filter does
+        ([True, True, True], False),
+    ],
+)
+def test_where_is_filter_without_the_copy_when_all_pass(allowed: list[bool | None], same: bool) -> None:
+    df = pl.DataFrame({"flow_id": [1, 2, 3], "label": ["DoS", "DoS", "Probe"], "allowed": allowed})
+    got = verdicts.where(df, ~pl.col("allowed"))
+    assert got.equals(df.filter(~pl.col("allowed"))) and (got is df) == same
+    assert verdicts.suspicious(df).equals(df.filter((pl.col("label") != "normal") & ~pl.col("allowed")))
