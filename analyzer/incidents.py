@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from analyzer.verdicts import NORMAL, where
+from analyzer.verdicts import NORMAL, in_start_order, where
 
 # Most severe first. U2R (a user became root) and R2L (remote access to an account or service) mean a host is,
 # or is being, compromised: the costliest to miss and the rarest, so each deserves a look. DoS hurts
@@ -77,7 +77,7 @@ def find_incidents(
     att = where(verdicts.select(*cols, *(["allowed"] if allowed else [])), keep).select(cols)
     if att.height == 0:
         return _empty_incidents(), pl.DataFrame(schema={"flow_id": pl.Int64, "incident_id": pl.Int64})
-    if not _in_start_order(att):
+    if not in_start_order(att):
         att = att.sort("ts", "flow_id")
     codes = _sessions(att, config)  # (n,) each
     inc = _aggregate(att, codes)
@@ -98,14 +98,6 @@ def find_incidents(
     incident_of[order["_s"].to_numpy()] = order["incident_id"].to_numpy()
     membership = pl.DataFrame({"flow_id": att["flow_id"], "incident_id": incident_of[codes["_s"]]})
     return order.drop("_s"), membership.sort("flow_id")
-
-
-def _in_start_order(att: pl.DataFrame) -> bool:
-    """Rows sorted by (``ts``, ``flow_id``)?"""
-    ts = att["ts"].to_physical().to_numpy()
-    fid = att["flow_id"].to_numpy()
-    dts, dfid = np.diff(ts), np.diff(fid)
-    return bool(np.all((dts > 0) | ((dts == 0) & (dfid > 0))))
 
 
 def _dense(x: pl.Series | np.ndarray) -> tuple[np.ndarray, int]:

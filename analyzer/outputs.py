@@ -229,7 +229,7 @@ class ParquetRows:
             assert isinstance(part, pl.DataFrame)
             parts.append(part)
         got = pl.concat(parts) if parts else pl.DataFrame(schema={"flow_id": pl.Int64})
-        if got.height == want.size and ids.size == want.size and np.array_equal(ids, want):
+        if np.array_equal(ids, want) and got.height == want.size:
             # asked in flow_id order, each once, all found: the row groups gave them so (an explanation reads
             # a feature of every member of a flood's incident, and a join of millions of ids copies them twice)
             return got

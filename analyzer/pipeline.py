@@ -281,15 +281,13 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 inc = _evidence_columns(inc, att, listed, detail)
                 if config.carve:
                     with timed("carving") as progress:
-                        members_of = verdicts.where(
-                            att.select("flow_id", "incident_id"), pl.col("incident_id").is_not_null()
-                        )["flow_id"].to_numpy()
-                        inc_members = evidence.incident_members(att, flow_rows.flows(members_of))
+                        ids = verdicts.where(att.select("flow_id", "incident_id"), pl.col("incident_id").is_not_null())
+                        inc_members = evidence.incident_members(ids, flow_rows.flows(ids["flow_id"].to_numpy()))
                         carved = evidence.carve_incidents(
                             out_dir, list(found.captures), inc_members, inc, decap=config.decap, force=True,
                             progress=progress, streams=[list(st["files"]) for st in ext.streams],
                         )  # fmt: skip
-                        del inc_members
+                        del inc_members, ids
                 result = ScanResult(
                     out_dir=out_dir,
                     captures=list(ext.sources),
@@ -797,8 +795,7 @@ def _explain(clf: Any, rows: explain.Rows, att: pl.DataFrame, inc: pl.DataFrame,
     members = verdicts.where(  # the columns first: a filter copies what it keeps
         att.select("flow_id", "incident_id", "ts"), pl.col("incident_id").is_in(chosen["incident_id"].implode())
     )
-    # Time order (ts, then flow_id): a scan's attack rows come so, and a sort of a flood's millions would copy them.
-    if not (members["flow_id"].is_sorted() and members["ts"].is_sorted()):
+    if not verdicts.in_start_order(members):  # time order (ts, then flow_id)
         members = members.sort("ts", "flow_id")
     members = members.select(pl.col("flow_id").cast(pl.Int64).alias("row"), "incident_id")
     labels = dict(zip(chosen["incident_id"].to_list(), chosen["label"].to_list(), strict=True))

@@ -141,6 +141,17 @@ def where(frame: pl.DataFrame, predicate: pl.Expr) -> pl.DataFrame:
     return frame.filter(mask)
 
 
+def in_start_order(frame: pl.DataFrame) -> bool:
+    """Rows sorted by (``ts``, ``flow_id``)? A scan's attack rows come so, and a sort of a flood's millions would
+    copy them: callers sort only when not."""
+    if frame["flow_id"].is_sorted() and frame["ts"].is_sorted():  # the usual case, without a copy
+        return True
+    ts = frame["ts"].to_physical().to_numpy()
+    fid = frame["flow_id"].to_numpy()
+    dts, dfid = np.diff(ts), np.diff(fid)
+    return bool(np.all((dts > 0) | ((dts == 0) & (dfid > 0))))
+
+
 def suspicious(verdicts: pl.DataFrame) -> pl.DataFrame:
     """Attack-labelled flows that no ``--allow`` entry covers (frames without ``allowed``: every attack flow)."""
     return where(verdicts, is_attack() & ~pl.col("allowed") if "allowed" in verdicts.columns else is_attack())

@@ -167,13 +167,19 @@ def _verdict_chunk(start: int, n: int, attack_every: int) -> pl.DataFrame:
     return verdicts.build_verdicts(flows, pl.Series(["http"] * n), proba, classes, "m1")
 
 
-def test_attack_rows_spilled_come_back_as_kept(tmp_path: Path) -> None:
-    kept, spilled = verdicts.Tally(), verdicts.Tally(spill=tmp_path / "attacks.rows")
-    for k in range(4):
-        chunk = _verdict_chunk(k * 50, 50, attack_every=3)
+def _kept_and_spilled(spill: Path, chunks: int, rows: int, attack_every: int) -> tuple[verdicts.Tally, Any, Any]:
+    """The same verdict chunks tallied twice: attack rows kept in memory, and spilled to ``spill``; the spilling
+    tally and both tallies' attack rows."""
+    kept, spilled = verdicts.Tally(), verdicts.Tally(spill=spill)
+    for k in range(chunks):
+        chunk = _verdict_chunk(k * rows, rows, attack_every=attack_every)
         kept.add(chunk)
         spilled.add(chunk)
-    a, b = kept.attacks(), spilled.attacks()
+    return spilled, kept.attacks(), spilled.attacks()
+
+
+def test_attack_rows_spilled_come_back_as_kept(tmp_path: Path) -> None:
+    spilled, a, b = _kept_and_spilled(tmp_path / "attacks.rows", 4, 50, attack_every=3)
     assert a is not None and b is not None
     assert b.height == spilled.attack_rows == 67 and b.columns == list(verdicts.ATTACK_COLUMNS)
     assert a.equals(b) and b.n_chunks() == 1
@@ -325,12 +331,7 @@ def test_flow_alert_lines_are_json_dumps_of_the_events(rows: list[Any]) -> None:
 def test_incidents_of_categorical_rows_are_the_string_rows_incidents(tmp_path: Path) -> None:
     """The spilled attack rows come back with categoricals (``verdicts.FEW_VALUES``); the incidents grouped from
     them are those of the same rows as strings, with the same column types."""
-    kept, spilled = verdicts.Tally(), verdicts.Tally(spill=tmp_path / "attacks.rows")
-    for k in range(6):
-        chunk = _verdict_chunk(k * 40, 40, attack_every=2)
-        kept.add(chunk)
-        spilled.add(chunk)
-    a, b = kept.attacks(), spilled.attacks()
+    _, a, b = _kept_and_spilled(tmp_path / "attacks.rows", 6, 40, attack_every=2)
     assert a is not None and b is not None and b.schema["label"] == pl.Categorical
     inc_a, members_a = incidents.find_incidents(a)
     inc_b, members_b = incidents.find_incidents(b)
