@@ -88,11 +88,16 @@ def incident_filters(members: pl.DataFrame, ip_proto: dict[int, int] | None = No
     of each incident's first flow (lowest ``flow_id``), for incidents of one protocol other than TCP, UDP or ICMP;
     without it the ``members``' own column is used. Aggregated per incident in one group-by, so a flood of
     millions of flows costs a few values per incident, not a copy of its rows."""
-    if members.height == 0:
-        return {}
+    return filters_from(filter_aggregates(members), ip_proto)
+
+
+def filter_aggregates(members: pl.DataFrame) -> pl.DataFrame:
+    """What ``incident_filters`` reads of each incident's flows, one row an incident: distinct sources and
+    targets (counts, and the first ``MAX_SET`` + 1 sorted), protocols, the first flow's IP protocol, responder
+    ports (the first ``MAX_PORTS`` + 1 sorted), time span."""
     has_ip = "ip_proto" in members.columns
     first = pl.col("ip_proto").sort_by("flow_id").first() if has_ip else pl.lit(0)
-    agg = members.group_by("incident_id").agg(
+    return members.group_by("incident_id").agg(
         n_src=pl.col("orig_h").n_unique(),
         srcs=pl.col("orig_h").unique().sort().head(MAX_SET + 1),
         v6=pl.col("orig_h").str.contains(":", literal=True).all(),
@@ -104,6 +109,12 @@ def incident_filters(members: pl.DataFrame, ip_proto: dict[int, int] | None = No
         start=pl.col("ts").min(),
         end=pl.col("ts_end").max(),
     )
+
+
+def filters_from(agg: pl.DataFrame, ip_proto: dict[int, int] | None = None) -> dict[int, str]:
+    """``incident_filters`` of the aggregates ``filter_aggregates`` (or a query) made."""
+    if agg.height == 0:
+        return {}
     out = {}
     for r in agg.iter_rows(named=True):
         parts = []
@@ -116,7 +127,7 @@ def incident_filters(members: pl.DataFrame, ip_proto: dict[int, int] | None = No
             parts.append(_family(targets))
         if len(r["protos"]) == 1:
             proto = r["protos"][0]
-            ip = (ip_proto or {}).get(r["incident_id"], r["ip_proto"])
+            ip = (ip_proto or {}).get(r["incident_id"], r.get("ip_proto", 0))
             parts.append(_transport(proto, int(ip or 0), bool(r["v6"])))
             ports = r["ports"]
             if proto in ("tcp", "udp") and 0 < len(ports) <= MAX_PORTS:

@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from analyzer import evidence, explain, incidents, inputs, verdicts
+from analyzer import evidence, explain, incident_sql, incidents, inputs, verdicts
 from analyzer.allow import allowed, read_allow
 from analyzer.outputs import KDD_RENAMED as KDD_RENAMED  # re-exported: flows.parquet's renamed KDD feature
 from analyzer.outputs import FlowsWriter, ParquetRows, VerdictRows, finish_flows, flows_table, with_verdicts
 from analyzer.progress import QuietStages, Stages
 from analyzer.result import OUTPUT_NAMES, ZEEK_NAMES, ScanResult
 from analyzer.scoring import predict as _predict
-from analyzer.summary import TOP_FLOWS, to_json
+from analyzer.summary import TOP_FLOWS, TOP_TALKERS, to_json
 from features.capture.filter import PacketFilter
 from features.capture.source import is_stream
 from features.capture.stream import DEFAULT_LIMITS, ReadLimits
@@ -256,32 +256,38 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 engine.close()
                 with timed("incidents"):
                     tally = engine.tally
-                    # ATTACK_COLUMNS but the incident ids (still null): a flood makes every flow one of these rows
-                    att = tally.attacks(skip=("incident_id",))
+                    tally.close()
+                    # Every attack row is read by DuckDB from the spill and queried out of core (a flood makes every
+                    # flow one): the scan holds the incidents and the rows the report names, not the attack rows.
+                    store = stack.enter_context(incident_sql.Store(folder / ".incidents.tmp"))
+                    store.load(attack_spill if tally.attack_rows else None, _empty_attacks(clf))
                     attack_spill.unlink(missing_ok=True)
-                    if att is None:
-                        att = verdicts.build_verdicts(
-                            _empty_flows(), pl.Series([], dtype=pl.String), np.zeros((0, len(clf.classes)), np.float32),
-                            clf.classes, clf.model_id,
-                        ).select(verdicts.ATTACK_COLUMNS).drop("incident_id")  # fmt: skip
-                    inc, members = incidents.find_incidents(att, config.incidents)
-                    att = att.join(members, on="flow_id", how="left", maintain_order="left")
+                    inc, members = store.incidents(config.incidents)
                 t0 = time.perf_counter()
                 engine.finish_flows(ext, clf.model_id, flows_path, members)
                 seconds["writing"] += time.perf_counter() - t0
                 flow_rows = ParquetRows(flows_path, clf.spec)
                 with timed("explaining"):
-                    inc = _explain(clf, flow_rows, att, inc, config)
-                # Flow-table rows only for the flows the report names (its top flows, each incident's first flows):
-                # the evidence of a flood of millions of flows is a few thousand rows.
-                ranked = verdicts.top_flows(att, TOP_FLOWS)  # once: a flood's ranking reads millions of rows
+                    inc = _explain(clf, flow_rows, store, inc, config)
+                # The attack rows the report names: each incident's first LISTED_MEMBERS and its top flows' candidates
+                att = store.rows(list(verdicts.ATTACK_COLUMNS), LISTED_MEMBERS, TOP_PER_INCIDENT)
+                ranked = verdicts.top_flows(att, TOP_FLOWS, TOP_PER_INCIDENT)
                 top_ids = ranked["flow_id"].to_numpy()
                 listed = _listed_members(att)
+                # Flow-table rows only for the flows the report names (its top flows, each incident's first flows):
+                # the evidence of a flood of millions of flows is a few thousand rows.
                 detail = flow_rows.flows(np.unique(np.concatenate([top_ids, listed["flow_id"].to_numpy()])))
-                inc = _evidence_columns(inc, att, listed, detail)
+                inc = _evidence_columns(inc, store, listed, detail)
+                timelines = verdicts.Timeline(
+                    clf.classes, (tally.ts_min, tally.ts_max), pl.Datetime("us", "UTC"), TIMELINE_BINS
+                )
+                for batch in store.batches(["ts", "label"]):
+                    timelines.add(batch)
+                talkers = store.top_talkers(TOP_TALKERS)
+                suspicious_flows = store.suspicious()
                 if config.carve:
                     with timed("carving") as progress:
-                        ids = verdicts.where(att.select("flow_id", "incident_id"), pl.col("incident_id").is_not_null())
+                        ids = store.incident_rows(["flow_id", "incident_id"])
                         inc_members = evidence.incident_members(ids, flow_rows.flows(ids["flow_id"].to_numpy()))
                         carved = evidence.carve_incidents(
                             out_dir, list(found.captures), inc_members, inc, decap=config.decap, force=True,
@@ -301,6 +307,9 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                     classes=tuple(clf.classes),
                     tally=tally,
                     attacks=att,
+                    timelines=timelines,
+                    talkers=talkers,
+                    suspicious_flows=suspicious_flows,
                     incidents=inc,
                     seconds=seconds,
                     cpu_seconds=cpu_seconds,
@@ -673,6 +682,16 @@ def _zeek_stream(
 # An incident's uids and Community IDs in report.json are those of its first flows, at most this many: a flood's
 # millions would make report.json gigabytes. Every member is in flows.parquet and verdicts.csv (incident_id).
 LISTED_MEMBERS = 10_000
+TOP_PER_INCIDENT = 2  # top flows from one incident at most (verdicts.top_flows)
+TIMELINE_BINS = tuple(range(10, 61))  # the report's timeline has 10 to 60 bins, by the terminal's width
+
+
+def _empty_attacks(clf: Any) -> pl.DataFrame:
+    """The attack rows' columns (``verdicts.ATTACK_COLUMNS`` but the incident id), and no row."""
+    return verdicts.build_verdicts(
+        _empty_flows(), pl.Series([], dtype=pl.String), np.zeros((0, len(clf.classes)), np.float32),
+        clf.classes, clf.model_id,
+    ).select(verdicts.ATTACK_COLUMNS).drop("incident_id")  # fmt: skip
 
 
 def _listed_members(att: pl.DataFrame) -> pl.DataFrame:
@@ -685,7 +704,9 @@ def _listed_members(att: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _evidence_columns(inc: pl.DataFrame, att: pl.DataFrame, listed: pl.DataFrame, detail: pl.DataFrame) -> pl.DataFrame:
+def _evidence_columns(
+    inc: pl.DataFrame, store: incident_sql.Store, listed: pl.DataFrame, detail: pl.DataFrame
+) -> pl.DataFrame:
     """Each incident's Wireshark display filter (``analyzer.evidence``, from all its flows), and the uids and
     Community IDs of its first ``LISTED_MEMBERS`` flows (``listed``; their flow-table rows are in ``detail``)."""
     listed = listed.join(detail.select("flow_id", "uid", "community_id", "ip_proto"), on="flow_id", how="left")
@@ -697,8 +718,7 @@ def _evidence_columns(inc: pl.DataFrame, att: pl.DataFrame, listed: pl.DataFrame
         .select("incident_id", "ip_proto")
         .iter_rows()
     )
-    cols = ["incident_id", "flow_id", "orig_h", "resp_h", "proto", "resp_p", "ts", "ts_end"]
-    filters = evidence.incident_filters(verdicts.where(att.select(cols), pl.col("incident_id").is_not_null()), first_ip)
+    filters = evidence.filters_from(store.filter_aggregates(evidence.MAX_SET, evidence.MAX_PORTS), first_ip)
     by_incident = {k[0]: g for k, g in listed.group_by("incident_id")} if listed.height else {}
     cids, uids = [], []
     for i in inc["incident_id"].to_list():
@@ -785,18 +805,16 @@ def _check_model_features(clf: Any) -> None:
         )
 
 
-def _explain(clf: Any, rows: explain.Rows, att: pl.DataFrame, inc: pl.DataFrame, cfg: ScanConfig) -> pl.DataFrame:
+def _explain(
+    clf: Any, rows: explain.Rows, store: incident_sql.Store, inc: pl.DataFrame, cfg: ScanConfig
+) -> pl.DataFrame:
     """Add ``summary`` (one line) and ``reason`` (top features) to the incidents; the largest N are explained.
 
-    ``att``: the attack verdict rows with ``incident_id``; ``rows``: the flows' features by row number (=
+    ``store``: the attack rows with ``incident_id``; ``rows``: the flows' features by row number (=
     ``flow_id``), read back from flows.parquet for the flows the explanations need.
     """
     chosen = inc.sort("incident_id").head(cfg.explain_incidents)
-    members = verdicts.where(  # the columns first: a filter copies what it keeps
-        att.select("flow_id", "incident_id", "ts"), pl.col("incident_id").is_in(chosen["incident_id"].implode())
-    )
-    if not verdicts.in_start_order(members):  # time order (ts, then flow_id)
-        members = members.sort("ts", "flow_id")
+    members = store.members(chosen["incident_id"].to_list())  # in time order (ts, then flow_id)
     members = members.select(pl.col("flow_id").cast(pl.Int64).alias("row"), "incident_id")
     labels = dict(zip(chosen["incident_id"].to_list(), chosen["label"].to_list(), strict=True))
     drivers = explain.explain_rows(

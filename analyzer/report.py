@@ -20,7 +20,7 @@ from rich.text import Text
 from analyzer import __version__, verdicts
 from analyzer.incidents import fmt_duration, fmt_endpoint, fmt_host
 from analyzer.incidents import phrases as incident_phrases
-from analyzer.result import ScanResult
+from analyzer.result import ScanResult, suspicious_of, talkers_of, timeline_of
 from analyzer.summary import TOP_TALKERS, span, top_flow_rows
 from features.common import escape_surrogates, path_text
 
@@ -115,7 +115,7 @@ def _verdict_table(result: ScanResult) -> Table:
 def _timeline(result: ScanResult, width: int) -> Group:
     # One character per bin; the label and the "peak" note take about 45 columns.
     bins = max(10, min(60, width - 45))
-    line = verdicts.timeline(result.attacks, result.classes, bins, span=(result.tally.ts_min, result.tally.ts_max))
+    line = timeline_of(result, bins)
     if not line["counts"]:
         return Group(Text("Attack flows over time: none"))
     head = Text(
@@ -263,7 +263,7 @@ def _talkers(result: ScanResult) -> Table:
         t.add_column(
             name, justify="left" if name in ("originator", "classes") else "right", no_wrap=name == "originator"
         )
-    for r in verdicts.top_talkers(result.attacks, TOP_TALKERS).iter_rows(named=True):
+    for r in talkers_of(result, TOP_TALKERS).iter_rows(named=True):
         cells = (fmt_host(r["orig_h"]), f"{r['flows']:,}", r["classes"], f"{r['targets']:,}", f"{r['ports']:,}",
                  f"{r['max_p_attack']:.2f}")  # fmt: skip
         t.add_row(*map(Text, cells))  # Text: an address is never read as markup or an :emoji: code
@@ -293,7 +293,7 @@ def render(result: ScanResult, console: Console) -> None:
     console.print(_timeline(result, console.width))
     console.print()
     console.print(_incidents(result, console.width))
-    if verdicts.suspicious(result.attacks).height:
+    if suspicious_of(result):
         console.print()
         console.print(_top_flows(result, console.width))
         console.print(_flow_filters(result, console.width))

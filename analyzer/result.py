@@ -32,7 +32,9 @@ class ScanResult:
     device: str
     classes: tuple[str, ...]
     tally: Tally  # counts and time span over every verdict row (verdicts.csv holds the rows themselves)
-    attacks: pl.DataFrame  # the verdicts.csv rows of attack flows, with their incident_id
+    # The verdicts.csv rows of attack flows (ATTACK_COLUMNS), with their incident_id: all of them, or, from a scan,
+    # those the report names (``timelines``, ``talkers`` and ``suspicious_flows`` then say what every row adds up to)
+    attacks: pl.DataFrame
     incidents: pl.DataFrame  # one row per incident, with "summary" and "reason" columns
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # stage -> CPU seconds of this process (all threads)
@@ -51,6 +53,9 @@ class ScanResult:
     top_flows: pl.DataFrame | None = None  # the top flows' whole verdicts.csv rows (``attacks`` has ATTACK_COLUMNS)
     ranked: pl.DataFrame | None = None  # verdicts.top_flows(attacks) as the scan ranked them (None: rank again)
     carved: dict[int, tuple[Path, int]] = field(default_factory=dict)  # incident -> (capture file, packets)
+    timelines: Any = None  # verdicts.Timeline of every attack row (None: computed from ``attacks``)
+    talkers: pl.DataFrame | None = None  # verdicts.top_talkers of every attack row (None: from ``attacks``)
+    suspicious_flows: int | None = None  # attack flows no --allow entry covers (None: counted in ``attacks``)
     # Files read as one packet stream (features.flows.extract.Extraction.streams): {"files": [...], "how": ...}
     streams: list[dict[str, Any]] = field(default_factory=list)
 
@@ -88,3 +93,30 @@ class ScanResult:
         if not self.written:
             return {}
         return {name: self.out_dir / name for name in (*OUTPUT_NAMES, *self.extra_outputs)}
+
+
+def timeline_of(result: ScanResult, bins: int = 60) -> dict[str, Any]:
+    """The attack timeline in ``bins`` bins (``verdicts.timeline``)."""
+    from analyzer import verdicts
+
+    if result.timelines is not None and bins in result.timelines.counts:
+        return result.timelines.line(bins)  # type: ignore[no-any-return]
+    return verdicts.timeline(result.attacks, result.classes, bins, span=(result.tally.ts_min, result.tally.ts_max))
+
+
+def talkers_of(result: ScanResult, n: int) -> pl.DataFrame:
+    """The top ``n`` talkers (``verdicts.top_talkers``)."""
+    from analyzer import verdicts
+
+    if result.talkers is not None:
+        return result.talkers.head(n)
+    return verdicts.top_talkers(result.attacks, n)
+
+
+def suspicious_of(result: ScanResult) -> int:
+    """How many attack flows no --allow entry covers."""
+    from analyzer import verdicts
+
+    if result.suspicious_flows is not None:
+        return result.suspicious_flows
+    return verdicts.suspicious(result.attacks).height

@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 
 from analyzer import __version__, verdicts
-from analyzer.result import ScanResult
+from analyzer.result import ScanResult, talkers_of, timeline_of
 from features.common import escape_surrogates, path_text
 
 # report.json's shape, described by docs/report.schema.json (tests/scan/test_report_schema.py validates against it).
@@ -94,7 +94,7 @@ def _rows(df: pl.DataFrame) -> list[dict[str, Any]]:
 def to_json(result: ScanResult) -> dict[str, Any]:
     """The machine-readable summary written to ``report.json`` (and printed by ``--format json``)."""
     start, end = span(result)
-    line = verdicts.timeline(result.attacks, result.classes, span=(result.tally.ts_min, result.tally.ts_max))
+    line = timeline_of(result)
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "nta_version": __version__,
@@ -128,7 +128,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
             for r in result.incidents.iter_rows(named=True)
         ],
         "top_flows": _rows(top_flow_rows(result)),
-        "top_talkers": _rows(verdicts.top_talkers(result.attacks, TOP_TALKERS)),
+        "top_talkers": _rows(talkers_of(result, TOP_TALKERS)),
         "fail_on": {
             "classes": sorted(result.fail_on),
             "min_confidence": result.min_confidence,

@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 import polars as pl
@@ -318,22 +318,56 @@ def timeline(
     flow start of ``verdicts``, or ``span`` when ``verdicts`` holds only some rows (the attacks)."""
     if span is None:
         if verdicts.height == 0:
-            return {"start": None, "bin_s": 0.0, "bins": 0, "counts": {}}
+            return dict(Timeline.EMPTY)
         span = (verdicts["ts"].min(), verdicts["ts"].max())
-    if span[0] is None:
-        return {"start": None, "bin_s": 0.0, "bins": 0, "counts": {}}
-    edges = pl.Series([span[0], span[1]], dtype=verdicts.schema["ts"]).dt.epoch("us").to_numpy() / 1e6
-    ts = verdicts["ts"].dt.epoch("us").to_numpy().astype(np.float64) / 1e6  # (n,) seconds
-    t0, t1 = float(edges[0]), float(edges[1])
-    bin_s = max((t1 - t0) / bins, 1e-6)
-    idx = np.minimum(((ts - t0) / bin_s).astype(np.int64), bins - 1)  # (n,)
-    label = verdicts["label"]
-    counts = {}
-    for c in classes:
-        is_c = (label == c).to_numpy()  # (n,) bool: no Python string per row
-        if c != NORMAL and is_c.any():
-            counts[c] = np.bincount(idx[is_c], minlength=bins).tolist()
-    return {"start": span[0], "bin_s": bin_s, "bins": bins, "counts": counts}
+    line = Timeline(classes, span, verdicts.schema["ts"], (bins,))
+    line.add(verdicts)
+    return line.line(bins)
+
+
+class Timeline:
+    """``timeline`` for several bin counts at once, the rows added in batches (any order): the attack rows of a
+    flood are read back in batches, and the terminal's width picks the bin count only when the report prints."""
+
+    EMPTY: ClassVar[dict[str, Any]] = {"start": None, "bin_s": 0.0, "bins": 0, "counts": {}}
+
+    def __init__(self, classes: Sequence[str], span: tuple[Any, Any], ts_type: Any, bins: Sequence[int]) -> None:
+        self.classes = [c for c in classes if c != NORMAL]
+        self.start = span[0]
+        self.counts: dict[int, np.ndarray] = {}  # bins -> (classes, bins) flows
+        if span[0] is None:
+            return
+        edges = pl.Series([span[0], span[1]], dtype=ts_type).dt.epoch("us").to_numpy() / 1e6
+        self.t0, t1 = float(edges[0]), float(edges[1])
+        self.bin_s = {b: max((t1 - self.t0) / b, 1e-6) for b in bins}
+        self.counts = {b: np.zeros((len(self.classes), b), np.int64) for b in bins}
+
+    def add(self, rows: pl.DataFrame) -> None:
+        """Rows with ``ts`` and ``label``."""
+        if not self.counts or rows.height == 0:
+            return
+        ts = rows["ts"].dt.epoch("us").to_numpy().astype(np.float64) / 1e6  # (n,) seconds
+        label = rows["label"]
+        for k, c in enumerate(self.classes):
+            is_c = (label == c).to_numpy()  # (n,) bool: no Python string per row
+            if not is_c.any():
+                continue
+            t = ts[is_c]
+            for b, counts in self.counts.items():
+                idx = np.minimum(((t - self.t0) / self.bin_s[b]).astype(np.int64), b - 1)
+                counts[k] += np.bincount(idx, minlength=b)
+
+    def line(self, bins: int) -> dict[str, Any]:
+        """``timeline``'s answer for ``bins`` (one of those asked for)."""
+        if not self.counts:
+            return dict(self.EMPTY)
+        counts = self.counts[bins]
+        return {
+            "start": self.start,
+            "bin_s": self.bin_s[bins],
+            "bins": bins,
+            "counts": {c: counts[k].tolist() for k, c in enumerate(self.classes) if counts[k].any()},
+        }
 
 
 def top_flows(verdicts: pl.DataFrame, n: int = 10, per_incident: int = 2) -> pl.DataFrame:

@@ -95,9 +95,9 @@ def install(stage: str, mark: Path, go: Path | None) -> None:
 
         _before(pipeline, "_predict", pause)
     elif stage == "incidents":
-        from analyzer import incidents
+        from analyzer import incident_sql
 
-        _before(incidents, "find_incidents", pause)
+        _before(incident_sql, "find_incidents", pause)
     elif stage == "writing":
         from analyzer import verdicts
 

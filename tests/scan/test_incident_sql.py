@@ -1,0 +1,85 @@
+"""The end of a scan out of core (``analyzer.incident_sql``): each query against the polars statement over the whole
+attack rows that it replaces, on generated rows (ties in start, p_attack and addresses; allowed rows; normal rows)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+from test_flood_end_phase import CONFIGS, _attack_rows, flow
+
+from analyzer import evidence, incident_sql, incidents, pipeline, verdicts
+from analyzer.alerts import first_flows
+from analyzer.incidents import IncidentConfig
+
+
+def _full_rows(rows: list[Any], extra: list[tuple[float, bool]]) -> pl.DataFrame:
+    """``_attack_rows`` with the rest of ``verdicts.ATTACK_COLUMNS``: p_attack (few values: ties) and allowed."""
+    att = _attack_rows(rows)
+    n = att.height
+    p = [extra[i % len(extra)][0] for i in range(n)]
+    allowed = [extra[i % len(extra)][1] for i in range(n)]
+    return att.with_columns(
+        p_attack=pl.Series(p, dtype=pl.Float32),
+        confidence=pl.Series(np.linspace(0.5, 1.0, n), dtype=pl.Float32),
+        novel=pl.lit(False),
+        allowed=pl.Series(allowed, dtype=pl.Boolean),
+        incident_id=pl.lit(None, pl.Int64),
+    ).select(verdicts.ATTACK_COLUMNS)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(flow, min_size=1, max_size=100),
+    extra=st.lists(st.tuples(st.sampled_from([0.6, 0.8, 0.99]), st.booleans()), min_size=1, max_size=5),
+    config=st.sampled_from(CONFIGS),
+)
+def test_queries_answer_as_the_whole_rows_do(
+    tmp_path_factory: Any, rows: list[Any], extra: list[tuple[float, bool]], config: IncidentConfig
+) -> None:
+    att = _full_rows(rows, extra)
+    want_inc, want_members = incidents.find_incidents(att, config)
+    whole = att.drop("incident_id").join(want_members, on="flow_id", how="left", maintain_order="left")
+    temp: Path = tmp_path_factory.mktemp("duck")
+    with incident_sql.Store(temp / "spill") as store:
+        store.load(None, att.drop("incident_id"))
+        inc, members = store.incidents(config)
+        assert inc.equals(want_inc)
+        assert members.equals(want_members)
+        # the rows the report names give the answers the whole rows give
+        named = store.rows(list(verdicts.ATTACK_COLUMNS), 3, 2)
+        assert verdicts.top_flows(named, 10, 2).equals(verdicts.top_flows(whole, 10, 2))
+        assert first_flows(named).equals(first_flows(whole))
+        head = pipeline._listed_members
+        assert head(named.filter(pl.col("flow_id").is_in(head(whole)["flow_id"].implode()))).equals(head(whole))
+        # per-incident filters, talkers, the suspicious count, the timeline
+        members_rows = whole.filter(pl.col("incident_id").is_not_null())
+        agg = store.filter_aggregates(evidence.MAX_SET, evidence.MAX_PORTS)
+        assert evidence.filters_from(agg) == evidence.incident_filters(members_rows)
+        for n in (1, 3, 5):
+            assert_frame_equal(store.top_talkers(n), verdicts.top_talkers(whole, n), check_dtypes=False)
+        assert store.suspicious() == verdicts.suspicious(whole).height
+        span = (att["ts"].min(), att["ts"].max())
+        line = verdicts.Timeline(("normal", "DoS", "Probe"), span, att.schema["ts"], (10, 37, 60))
+        for batch in store.batches(["ts", "label"], rows=7):
+            line.add(batch)
+        for bins in (10, 37, 60):
+            assert line.line(bins) == verdicts.timeline(whole, ("normal", "DoS", "Probe"), bins, span)
+        chosen = inc["incident_id"].head(2).to_list()
+        want = whole.filter(pl.col("incident_id").is_in(chosen)).sort("ts", "flow_id")
+        assert store.members(chosen).equals(want.select("flow_id", "incident_id", "ts"))
+    assert not (temp / "spill").exists()  # the spill folder goes with the store
+
+
+def test_no_attack_rows_give_no_incident(tmp_path: Path) -> None:
+    att = _full_rows([(2, 1, 1, 80, 0, 1.0)], [(0.1, False)])  # one normal row
+    with incident_sql.Store(tmp_path / "spill") as store:
+        store.load(None, att.drop("incident_id").head(0))
+        inc, members = store.incidents(IncidentConfig())
+        assert inc.height == 0 and members.height == 0
+        assert store.suspicious() == 0 and store.top_talkers(5).height == 0
