@@ -11,7 +11,7 @@ value in the incident: the median for numbers, the most common value for categor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -108,6 +108,12 @@ def explain_incidents(
     )
 
 
+# What an incident's typical values are asked of, when not of its member rows: {incident: [feature, ...]} ->
+# {(incident, feature): (text, number)}, as ``typical_of`` and ``number_of`` give them (analyzer.incident_sql asks
+# a query over every member, out of core, a flood's incident having millions).
+Typical = Callable[[dict[int, list[str]]], dict[tuple[int, str], tuple[str, float | None]]]
+
+
 def explain_rows(
     clf: Attributor,
     source_feature: Sequence[str],
@@ -118,9 +124,11 @@ def explain_rows(
     per_incident: int = 64,
     top: int = 3,
     batch_size: int = 4096,
+    typical: Typical | None = None,
 ) -> dict[int, list[Driver]]:
     """Top drivers per incident, the features fetched from ``flows`` for the sampled rows (encoded) and, for
-    the typical values, the chosen features of every member row: memory follows the incidents, not the scan."""
+    the typical values, the chosen features of every member row (or of ``typical``, when ``members`` holds only
+    the rows to sample: evenly spaced as ``sample_rows`` spaces them): memory follows the incidents, not the scan."""
     names = list(dict.fromkeys(source_feature))  # KDD features in first-appearance order
     col_of = np.array([names.index(s) for s in source_feature])  # (F,) encoded column -> feature index
     to_feature = np.zeros((len(col_of), len(names)))  # (F, n_features): sums encoded columns per feature
@@ -140,20 +148,36 @@ def explain_rows(
             m = len(groups[i])
             scores[i] = per_feat[start : start + m].mean(axis=0)
             start += m
+    best = {i: [j for j in np.argsort(-s, kind="stable")[:top] if s[j] > 0] for i, s in scores.items()}
+    if typical is None:
+        values = {}
+        for i, js in best.items():
+            for j in js:
+                vals = flows.column(names[j], every[i])
+                values[(i, names[j])] = (typical_of(vals), number_of(vals))
+    else:
+        values = typical({i: [names[j] for j in js] for i, js in best.items()})
     out: dict[int, list[Driver]] = {}
-    for i, s in scores.items():
-        best = [j for j in np.argsort(-s, kind="stable")[:top] if s[j] > 0]
-        all_rows = every[i]
+    for i, js in best.items():
         out[i] = []
-        for j in best:
-            vals = flows.column(names[j], all_rows)
-            out[i].append(Driver(names[j], typical_of(vals), float(s[j]), number_of(vals)))
+        for j in js:
+            text, number = values[(i, names[j])]
+            out[i].append(Driver(names[j], text, float(scores[i][j]), number))
     return out
 
 
 def typical(column: pl.Series, rows: np.ndarray) -> str:
     """The incident's typical value of one feature, formatted short: median of numbers, mode of strings."""
     return typical_of(column.gather(rows))
+
+
+def typical_median(name: str, lower: float | None, upper: float | None) -> tuple[str, float]:
+    """``typical_of`` and ``number_of`` of a numeric feature from its two middle values (equal when the count is
+    odd; None when it has none), interpolated as polars' median interpolates them."""
+    if lower is None or upper is None:
+        return fmt_value(name, 0.0), 0.0
+    med = float(lower) + (float(upper) - float(lower)) * 0.5
+    return fmt_value(name, med), med
 
 
 def typical_of(vals: pl.Series) -> str:

@@ -1,23 +1,27 @@
-"""Incidents grouped out of core: ``analyzer.incidents``' rules as SQL over the attack rows on disk.
+"""The end of a scan out of core: incidents (``analyzer.incidents``' rules as SQL) and everything else the end of a
+scan reads from every attack row, queried where the attack rows lie on disk.
 
 A flood of spoofed one-packet flows makes every flow an attack row and every row its own originator, so grouping
 them in memory holds every row and a code per row for each of the rules' keys (~200 bytes a flow at 10M flows).
 DuckDB runs the same rules (window counts, distinct counts, gap sessions, per-session aggregates) with partitioned
 hash tables and sorts that spill to a folder once its ``memory_limit`` is reached: memory is set by that limit,
-not by the number of attack rows (10M spoofed flows: 540 MB and 38 s on this 2-core machine, against 2.9 GB held
-in memory). The rules and their order are ``analyzer.incidents``' own; ``find_incidents`` there states them
-once more over polars frames and a test holds the two to the same incidents.
+not by the number of attack rows (10M spoofed flows grouped in 540 MB and 38 s on this 2-core machine, in a
+trial). The rules and their order are ``analyzer.incidents``' own; ``find_incidents`` there states them over
+polars frames, and a test holds every query here to the polars statement it answers for.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from analyzer.explain import sample_rows, typical_median
 from analyzer.incidents import SEVERITY, IncidentConfig, _empty_incidents
+from analyzer.outputs import BatchCursor
 from analyzer.verdicts import NORMAL
 
 MEMORY_LIMIT = "256MB"  # DuckDB's own buffers; it spills past this
@@ -96,9 +100,9 @@ def _rules(config: IncidentConfig, allowed: bool) -> str:
     """
 
 
-def find_incidents(con: Any, config: IncidentConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``analyzer.incidents.find_incidents`` over table ``att`` (``ATTACK_COLUMNS`` rows): the same
-    ``(incidents, membership)``, membership sorted by ``flow_id``."""
+def find_incidents(con: Any, config: IncidentConfig) -> pl.DataFrame:
+    """``analyzer.incidents.find_incidents`` over table ``att`` (``ATTACK_COLUMNS`` rows): the same incidents; the
+    membership (``flow_id``, ``incident_id``) is left in table ``members``."""
     columns = {r[0] for r in con.execute("DESCRIBE att").fetchall()}
     con.execute(f"CREATE OR REPLACE TABLE keyed AS {_rules(config, 'allowed' in columns)}")
     # one row per session: its key, and the aggregates analyzer.incidents._aggregate takes
@@ -125,7 +129,7 @@ def find_incidents(con: Any, config: IncidentConfig) -> tuple[pl.DataFrame, pl.D
     )
     if sess.height == 0:
         con.execute("CREATE OR REPLACE TABLE members (flow_id BIGINT, incident_id BIGINT)")
-        return _empty_incidents(), pl.DataFrame(schema={"flow_id": pl.Int64, "incident_id": pl.Int64})
+        return _empty_incidents()
 
     def top3(col: str, name: str) -> pl.DataFrame:
         counts = con.sql(
@@ -177,8 +181,7 @@ def find_incidents(con: Any, config: IncidentConfig) -> tuple[pl.DataFrame, pl.D
     )
     con.execute("DROP TABLE keyed")
     con.unregister("ids")
-    membership = con.sql("SELECT * FROM members ORDER BY flow_id").pl()
-    return order.drop("sid"), membership
+    return order.drop("sid")
 
 
 class Store:
@@ -215,45 +218,110 @@ class Store:
         else:
             load_ipc(self.con, spill)
 
-    def incidents(self, config: IncidentConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """``find_incidents``; afterwards table ``ai`` holds the attack rows with their ``incident_id``."""
-        inc, members = find_incidents(self.con, config)
+    def incidents(self, config: IncidentConfig) -> tuple[pl.DataFrame, QueryMembers]:
+        """``find_incidents``, and the membership read a batch at a time; afterwards table ``ai`` holds the attack
+        rows with their ``incident_id``."""
+        inc = find_incidents(self.con, config)
         cols = {r[0] for r in self.con.execute("DESCRIBE att").fetchall()}
         self.con.execute(
             f"CREATE OR REPLACE TABLE ai AS SELECT a.*{' EXCLUDE (incident_id)' if 'incident_id' in cols else ''},"
             " m.incident_id FROM att a LEFT JOIN members m USING (flow_id)"
         )
         self.con.execute("DROP TABLE att")
-        return inc, members
+        return inc, QueryMembers(self)
 
     def frame(self, sql: str) -> pl.DataFrame:
         """The query's result, its timestamps in UTC as the attack rows have them (DuckDB says "Etc/UTC")."""
         return _utc(self.con.sql(sql).pl())
 
     def rows(self, columns: list[str], per_incident_first: int, per_incident_top: int) -> pl.DataFrame:
-        """Attack rows in ``flow_id`` order: every row of no incident, each incident's first ``per_incident_first``
-        (by ts, then flow_id) and its first ``per_incident_top`` by p_attack (ties by flow_id): all that the top
-        flows, the listed members and the first flows read."""
+        """Attack rows in ``flow_id`` order: every suspicious row of no incident (a scan has none), each incident's
+        first ``per_incident_first`` (by ts, then flow_id) and its first ``per_incident_top`` by p_attack (ties by
+        flow_id): all that the top flows, the listed members and the first flows read (not the rows an --allow
+        entry covers, which take part in none of them)."""
         cols = ", ".join(f'"{c}"' for c in columns)
+        suspicious = self._suspicious()
         return self.frame(
             f"""SELECT {cols} FROM (
                   SELECT *,
                     row_number() OVER (PARTITION BY incident_id ORDER BY ts, flow_id) AS _first,
                     row_number() OVER (PARTITION BY incident_id ORDER BY p_attack DESC, flow_id) AS _top
                   FROM ai)
-                WHERE incident_id IS NULL OR _first <= {int(per_incident_first)} OR _top <= {int(per_incident_top)}
+                WHERE CASE WHEN incident_id IS NULL THEN {suspicious}
+                           ELSE _first <= {int(per_incident_first)} OR _top <= {int(per_incident_top)} END
                 ORDER BY flow_id"""
         )
 
-    def members(self, incident_ids: list[int]) -> pl.DataFrame:
-        """``flow_id``, ``incident_id``, ``ts`` of the incidents' rows, in start order (ts, then flow_id)."""
-        self.con.register("chosen", pl.DataFrame({"incident_id": pl.Series(incident_ids, dtype=pl.Int64)}).to_arrow())
+    def sampled(self, chosen: pl.DataFrame, per_incident: int) -> pl.DataFrame:
+        """``flow_id``, ``incident_id`` of the rows ``analyzer.explain.sample_rows`` samples from each ``chosen``
+        incident (``incident_id``, ``flows``): at most ``per_incident``, evenly spaced in start order."""
+        want = [
+            (i, int(p))
+            for i, n in chosen.select("incident_id", "flows").iter_rows()
+            for p in np.unique(sample_rows(np.arange(n), per_incident))
+        ]
+        pos = pl.DataFrame(want, schema={"incident_id": pl.Int64, "pos": pl.Int64}, orient="row")
+        self.con.register("want", pos.to_arrow())
         try:
             return self.frame(
-                "SELECT flow_id, incident_id, ts FROM ai JOIN chosen USING (incident_id) ORDER BY ts, flow_id"
+                """SELECT flow_id, incident_id FROM (
+                     SELECT flow_id, incident_id,
+                       row_number() OVER (PARTITION BY incident_id ORDER BY ts, flow_id) - 1 AS pos
+                     FROM ai WHERE incident_id IN (SELECT incident_id FROM want))
+                   JOIN want USING (incident_id, pos) ORDER BY incident_id, pos"""
             )
         finally:
-            self.con.unregister("chosen")
+            self.con.unregister("want")
+
+    def typical(
+        self, asked: dict[int, list[str]], column: Callable[[str], Any], is_text: Callable[[str], bool]
+    ) -> dict[tuple[int, str], tuple[str, float | None]]:
+        """``analyzer.explain.Typical`` over every member of the incidents: ``column(name)`` reads the feature of
+        every flow (``flow_id``, ``value``); numbers' two middle values come from a sort (which spills), categories'
+        counts from a group-by."""
+        by_name: dict[str, list[int]] = {}
+        for i, names in asked.items():
+            for name in names:
+                by_name.setdefault(name, []).append(i)
+        out: dict[tuple[int, str], tuple[str, float | None]] = {}
+        for name, ids in by_name.items():
+            self.con.register("vals", column(name))
+            self.con.register("want", pl.DataFrame({"incident_id": pl.Series(ids, dtype=pl.Int64)}).to_arrow())
+            try:
+                rows = """SELECT m.incident_id, v.value FROM vals v JOIN members m USING (flow_id)
+                          JOIN want USING (incident_id) WHERE v.value IS NOT NULL"""
+                if is_text(name):
+                    counts = self.frame(f"SELECT incident_id, value, count(*) AS n FROM ({rows}) GROUP BY ALL")
+                    top = counts.sort(["incident_id", "n", "value"], descending=[False, True, False])
+                    mode = dict(
+                        top.group_by("incident_id", maintain_order=True)
+                        .first()
+                        .select("incident_id", "value")
+                        .iter_rows()
+                    )
+                    for i in ids:
+                        out[(i, name)] = (str(mode.get(i) or "?"), None)
+                    continue
+                mid = self.frame(
+                    f"""SELECT incident_id, i, n, value FROM (
+                          SELECT incident_id, value, row_number() OVER (PARTITION BY incident_id ORDER BY value) - 1 AS i,
+                                 count(*) OVER (PARTITION BY incident_id) AS n
+                          FROM ({rows}))
+                        WHERE i = (n - 1) // 2 OR i = n // 2"""
+                )
+                lower: dict[int, Any] = {}
+                upper: dict[int, Any] = {}
+                for i, k, n, value in mid.select("incident_id", "i", "n", "value").iter_rows():
+                    if k == (n - 1) // 2:
+                        lower[i] = value
+                    if k == n // 2:
+                        upper[i] = value
+                for i in ids:
+                    out[(i, name)] = typical_median(name, lower.get(i), upper.get(i))
+            finally:
+                self.con.unregister("vals")
+                self.con.unregister("want")
+        return out
 
     def incident_rows(self, columns: list[str]) -> pl.DataFrame:
         """``columns`` of every row of an incident, in ``flow_id`` order (carving: the incidents' flows)."""
@@ -307,10 +375,9 @@ class Store:
 
     def top_talkers(self, n: int) -> pl.DataFrame:
         """``verdicts.top_talkers`` of the attack rows."""
-        allowed = "AND NOT coalesce(allowed, false)" if "allowed" in self._columns() else ""
         return self.frame(
             f"""WITH s AS (SELECT orig_h, resp_h, resp_p, CAST(label AS VARCHAR) AS label, p_attack FROM ai
-                           WHERE CAST(label AS VARCHAR) <> '{NORMAL}' {allowed}),
+                           WHERE {self._suspicious()}),
                 top AS (SELECT orig_h, count(*) AS flows FROM s GROUP BY orig_h ORDER BY flows DESC, orig_h LIMIT {int(n)})
                 SELECT orig_h, CAST(any_value(top.flows) AS UINTEGER) AS flows,
                   string_agg(DISTINCT label, '/' ORDER BY label) AS classes,
@@ -320,16 +387,22 @@ class Store:
         )
 
     def suspicious(self) -> int:
-        allowed = "AND NOT coalesce(allowed, false)" if "allowed" in self._columns() else ""
-        q = f"SELECT count(*) FROM ai WHERE CAST(label AS VARCHAR) <> '{NORMAL}' {allowed}"
-        return int(self.con.execute(q).fetchall()[0][0])
+        """How many attack rows no --allow entry covers (``verdicts.suspicious``)."""
+        return int(self.con.execute(f"SELECT count(*) FROM ai WHERE {self._suspicious()}").fetchall()[0][0])
 
-    def batches(self, columns: list[str], rows: int = 1 << 20) -> Any:
-        """``columns`` of every attack row, as polars frames of at most ``rows`` rows (any order)."""
+    def _suspicious(self) -> str:
+        """SQL of ``verdicts.suspicious``' condition."""
+        allowed = " AND NOT coalesce(allowed, false)" if "allowed" in self._columns() else ""
+        return f"CAST(label AS VARCHAR) <> '{NORMAL}'{allowed}"
+
+    def batches(self, columns: list[str], rows: int = 1 << 20, table: str = "ai", order: str = "") -> Any:
+        """``columns`` of every row of ``table`` (the attack rows), as polars frames of at most ``rows`` rows, in
+        any order or ``ORDER BY order``."""
         cols = ", ".join(f'"{c}"' for c in columns)
         cursor = self.con.cursor()  # its own result: the connection stays free for other queries
+        sql = f"SELECT {cols} FROM {table}" + (f" ORDER BY {order}" if order else "")
         try:
-            for batch in cursor.sql(f"SELECT {cols} FROM ai").to_arrow_reader(rows):
+            for batch in cursor.sql(sql).to_arrow_reader(rows):
                 yield _utc(pl.DataFrame(pl.from_arrow(batch)))
         finally:
             cursor.close()
@@ -340,3 +413,18 @@ class Store:
 
 def _utc(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col(pl.Datetime).dt.convert_time_zone("UTC"))
+
+
+class QueryMembers:
+    """``analyzer.outputs.Members`` of the table ``members``: each pass reads it sorted by ``flow_id``, a batch at
+    a time."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def cursor(self) -> BatchCursor:
+        return BatchCursor(self.store.batches(["flow_id", "incident_id"], 1 << 16, "members", "flow_id"))
+
+    def frame(self) -> pl.DataFrame:
+        """Every pair, sorted by ``flow_id`` (for small scans and tests)."""
+        return self.store.frame("SELECT flow_id, incident_id FROM members ORDER BY flow_id")

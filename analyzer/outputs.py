@@ -59,17 +59,65 @@ def with_verdicts(table: pa.Table, v: pl.DataFrame) -> pa.Table:
     return table
 
 
-def finish_flows(part: Path, path: Path, members: pl.DataFrame, metadata: dict[bytes, bytes]) -> None:
+class Members:
+    """Which incident each attack flow belongs to (``flow_id`` -> ``incident_id``), read by the outputs that are
+    written after the incidents are known, each in one pass in ``flow_id`` order: ``cursor()`` starts a pass.
+    This one holds the pairs as a frame sorted by ``flow_id``; ``analyzer.incident_sql`` reads them from a query,
+    a batch at a time (a flood has as many pairs as flows)."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self.frame = frame
+        self._ids = frame["flow_id"].to_numpy()
+
+    def cursor(self) -> Any:
+        return self
+
+    def between(self, lo: int, hi: int) -> pl.DataFrame:
+        """The pairs with ``lo`` <= ``flow_id`` <= ``hi``."""
+        a, b = np.searchsorted(self._ids, [lo, hi], side="left")
+        b = b + int(b < len(self._ids) and self._ids[b] == hi)
+        return self.frame.slice(int(a), int(b - a))
+
+
+class BatchCursor:
+    """``Members.between`` over pairs that come in batches sorted by ``flow_id``; calls ask for ranges in
+    increasing order, and only the batches a range needs are held."""
+
+    def __init__(self, batches: Iterator[pl.DataFrame]) -> None:
+        self._batches = batches
+        self._held = pl.DataFrame(schema={"flow_id": pl.Int64, "incident_id": pl.Int64})
+        self._done = False
+
+    def between(self, lo: int, hi: int) -> pl.DataFrame:
+        held = self._held.filter(pl.col("flow_id") >= lo)
+        parts = [held]
+        while not self._done and (held.height == 0 or parts[-1]["flow_id"][-1] <= hi):
+            batch = next(self._batches, None)
+            if batch is None:
+                self._done = True
+                break
+            if batch.height:
+                parts.append(batch.select(pl.col("flow_id").cast(pl.Int64), pl.col("incident_id").cast(pl.Int64)))
+                held = batch
+        self._held = pl.concat(parts) if len(parts) > 1 else parts[0]
+        return self._held.filter(pl.col("flow_id").is_between(lo, hi))
+
+
+def as_members(members: Members | pl.DataFrame | Any) -> Any:
+    """``Members`` of a frame; anything with ``cursor()`` as it is."""
+    return Members(members) if isinstance(members, pl.DataFrame) else members
+
+
+def finish_flows(part: Path, path: Path, members: Any, metadata: dict[bytes, bytes]) -> None:
     """flows.parquet at ``path`` from the streamed ``part`` (one row group per chunk), each row group with its
-    flows' ``incident_id`` from ``members`` (flow_id -> incident_id of the attack flows, sorted by flow_id), and
-    the key-value metadata in the footer. One row group in memory at a time."""
-    ids = members["flow_id"].to_numpy()
+    flows' ``incident_id`` from ``members`` (``Members``, or a frame flow_id -> incident_id of the attack flows
+    sorted by flow_id), and the key-value metadata in the footer. One row group in memory at a time."""
     with open(part, "rb") as pin, open(path, "wb") as out:  # file objects: pyarrow cannot encode non-UTF-8 names
         src = pq.ParquetFile(pin)
-        _copy_groups(src, out, ids, members, metadata)
+        _copy_groups(src, out, as_members(members).cursor(), metadata)
 
 
-def _copy_groups(src: Any, out: Any, ids: np.ndarray, members: pl.DataFrame, metadata: dict[bytes, bytes]) -> None:
+def _copy_groups(src: Any, out: Any, members: Any, metadata: dict[bytes, bytes]) -> None:
     writer: pq.ParquetWriter | None = None
     try:
         for i in range(src.metadata.num_row_groups):
@@ -78,8 +126,7 @@ def _copy_groups(src: Any, out: Any, ids: np.ndarray, members: pl.DataFrame, met
                 writer = pq.ParquetWriter(out, t.schema, compression="zstd", store_schema=False)
             if t.num_rows:
                 fid = t.column("flow_id").to_numpy()
-                lo, hi = np.searchsorted(ids, [fid.min(), fid.max()], side="left")
-                part_m = members.slice(int(lo), int(hi - lo + 1))
+                part_m = members.between(int(fid.min()), int(fid.max()))
                 got = pl.DataFrame({"flow_id": fid}).join(part_m, on="flow_id", how="left", maintain_order="left")
                 at = t.schema.get_field_index("incident_id")
                 col = got["incident_id"].cast(pl.Int64).to_arrow().cast(t.schema.field(at).type)
@@ -130,31 +177,30 @@ class FlowsWriter:
 class VerdictRows(verdicts.IpcSpill):
     """Verdict rows (``verdict_columns`` order, ``incident_id`` still null) spilled to an Arrow IPC stream."""
 
-    def joined(self, members: pl.DataFrame, columns: list[str]) -> Iterator[pl.DataFrame]:
-        """The spilled rows in order, chunk by chunk, each with its ``incident_id`` from ``members`` (flow_id ->
-        incident_id of the attack flows, sorted by flow_id), as ``columns``."""
+    def joined(self, members: Any, columns: list[str]) -> Iterator[pl.DataFrame]:
+        """The spilled rows in order, chunk by chunk, each with its ``incident_id`` from ``members`` (``Members``, or
+        a frame flow_id -> incident_id of the attack flows sorted by flow_id), as ``columns``."""
         self.close()
         if not self.path.exists():
             return
-        ids = members["flow_id"].to_numpy()
+        cursor = as_members(members).cursor()
         with open(self.path, "rb") as src:
             for batch in pa.ipc.open_stream(src):
                 v = pl.from_arrow(batch)
                 assert isinstance(v, pl.DataFrame)
                 if v.height == 0:
                     continue
-                lo, hi = np.searchsorted(ids, [v["flow_id"][0], v["flow_id"][-1]], side="left")
-                part = members.slice(int(lo), int(hi - lo + 1))
+                part = cursor.between(int(v["flow_id"][0]), int(v["flow_id"][-1]))
                 v = v.drop("incident_id").join(part, on="flow_id", how="left", maintain_order="left")
                 yield v.select(columns)
 
-    def write_csv(self, path: Path, members: pl.DataFrame, columns: list[str]) -> None:
+    def write_csv(self, path: Path, members: Any, columns: list[str]) -> None:
         """verdicts.csv at ``path``: ``joined``'s rows (the header alone when there is none)."""
         self.finish(members, columns, csv=path)
 
     def finish(
         self,
-        members: pl.DataFrame,
+        members: Any,
         columns: list[str],
         *,
         csv: Path | None = None,
@@ -260,6 +306,26 @@ class ParquetRows:
         kdd = got.select(pl.col(KDD_RENAMED.get(c, c)).cast(KDD_SCHEMA[c]).alias(c) for c in KDD_FEATURES)
         x, _ = self.spec.transform(kdd)
         return np.asarray(x)
+
+    def column_reader(self, name: str) -> pa.RecordBatchReader:
+        """``flow_id`` and one KDD feature (``value``, typed as ``column`` types it) of every flow, a row group at a
+        time (what a query over a flood's millions of flows reads)."""
+        stored = KDD_RENAMED.get(name, name)
+        kind = pl.Series([], dtype=KDD_SCHEMA[name]).to_arrow().type
+        schema = pa.schema(
+            [("flow_id", pa.int64()), ("value", pa.large_string() if kind == pa.string_view() else kind)]
+        )
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            with open(self.path, "rb") as fh:
+                f = pq.ParquetFile(fh)
+                for i in range(f.metadata.num_row_groups):
+                    t = pl.from_arrow(f.read_row_group(i, columns=["flow_id", stored]))
+                    assert isinstance(t, pl.DataFrame)
+                    t = t.select(pl.col("flow_id").cast(pl.Int64), pl.col(stored).cast(KDD_SCHEMA[name]).alias("value"))
+                    yield from t.to_arrow().cast(schema).to_batches()
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
 
     def column(self, name: str, rows: np.ndarray) -> pl.Series:
         stored = KDD_RENAMED.get(name, name)

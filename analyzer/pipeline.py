@@ -35,7 +35,7 @@ from features.capture.filter import PacketFilter
 from features.capture.source import is_stream
 from features.capture.stream import DEFAULT_LIMITS, ReadLimits
 from features.common import InputError, ModelError, atomic_folder, check_folder, output_lock
-from features.kdd.columns import KDD_FEATURES
+from features.kdd.columns import KDD_FEATURES, KDD_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -550,7 +550,7 @@ class _Engine:
         self.rows.close()
         self.tally.close()
 
-    def finish_flows(self, ext: Any, model_id: str, path: Path, members: pl.DataFrame) -> None:
+    def finish_flows(self, ext: Any, model_id: str, path: Path, members: Any) -> None:
         """flows.parquet at ``path``: the streamed rows with their incident ids (``members``) and the metadata
         (what reading learnt, the model id); the streamed file is removed."""
         from features.flows.table import flow_metadata
@@ -599,7 +599,7 @@ def _write_zeek(
     folder: Path,
     rows: ParquetRows,
     spilled: VerdictRows,
-    members: pl.DataFrame,
+    members: Any,
     result: ScanResult,
     json_lines: bool,
     uids: pl.Series | None = None,
@@ -806,7 +806,7 @@ def _check_model_features(clf: Any) -> None:
 
 
 def _explain(
-    clf: Any, rows: explain.Rows, store: incident_sql.Store, inc: pl.DataFrame, cfg: ScanConfig
+    clf: Any, rows: ParquetRows, store: incident_sql.Store, inc: pl.DataFrame, cfg: ScanConfig
 ) -> pl.DataFrame:
     """Add ``summary`` (one line) and ``reason`` (top features) to the incidents; the largest N are explained.
 
@@ -814,12 +814,18 @@ def _explain(
     ``flow_id``), read back from flows.parquet for the flows the explanations need.
     """
     chosen = inc.sort("incident_id").head(cfg.explain_incidents)
-    members = store.members(chosen["incident_id"].to_list())  # in time order (ts, then flow_id)
+    # the rows to attribute, sampled by a query; the typical values asked of every member out of core
+    members = store.sampled(chosen, cfg.explain_flows)
     members = members.select(pl.col("flow_id").cast(pl.Int64).alias("row"), "incident_id")
+
+    def typical(asked: dict[int, list[str]]) -> dict[tuple[int, str], tuple[str, float | None]]:
+        return store.typical(asked, rows.column_reader, lambda name: KDD_SCHEMA[name] == pl.String)
+
     labels = dict(zip(chosen["incident_id"].to_list(), chosen["label"].to_list(), strict=True))
     drivers = explain.explain_rows(
-        clf, clf.spec.source_feature, rows, members, labels, per_incident=cfg.explain_flows, batch_size=cfg.batch_size
-    )
+        clf, clf.spec.source_feature, rows, members, labels, per_incident=cfg.explain_flows, batch_size=cfg.batch_size,
+        typical=typical,
+    )  # fmt: skip
     reason_type = pl.List(
         pl.Struct({"feature": pl.String, "value": pl.String, "score": pl.Float64, "number": pl.Float64})
     )

@@ -8,14 +8,17 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 from test_flood_end_phase import CONFIGS, _attack_rows, flow
 
-from analyzer import evidence, incident_sql, incidents, pipeline, verdicts
+from analyzer import evidence, incident_sql, incidents, verdicts
 from analyzer.alerts import first_flows
+from analyzer.explain import number_of, sample_rows, typical_of
 from analyzer.incidents import IncidentConfig
+from analyzer.outputs import BatchCursor
 
 
 def _full_rows(rows: list[Any], extra: list[tuple[float, bool]]) -> pl.DataFrame:
@@ -50,13 +53,25 @@ def test_queries_answer_as_the_whole_rows_do(
         store.load(None, att.drop("incident_id"))
         inc, members = store.incidents(config)
         assert inc.equals(want_inc)
-        assert members.equals(want_members)
+        assert members.frame().equals(want_members)
+        # read a range at a time, as the outputs read it (batches of 3 pairs)
+        cursor = BatchCursor(iter(store.batches(["flow_id", "incident_id"], 3, "members", "flow_id")))
+        ids = whole["flow_id"].to_list()
+        for lo, hi in zip(ids[::4], [*ids[3::4], ids[-1]], strict=False):
+            want = want_members.filter(pl.col("flow_id").is_between(lo, hi))
+            assert cursor.between(lo, hi).equals(want)
         # the rows the report names give the answers the whole rows give
-        named = store.rows(list(verdicts.ATTACK_COLUMNS), 3, 2)
-        assert verdicts.top_flows(named, 10, 2).equals(verdicts.top_flows(whole, 10, 2))
-        assert first_flows(named).equals(first_flows(whole))
-        head = pipeline._listed_members
-        assert head(named.filter(pl.col("flow_id").is_in(head(whole)["flow_id"].implode()))).equals(head(whole))
+        for first in (1, 3):  # the rows the report names give the answers the whole rows give
+            named = store.rows(list(verdicts.ATTACK_COLUMNS), first, 2)
+            assert verdicts.top_flows(named, 10, 2).equals(verdicts.top_flows(whole, 10, 2))
+            assert verdicts.top_flows(named, 10, 1).equals(verdicts.top_flows(whole, 10, 1))
+            assert first_flows(named).equals(first_flows(whole))
+
+            def head(rows: pl.DataFrame, k: int = first) -> pl.DataFrame:
+                rows = rows.filter(pl.col("incident_id").is_not_null()).sort("ts", "flow_id")
+                return rows.group_by("incident_id", maintain_order=True).head(k)
+
+            assert head(named).equals(head(whole))
         # per-incident filters, talkers, the suspicious count, the timeline
         members_rows = whole.filter(pl.col("incident_id").is_not_null())
         agg = store.filter_aggregates(evidence.MAX_SET, evidence.MAX_PORTS)
@@ -72,7 +87,26 @@ def test_queries_answer_as_the_whole_rows_do(
             assert line.line(bins) == verdicts.timeline(whole, ("normal", "DoS", "Probe"), bins, span)
         chosen = inc["incident_id"].head(2).to_list()
         want = whole.filter(pl.col("incident_id").is_in(chosen)).sort("ts", "flow_id")
-        assert store.members(chosen).equals(want.select("flow_id", "incident_id", "ts"))
+        # the explanation: the rows it samples, and each incident's typical values over all its rows
+        every = {i: want.filter(pl.col("incident_id") == i)["flow_id"].to_numpy() for i in chosen}
+        got = store.sampled(inc.filter(pl.col("incident_id").is_in(chosen)), 3)
+        for i in chosen:
+            assert got.filter(pl.col("incident_id") == i)["flow_id"].to_list() == sample_rows(every[i], 3).tolist()
+        values = {  # a number with ties and nulls, an integer, a category with ties
+            "rate": pl.Series("rate", [None if k % 5 == 4 else (k * 7 % 4) / 3 for k in range(att.height)]),
+            "count": pl.Series("count", [k * 11 % 6 for k in range(att.height)], dtype=pl.Int64),
+            "service": pl.Series("service", [("http", "ftp", None)[k % 3] for k in range(att.height)]),
+        }
+
+        def column(name: str) -> pa.RecordBatchReader:
+            t = pl.DataFrame({"flow_id": att["flow_id"], "value": values[name]}).to_arrow()
+            return pa.RecordBatchReader.from_batches(t.schema, t.to_batches(max_chunksize=5))
+
+        typical = store.typical({i: list(values) for i in chosen}, column, lambda name: name == "service")
+        for i in chosen:
+            for name, col in values.items():
+                vals = col.gather(every[i])
+                assert typical[(i, name)] == (typical_of(vals), number_of(vals))
     assert not (temp / "spill").exists()  # the spill folder goes with the store
 
 
@@ -81,5 +115,19 @@ def test_no_attack_rows_give_no_incident(tmp_path: Path) -> None:
     with incident_sql.Store(tmp_path / "spill") as store:
         store.load(None, att.drop("incident_id").head(0))
         inc, members = store.incidents(IncidentConfig())
-        assert inc.height == 0 and members.height == 0
+        assert inc.height == 0 and members.frame().height == 0
         assert store.suspicious() == 0 and store.top_talkers(5).height == 0
+
+
+def test_top_flow_candidates_break_ties_in_row_order(tmp_path: Path) -> None:
+    """20 flows of one incident, all with the same p_attack: its top two are its first two rows, and the rows the
+    report names must hold them (not merely the first row and two others of the same p_attack)."""
+    att = _full_rows([(0, 1, 1, 80, 0, float(k)) for k in range(20)], [(0.6, False)])
+    _, want_members = incidents.find_incidents(att, IncidentConfig())
+    whole = att.drop("incident_id").join(want_members, on="flow_id", how="left", maintain_order="left")
+    with incident_sql.Store(tmp_path / "spill") as store:
+        store.load(None, att.drop("incident_id"))
+        store.incidents(IncidentConfig())
+        named = store.rows(list(verdicts.ATTACK_COLUMNS), 1, 2)
+    assert verdicts.top_flows(whole, 10, 2)["flow_id"].to_list() == [0, 1]
+    assert verdicts.top_flows(named, 10, 2).equals(verdicts.top_flows(whole, 10, 2))
