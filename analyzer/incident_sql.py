@@ -12,9 +12,10 @@ polars frames, and a test holds every query here to the polars statement it answ
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -26,6 +27,37 @@ from analyzer.verdicts import NORMAL
 
 MEMORY_LIMIT = "256MB"  # DuckDB's own buffers; it spills past this
 THREADS = 2
+# Some operators still need memory that grows, slowly, with the rows (10M flood rows: the grouping's joins needed
+# 64-128 MB): a query that runs out is run again with twice the limit, up to this share of the machine's memory.
+MAX_SHARE = 0.5
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _roomy(method: F) -> F:
+    """``method`` of a ``Store``, run again with twice DuckDB's memory limit while it runs out of memory (every
+    statement of a method replaces what it makes, so a second run starts clean)."""
+
+    @functools.wraps(method)
+    def run(self: Store, *args: Any, **kwargs: Any) -> Any:
+        import duckdb
+
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except duckdb.OutOfMemoryException:
+                if self.limit_mb * 2 > _machine_mb() * MAX_SHARE:
+                    raise
+                self.limit_mb *= 2
+                self.con.execute(f"SET memory_limit = '{self.limit_mb}MB'")
+
+    return run  # type: ignore[return-value]
+
+
+def _machine_mb() -> int:
+    import os
+
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20)
 
 
 def connect(temp: Path, memory_limit: str = MEMORY_LIMIT) -> Any:
@@ -56,69 +88,90 @@ def load_frame(con: Any, frame: pl.DataFrame, table: str = "att") -> None:
     con.unregister("_frame")
 
 
-def _rules(config: IncidentConfig, allowed: bool) -> str:
-    """SQL of each attack row's grouping key (``l``, ``gb``: 0 source, 1 port, 2 target, ``k``) and session number
-    ``sno`` within it; ``ord`` is the row's place in start order (ts, then flow_id)."""
+def _rules(config: IncidentConfig, allowed: bool) -> list[str]:
+    """SQL statements that leave, in table ``keyed``, each attack row's grouping key (``l``, ``gb``: 0 source,
+    1 port, 2 target, ``k``) and session number ``sno`` within it; ``ord`` is the row's place in start order (ts,
+    then flow_id). One statement a step, each table made before the next: as one query, its joins and windows ran
+    at once and needed several times the memory (3M flood rows: more than 128 MB, against 64 MB step by step)."""
     m, s = int(config.minor_flows), int(config.spread_sources)
     gap = int(config.gap_s * 1e6)
+
+    def few(src: str, keys: str, name: str) -> str:
+        """Rows of ``src`` with ``name``: whether their ``keys`` have fewer than ``minor_flows`` rows (a count by a
+        group-by and a join: both spill)."""
+        return f"SELECT t.*, c.n < {m} AS {name} FROM {src} t JOIN (SELECT {keys}, count(*) AS n FROM {src} GROUP BY {keys}) c USING ({keys})"
+
     # "minor" inside a rule's window counts an originator's flows within that window's group, exactly as
     # analyzer.incidents._sessions (and the window expressions that first stated the rules) do.
-    return f"""
-    WITH a AS (
-      SELECT flow_id, ts, ts_end, orig_h AS s, resp_h AS d, CAST(label AS VARCHAR) AS l,
-             CAST(proto AS VARCHAR) || '/' || coalesce(resp_p, -1) AS p,
-             row_number() OVER (ORDER BY ts, flow_id) AS ord
-      FROM att WHERE CAST(label AS VARCHAR) <> '{NORMAL}' {"AND NOT coalesce(allowed, false)" if allowed else ""}),
-    c AS (
-      SELECT *,
-        count(*) OVER (PARTITION BY l, s) < {m} AS minor,
-        count(*) OVER (PARTITION BY l, d, s) < {m} AS few_lds,
-        count(*) OVER (PARTITION BY l, p, s) < {m} AS minor_p,
-        count(*) OVER (PARTITION BY l, p, d, s) < {m} AS few_lpds
-      FROM a),
-    ld AS (SELECT l, d, count(*) AS n FROM (SELECT DISTINCT l, d, s FROM c WHERE few_lds) GROUP BY l, d),
-    lpd AS (SELECT l, p, d, count(*) AS n FROM (SELECT DISTINCT l, p, d, s FROM c WHERE few_lpds) GROUP BY l, p, d),
-    c2 AS (
-      SELECT c.*, minor AND coalesce(ld.n, 0) >= {s} AS to_target,
-             minor_p AND coalesce(lpd.n, 0) >= {s} AS to_target_p
-      FROM c LEFT JOIN ld USING (l, d) LEFT JOIN lpd USING (l, p, d)),
-    lp AS (SELECT l, p, count(*) AS n FROM (SELECT DISTINCT l, p, s FROM c2 WHERE minor_p AND NOT to_target_p)
-           GROUP BY l, p),
-    g AS (
-      SELECT c2.flow_id, c2.ts, c2.ts_end, c2.ord, c2.l,
-        CASE WHEN to_target THEN 2 WHEN minor AND coalesce(lp.n, 0) >= {s} THEN 1 ELSE 0 END AS gb,
-        CASE WHEN to_target THEN d WHEN minor AND coalesce(lp.n, 0) >= {s} THEN c2.p ELSE s END AS k
-      FROM c2 LEFT JOIN lp USING (l, p)),
-    w AS (
-      SELECT *, max(ts_end) OVER (PARTITION BY l, gb, k ORDER BY ord
-                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
-      FROM g)
-    SELECT flow_id, ord, l, gb, k,
-      sum(CASE WHEN prev_end IS NULL OR epoch_us(ts) - epoch_us(prev_end) > {gap} THEN 1 ELSE 0 END)
-        OVER (PARTITION BY l, gb, k ORDER BY ord ROWS UNBOUNDED PRECEDING) AS sno
-    FROM w
-    """
+    return [
+        f"""CREATE OR REPLACE TABLE r0 AS
+            SELECT flow_id, ts, ts_end, orig_h AS s, resp_h AS d, CAST(label AS VARCHAR) AS l,
+              CAST(proto AS VARCHAR) || '/' || coalesce(resp_p, -1) AS p, row_number() OVER (ORDER BY ts, flow_id) AS ord
+            FROM att WHERE CAST(label AS VARCHAR) <> '{NORMAL}' {"AND NOT coalesce(allowed, false)" if allowed else ""}""",
+        f"CREATE OR REPLACE TABLE r1 AS {few('r0', 'l, s', 'minor')}",
+        f"CREATE OR REPLACE TABLE r2 AS {few('r1', 'l, d, s', 'few_lds')}",
+        f"CREATE OR REPLACE TABLE r3 AS {few('r2', 'l, p, s', 'minor_p')}",
+        f"CREATE OR REPLACE TABLE r4 AS {few('r3', 'l, p, d, s', 'few_lpds')}",
+        f"""CREATE OR REPLACE TABLE r5 AS
+            SELECT c.*, minor AND coalesce(ld.n, 0) >= {s} AS to_target, minor_p AND coalesce(lpd.n, 0) >= {s} AS to_target_p
+            FROM r4 c
+            LEFT JOIN (SELECT l, d, count(*) AS n FROM (SELECT DISTINCT l, d, s FROM r4 WHERE few_lds) GROUP BY l, d) ld
+              USING (l, d)
+            LEFT JOIN (SELECT l, p, d, count(*) AS n FROM (SELECT DISTINCT l, p, d, s FROM r4 WHERE few_lpds)
+                       GROUP BY l, p, d) lpd USING (l, p, d)""",
+        f"""CREATE OR REPLACE TABLE r6 AS
+            SELECT c.flow_id, c.ts, c.ts_end, c.ord, c.l,
+              CASE WHEN to_target THEN 2 WHEN minor AND coalesce(lp.n, 0) >= {s} THEN 1 ELSE 0 END AS gb,
+              CASE WHEN to_target THEN d WHEN minor AND coalesce(lp.n, 0) >= {s} THEN c.p ELSE s END AS k
+            FROM r5 c LEFT JOIN (SELECT l, p, count(*) AS n FROM (
+                SELECT DISTINCT l, p, s FROM r5 WHERE minor_p AND NOT to_target_p) GROUP BY l, p) lp USING (l, p)""",
+        """CREATE OR REPLACE TABLE r7 AS
+            SELECT *, max(ts_end) OVER (PARTITION BY l, gb, k ORDER BY ord
+                                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
+            FROM r6""",
+        f"""CREATE OR REPLACE TABLE keyed AS
+            SELECT flow_id, ord, l, gb, k,
+              sum(CASE WHEN prev_end IS NULL OR epoch_us(ts) - epoch_us(prev_end) > {gap} THEN 1 ELSE 0 END)
+                OVER (PARTITION BY l, gb, k ORDER BY ord ROWS UNBOUNDED PRECEDING) AS sno
+            FROM r7""",
+        "DROP TABLE r0; DROP TABLE r1; DROP TABLE r2; DROP TABLE r3; DROP TABLE r4; DROP TABLE r5; DROP TABLE r6; "
+        "DROP TABLE r7",
+    ]
 
 
 def find_incidents(con: Any, config: IncidentConfig) -> pl.DataFrame:
     """``analyzer.incidents.find_incidents`` over table ``att`` (``ATTACK_COLUMNS`` rows): the same incidents; the
     membership (``flow_id``, ``incident_id``) is left in table ``members``."""
     columns = {r[0] for r in con.execute("DESCRIBE att").fetchall()}
-    con.execute(f"CREATE OR REPLACE TABLE keyed AS {_rules(config, 'allowed' in columns)}")
-    # one row per session: its key, and the aggregates analyzer.incidents._aggregate takes
+    for step in _rules(config, "allowed" in columns):
+        con.execute(step)
+    # one row per session: its key, and the aggregates analyzer.incidents._aggregate takes. Distinct counts are a
+    # DISTINCT and then a count: a count(DISTINCT) keeps a session's values in one hash table, which does not spill
+    # (a flood's one session has millions of sources).
+    key = "k.l, k.gb, k.k, k.sno"
+
+    def distinct(col: str) -> str:
+        return f"""(SELECT l, gb, k, sno, count(*) AS n FROM (
+                      SELECT DISTINCT {key}, a.{col} FROM keyed k JOIN att a USING (flow_id) WHERE a.{col} IS NOT NULL)
+                    GROUP BY ALL)"""
+
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TABLE sess AS
-        SELECT row_number() OVER (ORDER BY l, gb, k, sno) - 1 AS sid, * FROM (
-          SELECT k.l, k.gb, k.k, k.sno,
+        SELECT row_number() OVER (ORDER BY l, gb, k, sno) - 1 AS sid, s.*,
+          coalesce(p.n, 0) AS ports, coalesce(o.n, 0) AS sources, coalesce(r.n, 0) AS targets
+        FROM (
+          SELECT {key},
             min(a.ts) AS start, max(a.ts_end) AS "end", count(*) AS flows,
             arg_min(a.orig_h, k.ord) AS source, arg_min(a.resp_h, k.ord) AS target,
-            count(DISTINCT a.resp_p) AS ports, arg_min(a.resp_p, k.ord) FILTER (WHERE a.resp_p IS NOT NULL) AS port,
+            arg_min(a.resp_p, k.ord) FILTER (WHERE a.resp_p IS NOT NULL) AS port,
             sum(CAST(a.confidence AS DOUBLE)) AS conf_sum,
-            coalesce(sum(a.orig_bytes + a.resp_bytes), 0) AS bytes,
-            count(DISTINCT a.orig_h) AS sources, count(DISTINCT a.resp_h) AS targets
+            coalesce(sum(a.orig_bytes + a.resp_bytes), 0) AS bytes
           FROM keyed k JOIN att a USING (flow_id)
-          GROUP BY k.l, k.gb, k.k, k.sno)
+          GROUP BY {key}) s
+        LEFT JOIN {distinct("resp_p")} p USING (l, gb, k, sno)
+        LEFT JOIN {distinct("orig_h")} o USING (l, gb, k, sno)
+        LEFT JOIN {distinct("resp_h")} r USING (l, gb, k, sno)
         """
     )
     sess = con.sql("SELECT * FROM sess").pl()
@@ -189,7 +242,8 @@ class Store:
     end of the scan reads from every attack row (rows of an incident that the report names, per-incident filters,
     top talkers, the timeline) as queries whose results are small."""
 
-    def __init__(self, temp: Path, memory_limit: str = MEMORY_LIMIT) -> None:
+    def __init__(self, temp: Path, memory_limit: str | None = None) -> None:
+        memory_limit = memory_limit or MEMORY_LIMIT
         try:
             str(temp).encode()
         except UnicodeEncodeError:  # DuckDB takes UTF-8 paths only: a folder of the system's temporary one instead
@@ -197,6 +251,7 @@ class Store:
 
             temp = Path(tempfile.mkdtemp(prefix="nta-incidents-"))
         self.temp = temp
+        self.limit_mb = int(memory_limit.removesuffix("MB"))
         self.con = connect(temp, memory_limit)
 
     def close(self) -> None:
@@ -211,6 +266,7 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @_roomy
     def load(self, spill: Path | None, empty: pl.DataFrame) -> None:
         """The spilled attack rows (None: ``empty``, a frame of their columns and no row)."""
         if spill is None:
@@ -218,6 +274,7 @@ class Store:
         else:
             load_ipc(self.con, spill)
 
+    @_roomy
     def incidents(self, config: IncidentConfig) -> tuple[pl.DataFrame, QueryMembers]:
         """``find_incidents``, and the membership read a batch at a time; afterwards table ``ai`` holds the attack
         rows with their ``incident_id``."""
@@ -230,10 +287,12 @@ class Store:
         self.con.execute("DROP TABLE att")
         return inc, QueryMembers(self)
 
+    @_roomy
     def frame(self, sql: str) -> pl.DataFrame:
         """The query's result, its timestamps in UTC as the attack rows have them (DuckDB says "Etc/UTC")."""
         return _utc(self.con.sql(sql).pl())
 
+    @_roomy
     def rows(self, columns: list[str], per_incident_first: int, per_incident_top: int) -> pl.DataFrame:
         """Attack rows in ``flow_id`` order: every suspicious row of no incident (a scan has none), each incident's
         first ``per_incident_first`` (by ts, then flow_id) and its first ``per_incident_top`` by p_attack (ties by
@@ -252,6 +311,7 @@ class Store:
                 ORDER BY flow_id"""
         )
 
+    @_roomy
     def sampled(self, chosen: pl.DataFrame, per_incident: int) -> pl.DataFrame:
         """``flow_id``, ``incident_id`` of the rows ``analyzer.explain.sample_rows`` samples from each ``chosen``
         incident (``incident_id``, ``flows``): at most ``per_incident``, evenly spaced in start order."""
@@ -273,6 +333,7 @@ class Store:
         finally:
             self.con.unregister("want")
 
+    @_roomy
     def typical(
         self, asked: dict[int, list[str]], column: Callable[[str], Any], is_text: Callable[[str], bool]
     ) -> dict[tuple[int, str], tuple[str, float | None]]:
@@ -323,11 +384,13 @@ class Store:
                 self.con.unregister("want")
         return out
 
+    @_roomy
     def incident_rows(self, columns: list[str]) -> pl.DataFrame:
         """``columns`` of every row of an incident, in ``flow_id`` order (carving: the incidents' flows)."""
         cols = ", ".join(f'"{c}"' for c in columns)
         return self.frame(f"SELECT {cols} FROM ai WHERE incident_id IS NOT NULL ORDER BY flow_id")
 
+    @_roomy
     def filter_aggregates(self, max_set: int, max_ports: int) -> pl.DataFrame:
         """``analyzer.evidence.filter_aggregates`` of the incidents' rows, with the distinct values and their first
         sorted ones taken by queries (a flood's incident has millions of sources)."""
@@ -340,12 +403,15 @@ class Store:
                     QUALIFY row_number() OVER (PARTITION BY incident_id ORDER BY v) <= {n}"""
             )
 
+        def distinct(col: str) -> str:  # a DISTINCT, then a count: see find_incidents
+            return f"""(SELECT incident_id, count(*) AS n FROM (
+                          SELECT DISTINCT incident_id, {col} FROM ai WHERE incident_id IS NOT NULL) GROUP BY ALL)"""
+
         agg = self.frame(
-            """SELECT incident_id,
-                  count(DISTINCT orig_h) AS n_src, bool_and(contains(orig_h, ':')) AS v6,
-                  count(DISTINCT resp_h) AS n_dst,
-                  min(ts) AS start, max(ts_end) AS "end"
-                FROM ai WHERE incident_id IS NOT NULL GROUP BY incident_id"""
+            f"""SELECT a.incident_id, s.n AS n_src, a.v6, d.n AS n_dst, a.start, a."end" FROM (
+                  SELECT incident_id, bool_and(contains(orig_h, ':')) AS v6, min(ts) AS start, max(ts_end) AS "end"
+                  FROM ai WHERE incident_id IS NOT NULL GROUP BY incident_id) a
+                JOIN {distinct("orig_h")} s USING (incident_id) JOIN {distinct("resp_h")} d USING (incident_id)"""
         )
         protos = self.frame(
             """SELECT incident_id, CAST(proto AS VARCHAR) AS v FROM (
@@ -373,19 +439,35 @@ class Store:
             out = out.join(lists(frame, name), on="incident_id", how="left")
         return out.with_columns(pl.col("srcs", "dsts", "protos", "ports").fill_null([]))
 
+    @_roomy
     def top_talkers(self, n: int) -> pl.DataFrame:
-        """``verdicts.top_talkers`` of the attack rows."""
+        """``verdicts.top_talkers`` of the attack rows (distinct values counted after a DISTINCT: see
+        find_incidents)."""
+        top = f"""s AS (SELECT orig_h, resp_h, resp_p, CAST(label AS VARCHAR) AS label, p_attack FROM ai
+                        WHERE {self._suspicious()}),
+                  top AS (SELECT orig_h, count(*) AS flows, max(p_attack) AS max_p_attack FROM s GROUP BY orig_h
+                          ORDER BY flows DESC, orig_h LIMIT {int(n)}),
+                  t AS (SELECT s.* FROM s JOIN top USING (orig_h))"""
+
+        def distinct(col: str, where: str = "TRUE") -> str:
+            return (
+                f"(SELECT orig_h, count(*) AS n FROM (SELECT DISTINCT orig_h, {col} FROM t WHERE {where}) GROUP BY ALL)"
+            )
+
         return self.frame(
-            f"""WITH s AS (SELECT orig_h, resp_h, resp_p, CAST(label AS VARCHAR) AS label, p_attack FROM ai
-                           WHERE {self._suspicious()}),
-                top AS (SELECT orig_h, count(*) AS flows FROM s GROUP BY orig_h ORDER BY flows DESC, orig_h LIMIT {int(n)})
-                SELECT orig_h, CAST(any_value(top.flows) AS UINTEGER) AS flows,
-                  string_agg(DISTINCT label, '/' ORDER BY label) AS classes,
-                  CAST(count(DISTINCT resp_h) AS UINTEGER) AS targets,
-                  CAST(count(DISTINCT resp_p) AS UINTEGER) AS ports, max(p_attack) AS max_p_attack
-                FROM s JOIN top USING (orig_h) GROUP BY orig_h ORDER BY flows DESC, orig_h"""
+            f"""WITH {top}
+                SELECT top.orig_h, CAST(top.flows AS UINTEGER) AS flows, c.classes,
+                  CAST(coalesce(d.n, 0) AS UINTEGER) AS targets, CAST(coalesce(p.n, 0) AS UINTEGER) AS ports,
+                  top.max_p_attack
+                FROM top
+                JOIN (SELECT orig_h, string_agg(label, '/' ORDER BY label) AS classes
+                      FROM (SELECT DISTINCT orig_h, label FROM t) GROUP BY orig_h) c USING (orig_h)
+                LEFT JOIN {distinct("resp_h")} d USING (orig_h)
+                LEFT JOIN {distinct("resp_p", "resp_p IS NOT NULL")} p USING (orig_h)
+                ORDER BY flows DESC, orig_h"""
         )
 
+    @_roomy
     def suspicious(self) -> int:
         """How many attack rows no --allow entry covers (``verdicts.suspicious``)."""
         return int(self.con.execute(f"SELECT count(*) FROM ai WHERE {self._suspicious()}").fetchall()[0][0])
@@ -402,10 +484,14 @@ class Store:
         cursor = self.con.cursor()  # its own result: the connection stays free for other queries
         sql = f"SELECT {cols} FROM {table}" + (f" ORDER BY {order}" if order else "")
         try:
-            for batch in cursor.sql(sql).to_arrow_reader(rows):
+            for batch in self._reader(cursor, sql, rows):
                 yield _utc(pl.DataFrame(pl.from_arrow(batch)))
         finally:
             cursor.close()
+
+    @_roomy
+    def _reader(self, cursor: Any, sql: str, rows: int) -> Any:
+        return cursor.sql(sql).to_arrow_reader(rows)
 
     def _columns(self) -> set[str]:
         return {r[0] for r in self.con.execute("DESCRIBE ai").fetchall()}

@@ -131,3 +131,25 @@ def test_top_flow_candidates_break_ties_in_row_order(tmp_path: Path) -> None:
         named = store.rows(list(verdicts.ATTACK_COLUMNS), 1, 2)
     assert verdicts.top_flows(whole, 10, 2)["flow_id"].to_list() == [0, 1]
     assert verdicts.top_flows(named, 10, 2).equals(verdicts.top_flows(whole, 10, 2))
+
+
+def test_a_query_out_of_memory_runs_again_with_more(tmp_path: Path, monkeypatch: Any) -> None:
+    """With DuckDB's limit far too small (1 MB), the queries run out of memory and run again with twice the limit
+    until they fit: the scan writes the outputs a default scan writes."""
+    from analyzer.pipeline import ScanConfig, run_scan
+
+    cap = Path(__file__).resolve().parents[2] / "sample_pcaps" / "syn-flood.pcap"
+    run_scan(ScanConfig(paths=(cap,), out=tmp_path / "default"))
+    limits: list[int] = []
+    close = incident_sql.Store.close
+
+    def closing(store: incident_sql.Store) -> None:
+        limits.append(store.limit_mb)
+        close(store)
+
+    monkeypatch.setattr(incident_sql, "MEMORY_LIMIT", "1MB")
+    monkeypatch.setattr(incident_sql.Store, "close", closing)
+    run_scan(ScanConfig(paths=(cap,), out=tmp_path / "tight"))
+    assert limits and limits[0] > 1  # it ran out, and ran again with more
+    for name in ("verdicts.csv", "alerts.ndjson", "flows.parquet"):
+        assert (tmp_path / "tight" / name).read_bytes() == (tmp_path / "default" / name).read_bytes(), name
