@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from analyzer.explain import sample_rows, typical_median
-from analyzer.incidents import SEVERITY, IncidentConfig, _empty_incidents
+from analyzer.incidents import IncidentConfig, _empty_incidents, numbered
 from analyzer.outputs import BatchCursor
 from analyzer.verdicts import NORMAL
 
@@ -69,16 +69,14 @@ def connect(temp: Path, memory_limit: str = MEMORY_LIMIT) -> Any:
     return con
 
 
-def load_ipc(con: Any, path: Path, table: str = "att") -> int:
-    """The Arrow IPC stream at ``path`` (the scan's attack-row spill) as table ``table``, read batch by batch;
-    its row count."""
+def load_ipc(con: Any, path: Path, table: str = "att") -> None:
+    """The Arrow IPC stream at ``path`` (the scan's attack-row spill) as table ``table``, read batch by batch."""
     import pyarrow.ipc as ipc
 
     with open(path, "rb") as src:
         con.register("_spill", ipc.open_stream(src))
         con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _spill")
         con.unregister("_spill")
-    return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
 
 def load_frame(con: Any, frame: pl.DataFrame, table: str = "att") -> None:
@@ -142,8 +140,8 @@ def _rules(config: IncidentConfig, allowed: bool) -> list[str]:
 def find_incidents(con: Any, config: IncidentConfig) -> pl.DataFrame:
     """``analyzer.incidents.find_incidents`` over table ``att`` (``ATTACK_COLUMNS`` rows): the same incidents; the
     membership (``flow_id``, ``incident_id``) is left in table ``members``."""
-    columns = {r[0] for r in con.execute("DESCRIBE att").fetchall()}
-    for step in _rules(config, "allowed" in columns):
+    types = {r[0]: r[1] for r in con.execute("DESCRIBE att").fetchall()}  # column -> SQL type
+    for step in _rules(config, "allowed" in types):
         con.execute(step)
     # one row per session: its key, and the aggregates analyzer.incidents._aggregate takes. Distinct counts are a
     # DISTINCT and then a count: a count(DISTINCT) keeps a session's values in one hash table, which does not spill
@@ -175,11 +173,7 @@ def find_incidents(con: Any, config: IncidentConfig) -> pl.DataFrame:
         """
     )
     sess = con.sql("SELECT * FROM sess").pl()
-    conf_type = (
-        pl.Float32
-        if {r[0]: r[1] for r in con.execute("DESCRIBE att").fetchall()}["confidence"] == "FLOAT"
-        else pl.Float64
-    )
+    conf_type = pl.Float32 if types["confidence"] == "FLOAT" else pl.Float64
     if sess.height == 0:
         con.execute("CREATE OR REPLACE TABLE members (flow_id BIGINT, incident_id BIGINT)")
         return _empty_incidents()
@@ -210,21 +204,7 @@ def find_incidents(con: Any, config: IncidentConfig) -> pl.DataFrame:
     )
     schema = {c: t for c, t in _empty_incidents().schema.items() if c != "incident_id"}
     inc = inc.select("sid", *schema).cast(schema)  # type: ignore[arg-type]
-    rank = pl.col("label").replace_strict(
-        {c: i for i, c in enumerate(SEVERITY)}, default=len(SEVERITY), return_dtype=pl.Int32
-    )
-    order = (
-        inc.with_columns(_rank=rank, _conf=pl.col("confidence").round(2))
-        .sort(
-            ["_rank", "_conf", "flows", "start", "key", "grouped_by"],
-            descending=[False, True, True, False, False, False],
-        )
-        .drop("_rank", "_conf")
-        .with_row_index("incident_id", offset=1)
-        .with_columns(pl.col("incident_id").cast(pl.Int64))
-    )
-    incident_of = np.zeros(order.height, np.int64)  # session id -> incident id
-    incident_of[order["sid"].to_numpy()] = order["incident_id"].to_numpy()
+    order, incident_of = numbered(inc, "sid")
     con.register(
         "ids", pl.DataFrame({"sid": np.arange(order.height, dtype=np.int64), "incident_id": incident_of}).to_arrow()
     )
@@ -234,7 +214,7 @@ def find_incidents(con: Any, config: IncidentConfig) -> pl.DataFrame:
     )
     con.execute("DROP TABLE keyed")
     con.unregister("ids")
-    return order.drop("sid")
+    return order
 
 
 class Store:

@@ -80,24 +80,30 @@ def find_incidents(
     if not in_start_order(att):
         att = att.sort("ts", "flow_id")
     codes = _sessions(att, config)  # (n,) each
-    inc = _aggregate(att, codes)
+    order, incident_of = numbered(_aggregate(att, codes), "_s")
+    membership = pl.DataFrame({"flow_id": att["flow_id"], "incident_id": incident_of[codes["_s"]]})
+    return order, membership.sort("flow_id")
+
+
+def numbered(sessions: pl.DataFrame, code: str) -> tuple[pl.DataFrame, np.ndarray]:
+    """Incident ids 1, 2, ... in order of severity (the module's rule) for ``sessions`` (one row each, its code
+    0..S-1 in column ``code``): the incidents sorted by id, without ``code``, and (S,) the id of each code."""
     rank = pl.col("label").replace_strict(
         {c: i for i, c in enumerate(SEVERITY)}, default=len(SEVERITY), return_dtype=pl.Int32
     )
     order = (
-        inc.with_columns(_rank=rank, _conf=pl.col("confidence").round(2))
+        sessions.with_columns(_rank=rank, _conf=pl.col("confidence").round(2))
         .sort(
             ["_rank", "_conf", "flows", "start", "key", "grouped_by"],
             descending=[False, True, True, False, False, False],
         )
         .drop("_rank", "_conf")
         .with_row_index("incident_id", offset=1)
+        .with_columns(pl.col("incident_id").cast(pl.Int64))
     )
-    order = order.with_columns(pl.col("incident_id").cast(pl.Int64))
     incident_of = np.zeros(order.height, np.int64)  # session code -> incident id
-    incident_of[order["_s"].to_numpy()] = order["incident_id"].to_numpy()
-    membership = pl.DataFrame({"flow_id": att["flow_id"], "incident_id": incident_of[codes["_s"]]})
-    return order.drop("_s"), membership.sort("flow_id")
+    incident_of[order[code].to_numpy()] = order["incident_id"].to_numpy()
+    return order.drop(code), incident_of
 
 
 def _dense(x: pl.Series | np.ndarray) -> tuple[np.ndarray, int]:
