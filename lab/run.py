@@ -1241,6 +1241,7 @@ class Benign:
             "form_login": 1,
             "basic_auth": 1,
             "cdn_burst": 3,
+            "page_load": 6,
             "dns": 7,
             "ssh_cmd": 3,
             "ssh_interactive": 2,
@@ -1470,6 +1471,26 @@ class Benign:
             "printf '%s\\n' "
             + " ".join(shlex.quote(u) for u in urls)
             + " | xargs -P 6 -n 2 curl -sk --max-time 10 -o /dev/null -o /dev/null"
+        )
+        self.x(["sh", "-c", cmd], timeout=40)
+
+    def a_page_load(self) -> None:
+        """A browser's page load: the page and its objects, one connection per object, up to 2-8 at a time to
+        the same server (as browsers open them for HTTP/1.x), sometimes more from a CDN address: many short
+        connections to one server within a second or two, which keep-alive curl and wget never make."""
+        h = self.web()
+        scheme = self.rng.choice(["http", "https"])
+        urls = [f"{scheme}://{h}{u}" for u in self.paths(self.rng.randrange(6, 31))]
+        web = self.p.h("web")
+        if len(web.v4) > 1 and self.rng.random() < 0.4:
+            cdn = self.rng.choice(web.v4[1:])
+            urls += [f"https://{cdn}{u}" for u in self.paths(self.rng.randrange(3, 12))[1:]]
+        version = self.rng.choice(["--http1.1", "--http1.1", "--http1.0"])
+        par = self.rng.choice([2, 4, 6, 6, 8])
+        cmd = (
+            "printf '%s\\n' "
+            + " ".join(shlex.quote(u) for u in urls)
+            + f" | xargs -P {par} -n 1 curl -sk {version} --max-time 10 -o /dev/null"
         )
         self.x(["sh", "-c", cmd], timeout=40)
 
