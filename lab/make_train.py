@@ -11,6 +11,16 @@ they get ``--benign-cap`` per run. The output holds the 41 KDD
 features, ``label`` (the class), ``scenario``, ``run`` and ``capture``, zstd-compressed: small enough to commit,
 so the shipped model can be rebuilt from the repository (the README gives the training command).
 
+Rows a flow's features cannot tell apart from benign traffic by construction are left out (``unseeable``):
+the attack scenarios that happen inside an encrypted SSH session (``ssh-privesc-*``: a normal login, then
+privilege escalation typed inside the session). Their SSH flow is an ordinary SSH session; labelled U2R it
+teaches the network that ordinary SSH sessions are U2R. Their other flows (a download the session starts)
+stay. ``--rules-only FILE`` applies these rules to a file this script wrote before (the lab runs behind
+``lab-train.parquet`` are not all kept) instead of extracting features.
+
+``--benign-only``: keep only the rows no attack window claims (class normal): for runs added for their
+benign variety.
+
 Never give this the held-out run: it is for training only.
 """
 
@@ -21,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 NTA = [sys.executable, "-m", "analyzer"]
@@ -37,9 +48,22 @@ def _labels_for(pcap: Path) -> Path:
     raise SystemExit(f"{pcap}: no labels.csv beside it or one folder up")
 
 
+ENCRYPTED_INSIDE = ("ssh-privesc-",)  # attack scenarios that happen inside an encrypted session
+
+
+def unseeable() -> Any:
+    """A polars filter: the rows whose attack happens inside an encrypted SSH session, their SSH flows."""
+    import polars as pl
+
+    inside = pl.any_horizontal([pl.col("scenario").str.starts_with(p) for p in ENCRYPTED_INSIDE])
+    return inside & (pl.col("service") == "ssh")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", type=Path, nargs="+")
+    ap.add_argument("runs", type=Path, nargs="*")
+    ap.add_argument("--rules-only", type=Path, help="apply the row rules to a file this script wrote, nothing else")
+    ap.add_argument("--benign-only", action="store_true", help="keep only rows of class normal")
     ap.add_argument("-o", "--out", type=Path, required=True)
     ap.add_argument("--cap", type=int, default=2000, help="Rows kept per (run, scenario) at most.")
     ap.add_argument("--benign-cap", type=int, default=20000, help="Benign rows kept per run at most.")
@@ -50,6 +74,14 @@ def main() -> None:
 
     from features.kdd.columns import KDD_FEATURES
 
+    if args.rules_only is not None:
+        rows = pl.read_parquet(args.rules_only)
+        kept = rows.filter(~unseeable())
+        _write(pl, kept, args.out)
+        print(f"{args.rules_only}: {rows.height:,} rows, {rows.height - kept.height:,} left out -> {args.out}")
+        return
+    if not args.runs:
+        ap.error("give lab run folders, or --rules-only FILE")
     parts = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in args.runs:
@@ -76,7 +108,9 @@ def main() -> None:
     rows = pl.concat(parts)
     rows = rows.with_columns(
         pl.when(pl.col("scenario") == "").then(pl.lit("benign")).otherwise(pl.col("scenario")).alias("scenario")
-    )
+    ).filter(~unseeable())
+    if args.benign_only:
+        rows = rows.filter(pl.col("label") == "normal")
     # Shuffle with the seed, then keep the first --cap rows of each (run, scenario): a seeded sample per group.
     capped = (
         rows.with_row_index("_i")
@@ -88,11 +122,15 @@ def main() -> None:
         .sort("_i")
         .drop("_i")
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    capped.write_parquet(args.out, compression="zstd", compression_level=19)
+    _write(pl, capped, args.out)
     summary = capped.group_by("label").len().sort("label")
     print(f"{rows.height:,} labelled rows, {capped.height:,} kept (cap {args.cap} per run and scenario) -> {args.out}")
     print(summary)
+
+
+def _write(pl: Any, rows: Any, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows.write_parquet(out, compression="zstd", compression_level=19)
 
 
 if __name__ == "__main__":
