@@ -6,8 +6,10 @@ Each RUN_DIR is a lab run's output folder (``lab/run.py --out``): every capture 
 turned into features with its ``labels.csv`` (``nta features --labels --per-file``, so no window feature sees
 another capture's flows). A flood or a scan makes tens of thousands of near-identical flows; so that one
 scenario does not outweigh every other, at most ``--cap`` rows per (run, scenario) are kept, drawn with a
-fixed seed; benign flows (no attack window: scenario ``benign``) are many kinds of traffic in one group, so
-they get ``--benign-cap`` per run. The output holds the 41 KDD
+fixed seed; benign flows (class normal: the run's ``benign-background`` window, or no window at all, scenario
+``benign``) are many kinds of traffic in one group, so they get ``--benign-cap`` per run and scenario. (Until
+2026-12-05 the benign cap went to scenario ``benign`` only, so the ``benign-background`` rows of seeds 1-7 were
+capped at ``--cap``: 2,000 per run; those files were made so.) The output holds the 41 KDD
 features, ``label`` (the class), ``scenario``, ``run`` and ``capture``, zstd-compressed: small enough to commit,
 so the shipped model can be rebuilt from the repository (the README gives the training command).
 
@@ -117,7 +119,7 @@ def main() -> None:
         .sample(fraction=1.0, shuffle=True, seed=args.seed)
         .filter(
             pl.int_range(pl.len()).over(["run", "scenario"])
-            < pl.when(pl.col("scenario") == "benign").then(args.benign_cap).otherwise(args.cap)
+            < pl.when(pl.col("label") == "normal").then(args.benign_cap).otherwise(args.cap)
         )
         .sort("_i")
         .drop("_i")
