@@ -26,7 +26,7 @@ from features.capture.filter import PacketFilter
 from features.capture.packets import PacketBatch
 from features.capture.pcap import PAD, PCAP_MAGICS, PCAPNG_MAGIC, PcapWalker, RecordChunk, WalkState
 from features.capture.pcapng import BOM, PcapngWalker
-from features.capture.stream import DEFAULT_LIMITS, HEADROOM, Inflate, ReadLimits, stream_blocks
+from features.capture.stream import DEFAULT_LIMITS, HEADROOM, Hasher, Inflate, ReadLimits, Unhashed, stream_blocks
 from features.common import InputError, ProgressFn, no_progress, path_text
 
 STDIN = "-"  # the capture name that reads standard input
@@ -284,6 +284,8 @@ class PacketSource:
         self.chunk_records = chunk_records
         self._read_once = False
         self.sha256 = ""
+        # False: whoever reads this source hashes the file itself (a regular file only: a stream is read once)
+        self.hash_bytes = True
         self.records = 0
         self.bad: Counter[str] = Counter()
         self.warnings: list[str] = []
@@ -346,7 +348,7 @@ class PacketSource:
         self.filtered = 0
         walker: PcapWalker | PcapngWalker
         walker = PcapngWalker(state) if self.format.startswith("pcapng") else PcapWalker(self._head, state)
-        sha = hashlib.sha256()
+        sha: Hasher = hashlib.sha256() if self.hash_bytes or self._stream is not None else Unhashed()
         left = np.zeros(0, np.uint8)  # the incomplete record at the end of the previous block
         skip = walker.header_len  # the pcap global header is validated already
         self._attached: Counter[str] = Counter()  # reader-level counts already put on a batch
@@ -359,6 +361,8 @@ class PacketSource:
         try:
             for blk in blocks:
                 if state.stop:  # damage ended the records; keep reading only to finish the sha256
+                    if isinstance(sha, Unhashed):
+                        break
                     progress(blk.done, total)
                     continue
                 nl = left.shape[0]

@@ -10,7 +10,6 @@ decompression bomb) and a stream that never ends are stopped with an ``InputErro
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import threading
 import zlib
@@ -84,7 +83,7 @@ class Block:
 def stream_blocks(
     path: Path | Callable[[], Any],
     gz: bool,
-    sha: hashlib._Hash,
+    sha: Hasher,
     state: WalkState,
     block: int = BLOCK_BYTES,
     limits: ReadLimits = DEFAULT_LIMITS,
@@ -166,6 +165,24 @@ def stream_blocks(
         t.join()
 
 
+class Hasher(Protocol):
+    """What reading feeds every raw byte to: a ``hashlib`` hash, or ``Unhashed``."""
+
+    def update(self, data: Any, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+class Unhashed:
+    """No hash: for a file whose digest its reader's caller computes itself (``PacketSource.hash_bytes``)."""
+
+    def update(self, data: Any, /) -> None:
+        pass
+
+    def hexdigest(self) -> str:
+        return ""
+
+
 class RawReader(Protocol):
     """What the inflater reads from: ``read(n)`` returns up to n bytes, b"" at the end."""
 
@@ -175,7 +192,7 @@ class RawReader(Protocol):
 class _HashingReader:
     """File wrapper that feeds every byte read to a hash (gzip reads through it)."""
 
-    def __init__(self, raw: object, sha: hashlib._Hash) -> None:
+    def __init__(self, raw: object, sha: Hasher) -> None:
         self.raw = raw
         self.sha = sha
         self.pos = 0
