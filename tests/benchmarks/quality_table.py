@@ -51,8 +51,10 @@ def scan_labelled(pcap: Path, labels: Path, model: Path | None):  # type: ignore
 
     with tempfile.TemporaryDirectory() as tmp:
         r = run_scan(ScanConfig(paths=(pcap,), out=Path(tmp) / "o", device="cpu", model_dir=model))
-    join = label_flows(r.verdicts, read_label_windows(labels))
-    v = r.verdicts.with_columns(join.label.alias("truth"), join.scenario).filter(pl.col("truth").is_not_null())
+        # the verdicts as written: the scan streams them to its outputs and keeps only the rows its report names
+        flows = pl.read_parquet(Path(tmp) / "o" / "flows.parquet")
+    join = label_flows(flows, read_label_windows(labels))
+    v = flows.with_columns(join.label.alias("truth"), join.scenario).filter(pl.col("truth").is_not_null())
     inc = {row["incident_id"]: row["label"] for row in r.incidents.iter_rows(named=True)}
     return v, inc, join.unexplained
 

@@ -37,6 +37,8 @@ def scan_corpus(
 ) -> tuple[list[str], dict[str, float]]:
     """Scan every capture under ``corpus``/attack and ``corpus``/benign: Markdown rows and the pooled figures."""
 
+    import polars as pl
+
     from analyzer.pipeline import ScanConfig, run_scan
     from features.common import NtaError
 
@@ -55,7 +57,8 @@ def scan_corpus(
                 except NtaError as e:
                     lines.append(f"| {kind}/{cap.name} | | | | | error: {e} | |")
                     continue
-            att = r.attacks
+                # every attack row as written (the scan keeps only the rows its report names)
+                att = pl.read_parquet(Path(tmp) / "o" / "flows.parquet").filter(pl.col("label") != "normal")
             classes = att.group_by("label").len().sort("len", descending=True)
             cls_text = ", ".join(f"{c} {n:,}" for c, n in classes.iter_rows())
             inc = r.incidents.sort("flows", descending=True)
