@@ -18,9 +18,8 @@ from rich.console import Console
 from analyzer import incidents
 from analyzer.pipeline import ScanConfig, run_scan
 from analyzer.report import packed, render
-from analyzer.result import ScanResult
+from analyzer.result import ScanResult, talkers_of
 from analyzer.summary import top_flow_rows
-from analyzer.verdicts import top_talkers
 
 REPO = Path(__file__).resolve().parents[2]
 SHORT = "fd77::14"  # 10.0.0.20 becomes this (nta's flow table holds addresses in their short form, RFC 5952)
@@ -34,8 +33,10 @@ def _v6(h: str) -> str:
 
 
 def _remap(result: ScanResult) -> ScanResult:
-    hosts = set(result.attacks["orig_h"]) | set(result.attacks["resp_h"])
+    assert result.talkers is not None  # the top talkers as the scan counted them (over every attack row)
+    hosts = set(result.attacks["orig_h"]) | set(result.attacks["resp_h"]) | set(result.talkers["orig_h"])
     m = {h: _v6(h) for h in hosts}
+    result.talkers = result.talkers.with_columns(pl.col("orig_h").replace_strict(m))
     swap = [pl.col(c).replace_strict(m) for c in ("orig_h", "resp_h")]
     result.attacks = result.attacks.with_columns(swap)
     assert result.ranked is not None  # the top flows as the scan ranked them
@@ -69,7 +70,7 @@ def _shown(result: ScanResult) -> set[str]:
     top = top_flow_rows(result)
     inc = result.incidents
     return {
-        *top["orig_h"], *top["resp_h"], *top_talkers(result.attacks, 5)["orig_h"],
+        *top["orig_h"], *top["resp_h"], *talkers_of(result, 5)["orig_h"],
         *inc.filter(pl.col("sources") == 1)["source"], *inc.filter(pl.col("targets") == 1)["target"],
     }  # fmt: skip
 
