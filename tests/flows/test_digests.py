@@ -67,3 +67,17 @@ def test_a_file_changed_while_it_is_read_is_named_in_a_warning(tmp_path: Path) -
     ext = fs.extraction()
     assert ext.warnings == [f"{cap}: the file changed while it was read; its sha256 is of the file before"]
     assert ext.sources[0]["sha256"] == before
+
+
+def test_a_file_that_cannot_be_hashed_is_one_input_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import features.flows.extract as extract_mod
+    from features.common import InputError
+
+    cap = write_capture(tmp_path / "a.pcap")
+
+    def broken(_f: object, _name: str) -> object:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(extract_mod.hashlib, "file_digest", broken)
+    with pytest.raises(InputError, match=r"a\.pcap: cannot read \(Input/output error\)"):
+        _drain(FlowStream([cap]))
