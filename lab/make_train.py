@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--benign-only", action="store_true", help="keep only rows of class normal")
     ap.add_argument("-o", "--out", type=Path, required=True)
     ap.add_argument("--cap", type=int, default=2000, help="Rows kept per (run, scenario) at most.")
-    ap.add_argument("--benign-cap", type=int, default=20000, help="Benign rows kept per run at most.")
+    ap.add_argument("--benign-cap", type=int, default=20000, help="Benign rows kept per run and scenario at most.")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
@@ -79,7 +79,7 @@ def main() -> None:
     if args.rules_only is not None:
         rows = pl.read_parquet(args.rules_only)
         kept = rows.filter(~unseeable())
-        _write(pl, kept, args.out)
+        _write(kept, args.out)
         print(f"{args.rules_only}: {rows.height:,} rows, {rows.height - kept.height:,} left out -> {args.out}")
         return
     if not args.runs:
@@ -124,13 +124,13 @@ def main() -> None:
         .sort("_i")
         .drop("_i")
     )
-    _write(pl, capped, args.out)
+    _write(capped, args.out)
     summary = capped.group_by("label").len().sort("label")
     print(f"{rows.height:,} labelled rows, {capped.height:,} kept (cap {args.cap} per run and scenario) -> {args.out}")
     print(summary)
 
 
-def _write(pl: Any, rows: Any, out: Path) -> None:
+def _write(rows: Any, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     rows.write_parquet(out, compression="zstd", compression_level=19)
 
