@@ -58,3 +58,35 @@ def test_tgt_and_plan_stay_in_the_lab() -> None:
         assert len(set(addrs)) == len(addrs)
         assert all(labrun.in_lab(str(n)) for n in (plan.main4, plan.rem4, plan.main6, plan.rem6, plan.spoof4))
         assert not any(ipa in plan.spoof4 for ipa in map(labrun.ipaddress.ip_address, (a for a in addrs if "." in a)))
+
+
+def test_browser_like_page_loads_stay_in_the_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benign page load's command line, for several seeds, passes the guard ``nsx`` applies before running
+    anything, and fetches one connection per object from the lab's web server (and its CDN addresses)."""
+    import types
+
+    www = tmp_path / "www"
+    for i in range(40):
+        (www / "static").mkdir(parents=True, exist_ok=True)
+        (www / "static" / f"o{i}.js").write_text("x")
+    ran: list[tuple[str, list[str]]] = []
+
+    def fake_nsx(ns: str, argv: list[str], timeout: float = 60, **_kw: object) -> object:
+        assert ns.startswith(labrun.PREFIX)
+        labrun.assert_argv_lab(argv)  # what nsx checks before it runs anything
+        ran.append((ns, argv))
+        return None
+
+    monkeypatch.setattr(labrun, "nsx", fake_nsx)
+    for seed in (1, 2, 3, 8, 9, 101):
+        plan = labrun.Plan(seed, 10)
+        lab = types.SimpleNamespace(p=plan, w=tmp_path)
+        client = plan.clients[0]
+        for k in range(5):
+            labrun.Benign(lab, client, seed * 10 + k).a_page_load()
+    assert len(ran) == 30
+    for ns, argv in ran:
+        assert argv[:2] == ["sh", "-c"] and "| xargs -P " in argv[2] and " -n 1 curl " in argv[2]
+        assert ns.startswith(labrun.PREFIX)
+        urls = [t for t in argv[2].split() if t.startswith(("'http", "http"))]
+        assert len(urls) >= 7  # the page and its objects, each its own connection
