@@ -10,9 +10,12 @@ Subcommands:
   telnet    a scripted telnet login + commands (benign sessions and U2R sessions)
   shell     attacker's side of a bind shell (connect) or reverse shell (listen): sends commands, reads output
   craft     raw packets: spoofed SYN flood, teardrop, ping of death, smurf (IPv4 broadcast), smurf6 (ff02::1)
+  chatter   benign LAN chatter: NetBIOS name queries (segment broadcast), LLMNR and mDNS queries and SSDP
+            searches (link-scope multicast, never routed: TTL / hop limit 1)
 
-Every address given to `craft`, `shell`, `sntp`, `mail` and `telnet` is checked against the lab ranges
-(10.77.0.0/16, fd77::/48) and refused otherwise.
+Every address given to `craft`, `shell`, `sntp`, `mail`, `telnet` and `chatter` is checked against the lab
+ranges (10.77.0.0/16, fd77::/48) and refused otherwise; `chatter` sends only to its segment's broadcast address
+(a lab address) and to the link-scope groups in ``CHATTER_GROUPS``, with a TTL / hop limit of 1.
 """
 
 from __future__ import annotations
@@ -48,6 +51,77 @@ def lab_addr(a: str) -> str:
     if not any(ip in n for n in LAB_NETS):
         raise SystemExit(f"refusing non-lab address {a}")
     return a
+
+
+# ---------------------------------------------------------------- chatter
+# Link-scope multicast only: 224.0.0.0/24 and ff02::/16 are never forwarded by a router, and 239.255.255.250
+# (SSDP) is sent with TTL 1, so it cannot leave the segment either.
+CHATTER_GROUPS = {
+    "llmnr": ("224.0.0.252", "ff02::1:3", 5355),
+    "mdns": ("224.0.0.251", "ff02::fb", 5353),
+    "ssdp": ("239.255.255.250", "ff02::c", 1900),
+}
+
+
+def dns_query(name: str, qtype: int, qclass: int = 1, txid: int = 0) -> bytes:
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.strip(".").split(".")) + b"\0"
+    return struct.pack(">HHHHHH", txid, 0, 1, 0, 0, 0) + labels + struct.pack(">HH", qtype, qclass)
+
+
+def netbios_query(name: str, txid: int) -> bytes:
+    """A NetBIOS name query (RFC 1002), broadcast flag set: the name, space-padded to 15, suffix 0x00,
+    first-level encoded (each nibble + 'A')."""
+    raw = name.upper()[:15].ljust(15).encode() + b"\0"
+    enc = bytes(c for b in raw for c in (0x41 + (b >> 4), 0x41 + (b & 0xF)))
+    return struct.pack(">HHHHHH", txid, 0x0110, 1, 0, 0, 0) + bytes([32]) + enc + b"\0" + struct.pack(">HH", 0x20, 1)
+
+
+def cmd_chatter(a: argparse.Namespace) -> None:
+    src = lab_addr(a.src)
+    rng = random.Random(a.seed)
+    v6 = ":" in src
+    if a.kind == "netbios":
+        bcast = ipaddress.ip_address(lab_addr(a.bcast))
+        sk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sk.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        try:
+            sk.bind((src, 137))  # as Windows sends them (nmbd may hold 137 on a server: then any port)
+        except OSError:
+            sk.bind((src, 0))
+        dst: tuple = (str(bcast), 137)
+        packets = [netbios_query(rng.choice(a.names.split(",")), rng.randrange(65536)) for _ in range(a.count)]
+    else:
+        g4, g6, port = CHATTER_GROUPS[a.kind]
+        name = rng.choice(a.names.split(","))
+        if a.kind == "ssdp":
+            host = f"[{g6}]" if v6 else g4
+            st = rng.choice(["ssdp:all", "upnp:rootdevice", "urn:dial-multiscreen-org:service:dial:1"])
+            body = f'M-SEARCH * HTTP/1.1\r\nHOST: {host}:1900\r\nMAN: "ssdp:discover"\r\nMX: 1\r\nST: {st}\r\n\r\n'
+            packets = [body.encode()] * a.count
+        else:
+            full = name if a.kind == "llmnr" else name + ".local"
+            qtype = rng.choice([1, 28, 255]) if a.kind == "llmnr" else rng.choice([1, 28, 12])
+            packets = [dns_query(full, qtype, txid=rng.randrange(65536) if a.kind == "llmnr" else 0)] * a.count
+        if v6:
+            sk = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            idx = socket.if_nametoindex(a.iface)
+            sk.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, idx)
+            sk.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
+            sk.bind((src, port if a.kind == "mdns" else 0, 0, idx))
+            dst = (g6, port, 0, idx)
+        else:
+            sk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sk.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(src))
+            sk.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+            sk.bind((src, port if a.kind == "mdns" else 0))
+            dst = (g4, port)
+    with sk:
+        for pkt in packets:
+            sk.sendto(pkt, dst)
+            time.sleep(rng.uniform(0.2, 1.0))
+        sk.settimeout(1.0)
+        with contextlib.suppress(OSError):
+            sk.recvfrom(2048)  # an answer, if any host has the name (nmbd does for its own)
 
 
 # ---------------------------------------------------------------- inetd
@@ -555,6 +629,14 @@ def main() -> None:
     q.add_argument("--size", type=int, default=56)
     q.add_argument("--iface", default="eth0")
     q.add_argument("--seed", type=int, default=0)
+    q = sub.add_parser("chatter")
+    q.add_argument("kind", choices=("netbios", "llmnr", "mdns", "ssdp"))
+    q.add_argument("--src", required=True)
+    q.add_argument("--bcast", default="", help="the segment's broadcast address (netbios)")
+    q.add_argument("--names", default="fileserver,printer,wpad")
+    q.add_argument("--count", type=int, default=2)
+    q.add_argument("--iface", default="eth0")
+    q.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     {
         "inetd": cmd_inetd,
@@ -565,6 +647,7 @@ def main() -> None:
         "telnet": cmd_telnet,
         "shell": cmd_shell,
         "craft": cmd_craft,
+        "chatter": cmd_chatter,
     }[a.cmd](a)
 
 

@@ -1242,6 +1242,7 @@ class Benign:
             "basic_auth": 1,
             "cdn_burst": 3,
             "page_load": 6,
+            "lan_chatter": 4,
             "dns": 7,
             "ssh_cmd": 3,
             "ssh_interactive": 2,
@@ -1493,6 +1494,23 @@ class Benign:
             + f" | xargs -P {par} -n 1 curl -sk {version} --max-time 10 -o /dev/null"
         )
         self.x(["sh", "-c", cmd], timeout=40)
+
+    def a_lan_chatter(self) -> None:
+        """What every office LAN carries besides the traffic people ask for: a NetBIOS name query to the
+        segment's broadcast address, LLMNR and mDNS queries for names nobody has, SSDP searches (link-scope
+        multicast, TTL 1: ``agents.py chatter``), over IPv4 or IPv6."""
+        kind = self.rng.choice(["netbios", "llmnr", "llmnr", "mdns", "mdns", "ssdp"])
+        v6 = kind != "netbios" and self.c.v6 and self.rng.random() < 0.4
+        src = self.c.v6[0] if v6 else self.c.v4[0]
+        net = self.p.main4 if self.c.seg == "main" else self.p.rem4
+        names = ",".join(
+            self.rng.sample(["wpad", "fileserver", "printer", "nas", "isatap", "desktop-7k2q", "hp-m404"], 3)
+        )
+        argv = [PY, AGENTS, "chatter", kind, "--src", src, "--names", names, "--count", str(self.rng.randrange(1, 4))]
+        argv += ["--seed", str(self.rng.randrange(1 << 30))]
+        if kind == "netbios":
+            argv += ["--bcast", str(net.broadcast_address)]
+        self.x(argv, timeout=15)
 
     def a_dns(self) -> None:
         d, dns = self.p.domain, self.p.h("dns")
