@@ -90,3 +90,44 @@ def test_browser_like_page_loads_stay_in_the_lab(tmp_path: Path, monkeypatch: py
         assert ns.startswith(labrun.PREFIX)
         urls = [t for t in argv[2].split() if t.startswith(("'http", "http"))]
         assert len(urls) >= 7  # the page and its objects, each its own connection
+
+
+def test_lan_chatter_stays_on_the_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chatter action hands only lab addresses to the agent (its segment's broadcast for NetBIOS), and the
+    agent's groups are link-scope (224.0.0.0/24, ff02::/16) or sent with TTL 1 (SSDP's 239.255.255.250)."""
+    import types
+
+    agents_spec = importlib.util.spec_from_file_location("nta_lab_agents", RUN_PY.parent / "agents.py")
+    assert agents_spec is not None and agents_spec.loader is not None
+    agents = importlib.util.module_from_spec(agents_spec)
+    agents_spec.loader.exec_module(agents)
+    for g4, g6, _port in agents.CHATTER_GROUPS.values():
+        assert labrun.ipaddress.ip_address(g4).is_multicast and labrun.ipaddress.ip_address(g6).is_multicast
+        assert g6.startswith("ff02:")  # IPv6 link scope
+        assert g4.startswith("224.0.0.") or g4 == "239.255.255.250"
+    with pytest.raises(SystemExit):
+        agents.lab_addr("192.168.1.10")
+    # NetBIOS first-level encoding (RFC 1002): "WPAD" -> FHFAEBEE, then 11 spaces (CA) and the 0x00 suffix (AA)
+    q = agents.netbios_query("wpad", 1)
+    assert q[13:45] == b"FHFAEBEE" + b"CA" * 11 + b"AA" and q[2:4] == b"\x01\x10"
+    assert agents.dns_query("printer.local", 1)[12:] == b"\x07printer\x05local\x00\x00\x01\x00\x01"
+
+    ran: list[list[str]] = []
+
+    def fake_nsx(ns: str, argv: list[str], timeout: float = 60, **_kw: object) -> object:
+        labrun.assert_argv_lab(argv)
+        ran.append(argv)
+        return None
+
+    monkeypatch.setattr(labrun, "nsx", fake_nsx)
+    for seed in (1, 2, 10, 101):
+        plan = labrun.Plan(seed, 10)
+        lab = types.SimpleNamespace(p=plan, w=tmp_path)
+        for client in plan.clients:
+            for k in range(6):
+                labrun.Benign(lab, client, seed * 100 + k).a_lan_chatter()
+    assert {a[3] for a in ran} == {"netbios", "llmnr", "mdns", "ssdp"}
+    for argv in ran:
+        if argv[3] == "netbios":
+            bcast = argv[argv.index("--bcast") + 1]
+            assert labrun.in_lab(bcast) and bcast.endswith("255")
