@@ -80,19 +80,19 @@ def cmd_chatter(a: argparse.Namespace) -> None:
     src = lab_addr(a.src)
     rng = random.Random(a.seed)
     v6 = ":" in src
+    dst: tuple[str, int] | tuple[str, int, int, int]
     if a.kind == "netbios":
-        bcast = ipaddress.ip_address(lab_addr(a.bcast))
+        dst = (lab_addr(a.bcast), 137)  # refused before any socket exists, as before
         sk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sk.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         try:
             sk.bind((src, 137))  # as Windows sends them (nmbd may hold 137 on a server: then any port)
         except OSError:
             sk.bind((src, 0))
-        dst: tuple = (str(bcast), 137)
         packets = [netbios_query(rng.choice(a.names.split(",")), rng.randrange(65536)) for _ in range(a.count)]
     else:
         g4, g6, port = CHATTER_GROUPS[a.kind]
-        name = rng.choice(a.names.split(","))
+        name = rng.choice(a.names.split(","))  # drawn for every kind: the seed's later draws stay as they were
         if a.kind == "ssdp":
             host = f"[{g6}]" if v6 else g4
             st = rng.choice(["ssdp:all", "upnp:rootdevice", "urn:dial-multiscreen-org:service:dial:1"])
