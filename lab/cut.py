@@ -2,11 +2,19 @@
 """Cut a lab capture at random instants, as analysts receive captures: flows start or end at the edges.
 
     python3 lab/cut.py IN.pcap OUTDIR --seed S --count N [--labels labels.csv] [--min-seconds 20] [--max-seconds M]
+                       [--hosts lab-meta.json]
 
 Writes OUTDIR/<stem>-cutNN.pcap (global header copied byte for byte, whole records only) for N random
 [start, end) instants, plus OUTDIR/labels.csv (the run's labels, which apply unchanged: they are absolute UTC
 windows) and OUTDIR/cuts.json (each cut's instants and record counts). Classic pcap only (either byte order,
 micro- or nanosecond timestamps); stdlib only. The same seed always gives the same cuts.
+
+``--hosts META`` (the run's ``lab-meta.json``) writes host cuts instead, ``<stem>-hostNN.pcap``: captures are
+also handed over filtered to one address (``tcpdump host A``) or one conversation (``host A and host B``), so
+most of a network's flows are missing around the ones kept. Each cut takes a random window as above, then one
+lab host address seen in it, drawn uniformly (not by packet count: floods would win every draw), and, half of
+the time, one of the addresses it exchanged packets with in the window. Ethernet (802.1Q tags allowed) with
+IPv4 or IPv6 only; frames of any other kind are left out, as a host filter would.
 """
 
 from __future__ import annotations
@@ -104,12 +112,95 @@ def cut(
             res.append({"file": name, "start": s, "end": e, "records": n})
         if isinstance(buf, mmap.mmap):
             buf.close()
+    _finish(path, outdir, seed, res, labels)
+    return res
+
+
+ETH_IPV4, ETH_IPV6, ETH_VLAN = 0x0800, 0x86DD, (0x8100, 0x88A8)
+LINKTYPE_ETHERNET = 1
+
+
+def endpoints(frame: bytes | memoryview) -> tuple[bytes, bytes] | None:
+    """(source, destination) address bytes of an Ethernet frame's IP packet (4 or 16 bytes), None if not IP."""
+    off = 12
+    if len(frame) < off + 2:
+        return None
+    etype = int.from_bytes(frame[off : off + 2], "big")
+    while etype in ETH_VLAN and len(frame) >= off + 6:
+        off += 4
+        etype = int.from_bytes(frame[off : off + 2], "big")
+    off += 2
+    if etype == ETH_IPV4 and len(frame) >= off + 20:
+        return bytes(frame[off + 12 : off + 16]), bytes(frame[off + 16 : off + 20])
+    if etype == ETH_IPV6 and len(frame) >= off + 40:
+        return bytes(frame[off + 8 : off + 24]), bytes(frame[off + 24 : off + 40])
+    return None
+
+
+def lab_addresses(meta: dict) -> set[bytes]:
+    """Every address a lab host owns (``lab-meta.json``'s hosts: router, servers, clients, attackers)."""
+    import ipaddress
+
+    return {
+        ipaddress.ip_address(a).packed for h in meta["hosts"].values() for fam in ("v4", "v6") for a in h.get(fam, [])
+    }
+
+
+def host_cut(
+    path: Path,
+    outdir: Path,
+    meta: dict,
+    seed: int,
+    count: int,
+    min_seconds: float = 20.0,
+    labels: Path | None = None,
+    max_seconds: float | None = None,
+) -> list[dict]:
+    """``count`` host cuts of ``path`` (see the module docstring); returns what each holds."""
+    import ipaddress
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    hosts = lab_addresses(meta)
+    rng = random.Random(seed)
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        buf: bytes | mmap.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        gh, ts, offs = index(buf)
+        if not ts:
+            raise ValueError("capture holds no complete record")
+        endian = MAGICS[bytes(gh[:4])][0]
+        if struct.unpack_from(endian + "I", gh, 20)[0] & 0x0FFFFFFF != LINKTYPE_ETHERNET:
+            raise ValueError("host cuts need an Ethernet capture")
+        res = []
+        for i, (s, e) in enumerate(plan_cuts(ts[0], ts[-1], count, rng.randrange(1 << 30), min_seconds, max_seconds)):
+            inside = [k for k, t in enumerate(ts) if s <= t < e]
+            ends = {k: endpoints(memoryview(buf)[offs[k] + 16 : offs[k + 1]]) for k in inside}
+            seen = sorted({a for p in ends.values() if p for a in p} & hosts)
+            if not seen:
+                continue
+            a = rng.choice(seen)
+            peers = sorted({p[1] if p[0] == a else p[0] for p in ends.values() if p and a in p} - {a})
+            b = rng.choice(peers) if peers and rng.random() < 0.5 else None
+            keep = [k for k in inside if (p := ends[k]) and a in p and (b is None or b in p)]
+            name = f"{path.stem}-host{i + 1:02d}.pcap"
+            with open(outdir / name, "wb") as o:
+                o.write(gh)
+                for k in keep:
+                    o.write(buf[offs[k] : offs[k + 1]])
+            kept = [str(ipaddress.ip_address(x)) for x in (a, b) if x is not None]
+            res.append({"file": name, "start": s, "end": e, "hosts": kept, "records": len(keep)})
+        if isinstance(buf, mmap.mmap):
+            buf.close()
+    _finish(path, outdir, seed, res, labels)
+    return res
+
+
+def _finish(path: Path, outdir: Path, seed: int, res: list[dict], labels: Path | None) -> None:
     if labels is None and (path.parent / "labels.csv").exists():
         labels = path.parent / "labels.csv"
     if labels is not None:
         shutil.copy(labels, outdir / "labels.csv")
     (outdir / "cuts.json").write_text(json.dumps({"source": str(path), "seed": seed, "cuts": res}, indent=1))
-    return res
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,9 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-seconds", type=float, default=20.0)
     ap.add_argument("--max-seconds", type=float, default=None, help="longest cut (default: the whole capture)")
     ap.add_argument("--labels", type=Path, default=None)
+    ap.add_argument("--hosts", type=Path, default=None, help="the run's lab-meta.json: host cuts instead")
     a = ap.parse_args(argv)
-    for c in cut(a.pcap, a.outdir, a.seed, a.count, a.min_seconds, a.labels, a.max_seconds):
-        print(f"{c['file']}: {c['records']} records, {c['end'] - c['start']:.1f}s")
+    if a.hosts is not None:
+        meta = json.loads(a.hosts.read_text())
+        got = host_cut(a.pcap, a.outdir, meta, a.seed, a.count, a.min_seconds, a.labels, a.max_seconds)
+    else:
+        got = cut(a.pcap, a.outdir, a.seed, a.count, a.min_seconds, a.labels, a.max_seconds)
+    for c in got:
+        print(f"{c['file']}: {c['records']} records, {c['end'] - c['start']:.1f}s {' '.join(c.get('hosts', []))}")
     return 0
 
 

@@ -130,3 +130,74 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert labcut.main([str(src), str(tmp_path / "out"), "--seed", "2", "--count", "3", "--min-seconds", "3"]) == 0
     assert len(list((tmp_path / "out").glob("c-cut*.pcap"))) == 3
     assert "records" in capsys.readouterr().out
+
+
+# Host cuts: captures filtered to one address or one conversation.
+LAB4 = ["10.77.0.1", "10.77.0.2", "10.77.0.3"]
+LAB6 = "fd77::5"
+OUTSIDE = "10.99.0.9"  # an address no lab host owns (a spoofed source, say)
+
+
+def _frame(src: str, dst: str, vlan: bool = False) -> bytes:
+    import ipaddress
+
+    s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    tag = b"\x81\x00\x00\x07" if vlan else b""
+    if s.version == 4:
+        ip = bytes([0x45, 0]) + (20).to_bytes(2, "big") + b"\x00" * 8 + s.packed + d.packed
+        return b"\x02" * 12 + tag + b"\x08\x00" + ip
+    ip6 = b"\x60" + b"\x00" * 7 + s.packed + d.packed
+    return b"\x02" * 12 + tag + b"\x86\xdd" + ip6
+
+
+def make_host_pcap(path: Path) -> list[tuple[float, bytes, tuple[str, str] | None]]:
+    """400 records, 0.25 s apart: IPv4 among lab hosts and to an outside address, IPv6, VLAN-tagged, ARP."""
+    pairs: list[tuple[str, str] | None] = [
+        (LAB4[0], LAB4[1]), (LAB4[1], LAB4[0]), (LAB4[0], LAB4[2]), (OUTSIDE, LAB4[2]), (LAB6, "fd77::6"), None,
+        (LAB4[2], LAB4[1]),
+    ]  # fmt: skip
+    body = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    out = []
+    for i in range(400):
+        p = pairs[i % len(pairs)]
+        data = b"\x02" * 12 + b"\x08\x06" + b"\x00" * 28 if p is None else _frame(*p, vlan=i % 5 == 0)
+        us = i * 250_000
+        rec = struct.pack("<IIII", 1_700_000_000 + us // 1_000_000, us % 1_000_000, len(data), len(data)) + data
+        body += rec
+        out.append((1_700_000_000 + us / 1e6, rec, p))
+    path.write_bytes(bytes(body))
+    return out
+
+
+META = {"hosts": {"a": {"v4": LAB4[:2]}, "b": {"v4": [LAB4[2]], "v6": [LAB6]}}}
+
+
+def test_host_cuts_keep_every_record_of_the_address_or_conversation_and_nothing_else(tmp_path: Path) -> None:
+    src = tmp_path / "run.pcap"
+    recs = make_host_pcap(src)
+    res = labcut.host_cut(src, tmp_path / "h", META, seed=4, count=30, min_seconds=5, max_seconds=40)
+    assert len(res) == 30
+    drawn = {h for c in res for h in c["hosts"]}
+    assert drawn <= {*LAB4, LAB6, "fd77::6", OUTSIDE}
+    assert {c["hosts"][0] for c in res} <= {*LAB4, LAB6}  # the filtered address is always a lab host's
+    assert any(len(c["hosts"]) == 1 for c in res) and any(len(c["hosts"]) == 2 for c in res)
+    for c in res:
+        want = [
+            r for t, r, p in recs
+            if c["start"] <= t < c["end"] and p is not None and set(c["hosts"]) <= set(p)
+        ]  # fmt: skip
+        got = [r for _, r in records_of(tmp_path / "h" / c["file"])]
+        assert got == want and c["records"] == len(want) > 0  # VLAN-tagged frames too; ARP never
+
+
+def test_host_cuts_are_seeded_and_refuse_other_link_types(tmp_path: Path) -> None:
+    src = tmp_path / "run.pcap"
+    make_host_pcap(src)
+    a = labcut.host_cut(src, tmp_path / "a", META, seed=9, count=5)
+    b = labcut.host_cut(src, tmp_path / "b", META, seed=9, count=5)
+    assert a == b
+    raw = bytearray(src.read_bytes())
+    raw[20:24] = struct.pack("<I", 101)  # raw IP
+    (tmp_path / "raw.pcap").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="Ethernet"):
+        labcut.host_cut(tmp_path / "raw.pcap", tmp_path / "r", META, seed=1, count=1)
