@@ -13,8 +13,9 @@ micro- or nanosecond timestamps); stdlib only. The same seed always gives the sa
 also handed over filtered to one address (``tcpdump host A``) or one conversation (``host A and host B``), so
 most of a network's flows are missing around the ones kept. Each cut takes a random window as above, then one
 lab host address seen in it, drawn uniformly (not by packet count: floods would win every draw), and, half of
-the time, one of the addresses it exchanged packets with in the window. Ethernet (802.1Q tags allowed) with
-IPv4 or IPv6 only; frames of any other kind are left out, as a host filter would.
+the time, one of the addresses it exchanged packets with in the window; a window holding no lab address gives
+no cut, so fewer than N may be written. Ethernet (802.1Q tags allowed) with IPv4 or IPv6 only; frames of any
+other kind are left out, as a host filter would.
 """
 
 from __future__ import annotations
