@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import itertools
 import json
 import mmap
@@ -29,7 +30,9 @@ import random
 import shutil
 import struct
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
@@ -77,6 +80,32 @@ def plan_cuts(
     return out
 
 
+class Indexed(NamedTuple):
+    """A capture mapped read-only: its path, bytes, global header, record timestamps and offsets (``index``)."""
+
+    path: Path
+    buf: bytes | mmap.mmap
+    gh: bytes
+    ts: list[float]
+    offs: list[int]
+
+
+@contextlib.contextmanager
+def _indexed(path: Path) -> Iterator[Indexed]:
+    """The capture mapped read-only, with ``index``'s global header, timestamps and offsets; unmapped after."""
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        buf: bytes | mmap.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        try:
+            gh, ts, offs = index(buf)
+            if not ts:
+                raise ValueError("capture holds no complete record")
+            yield Indexed(path, buf, gh, ts, offs)
+        finally:
+            if isinstance(buf, mmap.mmap):
+                buf.close()
+
+
 def cut(
     path: Path,
     outdir: Path,
@@ -85,35 +114,42 @@ def cut(
     min_seconds: float = 20.0,
     labels: Path | None = None,
     max_seconds: float | None = None,
+    hosts: dict | None = None,
 ) -> list[dict]:
+    """``count`` cuts of ``path`` into ``outdir`` (see the module docstring); returns what each holds. With
+    ``hosts`` (a run's ``lab-meta.json``), host cuts."""
     outdir.mkdir(parents=True, exist_ok=True)
-    with open(path, "rb") as f:
-        size = f.seek(0, 2)
-        buf: bytes | mmap.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-        gh, ts, offs = index(buf)
-        if not ts:
-            raise ValueError("capture holds no complete record")
-        ordered = all(a <= b for a, b in itertools.pairwise(ts))
-        cuts = plan_cuts(ts[0], ts[-1], count, seed, min_seconds, max_seconds)
-        res = []
-        for i, (s, e) in enumerate(cuts):
-            name = f"{path.stem}-cut{i + 1:02d}.pcap"
-            with open(outdir / name, "wb") as o:
-                o.write(gh)
-                if ordered:
-                    lo, hi = bisect.bisect_left(ts, s), bisect.bisect_left(ts, e)
-                    o.write(buf[offs[lo] : offs[hi]])
-                    n = hi - lo
-                else:
-                    n = 0
-                    for k, t in enumerate(ts):
-                        if s <= t < e:
-                            o.write(buf[offs[k] : offs[k + 1]])
-                            n += 1
-            res.append({"file": name, "start": s, "end": e, "records": n})
-        if isinstance(buf, mmap.mmap):
-            buf.close()
+    with _indexed(path) as cap:
+        t0, t1 = cap.ts[0], cap.ts[-1]
+        if hosts is None:
+            res = _time_cuts(cap, outdir, plan_cuts(t0, t1, count, seed, min_seconds, max_seconds))
+        else:
+            rng = random.Random(seed)
+            plan = plan_cuts(t0, t1, count, rng.randrange(1 << 30), min_seconds, max_seconds)
+            res = _host_cuts(cap, outdir, plan, lab_addresses(hosts), rng)
     _finish(path, outdir, seed, res, labels)
+    return res
+
+
+def _time_cuts(cap: Indexed, outdir: Path, plan: list[tuple[float, float]]) -> list[dict]:
+    path, buf, gh, ts, offs = cap
+    ordered = all(a <= b for a, b in itertools.pairwise(ts))
+    res = []
+    for i, (s, e) in enumerate(plan):
+        name = f"{path.stem}-cut{i + 1:02d}.pcap"
+        with open(outdir / name, "wb") as o:
+            o.write(gh)
+            if ordered:
+                lo, hi = bisect.bisect_left(ts, s), bisect.bisect_left(ts, e)
+                o.write(buf[offs[lo] : offs[hi]])
+                n = hi - lo
+            else:
+                n = 0
+                for k, t in enumerate(ts):
+                    if s <= t < e:
+                        o.write(buf[offs[k] : offs[k + 1]])
+                        n += 1
+        res.append({"file": name, "start": s, "end": e, "records": n})
     return res
 
 
@@ -147,52 +183,34 @@ def lab_addresses(meta: dict) -> set[bytes]:
     }
 
 
-def host_cut(
-    path: Path,
-    outdir: Path,
-    meta: dict,
-    seed: int,
-    count: int,
-    min_seconds: float = 20.0,
-    labels: Path | None = None,
-    max_seconds: float | None = None,
+def _host_cuts(
+    cap: Indexed, outdir: Path, plan: list[tuple[float, float]], hosts: set[bytes], rng: random.Random
 ) -> list[dict]:
-    """``count`` host cuts of ``path`` (see the module docstring); returns what each holds."""
     import ipaddress
 
-    outdir.mkdir(parents=True, exist_ok=True)
-    hosts = lab_addresses(meta)
-    rng = random.Random(seed)
-    with open(path, "rb") as f:
-        size = f.seek(0, 2)
-        buf: bytes | mmap.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-        gh, ts, offs = index(buf)
-        if not ts:
-            raise ValueError("capture holds no complete record")
-        endian = MAGICS[bytes(gh[:4])][0]
-        if struct.unpack_from(endian + "I", gh, 20)[0] & 0x0FFFFFFF != LINKTYPE_ETHERNET:
-            raise ValueError("host cuts need an Ethernet capture")
-        res = []
-        for i, (s, e) in enumerate(plan_cuts(ts[0], ts[-1], count, rng.randrange(1 << 30), min_seconds, max_seconds)):
-            inside = [k for k, t in enumerate(ts) if s <= t < e]
-            ends = {k: endpoints(memoryview(buf)[offs[k] + 16 : offs[k + 1]]) for k in inside}
-            seen = sorted({a for p in ends.values() if p for a in p} & hosts)
-            if not seen:
-                continue
-            a = rng.choice(seen)
-            peers = sorted({p[1] if p[0] == a else p[0] for p in ends.values() if p and a in p} - {a})
-            b = rng.choice(peers) if peers and rng.random() < 0.5 else None
-            keep = [k for k in inside if (p := ends[k]) and a in p and (b is None or b in p)]
-            name = f"{path.stem}-host{i + 1:02d}.pcap"
-            with open(outdir / name, "wb") as o:
-                o.write(gh)
-                for k in keep:
-                    o.write(buf[offs[k] : offs[k + 1]])
-            kept = [str(ipaddress.ip_address(x)) for x in (a, b) if x is not None]
-            res.append({"file": name, "start": s, "end": e, "hosts": kept, "records": len(keep)})
-        if isinstance(buf, mmap.mmap):
-            buf.close()
-    _finish(path, outdir, seed, res, labels)
+    path, buf, gh, ts, offs = cap
+
+    endian = MAGICS[bytes(gh[:4])][0]
+    if struct.unpack_from(endian + "I", gh, 20)[0] & 0x0FFFFFFF != LINKTYPE_ETHERNET:
+        raise ValueError("host cuts need an Ethernet capture")
+    res = []
+    for i, (s, e) in enumerate(plan):
+        inside = [k for k, t in enumerate(ts) if s <= t < e]
+        ends = {k: endpoints(memoryview(buf)[offs[k] + 16 : offs[k + 1]]) for k in inside}
+        seen = sorted({a for p in ends.values() if p for a in p} & hosts)
+        if not seen:
+            continue
+        a = rng.choice(seen)
+        peers = sorted({p[1] if p[0] == a else p[0] for p in ends.values() if p and a in p} - {a})
+        b = rng.choice(peers) if peers and rng.random() < 0.5 else None
+        keep = [k for k in inside if (p := ends[k]) and a in p and (b is None or b in p)]
+        name = f"{path.stem}-host{i + 1:02d}.pcap"
+        with open(outdir / name, "wb") as o:
+            o.write(gh)
+            for k in keep:
+                o.write(buf[offs[k] : offs[k + 1]])
+        kept = [str(ipaddress.ip_address(x)) for x in (a, b) if x is not None]
+        res.append({"file": name, "start": s, "end": e, "hosts": kept, "records": len(keep)})
     return res
 
 
@@ -215,11 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", type=Path, default=None)
     ap.add_argument("--hosts", type=Path, default=None, help="the run's lab-meta.json: host cuts instead")
     a = ap.parse_args(argv)
-    if a.hosts is not None:
-        meta = json.loads(a.hosts.read_text())
-        got = host_cut(a.pcap, a.outdir, meta, a.seed, a.count, a.min_seconds, a.labels, a.max_seconds)
-    else:
-        got = cut(a.pcap, a.outdir, a.seed, a.count, a.min_seconds, a.labels, a.max_seconds)
+    meta = json.loads(a.hosts.read_text()) if a.hosts is not None else None
+    got = cut(a.pcap, a.outdir, a.seed, a.count, a.min_seconds, a.labels, a.max_seconds, meta)
     for c in got:
         print(f"{c['file']}: {c['records']} records, {c['end'] - c['start']:.1f}s {' '.join(c.get('hosts', []))}")
     return 0

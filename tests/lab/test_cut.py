@@ -175,7 +175,7 @@ META = {"hosts": {"a": {"v4": LAB4[:2]}, "b": {"v4": [LAB4[2]], "v6": [LAB6]}}}
 def test_host_cuts_keep_every_record_of_the_address_or_conversation_and_nothing_else(tmp_path: Path) -> None:
     src = tmp_path / "run.pcap"
     recs = make_host_pcap(src)
-    res = labcut.host_cut(src, tmp_path / "h", META, seed=4, count=30, min_seconds=5, max_seconds=40)
+    res = labcut.cut(src, tmp_path / "h", seed=4, count=30, min_seconds=5, max_seconds=40, hosts=META)
     assert len(res) == 30
     drawn = {h for c in res for h in c["hosts"]}
     assert drawn <= {*LAB4, LAB6, "fd77::6", OUTSIDE}
@@ -193,11 +193,11 @@ def test_host_cuts_keep_every_record_of_the_address_or_conversation_and_nothing_
 def test_host_cuts_are_seeded_and_refuse_other_link_types(tmp_path: Path) -> None:
     src = tmp_path / "run.pcap"
     make_host_pcap(src)
-    a = labcut.host_cut(src, tmp_path / "a", META, seed=9, count=5)
-    b = labcut.host_cut(src, tmp_path / "b", META, seed=9, count=5)
+    a = labcut.cut(src, tmp_path / "a", seed=9, count=5, hosts=META)
+    b = labcut.cut(src, tmp_path / "b", seed=9, count=5, hosts=META)
     assert a == b
     raw = bytearray(src.read_bytes())
     raw[20:24] = struct.pack("<I", 101)  # raw IP
     (tmp_path / "raw.pcap").write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="Ethernet"):
-        labcut.host_cut(tmp_path / "raw.pcap", tmp_path / "r", META, seed=1, count=1)
+        labcut.cut(tmp_path / "raw.pcap", tmp_path / "r", seed=1, count=1, hosts=META)
