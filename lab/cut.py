@@ -14,7 +14,7 @@ also handed over filtered to one address (``tcpdump host A``) or one conversatio
 most of a network's flows are missing around the ones kept. Each cut takes a random window as above, then one
 lab host address seen in it, drawn uniformly (not by packet count: floods would win every draw), and, half of
 the time, one of the addresses it exchanged packets with in the window; a window holding no lab address gives
-no cut, so fewer than N may be written. Ethernet (802.1Q tags allowed) with IPv4 or IPv6 only; frames of any
+no cut, so fewer than N may be written. Ethernet (one 802.1Q tag allowed) with IPv4 or IPv6 only; frames of any
 other kind are left out, as a host filter would.
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import ipaddress
 import itertools
 import json
 import mmap
@@ -33,6 +34,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # lab/'s scripts are not a package
+from check import decode  # the label self-check's frame decoder: the same addresses
 
 MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
@@ -153,55 +157,36 @@ def _time_cuts(cap: Indexed, outdir: Path, plan: list[tuple[float, float]]) -> l
     return res
 
 
-ETH_IPV4, ETH_IPV6, ETH_VLAN = 0x0800, 0x86DD, (0x8100, 0x88A8)
 LINKTYPE_ETHERNET = 1
 
 
-def endpoints(frame: bytes | memoryview) -> tuple[bytes, bytes] | None:
-    """(source, destination) address bytes of an Ethernet frame's IP packet (4 or 16 bytes), None if not IP."""
-    off = 12
-    if len(frame) < off + 2:
-        return None
-    etype = int.from_bytes(frame[off : off + 2], "big")
-    while etype in ETH_VLAN and len(frame) >= off + 6:
-        off += 4
-        etype = int.from_bytes(frame[off : off + 2], "big")
-    off += 2
-    if etype == ETH_IPV4 and len(frame) >= off + 20:
-        return bytes(frame[off + 12 : off + 16]), bytes(frame[off + 16 : off + 20])
-    if etype == ETH_IPV6 and len(frame) >= off + 40:
-        return bytes(frame[off + 8 : off + 24]), bytes(frame[off + 24 : off + 40])
-    return None
-
-
-def lab_addresses(meta: dict) -> set[bytes]:
-    """Every address a lab host owns (``lab-meta.json``'s hosts: router, servers, clients, attackers)."""
-    import ipaddress
-
+def lab_addresses(meta: dict) -> set[str]:
+    """Every address a lab host owns (``lab-meta.json``'s hosts: router, servers, clients, attackers), as text."""
     return {
-        ipaddress.ip_address(a).packed for h in meta["hosts"].values() for fam in ("v4", "v6") for a in h.get(fam, [])
+        str(ipaddress.ip_address(a)) for h in meta["hosts"].values() for fam in ("v4", "v6") for a in h.get(fam, [])
     }
 
 
+def _packed(a: str) -> bytes:
+    return ipaddress.ip_address(a).packed
+
+
 def _host_cuts(
-    cap: Indexed, outdir: Path, plan: list[tuple[float, float]], hosts: set[bytes], rng: random.Random
+    cap: Indexed, outdir: Path, plan: list[tuple[float, float]], hosts: set[str], rng: random.Random
 ) -> list[dict]:
-    import ipaddress
-
     path, buf, gh, ts, offs = cap
-
     endian = MAGICS[bytes(gh[:4])][0]
     if struct.unpack_from(endian + "I", gh, 20)[0] & 0x0FFFFFFF != LINKTYPE_ETHERNET:
         raise ValueError("host cuts need an Ethernet capture")
     res = []
     for i, (s, e) in enumerate(plan):
         inside = [k for k, t in enumerate(ts) if s <= t < e]
-        ends = {k: endpoints(memoryview(buf)[offs[k] + 16 : offs[k + 1]]) for k in inside}
-        seen = sorted({a for p in ends.values() if p for a in p} & hosts)
+        ends = {k: (d[:2] if (d := decode(buf[offs[k] + 16 : offs[k + 1]])) else None) for k in inside}
+        seen = sorted({a for p in ends.values() if p for a in p} & hosts, key=_packed)  # drawn in address order
         if not seen:
             continue
         a = rng.choice(seen)
-        peers = sorted({p[1] if p[0] == a else p[0] for p in ends.values() if p and a in p} - {a})
+        peers = sorted({p[1] if p[0] == a else p[0] for p in ends.values() if p and a in p} - {a}, key=_packed)
         b = rng.choice(peers) if peers and rng.random() < 0.5 else None
         keep = [k for k in inside if (p := ends[k]) and a in p and (b is None or b in p)]
         name = f"{path.stem}-host{i + 1:02d}.pcap"
@@ -209,7 +194,7 @@ def _host_cuts(
             o.write(gh)
             for k in keep:
                 o.write(buf[offs[k] : offs[k + 1]])
-        kept = [str(ipaddress.ip_address(x)) for x in (a, b) if x is not None]
+        kept = [x for x in (a, b) if x is not None]
         res.append({"file": name, "start": s, "end": e, "hosts": kept, "records": len(keep)})
     return res
 
