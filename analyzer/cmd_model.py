@@ -61,6 +61,14 @@ def train(
     residual: Annotated[bool, typer.Option("--residual/--no-residual", help="Shortcuts (off: MSMNet).")] = True,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epoch budget (early stopping may end sooner).")] = 30,
     patience: Annotated[int, typer.Option("--patience", min=1, help="Epochs without a better val loss.")] = 5,
+    average_last: Annotated[
+        int,
+        typer.Option(
+            "--average-last",
+            min=0,
+            help="Average the last N epochs' weights (kept if its val loss beats the best epoch's; 0: off).",
+        ),
+    ] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 512,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate.")] = 2e-3,
     seed: Annotated[int, typer.Option("--seed", help="Seed for split, shuffling and initialisation.")] = 0,
@@ -130,6 +138,7 @@ def train(
         residual=residual and arch is not Arch.msmnet,
         epochs=epochs,
         patience=patience,
+        average_last=average_last,
         batch_size=batch_size,
         lr=lr,
         seed=seed,

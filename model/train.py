@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +56,9 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.1
     patience: int = 5  # epochs without a better validation loss before stopping
+    # Tail averaging (SWA-style): the mean of the last N epochs' weights, batch-norm statistics recomputed over the
+    # training rows, replaces the best epoch's weights when its validation loss is lower (0 or 1: off).
+    average_last: int = 0
     class_weights: bool = True  # sqrt inverse-frequency weights (U2R has 52 training rows)
     label_smoothing: float = 0.0
     scaling: str = "minmax"
@@ -148,6 +152,46 @@ class TrainResult:
         return meta
 
 
+def _tail_average(
+    net: nn.Module,
+    states: list[dict[str, torch.Tensor]],
+    best_loss: float,
+    x_tr: torch.Tensor,
+    x_va: torch.Tensor,
+    y_va: torch.Tensor,
+    loss_fn: nn.Module,
+    batch_size: int,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The mean of ``states`` (the last epochs' weights) with batch-norm statistics recomputed over the training
+    rows, if its validation loss is below ``best_loss`` (else ``net``, the best epoch, unchanged); and what happened.
+
+    Why: one training's weights are partly its seed's (docs/results/seed-variance.md); averaging the weights of the
+    last epochs, where the learning rate has been halved on the plateau, lands in a flatter region than any one
+    epoch (Izmailov et al. 2018, "Averaging Weights Leads to Wider Optima"), at no cost in inference, where an
+    ensemble of seeds would run several networks. The averaged batch-norm running statistics are not those of the
+    averaged weights, hence one pass over the training rows with them (cumulative averages, no gradient)."""
+    avg = copy.deepcopy(net)
+    mean = {
+        k: torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v
+        for k, v in states[-1].items()
+    }
+    avg.load_state_dict(mean)
+    norms = [m for m in avg.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the pass
+    avg.train()
+    with torch.no_grad(), _autocast(x_tr):
+        for s in range(0, len(x_tr), batch_size):
+            if len(x_tr) - s >= 2:  # batch norm needs two rows
+                avg(x_tr[s : s + batch_size])  # (b, K), for the statistics only
+    for m, ref in zip(norms, (m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)), strict=True):
+        m.momentum = ref.momentum
+    loss, _ = _epoch_eval(avg, x_va, y_va, loss_fn)
+    kept = loss < best_loss
+    return (avg if kept else net), {"val_loss": loss, "best_val_loss": best_loss, "kept": "average" if kept else "best"}
+
+
 def _fit_novelty(
     net: nn.Module, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, cfg: TrainConfig
 ) -> NormalProfile | None:
@@ -234,6 +278,7 @@ def train_model(
         total = cfg.epochs * n_batches
         history: list[dict[str, float]] = []
         best = (float("inf"), 0, copy.deepcopy(net.state_dict()))
+        tail: deque[dict[str, torch.Tensor]] = deque(maxlen=max(cfg.average_last, 1))
         for epoch in range(1, cfg.epochs + 1):
             t_epoch = time.perf_counter()
             net.train()
@@ -265,6 +310,8 @@ def train_model(
             history.append(row)
             if on_epoch is not None:
                 on_epoch(row)
+            if cfg.average_last > 1:
+                tail.append({k: v.detach().clone() for k, v in net.state_dict().items()})
             sched.step(val_loss)
             if val_loss < best[0]:
                 best = (val_loss, epoch, copy.deepcopy(net.state_dict()))
@@ -274,6 +321,10 @@ def train_model(
                 break
         progress(total, total)
         net.load_state_dict(best[2])
+        averaging: dict[str, Any] = {}
+        if cfg.average_last > 1 and len(tail) > 1:
+            net, averaging = _tail_average(net, list(tail), best[0], x_tr, x_va, y_va, loss_fn, cfg.batch_size)
+            averaging["epochs"] = [len(history) - len(tail) + 1, len(history)]
         net.eval()
         _, pred = _epoch_eval(net, x_va, y_va, loss_fn)
         net = net.cpu()  # the profile and everything after it on the CPU, in float32
@@ -295,4 +346,5 @@ def train_model(
         n_val=len(va_idx),
         novelty=profile,
         device=dev,
+        extra={"averaging": averaging} if averaging else {},
     )

@@ -72,3 +72,44 @@ def test_https_alias_default_and_off(synthetic_df: pl.DataFrame) -> None:
     aliased = train_model(small, TrainConfig(epochs=1, depth=1, feature_set="capture"))
     assert plain.spec.aliases == {}
     assert aliased.spec.aliases == {"service": {"http_443": "http"}}
+
+
+def test_tail_average_is_the_mean_of_the_last_epochs_with_fresh_batch_norm() -> None:
+    """The averaged network's weights are the mean of the given epochs'; its batch-norm statistics are those of
+    the training rows under the averaged weights (the stem's: the mean of its convolution's output); a worse
+    validation loss than the best epoch's keeps the best epoch unchanged."""
+    from torch import nn
+
+    from model.network import MSMRNet, NetConfig
+    from model.train import _tail_average
+
+    torch.manual_seed(0)
+    net = MSMRNet(NetConfig(n_features=40, n_classes=3, depth=2, patch=8, channels=8, branch_channels=4)).eval()
+    states = []
+    for _ in range(3):
+        for p in net.parameters():
+            p.data.add_(torch.randn_like(p) * 0.1)
+        states.append({k: v.clone() for k, v in net.state_dict().items()})
+    x_tr, x_va = torch.rand(256, 40), torch.rand(64, 40)  # (n, F)
+    y_va = torch.randint(0, 3, (64,))
+    loss_fn = nn.CrossEntropyLoss()
+    avg, info = _tail_average(net, states, float("inf"), x_tr, x_va, y_va, loss_fn, batch_size=64)
+    assert info["kept"] == "average" and avg is not net
+    got = avg.state_dict()
+    for k in ("stem.0.weight", "blocks.1.lstm.weight_hh_l0", "head.weight"):
+        assert torch.allclose(got[k], torch.stack([s[k] for s in states]).mean(0))
+    stem = avg.stem[0](nn.functional.pad(x_tr, (0, avg.pad)).unsqueeze(1))  # (n, C, L), before its batch norm
+    assert torch.allclose(got["stem.1.running_mean"], stem.mean(dim=(0, 2)), atol=1e-5)
+    assert not torch.allclose(got["stem.1.running_mean"], states[-1]["stem.1.running_mean"])
+    kept, info = _tail_average(net, states, -1.0, x_tr, x_va, y_va, loss_fn, batch_size=64)
+    assert kept is net and info["kept"] == "best" and info["val_loss"] > 0
+
+
+def test_averaging_is_recorded_in_the_model_metadata(synthetic_df: pl.DataFrame, tiny_cfg: Any, tmp_path: Any) -> None:
+    res = train_model(synthetic_df, replace(tiny_cfg, epochs=4, average_last=3))
+    info = res.extra["averaging"]
+    assert info["epochs"] == [len(res.history) - 2, len(res.history)] and info["kept"] in ("average", "best")
+    assert (info["kept"] == "average") == (info["val_loss"] < info["best_val_loss"])
+    meta = res.save(tmp_path / "m")
+    assert meta["train"]["averaging"] == info and meta["train"]["config"]["average_last"] == 3
+    assert "averaging" not in train_model(synthetic_df, replace(tiny_cfg, epochs=2)).extra
