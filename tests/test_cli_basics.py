@@ -56,3 +56,22 @@ def test_guarded_prints_one_line_and_exits(capsys: pytest.CaptureFixture[str]) -
     assert e.value.exit_code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "x.pcap" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [({}, "1 10000"), ({"OPENBLAS_NUM_THREADS": "4", "GOMP_SPINCOUNT": "300000"}, "4 300000")],
+)
+def test_thread_runtime_defaults_set_before_numpy_and_torch(given: dict[str, str], expected: str) -> None:
+    """Importing ``analyzer`` keeps numpy's OpenBLAS on one thread and shortens libgomp's spin (both read when
+    the library loads, so numpy and torch must not be loaded yet); a user's own settings win."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "GOMP_SPINCOUNT")}
+    code = (
+        "import os, sys, analyzer.cli; "
+        "assert 'numpy' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules); "
+        "print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['GOMP_SPINCOUNT'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env | given, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == expected.split()
