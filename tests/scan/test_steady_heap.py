@@ -40,3 +40,37 @@ def test_chunk_buffers_are_mapped_after_steady_heap(how: str, mapped: str) -> No
         pytest.skip("no glibc with mallinfo2 here")
     res = subprocess.run([sys.executable, "-c", PROBE, how], capture_output=True, text=True, check=True, timeout=60)
     assert res.stdout.strip() == mapped
+
+
+TRIM_PROBE = """
+import ctypes, sys
+import numpy as np
+from analyzer.pipeline import steady_heap
+
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+steady_heap()
+if sys.argv[1] == "trim-128k":  # steady_heap's mmap threshold alone, glibc's trim threshold left at 128 KiB
+    libc.mallopt(-1, 128 << 10)
+batch = np.ones(3 << 17)  # 3 MiB: an inference batch's tensor, from the top of the heap
+held = libc.mallinfo2().arena
+del batch
+print(libc.mallinfo2().arena >= held)  # still held for the next batch: no page faults to get it back
+"""
+
+
+@pytest.mark.parametrize(("how", "kept"), [("steady", "True"), ("trim-128k", "False")])
+def test_batch_buffers_stay_in_the_heap_after_steady_heap(how: str, kept: str) -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallinfo2  # noqa: B018
+    except (OSError, AttributeError):
+        pytest.skip("no glibc with mallinfo2 here")
+    res = subprocess.run(
+        [sys.executable, "-c", TRIM_PROBE, how], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert res.stdout.strip() == kept
