@@ -103,8 +103,9 @@ TRIM_THRESHOLD = 32 << 20
 
 
 def steady_heap() -> None:
-    """Buffers of 4 MiB and more (a chunk's arrays) get their own mappings, returned to the system when freed, for
-    as long as this process runs (glibc only; elsewhere nothing changes).
+    """Buffers of 4 MiB and more (a chunk's arrays) get their own mappings, returned to the system when freed, and up
+    to 32 MiB free at the heap's top is kept for the next inference batch, for as long as this process runs (glibc
+    only; elsewhere nothing changes).
 
     glibc raises its mmap threshold each time such a buffer is freed, after which every chunk's buffers come
     from the heap and, freed in another order than they came, leave holes it cannot give back: over a 10M-packet

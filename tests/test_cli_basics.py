@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -65,8 +66,6 @@ def test_guarded_prints_one_line_and_exits(capsys: pytest.CaptureFixture[str]) -
 def test_thread_runtime_defaults_set_before_numpy_and_torch(given: dict[str, str], expected: str) -> None:
     """Importing ``analyzer`` keeps numpy's OpenBLAS on one thread and shortens libgomp's spin (both read when
     the library loads, so numpy and torch must not be loaded yet); a user's own settings win."""
-    import os
-
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "GOMP_SPINCOUNT")}
     code = (
         "import os, sys, analyzer.cli; "

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 HEAD = """
 import ctypes, sys
 import numpy as np
-from analyzer.pipeline import steady_heap
+from analyzer.pipeline import M_TRIM_THRESHOLD, steady_heap
 
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in
@@ -36,7 +36,7 @@ print(libc.mallinfo2().hblkhd - before >= 8 << 20)
 KEPT = """
 steady_heap()
 if sys.argv[1] == "trim-128k":  # steady_heap's mmap threshold alone, glibc's trim threshold left at 128 KiB
-    libc.mallopt(-1, 128 << 10)
+    libc.mallopt(M_TRIM_THRESHOLD, 128 << 10)
 batch = np.ones(3 << 17)  # 3 MiB: an inference batch's tensor, from the top of the heap
 held = libc.mallinfo2().arena
 del batch
