@@ -7,13 +7,14 @@ Subcommands:
   webapp    the web namespace's app behind nginx: JSON API, uploads and a form login
   sntp      an NTP (SNTP v4) client query
   mail      benign POP3/IMAP/SMTP client sessions
+  persist   one long-lived benign connection with sporadic traffic (HTTP/HTTPS keep-alive polling, IMAP NOOPs)
   telnet    a scripted telnet login + commands (benign sessions and U2R sessions)
   shell     attacker's side of a bind shell (connect) or reverse shell (listen): sends commands, reads output
   craft     raw packets: spoofed SYN flood, teardrop, ping of death, smurf (IPv4 broadcast), smurf6 (ff02::1)
   chatter   benign LAN chatter: NetBIOS name queries (segment broadcast), LLMNR and mDNS queries and SSDP
             searches (link-scope multicast, never routed: TTL / hop limit 1)
 
-Every address given to `craft`, `shell`, `sntp`, `mail`, `telnet` and `chatter` is checked against the lab
+Every address given to `craft`, `shell`, `sntp`, `mail`, `persist`, `telnet` and `chatter` is checked against the lab
 ranges (10.77.0.0/16, fd77::/48) and refused otherwise; `chatter` sends only to its segment's broadcast address
 (a lab address) and to the link-scope groups in ``CHATTER_GROUPS``, with a TTL / hop limit of 1.
 """
@@ -391,6 +392,85 @@ def cmd_mail(a: argparse.Namespace) -> None:
         s.quit()
 
 
+# ---------------------------------------------------------------- persist
+def _end_socket(sock: socket.socket | None, end: str) -> None:
+    """Close one long-lived connection the way its end mode says: ``fin`` (an orderly close), ``rst`` (an abort:
+    linger 0 makes the kernel send a RST, as a client killed or a browser tab closed does)."""
+    if sock is None:
+        return
+    if end == "rst":
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+def cmd_persist(a: argparse.Namespace) -> None:
+    """One long-lived client connection with sporadic traffic, for --seconds: what keeps a real host's sockets
+    open for minutes (keep-alive HTTP(S) polling, a mail client idling with NOOPs). A capture that starts or ends
+    while it is open sees it mid-stream (no handshake: conn_state OTH) or unfinished (S1, or S3 where the server
+    gave up on it), the shapes the lab's short connections never leave at a capture's edge. If the server closes
+    the connection (keep-alive timeout), the client opens a new one, as browsers do. ``--end hang`` stops sending
+    and keeps the socket open until the lab kills the process after the capture has stopped."""
+    import http.client
+    import imaplib
+    import ssl
+
+    rng = random.Random(a.seed)
+    host = lab_addr(a.host)
+    stop = time.monotonic() + a.seconds
+    paths = [x for x in a.paths.split(",") if x] or ["/"]
+
+    def gap() -> None:
+        time.sleep(min(rng.uniform(a.gap_min, a.gap_max), max(0.0, stop - time.monotonic())))
+
+    if a.proto == "imap":
+        m: imaplib.IMAP4 | None = None
+        while time.monotonic() < stop:
+            try:
+                if m is None:
+                    m = imaplib.IMAP4(host, a.port, timeout=10)
+                    m.login(a.user, a.password)
+                    m.select("INBOX")
+                m.noop() if rng.random() < 0.8 else m.search(None, "UNSEEN")
+            except (OSError, imaplib.IMAP4.error):
+                m = None
+            gap()
+        if m is not None and a.end == "fin":
+            with contextlib.suppress(OSError, imaplib.IMAP4.error):
+                m.logout()
+        elif m is not None and a.end == "rst":
+            _end_socket(m.sock, "rst")
+        if a.end == "hang":
+            time.sleep(1e6)
+        return
+    ctx = ssl._create_unverified_context()  # the lab's self-signed certificate
+    conn: http.client.HTTPConnection | None = None
+    while time.monotonic() < stop:
+        try:
+            if conn is None:
+                conn = (
+                    http.client.HTTPSConnection(host, a.port, timeout=10, context=ctx)
+                    if a.proto == "https"
+                    else http.client.HTTPConnection(host, a.port, timeout=10)
+                )
+            conn.request("GET", rng.choice(paths), headers={"Host": a.vhost, "Connection": "keep-alive"})
+            r = conn.getresponse()
+            r.read()
+            if r.will_close:
+                conn.close()
+                conn = None
+        except (OSError, http.client.HTTPException):
+            if conn is not None:
+                conn.close()
+            conn = None
+        gap()
+    if a.end == "hang":
+        time.sleep(1e6)
+    if conn is not None:
+        _end_socket(conn.sock, a.end)
+
+
 # ---------------------------------------------------------------- telnet
 def cmd_telnet(a: argparse.Namespace) -> None:
     with warnings.catch_warnings():
@@ -605,6 +685,19 @@ def main() -> None:
     q.add_argument("--user", required=True)
     q.add_argument("--password", default="")
     q.add_argument("--max", type=int, default=3)
+    q = sub.add_parser("persist")
+    q.add_argument("--proto", choices=("http", "https", "imap"), required=True)
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, required=True)
+    q.add_argument("--seconds", type=float, required=True)
+    q.add_argument("--gap-min", type=float, default=2.0)
+    q.add_argument("--gap-max", type=float, default=30.0)
+    q.add_argument("--end", choices=("fin", "rst", "hang"), default="fin")
+    q.add_argument("--paths", default="/", help="comma-separated paths (http, https)")
+    q.add_argument("--vhost", default="www.lab", help="the Host header (http, https)")
+    q.add_argument("--user", default="")
+    q.add_argument("--password", default="")
+    q.add_argument("--seed", type=int, default=0)
     q = sub.add_parser("telnet")
     q.add_argument("--host", required=True)
     q.add_argument("--port", type=int, default=23)
@@ -644,6 +737,7 @@ def main() -> None:
         "webapp": cmd_webapp,
         "sntp": cmd_sntp,
         "mail": cmd_mail,
+        "persist": cmd_persist,
         "telnet": cmd_telnet,
         "shell": cmd_shell,
         "craft": cmd_craft,

@@ -609,6 +609,7 @@ class Lab:
         self.benign_threads: list[threading.Thread] = []
         self.benign_stats: dict[str, int] = {}
         self.benign_lock = threading.Lock()
+        self.long_lived = False
         self.namespaces: list[str] = []
 
     # ---------------- topology
@@ -1263,6 +1264,11 @@ class Benign:
             "smb": 2,
         }
         self.weights = {k: v * r.uniform(0.4, 1.8) for k, v in base.items()}
+        self.persist: list[tuple[subprocess.Popen, float]] = []  # (process, end of its active part)
+        if lab.long_lived:
+            # Drawn after the old mix, so a run without --long-lived draws exactly what it drew before.
+            self.weights["persist"] = 3 * r.uniform(0.4, 1.8)
+            self.persist_max = r.randint(2, 6)
 
     def count(self, k: str) -> None:
         with self.lab.benign_lock:
@@ -1703,6 +1709,42 @@ class Benign:
         t = other[0].v4[0] if other and self.rng.random() < 0.6 else p.h("web").v4[0]
         mode = self.rng.choice([[], ["-I"], ["-T", "-p", "443"]])
         self.x(["traceroute", "-n", "-q", "1", "-w", "1", "-m", "6", *mode, t], timeout=20)
+
+    def a_persist(self) -> bool | None:
+        """A long-lived connection in the background (``--long-lived``): keep-alive HTTP(S) polling, an IMAP
+        client idling with NOOPs, or an SSH session kept up by its keep-alives, for 30-480 s with 2-60 s between
+        messages; it ends with a FIN, a RST or not at all (left open until after the capture stops), so the
+        run's edge cuts hold benign flows that started before the cut (OTH) or end after it (S1)."""
+        # A slot is taken while a connection is active; one left hanging open no longer counts.
+        self.persist = [(pr, until) for pr, until in self.persist if pr.poll() is None and time.monotonic() < until]
+        if len(self.persist) >= self.persist_max:
+            return False
+        r = self.rng
+        kinds = ["https", "https", "http", "ssh"] + (["imap"] if self.lab.services.get("imap") else [])
+        kind = r.choice(kinds)
+        seconds = r.uniform(30, 480)
+        g0 = r.uniform(2, 20)
+        g1 = g0 + r.uniform(1, 40)
+        end = r.choices(["fin", "rst", "hang"], [5, 2, 3])[0]
+        if kind == "ssh":
+            wait = f"{seconds:.0f}" if end != "hang" else "100000"
+            argv = self.ssh_base(self.p.h("srv").v4[0])
+            argv[4:4] = ["-o", f"ServerAliveInterval={max(1, round(g0))}"]
+            argv += ["sleep", wait]
+        else:
+            web, mail = self.p.h("web"), self.p.h("mail")
+            host = r.choice(web.v4) if kind != "imap" else mail.v4[0]
+            port = {"https": 443, "http": 80, "imap": 143}[kind]
+            argv = [PY, AGENTS, "persist", "--proto", kind, "--host", host, "--port", str(port)]
+            argv += ["--seconds", f"{seconds:.1f}", "--gap-min", f"{g0:.1f}", "--gap-max", f"{g1:.1f}", "--end", end]
+            argv += ["--seed", str(r.randrange(1 << 30))]
+            if kind == "imap":
+                argv += ["--user", USER, "--password", self.p.mail_pw]
+            else:
+                argv += ["--paths", ",".join(self.paths(r.randrange(1, 6))), "--vhost", f"www.{self.p.domain}"]
+        proc = nspopen(self.c.ns, argv, self.lab.logs / "persist.log", name=f"persist-{kind}")
+        self.persist.append((proc, time.monotonic() + seconds))
+        return None
 
     def a_bulk(self) -> None:
         n = self.rng.randrange(200, 3000)
@@ -3324,6 +3366,12 @@ def main() -> int:
     ap.add_argument("--only", default="", help="debugging: regex; run only the matching attack scenarios, all of them")
     ap.add_argument("--warmup", type=float, default=None, help="debugging: benign-only seconds at the start")
     ap.add_argument(
+        "--long-lived",
+        action="store_true",
+        help="clients also keep long-lived connections open in the background (keep-alive polling, idle IMAP and SSH "
+        "sessions); off by default so the registered runs (the held-out seed 101 among them) draw what they drew",
+    )
+    ap.add_argument(
         "--check-python",
         default=str(HERE.parent / ".venv" / "bin" / "python"),
         help="python used for the label self-check (stdlib is enough)",
@@ -3348,6 +3396,7 @@ def main() -> int:
     t_start = now()
     plan = Plan(a.seed, a.minutes)
     lab = Lab(plan, out, workdir)
+    lab.long_lived = a.long_lived
     lab.inventory()
     missing = [t for t, ok in lab.available.items() if not ok]
     if missing:
@@ -3560,6 +3609,7 @@ def main() -> int:
         "skipped": skipped,
         "not_run_for_time": not_run,
         "benign_actions": lab.benign_stats,
+        "long_lived": lab.long_lived,
         "check": check,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -80,7 +80,7 @@ def test_browser_like_page_loads_stay_in_the_lab(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(labrun, "nsx", fake_nsx)
     for seed in (1, 2, 3, 8, 9, 101):
         plan = labrun.Plan(seed, 10)
-        lab = types.SimpleNamespace(p=plan, w=tmp_path)
+        lab = types.SimpleNamespace(p=plan, w=tmp_path, long_lived=False)
         client = plan.clients[0]
         for k in range(5):
             labrun.Benign(lab, client, seed * 10 + k).a_page_load()
@@ -122,7 +122,7 @@ def test_lan_chatter_stays_on_the_link(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(labrun, "nsx", fake_nsx)
     for seed in (1, 2, 10, 101):
         plan = labrun.Plan(seed, 10)
-        lab = types.SimpleNamespace(p=plan, w=tmp_path)
+        lab = types.SimpleNamespace(p=plan, w=tmp_path, long_lived=False)
         for client in plan.clients:
             for k in range(6):
                 labrun.Benign(lab, client, seed * 100 + k).a_lan_chatter()
@@ -131,3 +131,54 @@ def test_lan_chatter_stays_on_the_link(tmp_path: Path, monkeypatch: pytest.Monke
         if argv[3] == "netbios":
             bcast = argv[argv.index("--bcast") + 1]
             assert labrun.in_lab(bcast) and bcast.endswith("255")
+
+
+def test_long_lived_connections_stay_in_the_lab_and_leave_old_runs_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--long-lived`` adds one action whose draws come after the old mix (a run without it draws what it drew
+    before: the registered held-out run stays reproducible); the action starts background connections to the lab's
+    web, mail or SSH server only, and never more at once than the client's slots."""
+    import types
+
+    (tmp_path / "www" / "static").mkdir(parents=True)
+    for i in range(8):
+        (tmp_path / "www" / "static" / f"o{i}.css").write_text("x")
+    started: list[list[str]] = []
+    servers: set[str] = set()
+
+    class Proc:
+        def poll(self) -> None:
+            return None  # still running
+
+    def fake_nspopen(ns: str, argv: list[str], logfile: Path, user: str | None = None, name: str = "") -> Proc:
+        assert ns.startswith(labrun.PREFIX)
+        labrun.assert_argv_lab(argv)  # what nspopen checks before it starts anything
+        started.append(argv)
+        return Proc()
+
+    monkeypatch.setattr(labrun, "nspopen", fake_nspopen)
+    for seed in (1, 11, 101):
+        plan = labrun.Plan(seed, 10)
+        servers.update(plan.h("web").v4 + plan.h("mail").v4 + [f"{labrun.USER}@{plan.h('srv').v4[0]}"])
+        client = plan.clients[0]
+        old = labrun.Benign(types.SimpleNamespace(p=plan, w=tmp_path, long_lived=False), client, seed)
+        lab = types.SimpleNamespace(p=plan, w=tmp_path, long_lived=True, services={"imap": True}, logs=tmp_path)
+        new = labrun.Benign(lab, client, seed)
+        assert "persist" not in old.weights and "persist" in new.weights
+        assert {k: v for k, v in new.weights.items() if k != "persist"} == old.weights
+        assert old.rng.random() != new.rng.random()  # the new draws happened after the old ones
+        n = len(started)
+        results = [new.a_persist() for _ in range(new.persist_max + 3)]
+        assert results.count(False) == 3 and len(started) - n == new.persist_max  # slots full: nothing more starts
+    kinds = set()
+    for argv in started:
+        if argv[0] == "sshpass":
+            kinds.add("ssh")
+            assert any(a.startswith("ServerAliveInterval=") for a in argv)
+            assert argv[argv.index("sleep") - 1] in servers
+        else:
+            kinds.add(argv[argv.index("--proto") + 1])
+            assert float(argv[argv.index("--seconds") + 1]) >= 30
+            assert argv[argv.index("--host") + 1] in servers
+    assert kinds <= {"http", "https", "imap", "ssh"} and len(kinds) >= 3
