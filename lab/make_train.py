@@ -86,9 +86,9 @@ def main() -> None:
         ap.error("give lab run folders, or --rules-only FILE")
     parts = []
     with tempfile.TemporaryDirectory() as tmp:
-        for run in args.runs:
+        for k, run in enumerate(args.runs):
             for i, cap in enumerate(_captures(run)):
-                out = Path(tmp) / f"{run.name}-{i}.parquet"
+                out = Path(tmp) / f"{k}-{run.name}-{i}.parquet"  # a run and its host cuts share run.name
                 cmd = [
                     *NTA,
                     "features",
