@@ -47,3 +47,32 @@ def test_without_runs_or_a_file_it_says_what_it_needs(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert "give lab run folders, or --rules-only FILE" in res.stderr
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_a_run_and_its_host_cuts_folder_of_the_same_name_both_count(tmp_path: Path) -> None:
+    """A run's folder and its host cuts' folder share a name (``seedS``): each capture's rows are kept (their
+    temporary files once overwrote each other), and both count as one run for the caps."""
+    sample = Path(__file__).resolve().parents[2] / "sample_pcaps" / "benign-web-dns-ssh.pcap"
+    labels = (
+        "scenario,class,start_utc,end_utc,attackers,victims,tool,params\n"
+        "benign-background,normal,2000-01-01T00:00:00.000000Z,2100-01-01T00:00:00.000000Z,0.0.0.0/0 ::/0,"
+        "0.0.0.0/0 ::/0,-,{}\n"
+    )
+    runs = [tmp_path / "runs" / "seed7", tmp_path / "hosts" / "seed7"]
+    for run in runs:
+        run.mkdir(parents=True)
+        (run / "capture.pcap").write_bytes(sample.read_bytes())
+        (run / "labels.csv").write_text(labels)
+    outs = []
+    for args in ([runs[0]], runs):
+        out = tmp_path / f"rows-{len(args)}.parquet"
+        res = subprocess.run(
+            [sys.executable, str(MAKE_TRAIN), *map(str, args), "--benign-only", "-o", str(out)],
+            capture_output=True,
+            text=True,
+        )
+        assert res.returncode == 0, res.stderr
+        outs.append(pl.read_parquet(out))
+    one, both = outs
+    assert one.height > 0 and both.height == 2 * one.height
+    assert set(both["run"]) == {"seed7"} and set(both["label"]) == {"normal"}
