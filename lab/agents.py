@@ -393,9 +393,12 @@ def cmd_mail(a: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------- persist
-def _end_socket(sock: socket.socket | None, end: str) -> None:
-    """Close one long-lived connection the way its end mode says: ``fin`` (an orderly close), ``rst`` (an abort:
-    linger 0 makes the kernel send a RST, as a client killed or a browser tab closed does)."""
+def _finish(sock: socket.socket | None, end: str) -> None:
+    """End one long-lived connection the way its end mode says: ``fin`` (an orderly close), ``rst`` (an abort:
+    linger 0 makes the kernel send a RST, as a client killed or a browser tab closed does), ``hang`` (no end: the
+    socket stays open until the lab kills this process, after its capture has stopped)."""
+    if end == "hang":
+        time.sleep(1e6)
     if sock is None:
         return
     if end == "rst":
@@ -432,17 +435,19 @@ def cmd_persist(a: argparse.Namespace) -> None:
                     m = imaplib.IMAP4(host, a.port, timeout=10)
                     m.login(a.user, a.password)
                     m.select("INBOX")
-                m.noop() if rng.random() < 0.8 else m.search(None, "UNSEEN")
+                if rng.random() < 0.8:
+                    m.noop()
+                else:
+                    m.search(None, "UNSEEN")
             except (OSError, imaplib.IMAP4.error):
                 m = None
             gap()
-        if m is not None and a.end == "fin":
+        sock = m.sock if m is not None else None
+        if m is not None and a.end == "fin":  # an orderly IMAP goodbye, not just a closed socket
             with contextlib.suppress(OSError, imaplib.IMAP4.error):
                 m.logout()
-        elif m is not None and a.end == "rst":
-            _end_socket(m.sock, "rst")
-        if a.end == "hang":
-            time.sleep(1e6)
+            sock = None
+        _finish(sock, a.end)
         return
     ctx = ssl._create_unverified_context()  # the lab's self-signed certificate
     conn: http.client.HTTPConnection | None = None
@@ -465,10 +470,7 @@ def cmd_persist(a: argparse.Namespace) -> None:
                 conn.close()
             conn = None
         gap()
-    if a.end == "hang":
-        time.sleep(1e6)
-    if conn is not None:
-        _end_socket(conn.sock, a.end)
+    _finish(conn.sock if conn is not None else None, a.end)
 
 
 # ---------------------------------------------------------------- telnet
