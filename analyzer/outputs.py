@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from analyzer import verdicts
+from features.behind import WriteBehind
 from features.common import own_strings
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
 from features.kdd.columns import KDD_FEATURES, KDD_SCHEMA
@@ -146,26 +147,32 @@ class FlowsWriter:
         self.path = path
         self._writer: pq.ParquetWriter | None = None
         self._fh: Any = None
+        self._behind: WriteBehind[pa.Table] | None = None  # row groups are encoded on a thread (features.behind)
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
             self._fh = open(self.path, "wb")  # noqa: SIM115  a file object: pyarrow cannot encode non-UTF-8 names
             self._writer = pq.ParquetWriter(self._fh, table.schema, compression="zstd", store_schema=False)
-        self._writer.write_table(table)
+            self._behind = WriteBehind(self._writer.write_table)
+        assert self._behind is not None
+        self._behind.put(table)
         self.rows += table.num_rows
 
     def close(self, metadata: dict[bytes, bytes], empty: pa.Table) -> None:
         """Add the key-value metadata and close; ``empty`` gives the columns when no chunk was written."""
         if self._writer is None:
             self.write(empty)
-        assert self._writer is not None
+        assert self._writer is not None and self._behind is not None
+        self._behind.close()
         self._writer.add_key_value_metadata(metadata)
         self._writer.close()
         self._fh.close()
 
     def abort(self) -> None:
         """Close without finishing (the file is removed by its owner)."""
+        if self._behind is not None:
+            self._behind.stop()
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()

@@ -9,6 +9,7 @@ decoded to IP). Addresses are 128-bit, split in two uint64 halves; IPv4 is IPv4-
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -73,6 +74,50 @@ class PacketBatch:
     @staticmethod
     def empty() -> PacketBatch:
         return PacketBatch({k: np.zeros(0, dt) for k, dt in PACKET_COLUMNS.items()})
+
+    @staticmethod
+    def concat(batches: list[PacketBatch]) -> PacketBatch:
+        """The batches one after another (packet order kept), with their counts and tunnels; no records."""
+        if len(batches) == 1:
+            return batches[0]
+        out = PacketBatch(
+            {k: np.concatenate([b.cols[k] for b in batches]) for k in batches[0].cols},
+            np.concatenate([np.asarray(b.payload_idx, np.int64) for b in batches]),
+            [p for b in batches for p in b.payloads],
+            records=sum(b.records for b in batches),
+            filtered=sum(b.filtered for b in batches),
+        )
+        for b in batches:
+            out.bad.update(b.bad)
+            out.tunnels.update(b.tunnels)
+        return out
+
+
+def coalesced(batches: Iterator[PacketBatch], min_packets: int) -> Iterator[PacketBatch]:
+    """``batches`` joined into batches of at least ``min_packets`` packets (the last may have fewer); a batch
+    carrying its records (``chunk``, for carving) is passed on alone. Flows do not depend on where batches
+    end; each batch costs the flow builder a pass over its open flows, so fewer, bigger batches cost less."""
+    held: list[PacketBatch] = []
+    size = 0
+    try:
+        for b in batches:
+            if b.chunk is not None:
+                if held:
+                    yield PacketBatch.concat(held)
+                    held, size = [], 0
+                yield b
+                continue
+            held.append(b)
+            size += len(b)
+            if size >= min_packets:
+                yield PacketBatch.concat(held)
+                held, size = [], 0
+    except Exception:  # what was decoded before an error still arrives first, as without coalescing
+        if held:
+            yield PacketBatch.concat(held)
+        raise
+    if held:
+        yield PacketBatch.concat(held)
 
 
 # TCP ports whose cleartext payload the content features read (FTP, Telnet, rlogin/rsh, HTTP, POP3, IMAP).

@@ -116,7 +116,7 @@ class FlowBuilder:
     def _process(self, cols: dict[str, np.ndarray], batch: PacketBatch | None, final: bool) -> dict[str, np.ndarray]:
         keys = fs.packet_keys(cols)
         state = self._state
-        touched = np.isin(state["h"], keys["h"]) if keys["h"].size else np.zeros(state["h"].size, bool)
+        touched = _member(state["h"], keys["h"])
         untouched = np.flatnonzero(~touched)  # state rows no packet of this batch can join
         carried = fs.take(state, np.flatnonzero(touched))
         rows = fs.build_rows(cols, keys, carried)
@@ -289,6 +289,16 @@ class FlowBuilder:
                 schema=fr.PAYLOAD_SCHEMA,
             )
         )
+
+
+def _member(x: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """``np.isin(x, of)`` for uint64 hashes: one sort of ``of`` and a binary search per ``x``. ``np.isin`` sorts
+    both together and was 8 ms of each 55k-packet batch against ~10k open flows, this ~1 ms."""
+    if of.size == 0 or x.size == 0:
+        return np.zeros(x.size, bool)
+    s = np.sort(of)
+    pos = np.minimum(np.searchsorted(s, x), s.size - 1)
+    return s[pos] == x
 
 
 def _rows_of_segments_from(new: np.ndarray, start: np.ndarray) -> np.ndarray:

@@ -7,9 +7,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.behind import WriteBehind
 from features.common import InputError, atomic_path
 from features.flows.schema import (
     FLOW_SCHEMA,
@@ -59,8 +61,14 @@ def write_flow_stream(fs: FlowStream, path: Path) -> tuple[Extraction, int]:
     with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:  # file objects: pyarrow cannot encode non-UTF-8 names
         writer = pq.ParquetWriter(fh, FLOW_SCHEMA, compression="zstd", store_schema=False)
         try:
-            for chunk in fs.chunks(forked=False):
-                writer.write_table(chunk.flows.to_arrow().cast(FLOW_SCHEMA))
+
+            def write(flows: pl.DataFrame) -> None:
+                writer.write_table(flows.to_arrow().cast(FLOW_SCHEMA))
+
+            # Each row group is encoded on a thread while the next chunk is built (features.behind).
+            with WriteBehind(write) as behind:
+                for chunk in fs.chunks(forked=False):
+                    behind.put(chunk.flows)
             ext = fs.extraction()
             writer.add_key_value_metadata(flow_metadata(ext))
         finally:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from features.capture import readahead
@@ -103,7 +104,8 @@ def test_a_child_that_dies_is_reported_with_its_exit_code(monkeypatch: pytest.Mo
         list(readahead.read_ahead(src, lambda d, t: None, process_min_bytes=0))
 
 
-def test_a_consumer_that_stops_early_leaves_no_child_behind() -> None:
+def test_a_consumer_that_stops_early_leaves_no_child_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(readahead, "COALESCE_PACKETS", 1)
     src = PacketSource(SAMPLES / "demo-mixed.pcap", chunk_records=16)  # many batches: the child is still busy
     it = readahead.read_ahead(src, lambda d, t: None, process_min_bytes=0)
     assert len(next(it)) > 0
@@ -116,3 +118,28 @@ def test_small_files_stay_on_the_thread(monkeypatch: pytest.MonkeyPatch) -> None
     src = PacketSource(SAMPLES / "demo-mixed.pcap")
     monkeypatch.setattr(readahead, "_from_child", lambda s, p: pytest.fail("forked for a small file"))
     assert sum(len(b) for b in readahead.read_ahead(src, lambda d, t: None)) > 0
+
+
+def test_batches_are_coalesced_without_losing_a_packet_a_payload_or_a_count(tmp_path: Path) -> None:
+    from features.capture.packets import coalesced
+
+    small = list(PacketSource(SAMPLES / "demo-mixed.pcap", chunk_records=50).batches())
+    assert len(small) > 4
+    big = list(coalesced(iter(small), 120))
+    assert all(len(b) >= 120 for b in big[:-1]) and 1 < len(big) < len(small)
+    joined, whole = PacketBatch.concat(big), PacketBatch.concat(small)
+    for k, v in whole.cols.items():
+        assert np.array_equal(joined.cols[k], v), k
+    assert list(joined.payload_idx) == list(whole.payload_idx) and joined.payloads == whole.payloads
+    assert joined.records == whole.records == sum(b.records for b in small)
+    assert joined.bad == whole.bad
+
+
+def test_a_batch_carrying_its_records_is_never_merged() -> None:
+    from features.capture.packets import coalesced
+
+    src = PacketSource(SAMPLES / "demo-mixed.pcap", chunk_records=50)
+    src.keep_records = True
+    small = list(src.batches())
+    assert all(b.chunk is not None for b in small)
+    assert [len(b) for b in coalesced(iter(small), 10_000)] == [len(b) for b in small]

@@ -113,3 +113,19 @@ def test_hash_collisions_fall_back_to_the_full_key(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(fs, "key_hash", lambda k: np.zeros(k["a_hi"].shape, np.uint64))
     colliding = build(pk, cuts=[50, 120], config=CFG)
     assert canon(normal).equals(canon(colliding))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 2**64 - 1), max_size=60),
+    st.lists(st.integers(0, 2**64 - 1), max_size=60),
+    st.lists(st.integers(0, 59), max_size=20),
+)
+def test_open_flow_membership_is_np_isin(x: list[int], of: list[int], shared: list[int]) -> None:
+    import numpy as np
+
+    from features.flows.builder import _member
+
+    xs = np.array(x + [of[i] for i in shared if i < len(of)], np.uint64)
+    ofs = np.array(of, np.uint64)
+    assert np.array_equal(_member(xs, ofs), np.isin(xs, ofs))

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from analyzer.cli import app
 from features.common import InputError
-from features.flows.extract import extract_flows
+from features.flows.extract import FlowStream, extract_flows
 from features.flows.schema import FLOW_SCHEMA
-from features.flows.table import read_flows, write_flows
+from features.flows.table import read_flows, write_flow_stream, write_flows
 
 T0 = 1_700_000_000.0
 
@@ -208,3 +208,19 @@ def test_schema_version_1_tables_read_with_a_null_tunnel(tmp_path: Path) -> None
     back, info = read_flows(out)
     assert info["schema_version"] == "1" and back.schema.remove_metadata().equals(FLOW_SCHEMA)
     assert back.column("tunnel").null_count == back.num_rows
+
+
+def test_a_streamed_table_that_fails_mid_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cap = write_capture(tmp_path / "a.pcap")
+    calls = []
+
+    def broken(self: object, table: object, *a: object, **k: object) -> None:
+        calls.append(1)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", broken)
+    out = tmp_path / "out" / "flows.parquet"
+    out.parent.mkdir()
+    with pytest.raises(InputError, match=r"flows\.parquet: cannot write \(disk full\)"):
+        write_flow_stream(FlowStream([cap]), out)
+    assert calls and os.listdir(out.parent) == []
