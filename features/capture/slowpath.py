@@ -27,8 +27,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-import dpkt
-
 SLOW_LINKTYPES = frozenset({105, 127, 192})
 _ETHERNET = 1
 
@@ -59,6 +57,8 @@ def _ppi(frame: bytes) -> Located:
 
 
 def _radiotap(frame: bytes) -> Located:
+    import dpkt  # here, not at the top: only these rare link types need it, and it costs every scan ~50 ms to load
+
     if len(frame) < 8:
         return "truncated_link"
     try:
@@ -78,6 +78,8 @@ def _plain80211(frame: bytes) -> Located:
 
 def _ieee80211(buf: bytes, fcs: bool) -> Located:
     """(EtherType, offset after it) of an 802.11 frame (FCS at its end when ``fcs``), or a bad name."""
+    import dpkt
+
     if len(buf) < 2:
         return "truncated_link"
     fc = buf[0]
