@@ -78,8 +78,8 @@ class PacketBatch:
     @staticmethod
     def concat(batches: list[PacketBatch]) -> PacketBatch:
         """The batches one after another (packet order kept), with their counts and tunnels; no records."""
-        if len(batches) == 1:
-            return batches[0]
+        if len(batches) <= 1:
+            return batches[0] if batches else PacketBatch.empty()
         out = PacketBatch(
             {k: np.concatenate([b.cols[k] for b in batches]) for k in batches[0].cols},
             np.concatenate([np.asarray(b.payload_idx, np.int64) for b in batches]),

@@ -194,16 +194,7 @@ def _take_until(active: dict[int, _Buffered], bound: int) -> PacketBatch | None:
         return None
     if len(taken) == 1:
         return taken[0]
-    cols = {k: np.concatenate([b.cols[k] for b in taken]) for k in taken[0].cols}
-    order = np.argsort(cols["ts_ns"], kind="stable")
-    out = PacketBatch(
-        {k: v[order] for k, v in cols.items()},
-        np.concatenate([np.asarray(b.payload_idx, np.int64) for b in taken]),
-        [p for b in taken for p in b.payloads],
-        records=sum(b.records for b in taken),
-        filtered=sum(b.filtered for b in taken),
-    )
-    for b in taken:
-        out.bad.update(b.bad)
-        out.tunnels.update(b.tunnels)
+    out = PacketBatch.concat(taken)
+    order = np.argsort(out.cols["ts_ns"], kind="stable")
+    out.cols = {k: v[order] for k, v in out.cols.items()}
     return out

@@ -63,23 +63,6 @@ def split_batch(batch: PacketBatch, shards: int) -> list[PacketBatch]:
     return out
 
 
-def concat_batches(batches: list[PacketBatch]) -> PacketBatch:
-    """One batch of several (columns, payloads and counts together), in the given order."""
-    if not batches:
-        return PacketBatch.empty()
-    out = PacketBatch(
-        {k: np.concatenate([b.cols[k] for b in batches]) for k in batches[0].cols},
-        np.concatenate([np.asarray(b.payload_idx, np.int64) for b in batches]),
-        [p for b in batches for p in b.payloads],
-        records=sum(b.records for b in batches),
-        filtered=sum(b.filtered for b in batches),
-    )
-    for b in batches:
-        out.bad.update(b.bad)
-        out.tunnels.update(b.tunnels)
-    return out
-
-
 def build_shard(
     files: list[list[PacketBatch]],
     sources: list[str],
