@@ -4,7 +4,7 @@
 the pickle, through the pipe in 64 KiB reads gathered in a ``BytesIO``, and out again when unpickled: on the 3M
 packet capture the flow builder's process spent 0.3-0.4 CPU s more that way, work the reader child exists to
 take off it. Here the pickle is made with protocol 5 and out-of-band buffers: the small pickle goes as one
-message, then each array's bytes are written straight from the array (``os.writev``) and read straight into one
+message, then each array's bytes are written straight from the array (``os.write``) and read straight into one
 buffer of the receiver (``os.readv``), where the unpickled arrays are views (each at a 64-byte aligned offset).
 The pipe still holds at most what its buffer holds, so a sender stays at most one object ahead, as before.
 
@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 ALIGN = 64  # each out-of-band buffer starts at a multiple of this in the receiver's buffer
-_IOV = 512  # buffers per writev/readv call (Linux allows 1024)
 
 
 def _padded(n: int) -> int:
@@ -69,17 +68,11 @@ def recv(conn: Connection) -> Any:
 
 
 def _write_all(fd: int, views: list[memoryview | bytes]) -> None:
-    """Write every byte of ``views`` (``writev`` may write part of them when a signal interrupts it)."""
-    pending = [memoryview(v).cast("B") for v in views if len(v)]
-    while pending:
-        done = os.writev(fd, pending[:_IOV])
-        while done and pending:
-            if done >= pending[0].nbytes:
-                done -= pending[0].nbytes
-                pending.pop(0)
-            else:
-                pending[0] = pending[0][done:]
-                done = 0
+    """Write every byte of ``views`` in order (a write may take part of a buffer when a signal interrupts it)."""
+    for v in views:
+        mv = memoryview(v).cast("B")
+        while mv.nbytes:
+            mv = mv[os.write(fd, mv) :]
 
 
 def _read_into(fd: int, buf: memoryview) -> None:

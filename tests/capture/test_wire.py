@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections import Counter
 from multiprocessing import Pipe
@@ -82,7 +83,7 @@ def test_an_exception_comes_back_as_itself() -> None:
 
 def test_a_writer_gone_mid_object_is_eof() -> None:
     r, w = Pipe(duplex=False)
-    w.send_bytes(wire.struct.pack("<QQ", 1, 1000))  # a header promising 1000 bytes ...
+    w.send_bytes(struct.pack("<QQ", 1, 1000))  # a header promising 1000 bytes ...
     w.send_bytes(b"\x80\x05N.")
     w.close()  # ... that never come
     with pytest.raises(EOFError):
