@@ -105,6 +105,16 @@ def train(
             help="Capture features: encode service http_443 as http (NSL-KDD's http_443 rows are all attacks).",
         ),
     ] = True,
+    distill: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--distill",
+            help="A trained model folder to learn from as well as the labels (repeat: their mean probabilities).",
+        ),
+    ] = None,
+    distill_alpha: Annotated[
+        float, typer.Option("--distill-alpha", min=0.0, max=1.0, help="Weight of the teachers against the labels.")
+    ] = 0.5,
     threads: Annotated[int, typer.Option("--threads", min=0, help="CPU threads for torch (0: torch's default).")] = 1,
     device: Annotated[
         str,
@@ -121,6 +131,7 @@ def train(
     from features.kdd.nslkdd import read_labeled
     from model.artifacts import METADATA
     from model.data import file_sha256
+    from model.infer import Classifier
     from model.train import TrainConfig, train_model
 
     if (output / METADATA).exists() and not force:
@@ -149,7 +160,9 @@ def train(
         novelty_quantile=novelty_quantile,
         novelty_clusters=novelty_clusters,
         https_as_http=https_as_http,
+        distill_alpha=distill_alpha,
     )
+    teachers = [Classifier.load(p, device="cpu") for p in distill or []]
 
     def show(row: dict[str, float]) -> None:
         if not quiet:
@@ -170,7 +183,7 @@ def train(
                 for p, f in zip(data, frames, strict=True)
             ]
         with stages.stage("training") as progress:
-            result = train_model(df, cfg, progress=progress, on_epoch=show, device=device)
+            result = train_model(df, cfg, progress=progress, on_epoch=show, device=device, teachers=teachers)
     # "data"/"data_sha256" name the first file, as before several files were allowed; "data_files" lists all.
     result.extra.update(
         {"data": files[0]["file"], "data_sha256": files[0]["sha256"], "data_files": files, "rows": df.height}

@@ -13,10 +13,11 @@ bit-reproducible (cuDNN's LSTM kernels are not deterministic); the trained netwo
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from features.encode.spec import CAPTURE_ALIASES, DEFAULT_LOG1P, FEATURE_SETS, F
 from model.artifacts import save_model
 from model.baselines import ARCHS, build_network
 from model.data import class_names, stratified_split, targets
+from model.distill import Teachers
 from model.evaluate import metrics
 from model.infer import Classifier, resolve_device
 from model.network import NetConfig
@@ -75,6 +77,12 @@ class TrainConfig:
     # Capture features only: encode service http_443 as http (features.encode.spec.CAPTURE_ALIASES; NSL-KDD's 530
     # http_443 rows are all attacks). Off: http_443 stays its own value, to be learnt from benign captures.
     https_as_http: bool = True
+    # model.distill: with teacher models, the loss is (1 - alpha) * cross-entropy on the labels + alpha * the
+    # cross-entropy towards the teachers' mean probabilities (half on the batch's rows, half on points mixed
+    # between two of them: distill_mix). ``teachers`` records the teachers' model ids (filled in by train_model).
+    distill_alpha: float = 0.5
+    distill_mix: float = 0.5  # mixed points per batch, as a share of the batch's rows
+    teachers: tuple[str, ...] = ()
 
     def net_config(self, n_features: int) -> NetConfig:
         return NetConfig(
@@ -92,6 +100,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["log1p"] = list(self.log1p)
+        d["teachers"] = list(self.teachers)
         return d
 
 
@@ -219,6 +228,39 @@ def _autocast(x: torch.Tensor) -> torch.autocast:
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.is_cuda)
 
 
+def _distill_loss(
+    net: nn.Module,
+    ens: Teachers,
+    x_tr: torch.Tensor,
+    y_tr: torch.Tensor,
+    idx: torch.Tensor,
+    weight: torch.Tensor,
+    loss_fn: nn.Module,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """(1 - alpha) * the labels' cross-entropy + alpha * the mean of the soft cross-entropies towards the teachers
+    on the batch's rows ``idx`` (b,) and on m = ceil(b * distill_mix) points mixed between the first m rows and a
+    shuffle of the batch (``model.distill``). Soft terms are weighted per row like the hard one (a mixed point's
+    weight mixed with the same ``lam``). Fewer mixed points than rows: each one costs a forward pass per teacher."""
+    b = len(idx)
+    m = max(1, math.ceil(b * cfg.distill_mix))
+    first = idx[:m]  # (m,)
+    partners = idx[torch.randperm(b, generator=gen)[:m].to(idx.device)]  # (m,)
+    lam = torch.rand(m, 1, generator=gen).to(x_tr.device)  # (m, 1), uniform: anywhere between the two rows
+    x_mix = lam * x_tr[first] + (1 - lam) * x_tr[partners]  # (m, F)
+    with _autocast(x_tr):
+        logits = net(torch.cat([x_tr[idx], x_mix])).float()  # (b + m, K): rows, then mixed points
+    logp = torch.log_softmax(logits, dim=1)  # (b + m, K)
+    target = torch.cat([ens.rows[idx], ens.proba(first, partners, lam)])  # (b + m, K)
+    y = y_tr[idx]  # (b,)
+    w = torch.cat([weight[y], lam[:, 0] * weight[y_tr[first]] + (1 - lam[:, 0]) * weight[y_tr[partners]]])  # (b + m,)
+    soft = -(target * logp).sum(1) * w  # (b + m,)
+    soft_loss = 0.5 * (soft[:b].sum() / w[:b].sum() + soft[b:].sum() / w[b:].sum())
+    hard = loss_fn(logits[:b], y)
+    return (1 - cfg.distill_alpha) * hard + cfg.distill_alpha * soft_loss
+
+
 def _epoch_eval(net: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module) -> tuple[float, np.ndarray]:
     """Mean validation loss and predictions (n,), in eval mode, batches of 4096."""
     net.eval()
@@ -237,8 +279,12 @@ def train_model(
     progress: ProgressFn = no_progress,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     device: str = "cpu",
+    teachers: Sequence[Classifier] = (),
 ) -> TrainResult:
     """Train ``cfg.arch`` on ``df`` (KDD features + ``label5``); see the module docstring for the protocol.
+
+    ``teachers``: trained classifiers to distil (``model.distill``; ``cfg.distill_alpha`` weighs them against the
+    labels); their model ids are recorded in the returned config.
 
     ``progress(done, total)`` counts mini-batches over the epoch budget; ``on_epoch`` receives each history
     row (the ``HISTORY_COLUMNS``) as it is written. ``device``: cpu, cuda[:N] or auto (model.infer.resolve_device).
@@ -263,6 +309,14 @@ def train_model(
     x_tr, y_tr = torch.from_numpy(x_all[tr_idx]).to(dev), torch.from_numpy(y_all[tr_idx]).to(dev)  # (n, F), (n,)
     x_va, y_va = torch.from_numpy(x_all[va_idx]).to(dev), torch.from_numpy(y_all[va_idx]).to(dev)
 
+    if not 0.0 <= cfg.distill_alpha <= 1.0 or not 0.0 < cfg.distill_mix <= 1.0:
+        raise InputError(
+            f"distillation weight must be within [0, 1] and its mixed share within (0, 1], got "
+            f"{cfg.distill_alpha} and {cfg.distill_mix}"
+        )
+    ens = Teachers(teachers, df[tr_idx], classes, dev) if teachers else None
+    if ens is not None:
+        cfg = replace(cfg, teachers=tuple(ens.ids))
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(dev == "cpu")
     try:
@@ -289,9 +343,13 @@ def train_model(
                 if len(idx) < 2:  # batch norm needs two rows
                     continue
                 opt.zero_grad(set_to_none=True)
-                with _autocast(x_tr):
-                    logits = net(x_tr[idx])  # (b, K)
-                loss = loss_fn(logits.float(), y_tr[idx])
+                if ens is None:
+                    with _autocast(x_tr):
+                        logits = net(x_tr[idx])  # (b, K)
+                    loss = loss_fn(logits.float(), y_tr[idx])
+                else:
+                    w = weight if cfg.class_weights else torch.ones_like(weight)
+                    loss = _distill_loss(net, ens, x_tr, y_tr, idx, w, loss_fn, cfg, gen)
                 loss.backward()
                 opt.step()
                 run_loss += float(loss.detach()) * len(idx)

@@ -125,3 +125,20 @@ def test_train_on_a_missing_gpu_is_one_line_not_a_traceback(sample_file: Path, t
     r = CliRunner().invoke(app, ["train", "--data", str(sample_file), "-o", str(out), "--device", "cuda", "-q"])
     assert r.exit_code == 3 and "CUDA is not available" in r.output and "Traceback" not in r.output
     assert not out.exists()
+
+
+def test_train_distils_given_models_and_names_a_missing_one(synthetic_df: pl.DataFrame, tmp_path: Path) -> None:
+    data = tmp_path / "train.parquet"
+    synthetic_df.write_parquet(data)
+    base = ["train", "--data", str(data), "--features", "full", "--epochs", "1", "--depth", "1", "-q"]
+    runner = CliRunner()
+    assert runner.invoke(app, [*base, "-o", str(tmp_path / "t")]).exit_code == 0
+    teacher = Classifier.load(tmp_path / "t", device="cpu").model_id
+    args = [*base, "-o", str(tmp_path / "s"), "--distill", str(tmp_path / "t"), "--distill-alpha", "0.8"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    config = json.loads((tmp_path / "s" / "metadata.json").read_text())["train"]["config"]
+    assert config["teachers"] == [teacher] and config["distill_alpha"] == 0.8 and config["distill_mix"] == 0.5
+    r = runner.invoke(app, [*base, "-o", str(tmp_path / "x"), "--distill", str(tmp_path / "nope")])
+    assert r.exit_code != 0 and "nope" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "x").exists()
