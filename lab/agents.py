@@ -11,10 +11,13 @@ Subcommands:
   telnet    a scripted telnet login + commands (benign sessions and U2R sessions)
   shell     attacker's side of a bind shell (connect) or reverse shell (listen): sends commands, reads output
   craft     raw packets: spoofed SYN flood, teardrop, ping of death, smurf (IPv4 broadcast), smurf6 (ff02::1)
+  udpd      the server side of quic and call: UDP 443 (QUIC-shaped), 3478 (STUN), RTP/RTCP media ports
+  quic      a QUIC-shaped UDP/443 session: padded Initial, handshake flight, objects, acks, idle, close
+  call      a STUN binding, then an RTP audio or video stream both ways with RTCP (VoIP, video calls)
   chatter   benign LAN chatter: NetBIOS name queries (segment broadcast), LLMNR and mDNS queries and SSDP
             searches (link-scope multicast, never routed: TTL / hop limit 1)
 
-Every address given to `craft`, `shell`, `sntp`, `mail`, `persist`, `telnet` and `chatter` is checked against the lab
+Every address given to `craft`, `shell`, `sntp`, `mail`, `persist`, `telnet`, `quic`, `call` and `chatter` is checked against the lab
 ranges (10.77.0.0/16, fd77::/48) and refused otherwise; `chatter` sends only to its segment's broadcast address
 (a lab address) and to the link-scope groups in ``CHATTER_GROUPS``, with a TTL / hop limit of 1.
 """
@@ -34,6 +37,7 @@ import socket
 import socketserver
 import struct
 import sys
+import threading
 import time
 import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -473,6 +477,243 @@ def cmd_persist(a: argparse.Namespace) -> None:
     _finish(conn.sock if conn is not None else None, a.end)
 
 
+# ---------------------------------------------------------------- modern UDP: QUIC-shaped transfers, STUN + RTP calls
+# Real QUIC needs a QUIC stack the lab's Debian packages do not have (bookworm's curl and nginx are built without
+# HTTP/3), so `quic` reproduces QUIC's shape on the wire, which is all a flow meter sees: a client Initial padded to
+# 1,200 bytes (long header, version 1), the server's Initial + Handshake flight, then short-header packets: small
+# requests, the answer in datagrams of up to 1,200 bytes, the client acknowledging every few, several objects over
+# one connection (one UDP 4-tuple), an idle gap, a close. `call` is a real-time media session as VoIP and video
+# conferencing clients make one: a STUN binding request/response (RFC 5389) to port 3478, then RTP (RFC 3550) both
+# ways every 20 ms (audio) or ~33 ms with larger packets (video) on an even high port, with RTCP on the next port.
+# The payloads are random bytes (encrypted media and QUIC look like that too); the server learns what to send from
+# fields at fixed offsets of the client's datagrams.
+QUIC_MAX = 1200
+STUN_COOKIE = 0x2112A442
+MEDIA_PORTS = (16384, 16447)  # the media server's RTP ports (even) and RTCP ports (odd)
+QUIC_REQUEST = b"NTAQ"  # marks a request inside a short-header datagram; then >IH: object bytes, pacing in us
+QUIC_MAX_OBJECT = 16 << 20
+
+
+def lab_peer(addr: str) -> bool:
+    """Whether a datagram's source is a lab address (IPv4 peers of a dual-stack socket come as ::ffff:a.b.c.d).
+    The servers answer only such peers; the lab has no route out, so nothing else can reach them anyway."""
+    ip = ipaddress.ip_address(addr.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in n for n in LAB_NETS)
+
+
+def quic_long(first: int, size: int, rng: random.Random, extra: bytes = b"") -> bytes:
+    """A long-header datagram: first byte, version 1, 8-byte DCID and SCID, then ``extra`` and random padding."""
+    head = bytes([first]) + struct.pack(">I", 1) + bytes([8]) + rng.randbytes(8) + bytes([8]) + rng.randbytes(8)
+    return head + extra + rng.randbytes(max(0, size - len(head) - len(extra)))
+
+
+def quic_short(size: int, rng: random.Random, extra: bytes = b"") -> bytes:
+    """A short-header datagram (first byte 0b01xxxxxx, 8-byte DCID), ``extra`` after the header, random padding."""
+    head = bytes([0x40 | rng.randrange(64)]) + rng.randbytes(8)
+    return head + extra + rng.randbytes(max(0, size - len(head) - len(extra)))
+
+
+def _serve_quic(sk: socket.socket, rng: random.Random) -> None:
+    """Port 443: answer an Initial with the handshake flight, a request (``R`` + its object size) with the object."""
+    while True:
+        data, peer = sk.recvfrom(2048)
+        if not data or not lab_peer(peer[0]):
+            continue
+        if data[0] & 0x80 and len(data) >= QUIC_MAX:
+            sk.sendto(quic_long(0xC1, QUIC_MAX, rng), peer)  # server Initial (ServerHello)
+            sk.sendto(quic_long(0xE1, rng.randrange(900, QUIC_MAX), rng), peer)  # Handshake (certificate)
+        elif not data[0] & 0x80 and len(data) >= 19 and data[9:13] == QUIC_REQUEST:
+            size, pace_us = struct.unpack_from(">IH", data, 13)
+            size, pace = min(size, QUIC_MAX_OBJECT), pace_us / 1e6
+            threading.Thread(
+                target=_send_object, args=(sk, peer, size, pace, rng.randrange(1 << 30)), daemon=True
+            ).start()
+
+
+def _send_object(sk: socket.socket, peer: tuple, size: int, pace: float, seed: int) -> None:
+    rng = random.Random(seed)
+    sent = 0
+    while sent < size:
+        n = min(QUIC_MAX - 9, size - sent)
+        sk.sendto(quic_short(n + 9, rng), peer)
+        sent += n
+        if pace:
+            time.sleep(pace)
+
+
+def cmd_quic(a: argparse.Namespace) -> None:
+    """A QUIC-shaped session (see above): handshake, ``--objects`` requests of drawn sizes, acks, idle, close."""
+    rng = random.Random(a.seed)
+    host = lab_addr(a.host)
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_DGRAM) as sk:
+        sk.connect((host, a.port))
+        sk.settimeout(2.0)
+        sk.send(quic_long(0xC3, QUIC_MAX, rng))  # client Initial, padded to 1,200 as RFC 9000 requires
+        with contextlib.suppress(OSError):
+            sk.recv(2048)
+            sk.recv(2048)
+        sk.send(quic_long(0xE3, rng.randrange(80, 160), rng))  # client Handshake (Finished)
+        for _ in range(a.objects):
+            size = int(rng.lognormvariate(a.size_mu, 1.2))
+            size = max(200, min(size, a.max_kb * 1024))
+            pace = rng.choice([0, 50, 200, 800])  # microseconds between the server's datagrams
+            sk.send(quic_short(rng.randrange(40, 90), rng, QUIC_REQUEST + struct.pack(">IH", size, pace)))
+            got, every = 0, rng.randrange(2, 6)
+            datagrams = 0
+            with contextlib.suppress(OSError):
+                while got < size:
+                    got += len(sk.recv(2048)) - 9
+                    datagrams += 1
+                    if datagrams % every == 0:
+                        sk.send(quic_short(rng.randrange(30, 50), rng))  # ACK
+            sk.send(quic_short(rng.randrange(30, 50), rng))
+            time.sleep(rng.expovariate(1 / a.think))
+        time.sleep(rng.uniform(0, a.idle))  # an open connection with nothing to say
+        sk.send(quic_short(rng.randrange(30, 60), rng))  # CONNECTION_CLOSE
+
+
+def stun_request(txid: bytes) -> bytes:
+    return struct.pack(">HHI", 0x0001, 0, STUN_COOKIE) + txid
+
+
+def stun_response(txid: bytes, peer: tuple) -> bytes:
+    ip = ipaddress.ip_address(peer[0].split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    port = peer[1] ^ (STUN_COOKIE >> 16)
+    if ip.version == 4:
+        addr = int(ip) ^ STUN_COOKIE
+        value = struct.pack(">BBHI", 0, 1, port, addr)
+    else:
+        mask = int.from_bytes(struct.pack(">I", STUN_COOKIE) + txid, "big")
+        value = struct.pack(">BBH", 0, 2, port) + (int(ip) ^ mask).to_bytes(16, "big")
+    attr = struct.pack(">HH", 0x0020, len(value)) + value  # XOR-MAPPED-ADDRESS
+    return struct.pack(">HHI", 0x0101, len(attr), STUN_COOKIE) + txid + attr
+
+
+def rtp_packet(seq: int, ts: int, ssrc: int, pt: int, size: int, rng: random.Random) -> bytes:
+    return struct.pack(">BBHII", 0x80, pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + rng.randbytes(size)
+
+
+def _serve_stun(sk: socket.socket) -> None:
+    while True:
+        data, peer = sk.recvfrom(2048)
+        if not lab_peer(peer[0]):
+            continue
+        if len(data) >= 20 and struct.unpack_from(">HHI", data)[0::2] == (0x0001, STUN_COOKIE):
+            sk.sendto(stun_response(data[8:20], peer), peer)
+
+
+def _serve_media(sk: socket.socket, rtcp: bool, rng: random.Random) -> None:
+    """An RTP port: for each new peer, send a stream back like the one received (size, 20 or ~33 ms) until the
+    peer has been silent for 1.5 s. An RTCP port: answer each report with a receiver report."""
+    last: dict[tuple, float] = {}
+    lock = threading.Lock()
+
+    def stream(peer: tuple, size: int, pt: int, seed: int) -> None:
+        r = random.Random(seed)
+        interval = 0.02 if size <= 200 else 0.033
+        seq, ts, ssrc, t0, i = r.randrange(1 << 16), r.randrange(1 << 32), r.randrange(1 << 32), time.monotonic(), 0
+        while True:
+            with lock:
+                if time.monotonic() - last[peer] > 1.5:
+                    del last[peer]
+                    return
+            sk.sendto(
+                rtp_packet(seq + i, ts + 160 * i, ssrc, pt, size + r.randrange(-8, 9) if size > 200 else size, r), peer
+            )
+            i += 1
+            time.sleep(max(0.0, t0 + i * interval - time.monotonic()))
+
+    while True:
+        data, peer = sk.recvfrom(4096)
+        if not lab_peer(peer[0]):
+            continue
+        if rtcp:
+            sk.sendto(struct.pack(">BBHI", 0x81, 201, 7, rng.randrange(1 << 32)) + rng.randbytes(24), peer)
+            continue
+        with lock:
+            new = peer not in last
+            last[peer] = time.monotonic()
+        if new and len(data) > 12:
+            args = (peer, len(data) - 12, data[1] & 0x7F, rng.randrange(1 << 30))
+            threading.Thread(target=stream, args=args, daemon=True).start()
+
+
+def cmd_udpd(a: argparse.Namespace) -> None:
+    """The server side of ``quic`` and ``call`` on every address of its namespace: UDP 443, 3478, media ports."""
+    rng = random.Random(a.seed)
+    fam = socket.AF_INET6  # a dual-stack socket: IPv4 peers arrive as ::ffff:a.b.c.d
+    threads = []
+
+    def sock(port: int) -> socket.socket:
+        sk = socket.socket(fam, socket.SOCK_DGRAM)
+        sk.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sk.bind(("::", port))
+        return sk
+
+    # One socket per address on 443: a socket bound to :: would answer from the namespace's primary address, and
+    # a client that sent to one of the other (CDN) addresses drops datagrams from any other source.
+    quic = [sock(443)] if not a.addrs else []
+    for addr in filter(None, a.addrs.split(",")):
+        sk = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+        sk.bind((lab_addr(addr), 443))
+        quic.append(sk)
+    for sk in quic:
+        threads.append(threading.Thread(target=_serve_quic, args=(sk, random.Random(rng.random())), daemon=True))
+    threads.append(threading.Thread(target=_serve_stun, args=(sock(3478),), daemon=True))
+    for port in range(MEDIA_PORTS[0], MEDIA_PORTS[1] + 1):
+        args = (sock(port), port % 2 == 1, random.Random(rng.random()))
+        threads.append(threading.Thread(target=_serve_media, args=args, daemon=True))
+    for t in threads:
+        t.start()
+    while all(t.is_alive() for t in threads):
+        time.sleep(0.5)
+    raise SystemExit("udpd: a server thread ended")
+
+
+def cmd_call(a: argparse.Namespace) -> None:
+    """One call to ``--host``: STUN binding, then RTP both ways and RTCP every ~5 s for ``--seconds``."""
+    rng = random.Random(a.seed)
+    host = lab_addr(a.host)
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_DGRAM) as stun:
+        stun.settimeout(1.0)
+        for _ in range(rng.randrange(1, 3)):  # a client often asks twice
+            stun.sendto(stun_request(rng.randbytes(12)), (host, 3478))
+            with contextlib.suppress(OSError):
+                stun.recvfrom(2048)
+    video = rng.random() < a.video
+    size, interval, pt = (
+        (rng.randrange(700, 1100), 1 / 30, 96) if video else (rng.choice([160, 80, 120]), 0.02, rng.choice([0, 8, 111]))
+    )
+    port = rng.randrange(MEDIA_PORTS[0], MEDIA_PORTS[1], 2)
+    local = rng.randrange(20000, 40000, 2)
+    rtp, rtcp = socket.socket(fam, socket.SOCK_DGRAM), socket.socket(fam, socket.SOCK_DGRAM)
+    with rtp, rtcp:
+        rtp.bind(("", local))
+        rtcp.bind(("", local + 1))
+        rtp.setblocking(False)
+        seq, ts, ssrc = rng.randrange(1 << 16), rng.randrange(1 << 32), rng.randrange(1 << 32)
+        t0 = time.monotonic()
+        i, next_rtcp = 0, t0 + rng.uniform(1, 5)
+        while time.monotonic() - t0 < a.seconds:
+            jitter = rng.randrange(-8, 9) if video else 0
+            rtp.sendto(rtp_packet(seq + i, ts + 160 * i, ssrc, pt, size + jitter, rng), (host, port))
+            with contextlib.suppress(OSError):
+                while True:
+                    rtp.recv(4096)  # the far end's media
+            if time.monotonic() >= next_rtcp:
+                rtcp.sendto(struct.pack(">BBHI", 0x80, 200, 6, ssrc) + rng.randbytes(20), (host, port + 1))
+                next_rtcp += rng.uniform(4, 6)
+            i += 1
+            time.sleep(max(0.0, t0 + i * interval - time.monotonic()))
+        rtcp.sendto(struct.pack(">BBHI", 0x81, 203, 1, ssrc), (host, port + 1))  # BYE
+
+
 # ---------------------------------------------------------------- telnet
 def cmd_telnet(a: argparse.Namespace) -> None:
     with warnings.catch_warnings():
@@ -732,6 +973,23 @@ def main() -> None:
     q.add_argument("--count", type=int, default=2)
     q.add_argument("--iface", default="eth0")
     q.add_argument("--seed", type=int, default=0)
+    q = sub.add_parser("udpd")
+    q.add_argument("--addrs", default="", help="comma-separated addresses to serve 443 on, one socket each")
+    q.add_argument("--seed", type=int, default=0)
+    q = sub.add_parser("quic")
+    q.add_argument("--host", required=True)
+    q.add_argument("--port", type=int, default=443)
+    q.add_argument("--objects", type=int, default=3)
+    q.add_argument("--size-mu", type=float, default=9.5, help="log of the median object size in bytes")
+    q.add_argument("--max-kb", type=int, default=4096)
+    q.add_argument("--think", type=float, default=1.0, help="mean seconds between objects")
+    q.add_argument("--idle", type=float, default=10.0, help="most seconds idle before the close")
+    q.add_argument("--seed", type=int, default=0)
+    q = sub.add_parser("call")
+    q.add_argument("--host", required=True)
+    q.add_argument("--seconds", type=float, default=30)
+    q.add_argument("--video", type=float, default=0.3, help="probability of a video call")
+    q.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     {
         "inetd": cmd_inetd,
@@ -744,6 +1002,9 @@ def main() -> None:
         "shell": cmd_shell,
         "craft": cmd_craft,
         "chatter": cmd_chatter,
+        "udpd": cmd_udpd,
+        "quic": cmd_quic,
+        "call": cmd_call,
     }[a.cmd](a)
 
 

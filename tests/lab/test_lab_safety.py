@@ -80,7 +80,7 @@ def test_browser_like_page_loads_stay_in_the_lab(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(labrun, "nsx", fake_nsx)
     for seed in (1, 2, 3, 8, 9, 101):
         plan = labrun.Plan(seed, 10)
-        lab = types.SimpleNamespace(p=plan, w=tmp_path, long_lived=False)
+        lab = types.SimpleNamespace(p=plan, w=tmp_path, long_lived=False, modern_udp=False)
         client = plan.clients[0]
         for k in range(5):
             labrun.Benign(lab, client, seed * 10 + k).a_page_load()
@@ -122,7 +122,7 @@ def test_lan_chatter_stays_on_the_link(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(labrun, "nsx", fake_nsx)
     for seed in (1, 2, 10, 101):
         plan = labrun.Plan(seed, 10)
-        lab = types.SimpleNamespace(p=plan, w=tmp_path, long_lived=False)
+        lab = types.SimpleNamespace(p=plan, w=tmp_path, long_lived=False, modern_udp=False)
         for client in plan.clients:
             for k in range(6):
                 labrun.Benign(lab, client, seed * 100 + k).a_lan_chatter()
@@ -162,8 +162,10 @@ def test_long_lived_connections_stay_in_the_lab_and_leave_old_runs_unchanged(
         plan = labrun.Plan(seed, 10)
         servers.update(plan.h("web").v4 + plan.h("mail").v4 + [f"{labrun.USER}@{plan.h('srv').v4[0]}"])
         client = plan.clients[0]
-        old = labrun.Benign(types.SimpleNamespace(p=plan, w=tmp_path, long_lived=False), client, seed)
-        lab = types.SimpleNamespace(p=plan, w=tmp_path, long_lived=True, services={"imap": True}, logs=tmp_path)
+        old = labrun.Benign(types.SimpleNamespace(p=plan, w=tmp_path, long_lived=False, modern_udp=False), client, seed)
+        lab = types.SimpleNamespace(
+            p=plan, w=tmp_path, long_lived=True, modern_udp=False, services={"imap": True}, logs=tmp_path
+        )
         new = labrun.Benign(lab, client, seed)
         assert "persist" not in old.weights and "persist" in new.weights
         assert {k: v for k, v in new.weights.items() if k != "persist"} == old.weights
@@ -182,3 +184,45 @@ def test_long_lived_connections_stay_in_the_lab_and_leave_old_runs_unchanged(
             assert float(argv[argv.index("--seconds") + 1]) >= 30
             assert argv[argv.index("--host") + 1] in servers
     assert kinds <= {"http", "https", "imap", "ssh"} and len(kinds) >= 3
+
+
+def test_modern_udp_stays_in_the_lab_and_leaves_old_runs_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--modern-udp`` adds two actions drawn after everything else (runs without it, --long-lived or not, draw
+    what they drew); QUIC sessions go to the web host's addresses only, calls to its first address, one at a time."""
+    import types
+
+    started: list[list[str]] = []
+    ran: list[list[str]] = []
+
+    class Proc:
+        def poll(self) -> None:
+            return None
+
+    def fake_nspopen(ns: str, argv: list[str], logfile: Path, user: str | None = None, name: str = "") -> Proc:
+        assert ns.startswith(labrun.PREFIX)
+        labrun.assert_argv_lab(argv)
+        started.append(argv)
+        return Proc()
+
+    monkeypatch.setattr(labrun, "nspopen", fake_nspopen)
+    monkeypatch.setattr(
+        labrun.Benign, "x", lambda self, argv, timeout=30: (labrun.assert_argv_lab(argv), ran.append(argv))
+    )
+    for seed in (1, 13, 101):
+        plan = labrun.Plan(seed, 10)
+        client = plan.clients[0]
+        for long_lived in (False, True):
+            base = dict(p=plan, w=tmp_path, long_lived=long_lived, services={"imap": True}, logs=tmp_path)
+            old = labrun.Benign(types.SimpleNamespace(**base, modern_udp=False), client, seed)
+            new = labrun.Benign(types.SimpleNamespace(**base, modern_udp=True), client, seed)
+            assert {k: v for k, v in new.weights.items() if k not in ("quic", "call")} == old.weights
+            assert "quic" in new.weights and "call" in new.weights and "quic" not in old.weights
+        for _ in range(5):
+            new.a_quic()
+        assert [new.a_call(), new.a_call()] == [None, False]  # the first call still runs: no second one
+        web = set(plan.h("web").v4)
+        assert all(argv[argv.index("--host") + 1] in web for argv in ran[-5:])
+        assert started[-1][started[-1].index("--host") + 1] == plan.h("web").v4[0] and "call" in started[-1]
+    assert len({argv[argv.index("--host") + 1] for argv in ran}) > 3  # CDN addresses too
