@@ -4,6 +4,8 @@ Protocol: the frame is split into a stratified training part and a validation pa
 each class); the feature spec is fitted on the training part only; Adam on cross-entropy (optionally
 class-weighted, label-smoothed) over shuffled mini-batches; after each epoch the validation loss decides
 the learning-rate halving and early stopping, and the weights of the best validation epoch are kept.
+With ``teachers`` (trained models: ``model.distill``) the training loss also pulls towards their mean
+probabilities, on the rows and on points mixed between two rows; validation stays on the labels alone.
 A fixed seed gives the same weights on the same CPU (seeded split, shuffling and init; deterministic
 algorithms on while training). On CUDA (``device``) the training rows sit on the GPU, forward passes run
 under bf16 autocast (weights and Adam state stay float32; bf16 needs no loss scaling), and runs are not
