@@ -17,8 +17,8 @@ Subcommands:
   chatter   benign LAN chatter: NetBIOS name queries (segment broadcast), LLMNR and mDNS queries and SSDP
             searches (link-scope multicast, never routed: TTL / hop limit 1)
 
-Every address given to `craft`, `shell`, `sntp`, `mail`, `persist`, `telnet`, `quic`, `call` and `chatter` is checked against the lab
-ranges (10.77.0.0/16, fd77::/48) and refused otherwise; `chatter` sends only to its segment's broadcast address
+Every address given to `craft`, `shell`, `sntp`, `mail`, `persist`, `telnet`, `quic`, `call` and `chatter` is checked
+against the lab ranges (10.77.0.0/16, fd77::/48) and refused otherwise; `chatter` sends only to its segment's broadcast address
 (a lab address) and to the link-scope groups in ``CHATTER_GROUPS``, with a TTL / hop limit of 1.
 """
 
@@ -516,7 +516,8 @@ def quic_short(size: int, rng: random.Random, extra: bytes = b"") -> bytes:
 
 
 def _serve_quic(sk: socket.socket, rng: random.Random) -> None:
-    """Port 443: answer an Initial with the handshake flight, a request (``R`` + its object size) with the object."""
+    """Port 443: answer an Initial with the handshake flight, a request (``QUIC_REQUEST``, the object's size and the
+    pacing between its datagrams) with the object, on a thread of its own."""
     while True:
         data, peer = sk.recvfrom(2048)
         if not data or not lab_peer(peer[0]):
