@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -153,8 +155,8 @@ def test_header_only_capture_gives_empty_outputs(tmp_path: Path) -> None:
     assert (report["packets"], report["flows"], report["incidents"]) == (0, 0, [])
 
 
-def _with_novelty_threshold(model: Path, factor: float) -> Path:
-    """The shipped model copied to ``model`` with its novelty gate's threshold times ``factor`` (sha256 redone)."""
+def _shipped_model_edited(model: Path, edit: Callable[[dict[str, Any]], dict[str, Any]]) -> Path:
+    """The shipped model copied to ``model`` with its weights' tensors passed through ``edit`` (sha256 redone)."""
     import hashlib
     import shutil
 
@@ -163,8 +165,7 @@ def _with_novelty_threshold(model: Path, factor: float) -> Path:
     from model.infer import default_model_dir
 
     shutil.copytree(default_model_dir(), model)
-    tensors = load_file(str(model / "weights.safetensors"))
-    tensors["novelty.threshold"] = tensors["novelty.threshold"] * factor
+    tensors = edit(load_file(str(model / "weights.safetensors")))
     save_file(tensors, str(model / "weights.safetensors"), metadata={"format": "pt"})
     meta = json.loads((model / "metadata.json").read_text())
     meta["weights_sha256"] = hashlib.sha256((model / "weights.safetensors").read_bytes()).hexdigest()
@@ -175,7 +176,9 @@ def _with_novelty_threshold(model: Path, factor: float) -> Path:
 def test_novelty_gate_relabels_only_flows_the_network_called_normal(tmp_path: Path) -> None:
     # A gate a tenth as wide as the shipped one, so that the demo capture surely holds flows outside it whatever
     # the shipped model's profile: what is tested is which flows the gate may relabel, not where its edge lies.
-    model = _with_novelty_threshold(tmp_path / "model", 0.1)
+    model = _shipped_model_edited(
+        tmp_path / "model", lambda t: {**t, "novelty.threshold": t["novelty.threshold"] * 0.1}
+    )
     plain, gated = tmp_path / "plain", tmp_path / "gated"
     assert scan(SAMPLES / "demo-mixed.pcap", "--out", plain, "--model", model).exit_code == 0
     res = scan(SAMPLES / "demo-mixed.pcap", "--out", gated, "--novelty", "--model", model)
@@ -192,20 +195,9 @@ def test_novelty_gate_relabels_only_flows_the_network_called_normal(tmp_path: Pa
 
 
 def test_novelty_needs_a_model_with_a_profile(tmp_path: Path) -> None:
-    import hashlib
-    import shutil
-
-    from safetensors.torch import load_file, save_file
-
-    from model.infer import default_model_dir
-
-    model = tmp_path / "model"
-    shutil.copytree(default_model_dir(), model)
-    tensors = {k: v for k, v in load_file(str(model / "weights.safetensors")).items() if not k.startswith("novelty.")}
-    save_file(tensors, str(model / "weights.safetensors"), metadata={"format": "pt"})
-    meta = json.loads((model / "metadata.json").read_text())
-    meta["weights_sha256"] = hashlib.sha256((model / "weights.safetensors").read_bytes()).hexdigest()
-    (model / "metadata.json").write_text(json.dumps(meta))
+    model = _shipped_model_edited(
+        tmp_path / "model", lambda t: {k: v for k, v in t.items() if not k.startswith("novelty.")}
+    )
     assert scan(SAMPLES / "demo-mixed.pcap", "--out", tmp_path / "a", "--model", model).exit_code == 0
     res = scan(SAMPLES / "demo-mixed.pcap", "--out", tmp_path / "b", "--model", model, "--novelty")
     assert res.exit_code == 3 and "has no novelty profile" in res.stderr and not (tmp_path / "b").exists()
