@@ -494,12 +494,18 @@ QUIC_REQUEST = b"NTAQ"  # marks a request inside a short-header datagram; then >
 QUIC_MAX_OBJECT = 16 << 20
 
 
-def lab_peer(addr: str) -> bool:
-    """Whether a datagram's source is a lab address (IPv4 peers of a dual-stack socket come as ::ffff:a.b.c.d).
-    The servers answer only such peers; the lab has no route out, so nothing else can reach them anyway."""
+def peer_ip(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """A datagram's source address (IPv4 peers of a dual-stack socket come as ::ffff:a.b.c.d: unwrapped)."""
     ip = ipaddress.ip_address(addr.split("%")[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+        return ip.ipv4_mapped
+    return ip
+
+
+def lab_peer(addr: str) -> bool:
+    """Whether a datagram's source is a lab address. The servers answer only such peers; the lab has no route
+    out, so nothing else can reach them anyway."""
+    ip = peer_ip(addr)
     return any(ip in n for n in LAB_NETS)
 
 
@@ -581,9 +587,7 @@ def stun_request(txid: bytes) -> bytes:
 
 
 def stun_response(txid: bytes, peer: tuple) -> bytes:
-    ip = ipaddress.ip_address(peer[0].split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip = peer_ip(peer[0])
     port = peer[1] ^ (STUN_COOKIE >> 16)
     if ip.version == 4:
         addr = int(ip) ^ STUN_COOKIE
