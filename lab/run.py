@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import csv
 import datetime as dt
 import ipaddress
@@ -611,6 +612,7 @@ class Lab:
         self.benign_lock = threading.Lock()
         self.long_lived = False
         self.modern_udp = False
+        self.start_bursts = False
         self.namespaces: list[str] = []
 
     # ---------------- topology
@@ -1278,6 +1280,9 @@ class Benign:
             # Drawn after everything above, so runs without --modern-udp draw what they drew before.
             self.weights["quic"] = 5 * r.uniform(0.4, 1.8)
             self.weights["call"] = 1.5 * r.uniform(0.4, 1.8)
+        if getattr(lab, "start_bursts", False):
+            # Drawn after everything above, so runs without --start-bursts draw what they drew before.
+            self.weights["burst"] = 2 * r.uniform(0.4, 1.8)
 
     def count(self, k: str) -> None:
         with self.lab.benign_lock:
@@ -1786,6 +1791,54 @@ class Benign:
         argv += ["--video", f"{r.uniform(0.1, 0.6):.2f}", "--seed", str(r.randrange(1 << 30))]
         self.call = nspopen(self.c.ns, argv, self.lab.logs / "call.log", name="call")
         return None
+
+    # Short actions a host fires together when a person sits down or a machine wakes: mail, sync, name lookups,
+    # time, file shares, a few pages, an admin's scripted SSH. Long or stateful actions (persist, call) stay out.
+    BURST_ACTIONS = (
+        "dns",
+        "ntp",
+        "web_h2",
+        "web_http",
+        "api_poll",
+        "imap",
+        "pop3",
+        "smtp",
+        "smb",
+        "ssh_cmd",
+        "ftp_passive",
+        "cdn_burst",
+        "page_load",
+    )
+
+    def a_burst(self) -> None:
+        """Many services on several hosts at once (``--start-bursts``): 4-10 of ``BURST_ACTIONS`` started within
+        0-3 s from this client, as at a login, a laptop waking or a scheduled sync. Each runs on its own thread
+        with its own seeded generator (drawn here, in order), so a seed draws the same burst whatever the timing."""
+        r = self.rng
+        acts = [r.choice(self.BURST_ACTIONS) for _ in range(r.randrange(4, 11))]
+        if getattr(self.lab, "modern_udp", False) and r.random() < 0.5:
+            acts.append("quic")
+        subs = []
+        for act in acts:
+            sub = copy.copy(self)
+            sub.rng = random.Random(r.randrange(1 << 30))
+            subs.append((act, sub, r.uniform(0, 3)))
+
+        def one(act: str, sub: Benign, delay: float) -> None:
+            if STOP.wait(delay):
+                return
+            try:
+                getattr(sub, "a_" + act)()
+                self.count("burst:" + act)
+            except Exception as e:  # one part failing is not fatal
+                self.count("error:burst:" + act)
+                log(f"benign {self.c.name} burst {act} error: {e}")
+
+        threads = [threading.Thread(target=one, args=t, daemon=True) for t in subs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
 
     def a_bulk(self) -> None:
         n = self.rng.randrange(200, 3000)
@@ -3424,6 +3477,12 @@ def main() -> int:
         "default so the registered runs draw what they drew",
     )
     ap.add_argument(
+        "--start-bursts",
+        action="store_true",
+        help="clients also start 4-10 short actions at once (mail, names, time, shares, pages, scripted SSH) as at a "
+        "login or wake-up; off by default so the registered runs draw what they drew",
+    )
+    ap.add_argument(
         "--check-python",
         default=str(HERE.parent / ".venv" / "bin" / "python"),
         help="python used for the label self-check (stdlib is enough)",
@@ -3450,6 +3509,7 @@ def main() -> int:
     lab = Lab(plan, out, workdir)
     lab.long_lived = a.long_lived
     lab.modern_udp = a.modern_udp
+    lab.start_bursts = a.start_bursts
     lab.inventory()
     missing = [t for t, ok in lab.available.items() if not ok]
     if missing:
@@ -3664,6 +3724,7 @@ def main() -> int:
         "benign_actions": lab.benign_stats,
         "long_lived": lab.long_lived,
         "modern_udp": lab.modern_udp,
+        "start_bursts": lab.start_bursts,
         "check": check,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -226,3 +226,51 @@ def test_modern_udp_stays_in_the_lab_and_leaves_old_runs_unchanged(
         assert all(argv[argv.index("--host") + 1] in web for argv in ran[-5:])
         assert started[-1][started[-1].index("--host") + 1] == plan.h("web").v4[0] and "call" in started[-1]
     assert len({argv[argv.index("--host") + 1] for argv in ran}) > 3  # CDN addresses too
+
+
+def test_start_bursts_stay_in_the_lab_and_leave_old_runs_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--start-bursts`` adds one action drawn after everything else (runs without it draw what they drew); a burst
+    runs 4-10 short actions of ``BURST_ACTIONS`` (plus QUIC with --modern-udp), every command inside the lab, and
+    the same seed gives the same burst whatever order its threads finish in."""
+    import threading
+    import types
+
+    ran: list[list[str]] = []
+    lock = threading.Lock()
+
+    def fake_x(self: object, argv: list[str], timeout: float = 30) -> None:
+        labrun.assert_argv_lab(argv)
+        with lock:
+            ran.append(argv)
+
+    monkeypatch.setattr(labrun.Benign, "x", fake_x)
+    monkeypatch.setattr(labrun, "interactive", lambda *a, **k: None)
+    monkeypatch.setattr(labrun.STOP, "wait", lambda t=None: False)  # no delays in the test
+    services = {"imap": True, "ntp": True, "smb": True, "pop3": True, "smtp": True}
+    for i in range(8):  # the web root's pages and objects, which page loads draw from
+        (tmp_path / "www" / "img").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "www" / "img" / f"o{i}.png").write_bytes(b"x")
+    for seed in (1, 15, 101):
+        plan = labrun.Plan(seed, 10)
+        client = plan.clients[0]
+        for modern in (False, True):
+            base = dict(p=plan, w=tmp_path, long_lived=True, modern_udp=modern, services=services, logs=tmp_path)
+            lab = types.SimpleNamespace(**base, start_bursts=False, benign_lock=lock, benign_stats={})
+            old = labrun.Benign(lab, client, seed)
+            new_lab = types.SimpleNamespace(**base, start_bursts=True, benign_lock=lock, benign_stats={})
+            new = labrun.Benign(new_lab, client, seed)
+            assert {k: v for k, v in new.weights.items() if k != "burst"} == old.weights
+            assert "burst" in new.weights and "burst" not in old.weights
+        counts = []
+        for _ in range(2):
+            new_lab.benign_stats.clear()
+            again = labrun.Benign(new_lab, client, seed)
+            n = len(ran)
+            again.a_burst()
+            parts = {k: v for k, v in new_lab.benign_stats.items() if k.startswith("burst:")}
+            assert 4 <= sum(parts.values()) <= 11 and not any(k.startswith("error") for k in new_lab.benign_stats)
+            assert len(ran) > n
+            counts.append(parts)
+        assert counts[0] == counts[1]  # the seed decides the burst
