@@ -1282,7 +1282,7 @@ class Benign:
             self.weights["call"] = 1.5 * r.uniform(0.4, 1.8)
         if getattr(lab, "start_bursts", False):
             # Drawn after everything above, so runs without --start-bursts draw what they drew before.
-            self.weights["burst"] = 2 * r.uniform(0.4, 1.8)
+            self.weights["burst"] = 5 * r.uniform(0.4, 1.8)
 
     def count(self, k: str) -> None:
         with self.lab.benign_lock:
