@@ -1288,16 +1288,21 @@ class Benign:
         with self.lab.benign_lock:
             self.lab.benign_stats[k] = self.lab.benign_stats.get(k, 0) + 1
 
+    def act(self, act: str, tag: str = "") -> None:
+        """Run one action and count it as ``tag + act`` (``error:`` in front when it raised; not at all when it
+        declined by returning False); a benign action failing is not fatal."""
+        try:
+            if getattr(self, "a_" + act)() is not False:
+                self.count(tag + act)
+        except Exception as e:
+            self.count("error:" + tag + act)
+            log(f"benign {self.c.name} {tag.replace(':', ' ')}{act} error: {e}")
+
     def run(self) -> None:
         while not STOP.is_set():
             keys = list(self.weights)
             act = self.rng.choices(keys, [self.weights[k] for k in keys])[0]
-            try:
-                if getattr(self, "a_" + act)() is not False:
-                    self.count(act)
-            except Exception as e:  # a benign action failing is not fatal
-                self.count("error:" + act)
-                log(f"benign {self.c.name} {act} error: {e}")
+            self.act(act)
             t = self.rng.expovariate(1 / 3.2)
             STOP.wait(min(t, 12))
 
@@ -1816,7 +1821,7 @@ class Benign:
         with its own seeded generator (drawn here, in order), so a seed draws the same burst whatever the timing."""
         r = self.rng
         acts = [r.choice(self.BURST_ACTIONS) for _ in range(r.randrange(4, 11))]
-        if getattr(self.lab, "modern_udp", False) and r.random() < 0.5:
+        if self.lab.modern_udp and r.random() < 0.5:
             acts.append("quic")
         subs = []
         for act in acts:
@@ -1825,14 +1830,8 @@ class Benign:
             subs.append((act, sub, r.uniform(0, 3)))
 
         def one(act: str, sub: Benign, delay: float) -> None:
-            if STOP.wait(delay):
-                return
-            try:
-                getattr(sub, "a_" + act)()
-                self.count("burst:" + act)
-            except Exception as e:  # one part failing is not fatal
-                self.count("error:burst:" + act)
-                log(f"benign {self.c.name} burst {act} error: {e}")
+            if not STOP.wait(delay):
+                sub.act(act, "burst:")
 
         threads = [threading.Thread(target=one, args=t, daemon=True) for t in subs]
         for t in threads:
