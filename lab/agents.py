@@ -36,7 +36,6 @@ import signal
 import socket
 import socketserver
 import struct
-import sys
 import threading
 import time
 import warnings
@@ -161,7 +160,8 @@ class SMTPHandler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         cfg = self.cfg
         self.out(f"220 {cfg['name']} ESMTP Postfix (Debian/GNU)")
-        mail_from, rcpts, authed = None, [], False
+        mail_from, authed = None, False
+        rcpts: list[str] = []
         while True:
             line = self.rfile.readline(4096)
             if not line:
@@ -838,8 +838,10 @@ def cmd_craft(a: argparse.Namespace) -> None:
     dst = lab_addr(a.dst)
     t0 = time.time()
     if a.kind == "synflood":
-        net = ipaddress.ip_network(a.spoof)
-        assert any(net.subnet_of(n) for n in LAB_NETS if n.version == 4), "spoof range must be inside the lab"
+        net = ipaddress.IPv4Network(a.spoof)
+        assert any(net.subnet_of(n) for n in LAB_NETS if isinstance(n, ipaddress.IPv4Network)), (
+            "spoof range must be inside the lab"
+        )
         hosts = [str(h) for h in net.hosts()]
         s = raw4()
         for i in range(a.count):
@@ -1014,4 +1016,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

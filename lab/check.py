@@ -23,7 +23,9 @@ import json
 import socket
 import struct
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def parse_ts(s: str) -> float:
@@ -105,26 +107,39 @@ class AddrSet:
         return any(a.version == n.version and a in n for n in self.nets)
 
 
+@dataclass
+class Window:
+    """One row of labels.csv with its parsed times and address sets, and what the capture put in it."""
+
+    row: dict[str, str]
+    start: float
+    end: float
+    A: AddrSet  # attackers
+    V: AddrSet  # victims
+    attack: bool
+    packets: int = 0
+    flows: set[tuple] = field(default_factory=set)
+
+
 def main() -> int:
     run = Path(sys.argv[1])
     meta = json.loads((run / "lab-meta.json").read_text())
     lab_nets = [ipaddress.ip_network(n) for n in meta["lab_nets"]]
     with open(run / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    wins = []
+    wins: list[Window] = []
     for r in rows:
-        w = {
-            "row": r,
-            "start": parse_ts(r["start_utc"]),
-            "end": parse_ts(r["end_utc"]),
-            "A": AddrSet(r["attackers"], lab_nets),
-            "V": AddrSet(r["victims"], lab_nets),
-            "packets": 0,
-            "flows": set(),
-            "attack": r["class"] != "normal",
-        }
-        wins.append(w)
-    attack_wins = [w for w in wins if w["attack"]]
+        wins.append(
+            Window(
+                row=r,
+                start=parse_ts(r["start_utc"]),
+                end=parse_ts(r["end_utc"]),
+                A=AddrSet(r["attackers"], lab_nets),
+                V=AddrSet(r["victims"], lab_nets),
+                attack=r["class"] != "normal",
+            )
+        )
+    attack_wins = [w for w in wins if w.attack]
     atk_only = [ipaddress.ip_network(a) for a in meta["attacker_addrs"] + meta["attacker_only_ranges"]]
     cache: dict[str, tuple] = {}
 
@@ -133,15 +148,15 @@ def main() -> int:
             ip = ipaddress.ip_address(a)
             amask = vmask = 0
             for i, w in enumerate(attack_wins):
-                if ip in w["A"]:
+                if ip in w.A:
                     amask |= 1 << i
-                if ip in w["V"]:
+                if ip in w.V:
                     vmask |= 1 << i
             amask_all = vmask_all = 0
             for i, w in enumerate(wins):
-                if ip in w["A"]:
+                if ip in w.A:
                     amask_all |= 1 << i
-                if ip in w["V"]:
+                if ip in w.V:
                     vmask_all |= 1 << i
             cache[a] = (
                 ip,
@@ -191,11 +206,11 @@ def main() -> int:
         while cand:
             if cand & 1:
                 w = attack_wins[i]
-                if w["start"] <= ts <= w["end"]:
-                    w["packets"] += 1
+                if w.start <= ts <= w.end:
+                    w.packets += 1
                     hit = True
                     if first:
-                        w["flows"].add(key)
+                        w.flows.add(key)
             cand >>= 1
             i += 1
         if first and (aa_s or aa_d):
@@ -203,7 +218,7 @@ def main() -> int:
             # (normal ones included) at its first packet, or it is "unexplained" (no label)
             cand_all, j, ok = (aa_s & va_d) | (aa_d & va_s), 0, False
             while cand_all and not ok:
-                if cand_all & 1 and wins[j]["start"] <= ts <= wins[j]["end"]:
+                if cand_all & 1 and wins[j].start <= ts <= wins[j].end:
                     ok = True
                 cand_all >>= 1
                 j += 1
@@ -220,7 +235,7 @@ def main() -> int:
             for a_mask in ((a_s if o_s else 0), (a_d if o_d else 0)):
                 j = 0
                 while a_mask:
-                    if a_mask & 1 and attack_wins[j]["start"] <= ts <= attack_wins[j]["end"]:
+                    if a_mask & 1 and attack_wins[j].start <= ts <= attack_wins[j].end:
                         inside = True
                     a_mask >>= 1
                     j += 1
@@ -236,22 +251,22 @@ def main() -> int:
     overlaps = []
     for i, w1 in enumerate(attack_wins):
         for w2 in attack_wins[i + 1 :]:
-            if w1["row"]["class"] == w2["row"]["class"]:
+            if w1.row["class"] == w2.row["class"]:
                 continue
-            if w1["start"] < w2["end"] and w2["start"] < w1["end"]:
-                s1 = set(w1["row"]["attackers"].split()) & set(w2["row"]["attackers"].split())
+            if w1.start < w2.end and w2.start < w1.end:
+                s1 = set(w1.row["attackers"].split()) & set(w2.row["attackers"].split())
                 if s1:
-                    overlaps.append(f"{w1['row']['scenario']} / {w2['row']['scenario']}: {sorted(s1)}")
-    table = []
+                    overlaps.append(f"{w1.row['scenario']} / {w2.row['scenario']}: {sorted(s1)}")
+    table: list[dict[str, Any]] = []
     empty = []
     for w in wins:
-        r = w["row"]
-        ent = {
+        r = w.row
+        ent: dict[str, Any] = {
             "scenario": r["scenario"],
             "class": r["class"],
-            "packets": w["packets"],
-            "flows": len(w["flows"]),
-            "seconds": round(w["end"] - w["start"], 1),
+            "packets": w.packets,
+            "flows": len(w.flows),
+            "seconds": round(w.end - w.start, 1),
             "attackers": r["attackers"],
             "victims": r["victims"],
             "tool": r["tool"],
@@ -260,9 +275,9 @@ def main() -> int:
         if r["class"] == "normal":
             ent["packets"] = ent["flows"] = None
         table.append(ent)
-        if w["attack"] and w["packets"] == 0:
+        if w.attack and w.packets == 0:
             empty.append(r["scenario"])
-    attack_flow_keys = set().union(*[w["flows"] for w in attack_wins]) if attack_wins else set()
+    attack_flow_keys = set().union(*[w.flows for w in attack_wins]) if attack_wins else set()
     res = {
         "ok": not empty and not n_leaks and not overlaps and not n_unexplained,
         "unexplained_flows_nta_rule": n_unexplained,

@@ -42,6 +42,19 @@ AGENTS = str(HERE / "agents.py")
 LAB4 = ipaddress.ip_network("10.77.0.0/16")
 LAB6 = ipaddress.ip_network("fd77::/48")
 LAB_NETS = (LAB4, LAB6)
+
+
+def net_within(
+    n: ipaddress.IPv4Network | ipaddress.IPv6Network, m: ipaddress.IPv4Network | ipaddress.IPv6Network
+) -> bool:
+    """``n`` lies inside ``m``; False across address families (where ``subnet_of`` itself would raise)."""
+    if isinstance(n, ipaddress.IPv4Network) and isinstance(m, ipaddress.IPv4Network):
+        return n.subnet_of(m)
+    if isinstance(n, ipaddress.IPv6Network) and isinstance(m, ipaddress.IPv6Network):
+        return n.subnet_of(m)
+    return False
+
+
 PREFIX = "ntalab-"
 USER = "ntalab"
 SUDOERS = Path("/etc/sudoers.d/ntalab-lab")
@@ -277,7 +290,7 @@ def in_lab(a: str) -> bool:
     try:
         if "/" in a:
             n = ipaddress.ip_network(a, strict=False)
-            return any(n.version == m.version and n.subnet_of(m) for m in LAB_NETS)
+            return any(net_within(n, m) for m in LAB_NETS)
         ip = ipaddress.ip_address(a)
     except ValueError:
         return False
@@ -503,8 +516,8 @@ class Plan:
         self.seed = seed
         rng = self.rng = random.Random(seed)
         k = rng.randrange(0, 60)
-        self.main4 = ipaddress.ip_network(f"10.77.{4 * k}.0/22")
-        self.rem4 = ipaddress.ip_network(f"10.77.{240 + rng.randrange(16)}.0/24")
+        self.main4 = ipaddress.IPv4Network(f"10.77.{4 * k}.0/22")
+        self.rem4 = ipaddress.IPv4Network(f"10.77.{240 + rng.randrange(16)}.0/24")
         m6 = rng.randrange(1, 0xFFFF)
         r6 = (m6 + rng.randrange(1, 0x7FFF)) % 0xFFFF or 1
         self.main6 = ipaddress.ip_network(f"fd77:0:0:{m6:x}::/64")
@@ -750,7 +763,7 @@ class Lab:
                     except ValueError:
                         bad.append(f"{ns}: unparsable route {rt}")
                         continue
-                    if not any(n.version == m.version and n.subnet_of(m) for m in allowed):
+                    if not any(net_within(n, m) for m in allowed):
                         bad.append(f"{ns}: non-lab route {dst}")
         return bad
 
@@ -819,8 +832,8 @@ class Lab:
             for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
                 (w / "nginx-tmp" / d).mkdir(parents=True, exist_ok=True)
             shutil.chown(w / "nginx-tmp", "www-data")
-            for d in (w / "nginx-tmp").iterdir():
-                shutil.chown(d, "www-data")
+            for sub in (w / "nginx-tmp").iterdir():
+                shutil.chown(sub, "www-data")
             key_alg = rng.choice(["rsa:2048", "ec"])
             cmd = [
                 "openssl",
@@ -2390,7 +2403,7 @@ class Attacks:
             cookies, backlog = r.choice([0, 1, p.syncookies]), r.choice([p.syn_backlog, 64, 128])
             argv = ["hping3", "-S", "-p", str(port), "-c", str(cnt), "-i", f"u{iv}", "-q", tgt(victim.v4[0])]
             spoof = r.random() < 0.3
-            extra: list[str] = []
+            extra = []
             if spoof:
                 sp = str(p.spoof4[r.randrange(1, 62)])
                 argv[1:1] = ["-a", tgt(sp)]
@@ -2995,8 +3008,8 @@ class Attacks:
                 "telnet",
             ),
         ]
-        for c in r.sample(choices, len(choices)):
-            brute(*c)
+        for args in r.sample(choices, len(choices)):
+            brute(*args)
         # web exploitation attempts (phf, traversal, injection, shellshock): R2L
         atk = self.atk()
         payloads = [
@@ -3521,7 +3534,7 @@ def main() -> int:
     (out / "logs" / "root-before.json").write_text(json.dumps(before, indent=1))
     rows: list[dict] = []
     status = {"ok": False}
-    stop_signal = {"sig": None}
+    stop_signal: dict[str, int | None] = {"sig": None}
 
     def on_signal(sig: int, _f: object) -> None:
         stop_signal["sig"] = sig
@@ -3665,9 +3678,9 @@ def main() -> int:
         "tool": "curl,wget,ssh,scp,lftp,dig,ping,traceroute,socat,smbclient,python",
         "params": json.dumps(lab.benign_stats, sort_keys=True),
     }
-    with open(out / "labels.csv", "w", newline="") as f:
+    with open(out / "labels.csv", "w", newline="") as fh:
         wr = csv.DictWriter(
-            f, fieldnames=["scenario", "class", "start_utc", "end_utc", "attackers", "victims", "tool", "params"]
+            fh, fieldnames=["scenario", "class", "start_utc", "end_utc", "attackers", "victims", "tool", "params"]
         )
         wr.writeheader()
         wr.writerow(normal_row)
@@ -3698,14 +3711,14 @@ def main() -> int:
     check = {"ok": False, "error": "not run"}
     if (out / "capture.pcap").exists():
         py = a.check_python if Path(a.check_python).exists() else sys.executable
-        r = subprocess.run([py, str(HERE / "check.py"), str(out)], capture_output=True, text=True)
-        print(r.stdout, end="")
-        if r.returncode not in (0, 1):
-            print(r.stderr, file=sys.stderr)
+        proc = subprocess.run([py, str(HERE / "check.py"), str(out)], capture_output=True, text=True)
+        print(proc.stdout, end="")
+        if proc.returncode not in (0, 1):
+            print(proc.stderr, file=sys.stderr)
         try:
             check = json.loads((out / "check.json").read_text())
         except (OSError, json.JSONDecodeError):
-            check = {"ok": False, "error": r.stderr[-2000:]}
+            check = {"ok": False, "error": proc.stderr[-2000:]}
     summary = {
         "seed": a.seed,
         "ok": bool(status["ok"] and root_same and check.get("ok") and not route_problems),
