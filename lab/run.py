@@ -42,19 +42,6 @@ AGENTS = str(HERE / "agents.py")
 LAB4 = ipaddress.ip_network("10.77.0.0/16")
 LAB6 = ipaddress.ip_network("fd77::/48")
 LAB_NETS = (LAB4, LAB6)
-
-
-def net_within(
-    n: ipaddress.IPv4Network | ipaddress.IPv6Network, m: ipaddress.IPv4Network | ipaddress.IPv6Network
-) -> bool:
-    """``n`` lies inside ``m``; False across address families (where ``subnet_of`` itself would raise)."""
-    if isinstance(n, ipaddress.IPv4Network) and isinstance(m, ipaddress.IPv4Network):
-        return n.subnet_of(m)
-    if isinstance(n, ipaddress.IPv6Network) and isinstance(m, ipaddress.IPv6Network):
-        return n.subnet_of(m)
-    return False
-
-
 PREFIX = "ntalab-"
 USER = "ntalab"
 SUDOERS = Path("/etc/sudoers.d/ntalab-lab")
@@ -285,6 +272,17 @@ def log(msg: str) -> None:
 
 
 # ------------------------------------------------------------------ address safety
+def net_within(
+    n: ipaddress.IPv4Network | ipaddress.IPv6Network, m: ipaddress.IPv4Network | ipaddress.IPv6Network
+) -> bool:
+    """``n`` lies inside ``m``; False across address families (where ``subnet_of`` itself would raise)."""
+    if isinstance(n, ipaddress.IPv4Network) and isinstance(m, ipaddress.IPv4Network):
+        return n.subnet_of(m)
+    if isinstance(n, ipaddress.IPv6Network) and isinstance(m, ipaddress.IPv6Network):
+        return n.subnet_of(m)
+    return False
+
+
 def in_lab(a: str) -> bool:
     a = a.strip("[]").split("%")[0]
     try:
