@@ -44,7 +44,7 @@ def _pause(mark: Path, go: Path | None) -> None:
 def _before(obj: Any, name: str, pause: Callable[[], None]) -> None:
     """Patch ``obj.name`` so that its first call pauses first."""
     real = getattr(obj, name)
-    done = []
+    done: list[bool] = []
 
     def patched(*args: Any, **kwargs: Any) -> Any:
         if not done:

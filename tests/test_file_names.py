@@ -32,7 +32,11 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs a filesys
 
 def nta(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "analyzer", *map(os.fspath, args)], cwd=cwd, env=ENV, capture_output=True, timeout=300
+        [sys.executable, "-m", "analyzer", *(os.fspath(a) for a in args)],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        timeout=300,
     )
 
 

@@ -74,7 +74,7 @@ def main() -> None:
     out = kdd_features(table)
     dt = time.perf_counter() - t
     print(f"kdd_features: {n:,} flows in {dt:.2f} s ({n / dt:,.0f} flows/s); output {out.shape}")
-    print(f"max count {out['count'].max()}, max dst_host_count {out['dst_host_count'].max()}")
+    print(f"max count {out['count'].max()!r}, max dst_host_count {out['dst_host_count'].max()!r}")
 
 
 if __name__ == "__main__":

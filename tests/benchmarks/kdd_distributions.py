@@ -57,6 +57,15 @@ def _fmt(v: float | None) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
 
 
+def _share(mask: pl.Series) -> float:
+    """The share of true values in a boolean series; 0.0 for an empty one."""
+    if not mask.len():
+        return 0.0
+    share = mask.mean()
+    assert isinstance(share, float), share  # polars types a mean as any scalar
+    return share
+
+
 def numeric_table(sets: dict[str, pl.DataFrame], normal: pl.DataFrame, benign: pl.DataFrame) -> list[str]:
     head = " | ".join(f"{k} med / p95" for k in sets)
     rows = [
@@ -70,9 +79,9 @@ def numeric_table(sets: dict[str, pl.DataFrame], normal: pl.DataFrame, benign: p
             cells.append(f"{_fmt(s.median())} / {_fmt(s.quantile(0.95))}")  # type: ignore[arg-type]
         lo, hi, p99 = normal[c].min(), normal[c].max(), normal[c].quantile(0.99)
         b = benign.get_column(c)
-        outside = ((b < lo) | (b > hi)).mean() if b.len() else 0.0
-        above = (b > p99).mean() if b.len() else 0.0
-        rows.append(f"| {c} | {' | '.join(cells)} | {outside:.1%} | {above:.1%} |")  # type: ignore[str-format]
+        outside = _share((b < lo) | (b > hi))
+        above = _share(b > p99)
+        rows.append(f"| {c} | {' | '.join(cells)} | {outside:.1%} | {above:.1%} |")
     return rows
 
 

@@ -61,6 +61,9 @@ def main() -> None:
             pool = min(max(pool, math.ceil(packets / 13.0 / duration / MAX_FLOWS_PER_CLIENT)), 3000)
 
         class Gen(base_gen):  # type: ignore[misc,valid-type]
+            clients4: list[bytes]  # gen_pcap.Gen's client address pools (4- and 16-byte addresses)
+            clients6: list[bytes]
+
             def __init__(self, seed: int, duration: float, _pool: int = pool) -> None:
                 super().__init__(seed, duration)
                 if _pool:

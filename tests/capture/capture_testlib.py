@@ -44,11 +44,18 @@ def is_pcapng(rel: str) -> bool:
 def frames_read(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bytes]]:
     """(ts_ns, captured bytes) of every record nta's reader hands to the decoder, in file order."""
     import features.capture.source as source
+    from features.capture.packets import PacketBatch
+    from features.capture.pcap import RecordChunk
     from features.capture.source import PacketSource
 
-    chunks = []
+    chunks: list[RecordChunk] = []
     real = source.decode_chunk
-    monkeypatch.setattr(source, "decode_chunk", lambda rc, **kw: (chunks.append(rc), real(rc, **kw))[1])
+
+    def spy(rc: RecordChunk, **kw: bool) -> PacketBatch:
+        chunks.append(rc)
+        return real(rc, **kw)
+
+    monkeypatch.setattr(source, "decode_chunk", spy)
     list(PacketSource(path).batches())
     return [
         (int(rc.ts_ns[j]), rc.buf[rc.data_off[j] : rc.data_off[j] + rc.caplen[j]].tobytes())

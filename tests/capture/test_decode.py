@@ -42,7 +42,8 @@ def read(tmp_path: Path, frames: list[bytes], linktype: int = 1, wire: list[int]
 def rows(tmp_path: Path, frames: list[bytes], linktype: int = 1, wire: list[int] | None = None):  # type: ignore[no-untyped-def]
     """(list of row dicts, bad counter, payloads by pkt_idx); also checks the reference agrees."""
     src = read(tmp_path, frames, linktype, wire)
-    out, pays = [], {}
+    out: list[dict[str, int]] = []
+    pays: dict[int, bytes] = {}
     for b in src.batches():
         for k, dt in PACKET_COLUMNS.items():
             assert b.cols[k].dtype == dt, k

@@ -43,7 +43,7 @@ def read_all(src: PacketSource) -> int:
 
 
 def _nta(*args: str | Path, **kw: object) -> subprocess.CompletedProcess[bytes]:
-    cmd = [sys.executable, "-m", "analyzer", *map(os.fspath, args)]
+    cmd = [sys.executable, "-m", "analyzer", *(os.fspath(a) for a in args)]
     return subprocess.run(cmd, capture_output=True, timeout=120, check=False, **kw)  # type: ignore[call-overload]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from features.capture.streams import JOIN_SLACK_NS, StreamJoiner
@@ -9,7 +10,7 @@ from features.capture.streams import JOIN_SLACK_NS, StreamJoiner
 S = 1_000_000_000
 
 
-def join(files: list[tuple[str, float, float, int]]) -> list[list[str]]:
+def join(files: Sequence[tuple[str, float, float, int]]) -> list[list[str]]:
     """Streams (file names in reading order) for files given as (name, first s, last s, link type)."""
     starts = [(int(a * S), lt) for _, a, _, lt in files]
     joiner = StreamJoiner()

@@ -52,7 +52,7 @@ def test_random_columns_never_break_and_keep_every_packet(seed: int, sizes: list
         first += n
         t0 += 200 * 10**9
     frames.append(fb.finish())
-    total = sum(int(f["orig_pkts"].sum() + f["resp_pkts"].sum()) for f in frames)
+    total = sum(int(f["orig_pkts"].sum()) + int(f["resp_pkts"].sum()) for f in frames)
     assert total == sum(sizes)
     for f in frames:
         assert (

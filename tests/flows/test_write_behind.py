@@ -11,7 +11,11 @@ from features.behind import WriteBehind
 
 def test_items_are_written_in_order_on_another_thread() -> None:
     seen: list[tuple[int, str]] = []
-    with WriteBehind(lambda i: seen.append((i, threading.current_thread().name))) as w:
+
+    def write(i: int) -> None:
+        seen.append((i, threading.current_thread().name))
+
+    with WriteBehind(write) as w:
         for i in range(50):
             w.put(i)
     assert [i for i, _ in seen] == list(range(50))

@@ -31,6 +31,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import TypedDict
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -200,9 +201,22 @@ def have_atheris() -> bool:
     return True
 
 
-def run_target(
-    target: str, work: Path, runs: int, seconds: float, fuzzer: str, lines: bool = False
-) -> dict[str, object]:
+class TargetRun(TypedDict):
+    """What ``run_target`` found for one target."""
+
+    lines: str | None  # "HIT/ALL lines of the readers" with --lines
+    target: str
+    inputs: int
+    cov: int | None  # libFuzzer's coverage figures (atheris only)
+    ft: int | None
+    corpus: int
+    peak_rss_mb: int | None
+    seconds: float
+    crashed: bool
+    crash_files: list[str]
+
+
+def run_target(target: str, work: Path, runs: int, seconds: float, fuzzer: str, lines: bool = False) -> TargetRun:
     _paths()
     import seeds as seedlib
     import targets
@@ -247,17 +261,17 @@ def run_target(
         shm = tempfile.mkdtemp(prefix="nta-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
         try:
             env = {**os.environ, "NTA_FUZZ_TMP": shm}
-            p = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO, env=env)
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO, env=env)
         finally:
             shutil.rmtree(shm, ignore_errors=True)
-        log += p.stderr
-        got = re.findall(r"stat::number_of_executed_units:\s+(\d+)", p.stderr)
+        log += proc.stderr
+        got = re.findall(r"stat::number_of_executed_units:\s+(\d+)", proc.stderr)
         executed += int(got[-1]) if got else 0
-        if covs := re.findall(r"cov: (\d+) ft: (\d+)", p.stderr):
+        if covs := re.findall(r"cov: (\d+) ft: (\d+)", proc.stderr):
             cov, ft = int(covs[-1][0]), int(covs[-1][1])
-        if rss := re.findall(r"stat::peak_rss_mb:\s+(\d+)", p.stderr):
+        if rss := re.findall(r"stat::peak_rss_mb:\s+(\d+)", proc.stderr):
             peak = max(peak, int(rss[-1]))
-        code = p.returncode
+        code = proc.returncode
         if code != 0 or not got:
             break
     wall = time.monotonic() - t0
@@ -334,15 +348,15 @@ def main() -> None:
             r = run_target(t, work, a.runs, seconds, fuzzer, a.lines)
             rows.append(r)
             cov = "n/a" if r["cov"] is None else f"{r['cov']} (ft {r['ft']})"
-            rate = int(r["inputs"]) / max(float(r["seconds"]), 1e-9)  # type: ignore[arg-type]
+            rate = r["inputs"] / max(r["seconds"], 1e-9)
             print(
                 f"{t:7} inputs {r['inputs']:>10,}  {rate:6.0f}/s  cov {cov:18} corpus {r['corpus']:5}  "
-                f"peak RSS {r['peak_rss_mb'] or '?'} MB  {r['lines'] or ''}  {'CRASH ' + ', '.join(r['crash_files']) if r['crashed'] else 'no crash'}",  # type: ignore[arg-type]
+                f"peak RSS {r['peak_rss_mb'] or '?'} MB  {r['lines'] or ''}  {'CRASH ' + ', '.join(r['crash_files']) if r['crashed'] else 'no crash'}",
                 flush=True,
             )
-        total = sum(int(r["inputs"]) for r in rows)  # type: ignore[call-overload]
+        total = sum(r["inputs"] for r in rows)
         crashed = [r["target"] for r in rows if r["crashed"]]
-        print(f"total: {total:,} inputs, crashes in: {', '.join(crashed) if crashed else 'none'}")  # type: ignore[arg-type]
+        print(f"total: {total:,} inputs, crashes in: {', '.join(crashed) if crashed else 'none'}")
     sys.exit(1 if crashed else 0)
 
 

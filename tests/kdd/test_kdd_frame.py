@@ -52,10 +52,14 @@ def test_row_order_and_identity_are_the_flows(flow: Any, flows_table: Any) -> No
     recs = [flow(3.0, orig_h="10.9.9.9"), flow(1.0), flow(2.0, proto="udp", resp_p=123)]
     table = flows_table(recs)
     got = kdd_features(table)
-    assert got.select(IDENTITY_COLUMNS).equals(pl.from_arrow(table.select(list(IDENTITY_COLUMNS))))  # type: ignore[union-attr]
+    identity = pl.from_arrow(table.select(list(IDENTITY_COLUMNS)))
+    assert isinstance(identity, pl.DataFrame)  # a table converts to a frame (a Series only from an array)
+    assert got.select(IDENTITY_COLUMNS).equals(identity)
     assert got["orig_h"][0] == "10.9.9.9" and got["service"].to_list() == ["http", "http", "ntp_u"]
     # A polars frame in gives the same result as the Arrow table.
-    assert kdd_features(pl.from_arrow(table)).equals(got)  # type: ignore[arg-type]
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    assert kdd_features(frame).equals(got)
 
 
 @pytest.mark.parametrize(("dur", "expected"), [(0.0, 0), (0.999, 0), (1.0, 1), (1.5, 1), (59.99, 59)])

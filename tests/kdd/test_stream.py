@@ -28,4 +28,5 @@ def test_chunks_give_the_whole_tables_features(names: list[str], size: int) -> N
         parts.append(stream.add(chunk, pays))
     got = pl.concat(parts)
     assert got.equals(whole)
-    assert whole["count"].max() > 100  # the floods fill the windows past any one chunk
+    top = whole["count"].max()
+    assert isinstance(top, int | float) and top > 100  # the floods fill the windows past any one chunk

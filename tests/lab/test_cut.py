@@ -13,8 +13,8 @@ CUT_PY = Path(__file__).resolve().parents[2] / "lab" / "cut.py"
 
 def _load_cut():
     spec = importlib.util.spec_from_file_location("nta_lab_cut", CUT_PY)
+    assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
     spec.loader.exec_module(mod)
     return mod
 

@@ -206,10 +206,12 @@ def test_modern_udp_stays_in_the_lab_and_leaves_old_runs_unchanged(
         started.append(argv)
         return Proc()
 
+    def fake_x(self: object, argv: list[str], timeout: float = 30) -> None:
+        labrun.assert_argv_lab(argv)
+        ran.append(argv)
+
     monkeypatch.setattr(labrun, "nspopen", fake_nspopen)
-    monkeypatch.setattr(
-        labrun.Benign, "x", lambda self, argv, timeout=30: (labrun.assert_argv_lab(argv), ran.append(argv))
-    )
+    monkeypatch.setattr(labrun.Benign, "x", fake_x)
     for seed in (1, 13, 101):
         plan = labrun.Plan(seed, 10)
         client = plan.clients[0]

@@ -119,7 +119,7 @@ def test_a_config_that_does_not_match_the_weights_is_refused_before_building(mod
     _refused(model, "tensors do not fit", "wrong shape")
 
 
-def _rewrite_weights(model: Path, change: Callable[[dict[str, torch.Tensor]], None]) -> None:
+def _rewrite_weights(model: Path, change: Callable[[dict[str, torch.Tensor]], object]) -> None:
     tensors = load_file(str(model / WEIGHTS))
     change(tensors)
     save_file(tensors, str(model / WEIGHTS), metadata={"format": "pt"})

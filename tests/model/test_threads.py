@@ -39,7 +39,12 @@ def test_the_choice_is_one_thread_or_every_core_and_is_measured_again(
     monkeypatch.setattr(forward, "usable_cores", lambda: 1)
     assert forward.pick_threads(clf.net, x, force=True) == 1
     calls: list[bool] = []
-    monkeypatch.setattr(forward, "pick_threads", lambda net, xb, force=False: calls.append(force) or 1)
+
+    def pick_one(net: torch.nn.Module, xb: np.ndarray, force: bool = False) -> int:
+        calls.append(force)
+        return 1
+
+    monkeypatch.setattr(forward, "pick_threads", pick_one)
     monkeypatch.setattr(forward, "REPICK_S", 0.0)  # every batch
     forward.forward_pass(clf.net, x, 1000, "cpu", False, forward.AUTO)
     assert len(calls) == 3

@@ -95,6 +95,7 @@ def test_tail_average_is_the_mean_of_the_last_epochs_with_fresh_batch_norm() -> 
     loss_fn = nn.CrossEntropyLoss()
     avg, info = _tail_average(net, states, float("inf"), x_tr, x_va, y_va, loss_fn, batch_size=64)
     assert info["kept"] == "average" and avg is not net
+    assert isinstance(avg, MSMRNet)  # a copy of ``net`` with the mean weights
     got = avg.state_dict()
     for k in ("stem.0.weight", "blocks.1.lstm.weight_hh_l0", "head.weight"):
         assert torch.allclose(got[k], torch.stack([s[k] for s in states]).mean(0))

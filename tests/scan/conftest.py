@@ -41,7 +41,7 @@ def make_flows() -> Callable[..., pl.DataFrame]:
     and 20 benign web flows; a second scan burst 10 min later when ``second_scan``."""
 
     def make(second_scan: bool = False) -> pl.DataFrame:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for k in range(100):
             rows.append(_flow(len(rows), "10.0.0.9", "10.0.0.5", 1 + k, k * 0.01, "S0" if k % 2 else "REJ"))
         for k in range(50):

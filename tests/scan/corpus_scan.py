@@ -32,9 +32,7 @@ def expected(name: str) -> str:
     return "-"
 
 
-def scan_corpus(
-    corpus: Path, model: Path | None, novelty: bool, echo: bool = True
-) -> tuple[list[str], dict[str, float]]:
+def scan_corpus(corpus: Path, model: Path | None, novelty: bool, echo: bool = True) -> tuple[list[str], dict[str, int]]:
     """Scan every capture under ``corpus``/attack and ``corpus``/benign: Markdown rows and the pooled figures."""
 
     import polars as pl

@@ -13,7 +13,7 @@ PAUSE = Path(__file__).resolve().parents[1] / "stage_pause.py"
 def start_paused(stage: str, tmp: Path, *args: str | Path, go: Path | None = None) -> tuple[subprocess.Popen, Path]:
     mark = tmp / f"paused-{stage}"
     own = [stage, mark] + ([go] if go else [])
-    cmd = [sys.executable, PAUSE, *map(str, own), "--", *map(str, args)]
+    cmd: list[str | Path] = [sys.executable, PAUSE, *map(str, own), "--", *map(str, args)]
     out, err = (tmp / "stdout.txt").open("wb"), (tmp / "stderr.txt").open("wb")
     proc = subprocess.Popen(cmd, stdout=out, stderr=err)
     deadline = time.monotonic() + 90

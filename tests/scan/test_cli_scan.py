@@ -96,7 +96,7 @@ def test_fail_on_matches_verdicts(tmp_path: Path) -> None:
         chosen = set(CLASSES[1:]) if fail_on == "any" else {c for c in CLASSES if c.lower() in fail_on.split(",")}
         want = 1 if v.filter(pl.col("label").is_in(list(chosen)) & (pl.col("confidence") >= p)).height else 0
         res = scan(
-            SAMPLES / "demo-mixed.pcap", "--out", tmp_path / f"f{i}", "--fail-on", fail_on, "--min-confidence", p
+            SAMPLES / "demo-mixed.pcap", "--out", tmp_path / f"f{i}", "--fail-on", fail_on, "--min-confidence", str(p)
         )
         assert res.exit_code == want, (fail_on, p, res.stderr)
         report = json.loads((tmp_path / f"f{i}" / "report.json").read_text())

@@ -11,11 +11,11 @@ from analyzer import explain
 class FakeAttributor:
     """Attribution = x times fixed per-column weights, so the expected drivers are known."""
 
-    classes = ("normal", "DoS", "Probe", "R2L", "U2R")
+    classes: tuple[str, ...] = ("normal", "DoS", "Probe", "R2L", "U2R")
 
     def __init__(self, weights: np.ndarray) -> None:
         self.weights = weights
-        self.calls: list[tuple[int, int]] = []
+        self.calls: list[tuple[int, list[int]]] = []
 
     def attribute(self, x: np.ndarray, target: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         assert len(target) == len(x)

@@ -66,7 +66,7 @@ CASES = [(stage, sig) for stage in ("reading", "flows", "features", "inference",
 
 @pytest.mark.parametrize(("stage", "sig"), CASES)
 def test_a_signal_in_any_stage_leaves_the_earlier_outputs_intact(
-    tmp_path: Path, inputs: tuple[Path, Path], stage: str, sig: int
+    tmp_path: Path, inputs: tuple[Path, Path], stage: str, sig: signal.Signals
 ) -> None:
     big, earlier = inputs
     code, line = SIGNALS[sig]

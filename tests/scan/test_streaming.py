@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -66,11 +68,13 @@ def test_a_failure_in_inference_leaves_no_output(tmp_path: Path, monkeypatch: py
 
     calls: list[int] = []
 
-    def fails_on_third(clf: object, x: object, *args: object) -> object:
+    def fails_on_third(
+        clf: Any, x: np.ndarray, batch_size: int, progress: Any, novelty: bool = False
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("inference broke")
-        return real(clf, x, *args)
+        return real(clf, x, batch_size, progress, novelty)
 
     real = pipeline._predict
     monkeypatch.setattr(pipeline, "_predict", fails_on_third)

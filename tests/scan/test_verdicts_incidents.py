@@ -136,7 +136,7 @@ def test_incidents_are_numbered_by_severity(rows: list[dict[str, object]], want:
     import datetime as dt
 
     t0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-    flows = []
+    flows: list[dict[str, object]] = []
     for i, r in enumerate(rows):
         for k in range(int(r["flows"])):  # type: ignore[call-overload]
             ts = t0 + dt.timedelta(seconds=int(r["start"]) + k)  # type: ignore[call-overload]

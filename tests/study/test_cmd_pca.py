@@ -51,7 +51,8 @@ def test_pca_on_a_labelled_features_parquet(tmp_path: Path, kdd_parquet: Path) -
     code, _, err = _run("--data", str(kdd_parquet), "-o", str(tmp_path / "o"), "--features", "capture")
     assert code == 0, err
     table = pl.read_csv(tmp_path / "o" / "pca_separability.csv")
-    assert (table["rows"] == 600).all() and table["knn_accuracy"].min() > 0.8
+    worst = table["knn_accuracy"].min()
+    assert (table["rows"] == 600).all() and isinstance(worst, int | float) and worst > 0.8
 
 
 def test_pca_on_an_unlabelled_capture_parquet_only_plots(tmp_path: Path, kdd_frame: pl.DataFrame) -> None:
