@@ -37,6 +37,7 @@ def synth_flows(n: int, seed: int = 0) -> pa.Table:
     resp_h = np.where(kind == 1, "10.0.0.1", hosts[rng.integers(0, 5000, n)])
     cols = {
         "flow_id": np.arange(n, dtype=np.int64),
+        "uid": pa.nulls(n, pa.string()),  # nullable: uids are a hash of the capture, and there is none here
         "community_id": np.full(n, "1:x"),
         "source_file": np.full(n, "synth.pcap"),
         "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
@@ -46,6 +47,7 @@ def synth_flows(n: int, seed: int = 0) -> pa.Table:
         "ip_proto": proto,
         "ip_version": np.full(n, 4, np.uint8),
         "vlan": pa.nulls(n, pa.int32()),
+        "tunnel": pa.nulls(n, pa.string()),
         "orig_h": hosts[rng.integers(0, 5000, n)],
         "orig_p": rng.integers(1024, 65535, n).astype(np.int32),
         "resp_h": resp_h,
