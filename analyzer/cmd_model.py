@@ -41,6 +41,10 @@ def register(app: typer.Typer) -> None:
         train
     )
     app.command("evaluate", help="Score a model folder on labelled data: 5-class and binary metrics.")(evaluate)
+    app.command(
+        "fit-support",
+        help="Fit the support gate (model.support) of an existing model folder from its recorded training files.",
+    )(fit_support)
 
 
 @guarded
@@ -237,9 +241,58 @@ def evaluate(
     if record:
         meta = dict(clf.metadata)
         meta.setdefault("metrics", {}).setdefault("test", {})[path_text(data.name)] = {
-            k: result[k] for k in ("data_sha256", "multiclass", "binary", "novelty_gate") if k in result
+            k: result[k] for k in ("data_sha256", "multiclass", "binary", "novelty_gate", "support_gate") if k in result
         }
         write_metadata(model_dir, meta)
+
+
+@guarded
+def fit_support(
+    model_dir: Annotated[Path, typer.Argument(help="Model folder (weights.safetensors + metadata.json); rewritten.")],
+    data: Annotated[
+        list[Path],
+        typer.Option("--data", help="The model's training files, in the order its metadata records them."),
+    ],
+) -> None:
+    """Fit the support gate from the model's own training split and store it in the model folder.
+
+    The files must be those the model was trained on (names and sha256 as recorded in its metadata, same order):
+    the split is rebuilt with the recorded seed and validation fraction. The weights file gains ``support.*``
+    tensors, so the model id changes; the network's own tensors stay as they are.
+    """
+    import polars as pl
+
+    from features.kdd.nslkdd import read_labeled
+    from model.artifacts import save_model
+    from model.data import file_sha256, stratified_split, targets
+    from model.infer import Classifier
+    from model.support import fit_support as fit
+
+    clf = Classifier.load(model_dir, device="cpu")
+    train_meta = clf.metadata.get("train", {})
+    want = train_meta.get("data_files") or []
+    got = [{"file": path_text(p.name), "sha256": file_sha256(p)} for p in data]
+    if [(w.get("file"), w.get("sha256")) for w in want] != [(g["file"], g["sha256"]) for g in got]:
+        names = ", ".join(str(w.get("file")) for w in want) or "none recorded"
+        raise InputError(
+            f"{path_text(model_dir)}: --data must be the model's training files in their recorded order ({names}), "
+            "byte for byte"
+        )
+    cfg = train_meta.get("config", {})
+    frames = [read_labeled(p) for p in data]
+    df = pl.concat(frames) if len(frames) > 1 else frames[0]
+    y = targets(df, clf.classes)
+    tr, va = stratified_split(y, float(cfg.get("val_fraction", 0.1)), int(cfg.get("seed", 0)))
+    x, _ = clf.encode(df)  # (n, F)
+    support = fit(x[tr], y[tr], x[va], y[va], len(clf.classes))
+    meta = save_model(model_dir, clf.net, clf.net_config, clf.spec, clf.classes, clf.metadata, clf.novelty, support)
+    radii = ", ".join(f"{c} {r:.3f}" for c, r in zip(clf.classes, support.radius, strict=True))
+    print(
+        f"nta: fitted the support gate of {path_text(model_dir)} on {len(tr):,} training and {len(va):,} validation "
+        f"rows ({len(support.centres):,} centres; radii {radii}); model id {clf.model_id} -> "
+        f"{meta['weights_sha256'][:12]}",
+        file=sys.stderr,
+    )
 
 
 def _print_report(result: dict[str, Any]) -> None:
@@ -253,12 +306,19 @@ def _print_report(result: dict[str, Any]) -> None:
     views: list[tuple[str, dict[str, Any]]] = [("", result)]
     if "novelty_gate" in result:
         views.append((" + novelty gate", result["novelty_gate"]))
+    if "support_gate" in result:
+        views.append((" + support gate", result["support_gate"]))
     for gate_name, res in views:
         _print_views(console, result["data"] + gate_name, res)
     if "novelty_gate" in result:
         console.print(
             f"novelty gate: {result['novelty_gate']['flagged']:,} rows predicted normal were unlike the normal "
             "training rows and became their most probable attack class"
+        )
+    if "support_gate" in result:
+        console.print(
+            f"support gate: {result['support_gate']['relabelled']:,} rows called an attack class far from its "
+            "training rows and near normal ones were set to normal"
         )
     if result.get("outside_spec"):
         outside = ", ".join(f"{k}: {v}" for k, v in result["outside_spec"].items())

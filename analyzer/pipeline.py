@@ -328,6 +328,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                     min_confidence=config.min_confidence,
                     matched=tally.matched,
                     novelty=config.novelty,
+                    support=not config.novelty and checked.metadata.get("support") is not None,
                     streams=list(ext.streams),
                     extra_outputs=config.extra_outputs,
                     filters=config.packet_filter.text if config.packet_filter is not None else (),

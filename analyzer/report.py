@@ -93,6 +93,13 @@ def _header(result: ScanResult) -> Table:
             "Novelty gate",
             f"on: {result.novel_flows:,} flows the network called normal were unlike its normal training rows",
         )
+    if result.support:
+        _add(
+            grid,
+            "Support gate",
+            f"{result.unsupported_flows:,} attack calls far from that class's training rows and near normal ones "
+            "were set to normal (verdicts.csv: unsupported)",
+        )
     _add(grid, "Seconds", ", ".join(f"{k} {s:.1f}" for k, s in result.seconds.items()))
     return grid
 

@@ -43,6 +43,7 @@ class ScanResult:
     matched: int = 0
     summary: dict[str, Any] = field(default_factory=dict)  # report.json content
     novelty: bool = False  # the novelty gate was applied (verdicts' "novel" column says where it relabelled)
+    support: bool = False  # the model's support gate was applied (verdicts' "unsupported" column says where)
     extra_outputs: tuple[str, ...] = ()  # outputs asked for besides OUTPUT_NAMES (ZEEK_NAMES)
     filters: tuple[str, ...] = ()  # the packet filter asked for ("since ...", "host ...", "port ...")
     filtered_packets: int = 0  # packets the filter left out
@@ -78,6 +79,11 @@ class ScanResult:
     def novel_flows(self) -> int:
         """Flows the novelty gate relabelled (0 without ``--novelty``)."""
         return self.tally.novel
+
+    @property
+    def unsupported_flows(self) -> int:
+        """Attack calls the support gate set to normal (0 without one, and with ``--novelty``)."""
+        return self.tally.unsupported
 
     @property
     def allowed_flows(self) -> int:

@@ -103,6 +103,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
             "applied": result.novelty,
             "relabelled_flows": result.novel_flows,
         },
+        "support_gate": {"applied": result.support, "relabelled_flows": result.unsupported_flows},
         "input": {"kind": result.input_kind, "unavailable_features": list(result.unavailable_features)},
         "captures": result.captures,
         "capture_streams": result.streams,

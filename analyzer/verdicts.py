@@ -4,7 +4,10 @@
 columns (``flow_id`` for this run, ``uid`` across runs, ``community_id``; taken from ``features.flows.schema.FLOW_FIELDS``), the NSL-KDD ``service``, the model's ``label``
 (argmax class), ``confidence`` (its probability), ``p_attack`` (1 - p(normal)), one ``p_<class>`` column
 per class, ``novel`` (true when ``nta scan --novelty``'s gate relabelled a flow the network called normal:
-its label is then the most probable attack class and ``confidence`` that class's probability), ``allowed``
+its label is then the most probable attack class and ``confidence`` that class's probability), ``unsupported``
+(true when the model's support gate, ``model.support``, set a flow the network called an attack to normal: it was
+far from every training row of that class and near normal ones; ``confidence`` is then p(normal) and ``p_attack``
+still the network's), ``allowed``
 (true when ``--allow`` lists the flow as known-good: it keeps its label but makes no incident and no
 ``--fail-on`` match), the ``incident_id`` the flow belongs to (empty when none) and the ``model_id``.
 Timestamps are ISO 8601 UTC with microseconds and a ``Z``; quoting follows RFC 4180 (CRLF line ends,
@@ -64,6 +67,7 @@ def verdict_columns(classes: Sequence[str]) -> list[str]:
         "p_attack",
         *(prob_column(c) for c in classes),
         "novel",
+        "unsupported",
         "allowed",
         "incident_id",
         "model_id",
@@ -76,7 +80,7 @@ def build_verdicts(
     proba: np.ndarray,
     classes: Sequence[str],
     model_id: str,
-    gated: tuple[np.ndarray, np.ndarray] | None = None,
+    gated: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> pl.DataFrame:
     """One verdict row per flow (same order as ``flows``); ``incident_id`` is null until incidents are found.
 
@@ -86,15 +90,18 @@ def build_verdicts(
         proba: (n, K) class probabilities, columns in ``classes`` order.
         classes: the model's class names; must include ``"normal"``.
         model_id: written on every row so a CSV can be traced to the model that made it.
-        gated: (class index (n,), novel (n,) bool) from the novelty gate; None: argmax, nothing novel.
+        gated: (class index (n,), novel (n,) bool, unsupported (n,) bool) from the novelty or the support gate
+            (``analyzer.scoring.predict``); None: argmax, nothing novel or unsupported.
     """
     n = flows.height
     if proba.shape != (n, len(classes)):
         raise ValueError(f"probabilities have shape {proba.shape}, expected ({n}, {len(classes)})")
     best = proba.argmax(axis=1) if n else np.zeros(0, np.int64)  # (n,)
     novel = np.zeros(n, bool)
+    unsupported = np.zeros(n, bool)
     if gated is not None:
         best, novel = np.asarray(gated[0], np.int64), np.asarray(gated[1], bool)
+        unsupported = np.asarray(gated[2], bool)
     labels = np.asarray(classes, dtype=object)[best]
     conf = proba[np.arange(n), best] if n else np.zeros(0, np.float32)
     p_normal = proba[:, list(classes).index(NORMAL)]
@@ -105,6 +112,7 @@ def build_verdicts(
         p_attack=pl.Series((1.0 - p_normal).astype(np.float64)),
         **{prob_column(c): pl.Series(proba[:, i].astype(np.float64)) for i, c in enumerate(classes)},
         novel=pl.Series(novel, dtype=pl.Boolean),
+        unsupported=pl.Series(unsupported, dtype=pl.Boolean),
         allowed=pl.lit(False, dtype=pl.Boolean),
         incident_id=pl.lit(None, dtype=pl.Int64),
         model_id=pl.lit(model_id, dtype=pl.String),
@@ -210,6 +218,7 @@ class Tally:
     spill: Path | None = None
     flows: int = 0
     novel: int = 0
+    unsupported: int = 0  # attack calls the support gate set to normal
     allowed: int = 0  # flows an --allow entry covers
     matched: int = 0  # rows matching --fail-on at --min-confidence
     attack_rows: int = 0
@@ -228,6 +237,7 @@ class Tally:
             return
         self.flows += v.height
         self.novel += int(v["novel"].sum())
+        self.unsupported += int(v["unsupported"].sum()) if "unsupported" in v.columns else 0
         self.allowed += int(v["allowed"].sum()) if "allowed" in v.columns else 0
         self.matched += matches(v, self.fail_on, self.min_confidence)
         lo, hi, end = v["ts"].min(), v["ts"].max(), v["ts_end"].max()

@@ -36,6 +36,7 @@ from model.files import (
     MAX_PARAMETERS,
     METADATA,
     NOVELTY_PREFIX,
+    SUPPORT_PREFIX,
     WEIGHTS,
     read_metadata,
     sha256_file,
@@ -43,6 +44,9 @@ from model.files import (
 )
 from model.network import NetConfig
 from model.novelty import NormalProfile, last_linear
+from model.support import SupportProfile
+
+_PROFILES = (NOVELTY_PREFIX, SUPPORT_PREFIX)  # tensors beside the network's own in the weights file
 
 __all__ = [
     "FORMAT_VERSION",
@@ -68,6 +72,7 @@ class LoadedModel:
     classes: tuple[str, ...]
     metadata: dict[str, Any]
     novelty: NormalProfile | None = None  # model.novelty, when the model directory holds one
+    support: SupportProfile | None = None  # model.support, when the model directory holds one
 
 
 def nta_version() -> str:
@@ -89,17 +94,21 @@ def save_model(
     classes: tuple[str, ...],
     extra: dict[str, Any] | None = None,
     novelty: NormalProfile | None = None,
+    support: SupportProfile | None = None,
 ) -> dict[str, Any]:
     """Write the weights, then the metadata (each atomically); return the metadata written.
 
     ``extra`` (provenance, metrics) is merged into the metadata; the keys this function owns win.
-    ``novelty`` (``model.novelty``) is stored as ``novelty.*`` tensors beside the weights.
+    ``novelty`` (``model.novelty``) and ``support`` (``model.support``) are stored as ``novelty.*`` and
+    ``support.*`` tensors beside the weights.
     """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
     if novelty is not None:
         tensors |= novelty.to_tensors()
+    if support is not None:
+        tensors |= support.to_tensors()
     with atomic_path(model_dir / WEIGHTS) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
         weights_sha = _sha256(tmp)
@@ -124,6 +133,14 @@ def save_model(
             "torch_version": torch.__version__,
         }
     )
+    if support is not None:  # absent, not null, without one: metadata of models from before it stays as it was
+        meta["support"] = {
+            "centres": len(support.centres),
+            "quantile": support.quantile,
+            "radius": [round(float(r), 4) for r in support.radius],
+        }
+    else:
+        meta.pop("support", None)
     write_metadata(model_dir, meta)
     return meta
 
@@ -173,7 +190,7 @@ def load_model(model_dir: Path) -> LoadedModel:
         )
     try:
         with safe_open(str(wpath), framework="pt") as f:
-            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if not k.startswith(NOVELTY_PREFIX)}  # noqa: SIM118
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if not k.startswith(_PROFILES)}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelError(f"{wpath}: unreadable safetensors file: {e}") from None
     missing = sorted(set(own) - set(stored))
@@ -198,6 +215,13 @@ def load_model(model_dir: Path) -> LoadedModel:
         )
     nov = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(NOVELTY_PREFIX)]}
     novelty = NormalProfile.from_tensors(nov, str(wpath)) if nov else None
+    sup = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(SUPPORT_PREFIX)]}
+    support = SupportProfile.from_tensors(sup, str(wpath), cfg.n_features, cfg.n_classes) if sup else None
+    if (support is None) != (meta.get("support") is None):  # the scan's report says from the metadata alone
+        raise ModelError(
+            f"{wpath}: {'no' if support is None else 'a'} support profile, but {METADATA} says "
+            f"{'there is one' if support is None else 'there is none'}"
+        )
     net = build_network(cfg)
     net.load_state_dict(tensors, strict=True)
     net.eval()
@@ -206,4 +230,6 @@ def load_model(model_dir: Path) -> LoadedModel:
         raise ModelError(
             f"{wpath}: novelty profile has {novelty.dims} dims, the network's head takes {head.in_features}"
         )
-    return LoadedModel(net=net, net_config=cfg, spec=spec, classes=classes, metadata=meta, novelty=novelty)
+    return LoadedModel(
+        net=net, net_config=cfg, spec=spec, classes=classes, metadata=meta, novelty=novelty, support=support
+    )

@@ -76,7 +76,8 @@ def evaluate(classifier: _Predicts, df: pl.DataFrame, batch_size: int = 4096) ->
     """Predict ``df`` (features + ``label5``) and return {"multiclass": ..., "binary": ..., "outside_spec": ...}.
 
     When the classifier holds a ``model.novelty`` profile, ``novelty_gate`` holds the same two views with
-    the gate applied, plus how many rows it flagged.
+    the gate applied, plus how many rows it flagged; with a ``model.support`` profile, ``support_gate`` holds
+    them with that gate applied, plus how many attack calls it set to normal.
 
     For a 2-class model ``multiclass`` is the same as ``binary``. Works with ``model.infer.Classifier`` or
     anything with ``spec``, ``classes`` and ``predict_proba``.
@@ -85,13 +86,20 @@ def evaluate(classifier: _Predicts, df: pl.DataFrame, batch_size: int = 4096) ->
     y_true = targets(df, classifier.classes)
     gated = getattr(classifier, "predict_gated", None)
     if gated is None or getattr(classifier, "novelty", None) is None:
-        return {
-            **_views(y_true, classifier.predict_proba(x, batch_size).argmax(axis=1), classifier.classes),
-            "outside_spec": outside,
+        proba = classifier.predict_proba(x, batch_size)
+        out = {**_views(y_true, proba.argmax(axis=1), classifier.classes), "outside_spec": outside}
+    else:
+        g_pred, proba, novel = gated(x, batch_size)  # one pass: the plain view is its argmax
+        out = {**_views(y_true, proba.argmax(axis=1), classifier.classes), "outside_spec": outside}
+        out["novelty_gate"] = {**_views(y_true, g_pred, classifier.classes), "flagged": int(novel.sum())}
+    support = getattr(classifier, "support", None)
+    if support is not None:  # model.support on the same probabilities
+        pred = proba.argmax(axis=1)
+        off = support.unsupported(pred, x)
+        out["support_gate"] = {
+            **_views(y_true, np.where(off, 0, pred), classifier.classes),
+            "relabelled": int(off.sum()),
         }
-    g_pred, proba, novel = gated(x, batch_size)  # one pass: the plain view is its argmax
-    out = {**_views(y_true, proba.argmax(axis=1), classifier.classes), "outside_spec": outside}
-    out["novelty_gate"] = {**_views(y_true, g_pred, classifier.classes), "flagged": int(novel.sum())}
     return out
 
 

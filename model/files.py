@@ -27,6 +27,7 @@ __all__ = [
     "MAX_PARAMETERS",
     "METADATA",
     "NOVELTY_PREFIX",
+    "SUPPORT_PREFIX",
     "WEIGHTS",
     "CheckedModel",
     "check_model_files",
@@ -41,6 +42,7 @@ FORMAT_VERSION = 1
 WEIGHTS = "weights.safetensors"
 METADATA = "metadata.json"
 NOVELTY_PREFIX = "novelty."  # tensors of the model.novelty profile in the weights file
+SUPPORT_PREFIX = "support."  # tensors of the model.support profile in the weights file
 ARCHS: tuple[str, ...] = ("msmrnet", "msmnet", "mlp", "cnn", "lstm")  # networks model.baselines builds
 
 
@@ -195,13 +197,27 @@ def _novelty(d: Any) -> None:
     _float(d["threshold"], f"{w}threshold", 0.0)
 
 
+def _support(d: Any) -> None:
+    if d is None:
+        return
+    w = "support."
+    d = _keys(d, "support", {"centres", "quantile", "radius"}, {"centres", "quantile", "radius"})
+    _int(d, "centres", 0, 1 << 20, w)
+    _float(d["quantile"], f"{w}quantile", 0.0, 1.0)
+    r = d["radius"]
+    if not isinstance(r, list) or not 1 <= len(r) <= 64:
+        raise _Bad(f"{w}radius: expected a list of 1 to 64 numbers")
+    for i, v in enumerate(r):
+        _float(v, f"{w}radius[{i}]", 0.0)
+
+
 def validate_metadata(meta: Any, path: Path) -> dict[str, Any]:
     """``meta`` if every field nta uses is within bounds (``ModelError`` naming the field otherwise).
 
     Checked: the nesting of the whole document (free-form provenance included), ``format_version``,
     ``net_config`` (every field, its ranges), ``classes`` (``n_classes`` distinct names, ``normal`` first:
     the novelty gate and the verdicts rely on it), ``feature_spec`` (names, sizes, finite statistics,
-    min <= max), ``weights_sha256`` (64 hex digits), ``novelty`` (null or its four numbers) and the few
+    min <= max), ``weights_sha256`` (64 hex digits), ``novelty`` (null or its four numbers), ``support`` (absent, null or its numbers) and the few
     other strings nta reads. NaN and infinities are refused wherever they appear (``_parse``).
     """
     try:
@@ -222,6 +238,7 @@ def validate_metadata(meta: Any, path: Path) -> dict[str, Any]:
         if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
             raise _Bad(f"weights_sha256: {str(sha)[:70]!r} is not 64 hex digits")
         _novelty(meta.get("novelty"))
+        _support(meta.get("support"))
         for key in ("arch", "feature_set", "nta_version", "torch_version"):
             if key in meta and not (isinstance(meta[key], str) and len(meta[key]) <= 64):
                 raise _Bad(f"{key}: expected a short string")

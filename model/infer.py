@@ -24,6 +24,7 @@ from model.files import default_full_model_dir, default_model_dir
 from model.forward import device_batches, forward_pass
 from model.network import NetConfig
 from model.novelty import NormalProfile
+from model.support import SupportProfile
 
 __all__ = ["Classifier", "default_full_model_dir", "default_model_dir", "limit_threads", "resolve_device"]
 
@@ -58,6 +59,7 @@ class Classifier:
     metadata: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     novelty: NormalProfile | None = None  # model.novelty profile, when the model directory holds one
+    support: SupportProfile | None = None  # model.support profile, when the model directory holds one
     threads: int | None = None  # CPU threads for inference: None torch's setting, AUTO (0) model.forward.pick_threads
 
     @classmethod
@@ -73,6 +75,7 @@ class Classifier:
             metadata=m.metadata,
             device=dev,
             novelty=m.novelty,
+            support=m.support,
         )
 
     @property
@@ -144,6 +147,19 @@ class Classifier:
         assert z is not None
         pred, novel = self.novelty.gate(proba, z)
         return pred, proba, novel
+
+    def predict_supported(self, x: np.ndarray, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(class index (n,), probabilities (n, K), unsupported (n,) bool) with the ``model.support`` gate: rows
+        called an attack class far from that class's training rows and near normal ones get class 0 (normal).
+
+        Without a support profile: argmax, nothing unsupported. The probabilities are ``predict_proba``'s.
+        """
+        proba = self.predict_proba(x, batch_size)  # (n, K)
+        pred = proba.argmax(axis=1)
+        if self.support is None:
+            return pred, proba, np.zeros(len(pred), dtype=bool)
+        off = self.support.unsupported(pred, self._check_x(x))
+        return np.where(off, 0, pred), proba, off
 
     def attribute(self, x: np.ndarray, target: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Gradient x input of the ``target`` class logit per encoded feature: float32 (n, F).

@@ -38,6 +38,7 @@ from model.evaluate import metrics
 from model.infer import Classifier, resolve_device
 from model.network import NetConfig
 from model.novelty import QUANTILE, NormalProfile, fit_profile, representations
+from model.support import SupportProfile, fit_support
 
 __all__ = ["HISTORY_COLUMNS", "TrainConfig", "TrainResult", "class_weights", "train_model"]
 
@@ -123,6 +124,7 @@ class TrainResult:
     n_val: int
     extra: dict[str, Any] = field(default_factory=dict)
     novelty: NormalProfile | None = None  # model.novelty: fitted on the training/validation split's normal rows
+    support: SupportProfile | None = None  # model.support: fitted on the training/validation split's encoded rows
     device: str = "cpu"  # where it was trained
 
     def classifier(self) -> Classifier:
@@ -134,6 +136,7 @@ class TrainResult:
             classes=self.classes,
             metadata={"feature_set": self.config.feature_set},
             novelty=self.novelty,
+            support=self.support,
         )
 
     def history_frame(self) -> pl.DataFrame:
@@ -157,7 +160,9 @@ class TrainResult:
             "metrics": {"val": self.val_metrics},
             **(extra or {}),
         }
-        meta = save_model(model_dir, self.net, self.net_config, self.spec, self.classes, meta, self.novelty)
+        meta = save_model(
+            model_dir, self.net, self.net_config, self.spec, self.classes, meta, self.novelty, self.support
+        )
         with atomic_path(Path(model_dir) / "history.csv") as tmp:
             self.history_frame().write_csv(tmp)
         return meta
@@ -390,6 +395,7 @@ def train_model(
         net = net.cpu()  # the profile and everything after it on the CPU, in float32
         x_tr, y_tr, x_va, y_va = x_tr.cpu(), y_tr.cpu(), x_va.cpu(), y_va.cpu()
         profile = _fit_novelty(net, x_tr.numpy(), y_tr.numpy(), x_va.numpy(), y_va.numpy(), cfg)
+        support = fit_support(x_tr.numpy(), y_tr.numpy(), x_va.numpy(), y_va.numpy(), len(classes))
     finally:
         torch.use_deterministic_algorithms(deterministic)
     return TrainResult(
@@ -405,6 +411,7 @@ def train_model(
         n_train=len(tr_idx),
         n_val=len(va_idx),
         novelty=profile,
+        support=support,
         device=dev,
         extra={"averaging": averaging} if averaging else {},
     )

@@ -148,6 +148,7 @@ def nta_log(classes: Sequence[str]) -> ZeekLog:
             ZeekField("p_attack", "double", "p_attack", "1 - p_normal."),
             *probs,
             ZeekField("novel", "bool", "novel", "Relabelled by the novelty gate (--novelty)."),
+            ZeekField("unsupported", "bool", "unsupported", "Attack call set to normal by the support gate."),
             ZeekField("incident_id", "count", "incident_id", "The incident the flow belongs to; unset if none."),
             ZeekField(
                 "tunnel", "string", "tunnel", "Tunnel the flow came out of (kind, outer endpoints); unset if none."
@@ -245,7 +246,16 @@ def nta_frame(
     log = nta_log(classes)
     probs = [f"p_{c}" for c in classes]
     v = verdicts.select(
-        "flow_id", "service", "label", "confidence", "p_attack", *probs, "novel", "incident_id", "model_id"
+        "flow_id",
+        "service",
+        "label",
+        "confidence",
+        "p_attack",
+        *probs,
+        "novel",
+        "unsupported",
+        "incident_id",
+        "model_id",
     )
     base = flows.select("flow_id", "ts", "orig_h", "orig_p", "resp_h", "resp_p", "icmp_type", "icmp_code", "tunnel")
     base = base.with_columns(uid=_uids(flows, uid))

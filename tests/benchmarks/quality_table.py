@@ -9,8 +9,9 @@ Lab: every ``*.pcap`` under ``--lab`` (the run's capture and its edge cuts in ``
 whether an incident of the right class holds any of them; then flow recall per attack class, benign flows
 called attacks, and the same pooled over the cuts. Corpus: ``tests/scan/corpus_scan.py``'s table (expected
 class from the capture's name). NSL-KDD: 5-class and binary accuracy on KDDTest+ and KDDTest-21, network
-alone and with the novelty gate. Not a test and never a basis for choosing anything: the figures go in the
-README and the issue's note.
+alone, with the novelty gate and with the support gate (where the model holds one). With ``--old-model``, the
+lab, corpus and NSL-KDD tables for both. Not a test and never a basis for choosing anything: the figures go in
+the README and the issue's note.
 """
 
 from __future__ import annotations
@@ -116,19 +117,20 @@ def nslkdd_lines(nslkdd: Path, models: dict[str, Path | None]) -> list[str]:
     from model.infer import Classifier, default_model_dir
 
     lines = [
-        "| model | test file | 5-class accuracy | binary accuracy | + gate: 5-class | + gate: binary |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| model | test file | 5-class accuracy | binary accuracy | + novelty gate: 5-class | + novelty gate: binary "
+        "| + support gate: 5-class | + support gate: binary |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     tests = {name: read_labeled(nslkdd / name) for name in ("KDDTest+.txt", "KDDTest-21.txt")}
     for label, d in models.items():
         clf = Classifier.load(d or default_model_dir(), device="cpu")
         for name, df in tests.items():
             r = evaluate(clf, df)
-            g = r.get("novelty_gate", {})
-            lines.append(
-                f"| {label} (`{clf.model_id}`) | {name} | {r['multiclass']['accuracy']:.4f} | {r['binary']['accuracy']:.4f} "
-                f"| {g.get('multiclass', {}).get('accuracy', float('nan')):.4f} | {g.get('binary', {}).get('accuracy', float('nan')):.4f} |"
-            )
+            cells = [r["multiclass"]["accuracy"], r["binary"]["accuracy"]]
+            for gate in ("novelty_gate", "support_gate"):  # nan: the model has no such gate
+                g = r.get(gate, {})
+                cells += [g.get(v, {}).get("accuracy", float("nan")) for v in ("multiclass", "binary")]
+            lines.append(f"| {label} (`{clf.model_id}`) | {name} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
     return lines
 
 
@@ -136,7 +138,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lab", type=Path, help="A held-out lab run folder (captures + labels.csv).")
     ap.add_argument("--model", type=Path, help="Model folder (default: the shipped model).")
-    ap.add_argument("--old-model", type=Path, help="A second model to put beside it (NSL-KDD and corpus).")
+    ap.add_argument("--old-model", type=Path, help="A second model to put beside it (lab, corpus and NSL-KDD).")
     ap.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "data" / "pcaps")
     ap.add_argument("--nslkdd", type=Path, default=REPO.parent / "shared" / "data" / "nsl-kdd")
     ap.add_argument("--skip-corpus", action="store_true")
@@ -147,9 +149,10 @@ def main() -> None:
     torch.set_num_threads(1)
     out: list[str] = []
     if args.lab:
-        lines, _stats = lab_tables(args.lab, args.model)
-        out += [f"## Held-out lab run ({args.lab.name})", "", *lines, ""]
-        print("\n".join(out), flush=True)
+        for label, d in (("model", args.model), *((("old model", args.old_model),) if args.old_model else ())):
+            lines, _stats = lab_tables(args.lab, d)
+            out += [f"## Held-out lab run ({args.lab.name}), {label}", "", *lines, ""]
+            print("\n".join(out[-len(lines) - 3 :]), flush=True)
     if not args.skip_corpus and args.corpus.exists():
         corpus = _corpus_module()
         for label, d in (("model", args.model), *((("old model", args.old_model),) if args.old_model else ())):

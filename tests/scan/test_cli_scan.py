@@ -169,15 +169,23 @@ def _shipped_model_edited(model: Path, edit: Callable[[dict[str, Any]], dict[str
     save_file(tensors, str(model / "weights.safetensors"), metadata={"format": "pt"})
     meta = json.loads((model / "metadata.json").read_text())
     meta["weights_sha256"] = hashlib.sha256((model / "weights.safetensors").read_bytes()).hexdigest()
+    if not any(k.startswith("support.") for k in tensors):
+        meta.pop("support", None)  # the metadata describes the profile only where the weights hold one
     (model / "metadata.json").write_text(json.dumps(meta))
     return model
+
+
+def _without(prefix: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda t: {k: v for k, v in t.items() if not k.startswith(prefix)}
 
 
 def test_novelty_gate_relabels_only_flows_the_network_called_normal(tmp_path: Path) -> None:
     # A gate a tenth as wide as the shipped one, so that the demo capture surely holds flows outside it whatever
     # the shipped model's profile: what is tested is which flows the gate may relabel, not where its edge lies.
+    # Without the support gate: the plain scan is then the network's own argmax (--novelty never applies it).
     model = _shipped_model_edited(
-        tmp_path / "model", lambda t: {**t, "novelty.threshold": t["novelty.threshold"] * 0.1}
+        tmp_path / "model",
+        lambda t: {**_without("support.")(t), "novelty.threshold": t["novelty.threshold"] * 0.1},
     )
     plain, gated = tmp_path / "plain", tmp_path / "gated"
     assert scan(SAMPLES / "demo-mixed.pcap", "--out", plain, "--model", model).exit_code == 0
@@ -192,6 +200,40 @@ def test_novelty_gate_relabels_only_flows_the_network_called_normal(tmp_path: Pa
     assert report["novelty_gate"] == {"applied": True, "relabelled_flows": int(b["novel"].sum())}
     assert json.loads((plain / "report.json").read_text())["novelty_gate"] == {"applied": False, "relabelled_flows": 0}
     assert "Novelty gate" in res.stdout
+
+
+def test_support_gate_sets_only_attack_calls_to_normal(tmp_path: Path) -> None:
+    # the shipped model (with its support gate) against the same network without it, on the demo capture
+    bare = _shipped_model_edited(tmp_path / "bare", _without("support."))
+    plain, gated, hunting = tmp_path / "plain", tmp_path / "gated", tmp_path / "hunting"
+    assert scan(SAMPLES / "demo-mixed.pcap", "--out", plain, "--model", bare).exit_code == 0
+    res = scan(SAMPLES / "demo-mixed.pcap", "--out", gated)
+    assert res.exit_code == 0, res.stderr
+    a, b = pl.read_csv(plain / "verdicts.csv"), pl.read_csv(gated / "verdicts.csv")
+    off = b["unsupported"]
+    assert not a["unsupported"].any() and off.any()
+    assert (a.filter(off)["label"] != "normal").all() and (b.filter(off)["label"] == "normal").all()
+    assert a.filter(~off)["label"].to_list() == b.filter(~off)["label"].to_list()  # nothing else moves
+    assert b.filter(off)["confidence"].to_list() == b.filter(off)["p_normal"].to_list()
+    assert a["p_attack"].to_list() == b["p_attack"].to_list()  # the network's probabilities stay
+    report = json.loads((gated / "report.json").read_text())
+    assert report["support_gate"] == {"applied": True, "relabelled_flows": int(off.sum())}
+    assert json.loads((plain / "report.json").read_text())["support_gate"] == {"applied": False, "relabelled_flows": 0}
+    assert "Support gate" in res.stdout
+    # hunting mode: the novelty gate alone, no flow unsupported
+    assert scan(SAMPLES / "demo-mixed.pcap", "--out", hunting, "--novelty").exit_code == 0
+    h = pl.read_csv(hunting / "verdicts.csv")
+    assert not h["unsupported"].any()
+    assert json.loads((hunting / "report.json").read_text())["support_gate"]["applied"] is False
+
+
+def test_a_support_profile_the_metadata_does_not_describe_is_refused(tmp_path: Path) -> None:
+    model = _shipped_model_edited(tmp_path / "model", lambda t: t)
+    meta = json.loads((model / "metadata.json").read_text())
+    del meta["support"]
+    (model / "metadata.json").write_text(json.dumps(meta))
+    res = scan(SAMPLES / "demo-mixed.pcap", "--out", tmp_path / "o", "--model", model)
+    assert res.exit_code == 3 and "support profile" in res.stderr and not (tmp_path / "o").exists()
 
 
 def test_novelty_needs_a_model_with_a_profile(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def test_a_failure_in_inference_leaves_no_output(tmp_path: Path, monkeypatch: py
 
     def fails_on_third(
         clf: Any, x: np.ndarray, batch_size: int, progress: Any, novelty: bool = False
-    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("inference broke")

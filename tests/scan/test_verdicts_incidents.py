@@ -29,7 +29,8 @@ def test_verdict_columns_are_exact() -> None:
     assert verdicts.verdict_columns(CLASSES) == [
         "flow_id", "uid", "community_id", "source_file", "ts", "ts_end", "orig_h", "orig_p", "resp_h", "resp_p",
         "proto", "service", "conn_state", "orig_bytes", "resp_bytes", "label", "confidence", "p_attack",
-        "p_normal", "p_DoS", "p_Probe", "p_R2L", "p_U2R", "novel", "allowed", "incident_id", "model_id",
+        "p_normal", "p_DoS", "p_Probe", "p_R2L", "p_U2R", "novel", "unsupported", "allowed", "incident_id",
+        "model_id",
     ]  # fmt: skip
 
 
@@ -50,8 +51,10 @@ def test_build_verdicts_takes_the_gated_labels(make_flows: Flows, fake_proba: Pr
     normal = proba.argmax(axis=1) == 0
     novel = normal & (np.arange(flows.height) % 2 == 0)  # every other normal flow relabelled R2L
     pred = np.where(novel, CLASSES.index("R2L"), proba.argmax(axis=1))
-    v = verdicts.build_verdicts(flows, pl.Series(["http"] * flows.height), proba, CLASSES, "m", (pred, novel))
-    assert novel.any() and v["novel"].to_list() == novel.tolist()
+    v = verdicts.build_verdicts(
+        flows, pl.Series(["http"] * flows.height), proba, CLASSES, "m", (pred, novel, np.zeros(len(pred), bool))
+    )
+    assert novel.any() and v["novel"].to_list() == novel.tolist() and not v["unsupported"].any()
     assert (v.filter(pl.col("novel"))["label"] == "R2L").all()
     assert v.filter(pl.col("novel"))["confidence"].to_list() == pytest.approx(
         proba[novel, CLASSES.index("R2L")].tolist()
