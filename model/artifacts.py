@@ -138,6 +138,7 @@ def save_model(
             "centres": len(support.centres),
             "quantile": support.quantile,
             "radius": [round(float(r), 4) for r in support.radius],
+            "normal_range": support.normal_lo is not None,
         }
     else:
         meta.pop("support", None)
@@ -222,6 +223,8 @@ def load_model(model_dir: Path) -> LoadedModel:
             f"{wpath}: {'no' if support is None else 'a'} support profile, but {METADATA} says "
             f"{'there is one' if support is None else 'there is none'}"
         )
+    if support is not None and bool(meta["support"].get("normal_range", False)) != (support.normal_lo is not None):
+        raise ModelError(f"{wpath}: the support profile's normal ranges and {METADATA}'s normal_range disagree")
     net = build_network(cfg)
     net.load_state_dict(tensors, strict=True)
     net.eval()

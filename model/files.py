@@ -201,7 +201,9 @@ def _support(d: Any) -> None:
     if d is None:
         return
     w = "support."
-    d = _keys(d, "support", {"centres", "quantile", "radius"}, {"centres", "quantile", "radius"})
+    d = _keys(d, "support", {"centres", "quantile", "radius", "normal_range"}, {"centres", "quantile", "radius"})
+    if "normal_range" in d and not isinstance(d["normal_range"], bool):
+        raise _Bad(f"{w}normal_range: expected true or false")
     _int(d, "centres", 0, 1 << 20, w)
     _float(d["quantile"], f"{w}quantile", 0.0, 1.0)
     r = d["radius"]

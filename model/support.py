@@ -13,6 +13,11 @@ validation-split rows' distances. A flow the network calls an attack class is se
 when it is outside that class's radius, inside normal's, and nearer to normal than to that class. Flows outside
 every class's support keep the network's verdict: nothing is known there either way.
 
+"Inside normal's support" also needs every encoded value of the flow within the range of the normal training
+rows' values in that column (version 2, docs/results/support-gate-v2-preregistration.md): a distance over 112
+columns drowns the one that says "attack" (no normal training row has ``wrong_fragment`` above 0, and version 1
+set a teardrop aimed at an unusual port to normal). Profiles fitted before that have no ranges and skip the test.
+
 Every number comes from the training file: centres from the training split, radii from the validation split.
 Stored as ``support.*`` tensors in ``weights.safetensors`` (covered by the weights sha256).
 """
@@ -44,6 +49,8 @@ class SupportProfile:
     owner: np.ndarray  # (M,) int64: the class index of each centre
     radius: np.ndarray  # (K,) float64: per class, Euclidean; 0 for a class without validation rows (no support)
     quantile: float  # of the validation rows' distances, that gave ``radius``
+    normal_lo: np.ndarray | None = None  # (F,) float64: each column's minimum over the normal training rows
+    normal_hi: np.ndarray | None = None  # (F,) float64: and its maximum (None: a version-1 profile, no range test)
 
     @property
     def n_features(self) -> int:
@@ -69,19 +76,31 @@ class SupportProfile:
         rows = np.flatnonzero(np.asarray(pred) > 0)
         if len(rows) == 0:
             return out
-        d = self.distances(x[rows])  # (r, K)
+        xr = np.asarray(x[rows])  # (r, F)
+        d = self.distances(xr)  # (r, K)
         p = np.asarray(pred)[rows]
         d_own = d[np.arange(len(rows)), p]
-        out[rows] = (d_own > self.radius[p]) & (d[:, 0] <= self.radius[0]) & (d[:, 0] < d_own)
+        near_normal = d[:, 0] <= self.radius[0]
+        if self.normal_lo is not None and self.normal_hi is not None:
+            near_normal &= ((xr >= self.normal_lo) & (xr <= self.normal_hi)).all(axis=1)
+        out[rows] = (d_own > self.radius[p]) & near_normal & (d[:, 0] < d_own)
         return out
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
-        return {
-            PREFIX + "centres": torch.from_numpy(np.ascontiguousarray(self.centres, dtype=np.float64)),
-            PREFIX + "owner": torch.from_numpy(np.ascontiguousarray(self.owner, dtype=np.int64)),
-            PREFIX + "radius": torch.from_numpy(np.ascontiguousarray(self.radius, dtype=np.float64)),
-            PREFIX + "quantile": torch.tensor([self.quantile], dtype=torch.float64),
+        arrays = {
+            "centres": self.centres,
+            "radius": self.radius,
+            "normal_lo": self.normal_lo,
+            "normal_hi": self.normal_hi,
         }
+        out = {
+            PREFIX + k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64))
+            for k, v in arrays.items()
+            if v is not None
+        }
+        out[PREFIX + "owner"] = torch.from_numpy(np.ascontiguousarray(self.owner, dtype=np.int64))
+        out[PREFIX + "quantile"] = torch.tensor([self.quantile], dtype=torch.float64)
+        return out
 
     @classmethod
     def from_tensors(cls, t: dict[str, torch.Tensor], where: str, n_features: int, n_classes: int) -> SupportProfile:
@@ -103,7 +122,17 @@ class SupportProfile:
         if not np.isfinite(radius).all() or (radius < 0).any() or not np.isfinite(centres).all():
             raise ModelError(f"{where}: support profile radii and centres must be finite, radii non-negative")
         q = float(t[PREFIX + "quantile"].reshape(-1)[0])
-        return cls(centres=centres, owner=owner, radius=radius, quantile=q)
+        lo, hi = (t[PREFIX + n].double().numpy() if PREFIX + n in t else None for n in ("normal_lo", "normal_hi"))
+        if (lo is None) != (hi is None):
+            raise ModelError(f"{where}: support profile has one of normal_lo and normal_hi without the other")
+        if lo is not None and hi is not None:
+            if lo.shape != (n_features,) or hi.shape != (n_features,):
+                raise ModelError(
+                    f"{where}: support profile's normal ranges do not fit a network of {n_features} inputs"
+                )
+            if np.isnan(lo).any() or np.isnan(hi).any():
+                raise ModelError(f"{where}: support profile's normal ranges hold NaN")
+        return cls(centres=centres, owner=owner, radius=radius, quantile=q, normal_lo=lo, normal_hi=hi)
 
 
 def fit_support(
@@ -116,8 +145,9 @@ def fit_support(
     centres: int = CENTRES,
     fit_rows: int = FIT_ROWS,
 ) -> SupportProfile:
-    """The profile of encoded rows: centres from the training split (float32 (n, F), labels (n,)), radii from the
-    validation split. Deterministic: the row draws and the k-means start use seed 0, classes in index order."""
+    """The profile of encoded rows: centres and normal's column ranges from the training split (float32 (n, F),
+    labels (n,)), radii from the validation split. Deterministic: the row draws and the k-means start use seed 0,
+    classes in index order."""
     rng = np.random.default_rng(0)
     parts, owners, radius = [], [], np.zeros(n_classes)
     for c in range(n_classes):
@@ -140,4 +170,7 @@ def fit_support(
         val = y_va == c
         if val.any() and np.isfinite(d[val, c]).all():
             radius[c] = float(np.quantile(d[val, c], quantile))
-    return SupportProfile(centres=prof.centres, owner=prof.owner, radius=radius, quantile=quantile)
+    normal = x_tr[y_tr == 0]  # (n0, F): every normal training row, not the k-means sample
+    lo = normal.min(axis=0).astype(np.float64) if len(normal) else None
+    hi = normal.max(axis=0).astype(np.float64) if len(normal) else None
+    return SupportProfile(prof.centres, prof.owner, radius, quantile, normal_lo=lo, normal_hi=hi)

@@ -63,6 +63,19 @@ def test_the_rule(x: float, pred: int, off: bool) -> None:
     assert bool(LINE.unsupported(np.array([pred]), np.array([[x]]))[0]) is off
 
 
+def test_a_value_no_normal_row_shows_keeps_the_verdict() -> None:
+    # version 2: normal rows only ever had column 1 at 0; a row near normal's centre but with column 1 at 0.3
+    # (say wrong_fragment) is not "near normal", so its attack verdict stands
+    two = SupportProfile(
+        np.array([[0.0, 0.0], [10.0, 0.0]]), np.array([0, 1]), np.array([1.0, 1.0]), 0.99,
+        normal_lo=np.array([-1.0, 0.0]), normal_hi=np.array([1.0, 0.0]),
+    )  # fmt: skip
+    x = np.array([[0.5, 0.0], [0.5, 0.3], [-1.0, 0.0]])
+    assert two.unsupported(np.array([1, 1, 1]), x).tolist() == [True, False, True]  # the range's ends count inside
+    v1 = SupportProfile(two.centres, two.owner, two.radius, 0.99)  # no ranges: version 1's rule
+    assert v1.unsupported(np.array([1, 1, 1]), x).tolist() == [True, True, True]
+
+
 def test_nearer_to_the_class_than_to_normal_stands() -> None:
     # normal's radius is wide here: a row inside it but nearer to DoS's centre keeps its DoS verdict
     wide = SupportProfile(LINE.centres, LINE.owner, np.array([8.0, 1.0, 0.0]), 0.99)
@@ -89,6 +102,9 @@ def test_fit_puts_about_the_quantile_of_unseen_rows_inside_and_is_deterministic(
     np.testing.assert_array_equal(prof.centres, again.centres)
     np.testing.assert_array_equal(prof.radius, again.radius)
     assert prof.owner.tolist() == [0] * 8 + [1] * 8 and prof.radius[2] == 0.0  # class 2: no rows, no support
+    assert prof.normal_lo is not None and prof.normal_hi is not None
+    np.testing.assert_array_equal(prof.normal_lo, x_tr[y_tr == 0].min(axis=0))
+    np.testing.assert_array_equal(prof.normal_hi, x_tr[y_tr == 0].max(axis=0))
     d = prof.distances(x_va)
     inside = [(d[y_va == c, c] <= prof.radius[c]).mean() for c in (0, 1)]
     assert all(0.89 <= s <= 0.91 for s in inside)
@@ -100,6 +116,15 @@ def test_tensors_round_trip_and_bad_ones_are_refused() -> None:
     back = SupportProfile.from_tensors(LINE.to_tensors(), "w", n_features=1, n_classes=3)
     for a, b in ((back.centres, LINE.centres), (back.owner, LINE.owner), (back.radius, LINE.radius)):
         np.testing.assert_array_equal(a, b)
+    assert back.normal_lo is None and back.normal_hi is None  # a version-1 profile stays one
+    ranged = replace(LINE, normal_lo=np.array([-0.5]), normal_hi=np.array([0.5]))
+    back = SupportProfile.from_tensors(ranged.to_tensors(), "w", n_features=1, n_classes=3)
+    assert back.normal_lo is not None and back.normal_hi is not None
+    assert (back.normal_lo.tolist(), back.normal_hi.tolist()) == ([-0.5], [0.5])
+    half = ranged.to_tensors()
+    del half["support.normal_hi"]
+    with pytest.raises(ModelError, match="without the other"):
+        SupportProfile.from_tensors(half, "w", n_features=1, n_classes=3)
     t = LINE.to_tensors()
     with pytest.raises(ModelError, match="do not fit a network of 2 inputs"):
         SupportProfile.from_tensors(t, "w", n_features=2, n_classes=3)
@@ -131,7 +156,9 @@ def _model_with_support(tmp_path: Path, tiny_model: Path) -> tuple[Path, Classif
 def test_a_model_folder_keeps_the_gate_and_the_classifier_applies_it(tmp_path: Path, tiny_model: Path) -> None:
     out, clf, prof = _model_with_support(tmp_path, tiny_model)
     meta = json.loads((out / METADATA).read_text())
-    assert meta["support"] == {"centres": 2, "quantile": 0.99, "radius": [0.5, 0.5, 0.0, 0.0, 0.0]}
+    assert meta["support"] == {
+        "centres": 2, "quantile": 0.99, "radius": [0.5, 0.5, 0.0, 0.0, 0.0], "normal_range": False,
+    }  # fmt: skip
     assert meta["weights_sha256"] != clf.metadata["weights_sha256"]  # the gate is part of the model's id
     loaded = load_model(out)
     assert loaded.support is not None
@@ -146,6 +173,19 @@ def test_a_model_folder_keeps_the_gate_and_the_classifier_applies_it(tmp_path: P
     # no profile: plain argmax, nothing unsupported
     p2, _, off2 = replace(clf, support=None).predict_supported(x)
     assert not off2.any() and np.array_equal(p2, raw)
+
+
+def test_metadata_that_disagrees_with_the_tensors_is_refused(tmp_path: Path, tiny_model: Path) -> None:
+    out, _, _ = _model_with_support(tmp_path, tiny_model)
+    meta = json.loads((out / METADATA).read_text())
+    meta["support"]["normal_range"] = True  # the tensors hold no ranges
+    (out / METADATA).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="normal_range disagree"):
+        load_model(out)
+    del meta["support"]
+    (out / METADATA).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="says there is none"):
+        load_model(out)
 
 
 def test_evaluate_reports_the_gated_view(tmp_path: Path, tiny_model: Path, tiny_train: pl.DataFrame) -> None:
