@@ -97,8 +97,9 @@ def _header(result: ScanResult) -> Table:
         _add(
             grid,
             "Support gate",
-            f"{result.unsupported_flows:,} attack calls far from that class's training rows and near normal ones "
-            "were set to normal (verdicts.csv: unsupported)",
+            f"{result.unsupported_flows:,} attack call{'' if result.unsupported_flows == 1 else 's'} far from that "
+            f"class's training rows and near normal ones {'was' if result.unsupported_flows == 1 else 'were'} set to "
+            "normal (verdicts.csv: unsupported)",
         )
     _add(grid, "Seconds", ", ".join(f"{k} {s:.1f}" for k, s in result.seconds.items()))
     return grid

@@ -244,19 +244,8 @@ def nta_frame(
 ) -> pl.DataFrame:
     """nta.log's typed frame: the verdict columns of each flow beside its conn.log uid (``conn_frame``) and id."""
     log = nta_log(classes)
-    probs = [f"p_{c}" for c in classes]
-    v = verdicts.select(
-        "flow_id",
-        "service",
-        "label",
-        "confidence",
-        "p_attack",
-        *probs,
-        "novel",
-        "unsupported",
-        "incident_id",
-        "model_id",
-    )
+    # the log's own field list names the verdict columns it takes (from flow_id on; the tunnel is the flow table's)
+    v = verdicts.select(f.source for f in log.fields[6:] if f.source != "tunnel")
     base = flows.select("flow_id", "ts", "orig_h", "orig_p", "resp_h", "resp_p", "icmp_type", "icmp_code", "tunnel")
     base = base.with_columns(uid=_uids(flows, uid))
     joined = base.join(v, on="flow_id", how="left", maintain_order="left")
