@@ -128,11 +128,9 @@ def train(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
 ) -> None:
     """Train with a stratified validation split and early stopping; save the best-validation weights."""
-    import polars as pl
     import torch
 
     from analyzer.progress import make_stages
-    from features.kdd.nslkdd import read_labeled
     from model.artifacts import METADATA
     from model.data import file_sha256
     from model.infer import Classifier
@@ -180,8 +178,7 @@ def train(
 
     with make_stages(quiet) as stages:
         with stages.stage("reading"):
-            frames = [read_labeled(p) for p in data]
-            df = pl.concat(frames) if len(frames) > 1 else frames[0]
+            frames, df = _read_training(data)
             files = [
                 {"file": path_text(p.name), "sha256": file_sha256(p), "rows": f.height}
                 for p, f in zip(data, frames, strict=True)
@@ -260,9 +257,7 @@ def fit_support(
     the split is rebuilt with the recorded seed and validation fraction. The weights file gains ``support.*``
     tensors, so the model id changes; the network's own tensors stay as they are.
     """
-    import polars as pl
 
-    from features.kdd.nslkdd import read_labeled
     from model.artifacts import save_model
     from model.data import file_sha256, stratified_split, targets
     from model.infer import Classifier
@@ -279,8 +274,7 @@ def fit_support(
             "byte for byte"
         )
     cfg = train_meta.get("config", {})
-    frames = [read_labeled(p) for p in data]
-    df = pl.concat(frames) if len(frames) > 1 else frames[0]
+    _, df = _read_training(data)
     y = targets(df, clf.classes)
     tr, va = stratified_split(y, float(cfg.get("val_fraction", 0.1)), int(cfg.get("seed", 0)))
     x, _ = clf.encode(df)  # (n, F)
@@ -293,6 +287,16 @@ def fit_support(
         f"{meta['weights_sha256'][:12]}",
         file=sys.stderr,
     )
+
+
+def _read_training(data: list[Path]) -> tuple[list[Any], Any]:
+    """The ``--data`` files' labelled frames and their concatenation, in the given order (train, fit-support)."""
+    import polars as pl
+
+    from features.kdd.nslkdd import read_labeled
+
+    frames = [read_labeled(p) for p in data]
+    return frames, (pl.concat(frames) if len(frames) > 1 else frames[0])
 
 
 def _print_report(result: dict[str, Any]) -> None:

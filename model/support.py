@@ -52,10 +52,6 @@ class SupportProfile:
     normal_lo: np.ndarray | None = None  # (F,) float64: each column's minimum over the normal training rows
     normal_hi: np.ndarray | None = None  # (F,) float64: and its maximum (None: a version-1 profile, no range test)
 
-    @property
-    def n_features(self) -> int:
-        return int(self.centres.shape[1])
-
     def distances(self, x: np.ndarray) -> np.ndarray:
         """Euclidean distance of each row to the nearest centre of each class: (n, F) -> (n, K) float64."""
         k = len(self.radius)
