@@ -36,7 +36,7 @@ def _full_rows(rows: list[Any], extra: list[tuple[float, bool]]) -> pl.DataFrame
     ).select(verdicts.ATTACK_COLUMNS)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     rows=st.lists(flow, min_size=1, max_size=100),
     extra=st.lists(st.tuples(st.sampled_from([0.6, 0.8, 0.99]), st.booleans()), min_size=1, max_size=5),
