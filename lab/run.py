@@ -2055,6 +2055,11 @@ class Attacks:
                     ["--max-rate", str(r.choice([200, 500, 1000]))],
                 ]
             )
+            if st == "-sT" and extra == ["-f"]:
+                # nmap refuses to fragment a connect scan (the kernel makes its handshake: "Fragscan only works
+                # with ... scan types" and quits), so that draw scanned nothing; dropped after the draw so every
+                # other seeded choice stays as it was
+                extra = []
             decoys: list[str] = []
             if r.random() < 0.2:
                 decoys = [str(p.spoof4[r.randrange(1, 62)]) for _ in range(2)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import polars as pl
@@ -98,3 +99,18 @@ def test_regex_runs_exactly_the_thin_families() -> None:
     runs = ["nmap-sT-T4-top100", "nmap-sT-T5-1-1024", "nmap-sV", "hydra-ssh"]
     kept = ["nmap-sS-T4-top100", "hydra-ssh-userlist", "nmap-sTX", "ssh-privesc-vic", "xhydra-ssh"]
     assert [n for n in runs + kept if rx.search(n)] == runs
+
+
+def test_no_catalogue_draw_is_one_nmap_refuses() -> None:
+    """nmap quits on -f with a connect scan (-sT): such a draw made an empty attack window (seed 17's first run)."""
+    sys.path.insert(0, str(LAB))
+    import run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        connect = [
+            s.params
+            for seed in range(1, 41)
+            for s in run.Attacks(run.Lab(run.Plan(seed, 10.0), Path(tmp), Path(tmp)), seed).catalogue()["Probe"]
+            if coverage.family(s.name) == "nmap-sT"
+        ]
+    assert len(connect) > 10 and not [p for p in connect if "-f" in p.split()]
