@@ -32,15 +32,17 @@ import polars as pl
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+if str(HERE) not in sys.path:  # run.py and make_train.py beside this script (stdlib only at import)
+    sys.path.insert(0, str(HERE))
+import run  # noqa: E402
+from make_train import ENCRYPTED_INSIDE  # noqa: E402
+
 CLASSES = ("Probe", "DoS", "R2L", "U2R")
 _NMAP_SCAN = re.compile(r"^(nmap-s[A-Z])-T\d-")
 
 
 def encrypted_inside(fam: str) -> bool:
     """A family whose attack happens inside an encrypted session: make_train.py leaves its session's rows out."""
-    sys.path.insert(0, str(HERE))
-    from make_train import ENCRYPTED_INSIDE
-
     return fam.startswith(ENCRYPTED_INSIDE)
 
 
@@ -52,9 +54,6 @@ def family(scenario: str) -> str:
 
 def catalogue_families(seeds: list[int]) -> dict[tuple[str, str], int]:
     """(class, family) -> how many of ``seeds`` have it in their catalogue."""
-    sys.path.insert(0, str(HERE))
-    import run  # lab/run.py: stdlib only at import
-
     seen: Counter[tuple[str, str]] = Counter()
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:

@@ -103,8 +103,7 @@ def test_regex_runs_exactly_the_thin_families() -> None:
 
 def test_no_catalogue_draw_is_one_nmap_refuses() -> None:
     """nmap quits on -f with a connect scan (-sT): such a draw made an empty attack window (seed 17's first run)."""
-    sys.path.insert(0, str(LAB))
-    import run
+    run = coverage.run  # lab/run.py, as coverage.py imports it
 
     with tempfile.TemporaryDirectory() as tmp:
         connect = [
