@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
@@ -12,8 +13,12 @@ import polars as pl
 import pytest
 
 LAB = Path(__file__).resolve().parents[2] / "lab"
-sys.path.insert(0, str(LAB))
-import coverage  # noqa: E402  (lab/coverage.py)
+# loaded by path under a name of its own: "coverage" is also the name of coverage.py's package (pytest-cov)
+_spec = importlib.util.spec_from_file_location("lab_coverage", LAB / "coverage.py")
+assert _spec is not None and _spec.loader is not None
+coverage = importlib.util.module_from_spec(_spec)
+sys.modules["lab_coverage"] = coverage
+_spec.loader.exec_module(coverage)
 
 
 @pytest.mark.parametrize(
