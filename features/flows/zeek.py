@@ -244,12 +244,13 @@ def nta_frame(
 ) -> pl.DataFrame:
     """nta.log's typed frame: the verdict columns of each flow beside its conn.log uid (``conn_frame``) and id."""
     log = nta_log(classes)
-    # the log's own field list names the verdict columns it takes (from flow_id on; the tunnel is the flow table's)
-    v = verdicts.select(f.source for f in log.fields[6:] if f.source != "tunnel")
+    own = log.fields[2 + len(_ID) :]  # the fields after ts, uid and the id: flow_id and the verdict columns
     base = flows.select("flow_id", "ts", "orig_h", "orig_p", "resp_h", "resp_p", "icmp_type", "icmp_code", "tunnel")
     base = base.with_columns(uid=_uids(flows, uid))
+    # the log's own field list names the verdict columns it takes (the tunnel is the flow table's)
+    v = verdicts.select(f.source for f in own if f.source != "tunnel")
     joined = base.join(v, on="flow_id", how="left", maintain_order="left")
-    out = joined.select("ts", "uid", *_ids(joined), *[f.name for f in log.fields[6:]])
+    out = joined.select("ts", "uid", *_ids(joined), *[f.name for f in own])
     return out.cast(dict(log.schema()))  # type: ignore[arg-type]
 
 
