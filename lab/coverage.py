@@ -20,7 +20,6 @@ nothing (its word lists go to a temporary folder).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
@@ -36,6 +35,8 @@ if str(HERE) not in sys.path:  # run.py and make_train.py beside this script (st
     sys.path.insert(0, str(HERE))
 import run  # noqa: E402
 from make_train import ENCRYPTED_INSIDE  # noqa: E402
+
+from model.data import file_sha256  # noqa: E402  (nta's own: the same hash its metadata records)
 
 CLASSES = ("Probe", "DoS", "R2L", "U2R")
 _NMAP_SCAN = re.compile(r"^(nmap-s[A-Z])-T\d-")
@@ -74,7 +75,7 @@ def model_lab_files(model: Path) -> list[Path]:
             continue  # NSL-KDD: no lab scenarios
         if not path.is_file():
             sys.exit(f"{path}: recorded by {model} but missing")
-        if hashlib.sha256(path.read_bytes()).hexdigest() != rec["sha256"]:
+        if file_sha256(path) != rec["sha256"]:
             sys.exit(f"{path}: not the file {model} was trained on (sha256 differs)")
         out.append(path)
     return out
@@ -89,11 +90,14 @@ def training_rows(files: list[Path]) -> pl.DataFrame:
     ]
     if not frames:
         return pl.DataFrame(schema={"label": pl.String, "family": pl.String, "rows": pl.UInt32, "runs": pl.UInt32})
-    rows = pl.concat(frames).filter(pl.col("label") != "normal")
+    # counted per (label, scenario, run) first, so that family() runs once per scenario name, not once per row
+    per_run = pl.concat(frames).filter(pl.col("label") != "normal").group_by("label", "scenario", "run").len()
+    names = per_run["scenario"].unique()
+    fam = pl.DataFrame({"scenario": names, "family": [family(n) for n in names]})
     return (
-        rows.with_columns(family=pl.col("scenario").map_elements(family, return_dtype=pl.String))
+        per_run.join(fam, on="scenario")
         .group_by("label", "family")
-        .agg(rows=pl.len(), runs=pl.col("run").n_unique().cast(pl.UInt32))
+        .agg(rows=pl.col("len").sum().cast(pl.UInt32), runs=pl.col("run").n_unique().cast(pl.UInt32))
     )
 
 
