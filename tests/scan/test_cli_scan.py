@@ -203,11 +203,13 @@ def test_novelty_gate_relabels_only_flows_the_network_called_normal(tmp_path: Pa
 
 
 def test_support_gate_sets_only_attack_calls_to_normal(tmp_path: Path) -> None:
-    # the shipped model (with its support gate) against the same network without it, on the demo capture
+    # the shipped model (with its support gate) against the same network without it, on the demo capture and a
+    # format sample whose flows the gate acts on (round 12's model sets none of the demo's attack calls to normal)
+    caps = (SAMPLES / "demo-mixed.pcap", SAMPLES / "fmt-vlan-qinq.pcap")
     bare = _shipped_model_edited(tmp_path / "bare", _without("support."))
     plain, gated, hunting = tmp_path / "plain", tmp_path / "gated", tmp_path / "hunting"
-    assert scan(SAMPLES / "demo-mixed.pcap", "--out", plain, "--model", bare).exit_code == 0
-    res = scan(SAMPLES / "demo-mixed.pcap", "--out", gated)
+    assert scan(*caps, "--out", plain, "--model", bare).exit_code == 0
+    res = scan(*caps, "--out", gated)
     assert res.exit_code == 0, res.stderr
     a, b = pl.read_csv(plain / "verdicts.csv"), pl.read_csv(gated / "verdicts.csv")
     off = b["unsupported"]
@@ -221,7 +223,7 @@ def test_support_gate_sets_only_attack_calls_to_normal(tmp_path: Path) -> None:
     assert json.loads((plain / "report.json").read_text())["support_gate"] == {"applied": False, "relabelled_flows": 0}
     assert "Support gate" in res.stdout
     # hunting mode: the novelty gate alone, no flow unsupported
-    assert scan(SAMPLES / "demo-mixed.pcap", "--out", hunting, "--novelty").exit_code == 0
+    assert scan(*caps, "--out", hunting, "--novelty").exit_code == 0
     h = pl.read_csv(hunting / "verdicts.csv")
     assert not h["unsupported"].any()
     assert json.loads((hunting / "report.json").read_text())["support_gate"]["applied"] is False
