@@ -2,6 +2,8 @@
 
     python lab/coverage.py [--model model/default] [--seeds 1-40] [--thin 50] [--data FILE ...] [-o OUT.md]
     python lab/coverage.py --regex     # the thin families as a regex for lab/run.py --only
+    python lab/coverage.py --regex --one-run              # also the families trained from one run only
+    python lab/coverage.py --one-run --rank-seeds 18-40   # how many of those each seed's catalogue holds
 
 The lab draws its scenarios from a seeded catalogue (``lab/run.py``: ``Attacks.catalogue``); a family the
 catalogue offers but no training run happened to draw is a family the model has never seen, and its held-out
@@ -127,11 +129,34 @@ def coverage_table(offered: dict[tuple[str, str], int], n_seeds: int, trained: p
     return "\n".join(lines) + "\n"
 
 
-def thin_regex(offered: dict[tuple[str, str], int], trained: pl.DataFrame, thin: int) -> str:
-    """An anchored regex of the scenario names of every offered family with fewer than ``thin`` training rows (not
-    those inside an encrypted session): ``lab/run.py --only`` with it runs just those families."""
-    got = {(r["label"], r["family"]): r["rows"] for r in trained.iter_rows(named=True)}
-    fams = sorted(f for cls, f in offered if got.get((cls, f), 0) < thin and not encrypted_inside(f))
+def marked(offered: dict[tuple[str, str], int], trained: pl.DataFrame, thin: int, one_run: bool = False) -> list[str]:
+    """The offered families the next training runs must cover: fewer than ``thin`` training rows, or (with
+    ``one_run``) rows from a single run, whose rates, timing and targets are one draw; never those inside an
+    encrypted session (make_train.py leaves their rows out)."""
+    got = {(r["label"], r["family"]): (r["rows"], r["runs"]) for r in trained.iter_rows(named=True)}
+
+    def needs(key: tuple[str, str]) -> bool:
+        rows, runs = got.get(key, (0, 0))
+        return rows < thin or (one_run and runs <= 1)
+
+    return sorted(f for cls, f in offered if needs((cls, f)) and not encrypted_inside(f))
+
+
+def rank_seeds(seeds: list[int], fams: list[str]) -> list[tuple[int, int]]:
+    """(seed, how many of ``fams`` its catalogue holds), most first, then the lowest seed: choosing training seeds
+    from the catalogue alone, never from a run's figures."""
+    want = set(fams)
+    held = []
+    for seed in seeds:
+        have = {f for _, f in catalogue_families([seed])}
+        held.append((seed, len(have & want)))
+    return sorted(held, key=lambda t: (-t[1], t[0]))
+
+
+def thin_regex(offered: dict[tuple[str, str], int], trained: pl.DataFrame, thin: int, one_run: bool = False) -> str:
+    """An anchored regex of the scenario names of every family ``marked`` returns: ``lab/run.py --only`` with it
+    runs just those families."""
+    fams = marked(offered, trained, thin, one_run)
     # a scan-type family also names its timed scans (nmap-sT-T4-top100); nmap-sV, -sO and -sU are names as they are
     alts = [re.escape(f) + (r"(-T\d-.*)?" if _NMAP_SCAN.match(f + "-T0-") else "") for f in fams]
     return "^(" + "|".join(alts) + ")$"
@@ -153,13 +178,20 @@ def main() -> int:
     ap.add_argument("--seeds", default="1-40", help="catalogue seeds to enumerate (default 1-40)")
     ap.add_argument("--thin", type=int, default=50, help="mark families with fewer training rows (default 50)")
     ap.add_argument("--regex", action="store_true", help="print the --only regex of the thin families instead")
+    ap.add_argument("--one-run", action="store_true", help="--regex/--rank-seeds: also families trained from one run")
+    ap.add_argument("--rank-seeds", help="print, per seed (e.g. 18-40), how many marked families its catalogue holds")
     ap.add_argument("-o", "--out", type=Path, help="also write the table here")
     a = ap.parse_args()
     seeds = parse_seeds(a.seeds)
     files = a.data if a.data else model_lab_files(a.model)
     offered, trained = catalogue_families(seeds), training_rows(files)
     if a.regex:
-        print(thin_regex(offered, trained, a.thin))
+        print(thin_regex(offered, trained, a.thin, a.one_run))
+        return 0
+    if a.rank_seeds:
+        fams = marked(offered, trained, a.thin, a.one_run)
+        for seed, n in rank_seeds(parse_seeds(a.rank_seeds), fams):
+            print(f"seed {seed}: {n} of {len(fams)} marked families")
         return 0
     table = coverage_table(offered, len(seeds), trained, a.thin)
     print(table, end="")

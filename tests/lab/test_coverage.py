@@ -118,3 +118,27 @@ def test_no_catalogue_draw_is_one_nmap_refuses() -> None:
             if coverage.family(s.name) == "nmap-sT"
         ]
     assert len(connect) > 10 and not [p for p in connect if "-f" in p.split()]
+
+
+def test_one_run_also_marks_families_trained_from_a_single_run() -> None:
+    offered = {("Probe", "nmap-sS"): 1, ("Probe", "nmap-sF"): 1, ("DoS", "land"): 1, ("U2R", "ssh-privesc-srv"): 1}
+    trained = pl.DataFrame(
+        {"label": ["Probe", "Probe", "DoS"], "family": ["nmap-sS", "nmap-sF", "land"], "rows": [500, 2000, 20]},
+        schema={"label": pl.String, "family": pl.String, "rows": pl.UInt32},
+    ).with_columns(runs=pl.Series([3, 1, 4], dtype=pl.UInt32))
+    assert coverage.marked(offered, trained, 50) == ["land"]  # thin only
+    assert coverage.marked(offered, trained, 50, one_run=True) == ["land", "nmap-sF"]  # + one run's parameters
+    rx = re.compile(coverage.thin_regex(offered, trained, 50, one_run=True))
+    assert [n for n in ("nmap-sF-T4-top100", "land", "nmap-sS-T4-top100", "ssh-privesc-srv") if rx.search(n)] == [
+        "nmap-sF-T4-top100",
+        "land",
+    ]
+
+
+def test_rank_seeds_counts_marked_families_in_each_catalogue_most_first() -> None:
+    fams = ["nmap-sT", "nmap-sF", "sweep-PE"]
+    ranked = coverage.rank_seeds([17, 22, 1], fams)
+    have = {s: {f for _, f in coverage.catalogue_families([s])} & set(fams) for s in (17, 22, 1)}
+    assert [n for _, n in ranked] == sorted((len(v) for v in have.values()), reverse=True)
+    assert dict(ranked) == {s: len(v) for s, v in have.items()}
+    assert dict(ranked)[17] >= 2  # seed 17's catalogue holds -sF and -sT (round 12 chose it for them)
