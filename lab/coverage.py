@@ -22,6 +22,7 @@ nothing (its word lists go to a temporary folder).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -55,15 +56,21 @@ def family(scenario: str) -> str:
     return m.group(1) if m else scenario
 
 
+@functools.cache
+def seed_families(seed: int) -> frozenset[tuple[str, str]]:
+    """The (class, family) pairs ``seed``'s catalogue holds; cached, since the table and ``--rank-seeds`` both
+    enumerate the same seeds and a catalogue takes a few milliseconds to build."""
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = run.Lab(run.Plan(seed, 10.0), Path(tmp), Path(tmp))
+        cat = run.Attacks(lab, seed).catalogue()
+    return frozenset((cls, family(s.name)) for cls, scenarios in cat.items() for s in scenarios)
+
+
 def catalogue_families(seeds: list[int]) -> dict[tuple[str, str], int]:
     """(class, family) -> how many of ``seeds`` have it in their catalogue."""
     seen: Counter[tuple[str, str]] = Counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in seeds:
-            lab = run.Lab(run.Plan(seed, 10.0), Path(tmp), Path(tmp))
-            cat = run.Attacks(lab, seed).catalogue()
-            for cls, scenarios in cat.items():
-                seen.update({(cls, family(s.name)) for s in scenarios})
+    for seed in seeds:
+        seen.update(seed_families(seed))
     return dict(seen)
 
 
@@ -148,12 +155,12 @@ def rank_seeds(seeds: list[int], fams: list[str]) -> list[tuple[int, int]]:
     want = set(fams)
     held = []
     for seed in seeds:
-        have = {f for _, f in catalogue_families([seed])}
+        have = {f for _, f in seed_families(seed)}
         held.append((seed, len(have & want)))
     return sorted(held, key=lambda t: (-t[1], t[0]))
 
 
-def thin_regex(offered: dict[tuple[str, str], int], trained: pl.DataFrame, thin: int, one_run: bool = False) -> str:
+def marked_regex(offered: dict[tuple[str, str], int], trained: pl.DataFrame, thin: int, one_run: bool = False) -> str:
     """An anchored regex of the scenario names of every family ``marked`` returns: ``lab/run.py --only`` with it
     runs just those families."""
     fams = marked(offered, trained, thin, one_run)
@@ -186,7 +193,7 @@ def main() -> int:
     files = a.data if a.data else model_lab_files(a.model)
     offered, trained = catalogue_families(seeds), training_rows(files)
     if a.regex:
-        print(thin_regex(offered, trained, a.thin, a.one_run))
+        print(marked_regex(offered, trained, a.thin, a.one_run))
         return 0
     if a.rank_seeds:
         fams = marked(offered, trained, a.thin, a.one_run)

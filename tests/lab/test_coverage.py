@@ -100,7 +100,7 @@ def test_regex_runs_exactly_the_thin_families() -> None:
         {"label": ["Probe"], "family": ["nmap-sS"], "rows": [500], "runs": [3]},
         schema={"label": pl.String, "family": pl.String, "rows": pl.UInt32, "runs": pl.UInt32},
     )
-    rx = re.compile(coverage.thin_regex(offered, trained, 50))
+    rx = re.compile(coverage.marked_regex(offered, trained, 50))
     runs = ["nmap-sT-T4-top100", "nmap-sT-T5-1-1024", "nmap-sV", "hydra-ssh"]
     kept = ["nmap-sS-T4-top100", "hydra-ssh-userlist", "nmap-sTX", "ssh-privesc-vic", "xhydra-ssh"]
     assert [n for n in runs + kept if rx.search(n)] == runs
@@ -128,7 +128,7 @@ def test_one_run_also_marks_families_trained_from_a_single_run() -> None:
     ).with_columns(runs=pl.Series([3, 1, 4], dtype=pl.UInt32))
     assert coverage.marked(offered, trained, 50) == ["land"]  # thin only
     assert coverage.marked(offered, trained, 50, one_run=True) == ["land", "nmap-sF"]  # + one run's parameters
-    rx = re.compile(coverage.thin_regex(offered, trained, 50, one_run=True))
+    rx = re.compile(coverage.marked_regex(offered, trained, 50, one_run=True))
     assert [n for n in ("nmap-sF-T4-top100", "land", "nmap-sS-T4-top100", "ssh-privesc-srv") if rx.search(n)] == [
         "nmap-sF-T4-top100",
         "land",
