@@ -578,9 +578,11 @@ class _Engine:
             # A short wait only: the worker writes nothing (it computes probabilities), and one stopped inside
             # a long batch (or paused) must not hold up a signal's exit; it is a daemon thread.
             self._worker.join(timeout=0.5)
-        self.flows_out.abort()
-        self.rows.close()
-        self.tally.close()
+        # Each file is closed whatever the others do: on a full disk finishing a stream fails again, and the
+        # failure being handled is the one to report.
+        for close in (self.flows_out.abort, self.rows.close, self.tally.close):
+            with contextlib.suppress(OSError):
+                close()
 
 
 def _joined(chunks: list[Any]) -> Any:

@@ -193,13 +193,16 @@ class IpcSpill:
         self._writer.write_table(table)
 
     def close(self) -> None:
-        """Finish the stream (safe to call again, and after a failure)."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._sink is not None:
-            self._sink.close()
-            self._sink = None
+        """Finish the stream (safe to call again, and after a failure). The file is closed even when finishing
+        the stream fails (a full disk): a scan that failed must not keep a descriptor of its temporaries open."""
+        writer, sink = self._writer, self._sink
+        self._writer = self._sink = None
+        try:
+            if writer is not None:
+                writer.close()
+        finally:
+            if sink is not None:
+                sink.close()
 
 
 # Attack-row columns with a handful of distinct values whatever the capture (classes, protocols, services, states)
