@@ -255,8 +255,22 @@ class ParquetRows:
     def __init__(self, path: Path, spec: Any) -> None:
         self.path = path
         self.spec = spec  # features.encode.spec.FeatureSpec
+        self._fh: Any = None
         self._file: Any = None
         self._groups: list[tuple[int, int]] | None = None  # flow_id range of each row group
+
+    def __enter__(self) -> ParquetRows:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file (opened on the first read): a scan called from a long-lived process (a test, a Ray
+        driver) must not keep a descriptor of flows.parquet, or of its deleted temporary after a failure."""
+        if self._fh is not None:
+            self._fh.close()
+        self._fh = self._file = self._groups = None
 
     def _read(self, rows: np.ndarray, columns: list[str]) -> pl.DataFrame:
         """The rows (any order, as given) with ``columns``; only the row groups holding them are read, one at a

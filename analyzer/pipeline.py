@@ -277,7 +277,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 t0 = time.perf_counter()
                 engine.finish_flows(ext, clf.model_id, flows_path, members)
                 seconds["writing"] += time.perf_counter() - t0
-                flow_rows = ParquetRows(flows_path, clf.spec)
+                flow_rows = stack.enter_context(ParquetRows(flows_path, clf.spec))  # closed before the swap
                 with timed("explaining"):
                     inc = _explain(clf, flow_rows, store, inc, config)
                 # The attack rows the report names: each incident's first LISTED_MEMBERS and its top flows' candidates

@@ -5,7 +5,6 @@ The disk is a real 16 KiB tmpfs mounted for the test (root only; skipped with th
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from analyzer.cli import app
+from tests.open_files import open_files_under
 
 DEMO = Path(__file__).resolve().parent.parent / "sample_pcaps" / "demo-mixed.pcap"
 
@@ -50,15 +50,3 @@ def test_a_full_disk_is_exit_2_one_line_nothing_left(tiny: Path, cmd: str, out: 
     # and nothing of it is held open: a descriptor of a deleted temporary would keep the disk busy (and leak in a
     # long-lived process that calls the pipeline, as these tests do)
     assert open_files_under(tiny) == []
-
-
-def open_files_under(folder: Path) -> list[str]:
-    """The targets of this process's open descriptors that lie under ``folder`` (deleted files too)."""
-    fds = Path("/proc/self/fd")
-    targets = []
-    for fd in fds.iterdir():
-        try:
-            targets.append(os.readlink(fd))
-        except OSError:  # closed since it was listed (the listing's own descriptor)
-            continue
-    return [t for t in targets if t.startswith(f"{folder}/")]
