@@ -5,12 +5,11 @@ and CommonMark's table extension show it as text), which is how three of the REA
 from __future__ import annotations
 
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.docs_files import REPO, markdown_files
+
 DELIMITER = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 
 
@@ -41,17 +40,6 @@ def table_problems(text: str) -> list[str]:
                 problems.append(f"line {j + 1}: row has {len(cells(lines[j]))} cells, header {width}")
             j += 1
     return problems
-
-
-def markdown_files() -> list[Path]:
-    try:
-        out = subprocess.run(["git", "ls-files", "*.md"], cwd=REPO, capture_output=True, text=True, check=True)
-        names = out.stdout.split()
-    except (OSError, subprocess.CalledProcessError):
-        names = []
-    if not names:  # not a git checkout (an sdist): the documents that ship beside the code
-        names = [str(p.relative_to(REPO)) for p in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]]
-    return [REPO / n for n in names if (REPO / n).is_file()]
 
 
 @pytest.mark.parametrize(
