@@ -61,7 +61,13 @@ def _header(result: ScanResult) -> Table:
     for st in result.joined:
         files = st["files"]
         shown = ", ".join(files[:2]) + (f" ... {files[-1]}" if len(files) > 2 else "")
-        how = "joined in time order (rotated files)" if st["how"] == "joined" else "merged by time (--merge)"
+        # Joined files follow each other in time: rotated files of one session, or unrelated captures that happen
+        # not to overlap. Which, nta cannot tell; it says what it did, not that they were rotated.
+        how = (
+            "read in time order as one stream (each starts where the one before ends, as rotated files do)"
+            if st["how"] == "joined"
+            else "merged by time (--merge)"
+        )
         _add(grid, st["how"].capitalize(), f"{len(files)} files {how}: {shown}")
     if result.skipped:
         p, why = result.skipped[0]

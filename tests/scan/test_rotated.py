@@ -81,7 +81,10 @@ def test_rotated_pieces_scan_as_the_whole_capture(tmp_path: Path, whole: tuple) 
     assert without_uids(report["incidents"]) == without_uids(whole[2]["incidents"])
     assert report["capture_streams"] == [{"files": [str(p) for p in paths], "how": "joined"}]
     text = " ".join(report["text"].split())  # the terminal report, line wraps undone
-    assert f"Joined 10 files joined in time order (rotated files): {paths[0]}, {paths[1]} ... {paths[9]}" in text
+    joined = (
+        "Joined 10 files read in time order as one stream (each starts where the one before ends, as rotated files do)"
+    )
+    assert f"{joined}: {paths[0]}, {paths[1]} ... {paths[9]}" in text
     assert "Joined" not in whole[2]["text"]
     # Each flow names the piece holding its first packet.
     firsts = [pcap_records(p)[1][0][0] for p in paths]
