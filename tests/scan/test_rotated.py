@@ -145,3 +145,34 @@ def test_incidents_carved_from_rotated_pieces_hold_the_whole_captures_packets(tm
         result = run_scan(ScanConfig(paths=tuple(given), out=tmp_path / name, device="cpu", carve=True))
         carved[name] = {p.name: p.read_bytes() for p, _ in result.carved.values()}
     assert carved["whole"] and carved["ring"] == carved["whole"]
+
+
+def shifted(path: Path, out: Path, seconds: int) -> Path:
+    """``path``'s records with every timestamp moved ``seconds`` later (classic pcap, microseconds)."""
+    header, recs = pcap_records(path)
+    endian = "<" if header[:4] == b"\xd4\xc3\xb2\xa1" else ">"
+    moved = []
+    for _, r in recs:
+        sec = struct.unpack_from(endian + "I", r, 0)[0]
+        moved.append(struct.pack(endian + "I", sec + seconds) + r[4:])
+    out.write_bytes(header + b"".join(moved))
+    return out
+
+
+def test_unrelated_captures_that_follow_each_other_are_joined_without_changing_a_flow(tmp_path: Path) -> None:
+    """Two captures of different traffic, the second a day after the first (a folder of samples), look like rotated
+    files and are read as one stream; no flow continues across the day's gap, so the flows are those of each file
+    read alone (the report says "read in time order as one stream", not that they were rotated)."""
+    a = tmp_path / "web.pcap"
+    a.write_bytes((REPO / "sample_pcaps" / "benign-web-dns-ssh.pcap").read_bytes())
+    b = shifted(DEMO, tmp_path / "demo-next-day.pcap", 86_400)
+    ext = extract_flows([b, a], payloads=False)
+    assert ext.streams == [{"files": [str(a), str(b)], "how": "joined"}]
+    drop = ["flow_id", "uid"]  # flow_id: the row number in the table, so the second file's flows come later
+    alone = [extract_flows([p], payloads=False).flows.drop(drop) for p in (a, b)]
+    joined = ext.flows.drop(drop)
+    n = alone[0].num_rows
+    assert joined.num_rows == n + alone[1].num_rows and n > 0 and alone[1].num_rows > 0
+    assert joined.slice(0, n).equals(alone[0])
+    assert joined.slice(n).drop(["source_file"]).equals(alone[1].drop(["source_file"]))
+    assert set(joined.slice(n)["source_file"].to_pylist()) == {str(b)}
