@@ -330,13 +330,20 @@ def output_lock(target: Path, option: str = "--out") -> Iterator[None]:
     target = Path(target)
     if target.is_symlink():
         target = Path(os.path.realpath(target))  # two links to one folder share its lock
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file where a folder on the way should be
+        raise InputError(f"{target}: cannot create the {option} folder (a file is in the way)") from None
+    except OSError as e:
+        raise InputError(f"{target}: cannot create the {option} folder ({e.strerror or e})") from None
     lock = target.parent / f".{target.name}.lock"
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666 & ~_UMASK)
         except OSError as e:
-            raise InputError(f"{lock}: cannot create the output lock ({e.strerror or e})") from e
+            raise InputError(
+                f"{target}: cannot write in {target.parent} (creating its lock {lock.name}: {e.strerror or e})"
+            ) from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

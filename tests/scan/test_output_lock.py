@@ -76,3 +76,22 @@ def test_a_stale_lock_file_left_by_a_killed_run_is_no_obstacle(tmp_path: Path) -
     with output_lock(tmp_path / "out"):
         assert (tmp_path / ".out.lock").read_text() == f"{os.getpid()}\n"
     assert os.listdir(tmp_path) == []
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line_naming_it(tmp_path: Path) -> None:
+    """A file where a parent folder of --out should be, and a parent that cannot be created: one line naming the
+    folder asked for and the problem (not Python's errno text), exit 2, nothing written."""
+    a_file = tmp_path / "evidence.pcap"
+    a_file.write_bytes((SAMPLES / "land.pcap").read_bytes())
+    res = nta("scan", a_file, "-o", a_file / "case", "-q")
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [
+        f"nta: error: {a_file / 'case'}: cannot create the --out folder (a file is in the way)"
+    ]
+    nowhere = Path("/proc/sys/nta-nowhere/case")
+    with (
+        pytest.raises(InputError, match=r"^/proc/sys/nta-nowhere/case: cannot create the --out folder \("),
+        output_lock(nowhere),
+    ):
+        pass
+    assert sorted(os.listdir(tmp_path)) == ["evidence.pcap"]
