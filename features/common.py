@@ -149,6 +149,21 @@ def output_file(path: Path, *, force: bool = True, option: str = "-o") -> Path:
     return target
 
 
+def make_parent(target: Path) -> None:
+    """Create the folders ``target`` goes in, or fail with one line naming ``target`` and the problem (a file in
+    the way, a read-only or virtual file system), not Python's errno text."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file where one of the folders should be
+        raise InputError(
+            f"{target}: cannot create the folder it goes in ({target.parent}: a file is in the way)"
+        ) from None
+    except OSError as e:
+        raise InputError(
+            f"{target}: cannot create the folder it goes in ({target.parent}: {e.strerror or e})"
+        ) from None
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path in ``target``'s folder; on success rename it onto ``target``, else remove it.
@@ -159,7 +174,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     ``output_file``'s rules: a symbolic link is followed (the link stays), a non-regular file is refused.
     """
     target = output_file(Path(target))
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         with _write_errors(target):
@@ -265,7 +280,7 @@ def atomic_folder(target: Path, replaces: Collection[str]) -> Iterator[Path]:
     ``check_folder``'s refusals apply (an immutable output: nothing changes).
     """
     target = check_folder(target, replaces)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(target)
     new = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".new", dir=target.parent))
     os.chmod(new, 0o777 & ~_UMASK)  # mkdtemp makes it 0700; a new output folder gets the usual mode
     moved: list[str] = []
@@ -330,12 +345,7 @@ def output_lock(target: Path, option: str = "--out") -> Iterator[None]:
     target = Path(target)
     if target.is_symlink():
         target = Path(os.path.realpath(target))  # two links to one folder share its lock
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:  # a file where a folder on the way should be
-        raise InputError(f"{target}: cannot create the {option} folder (a file is in the way)") from None
-    except OSError as e:
-        raise InputError(f"{target}: cannot create the {option} folder ({e.strerror or e})") from None
+    make_parent(target)
     lock = target.parent / f".{target.name}.lock"
     while True:
         try:

@@ -86,11 +86,14 @@ def test_an_output_folder_that_cannot_be_made_is_one_line_naming_it(tmp_path: Pa
     res = nta("scan", a_file, "-o", a_file / "case", "-q")
     assert res.returncode == 2
     assert res.stderr.splitlines() == [
-        f"nta: error: {a_file / 'case'}: cannot create the --out folder (a file is in the way)"
+        f"nta: error: {a_file / 'case'}: cannot create the folder it goes in ({a_file}: a file is in the way)"
     ]
     nowhere = Path("/proc/sys/nta-nowhere/case")
     with (
-        pytest.raises(InputError, match=r"^/proc/sys/nta-nowhere/case: cannot create the --out folder \("),
+        pytest.raises(
+            InputError,
+            match=r"^/proc/sys/nta-nowhere/case: cannot create the folder it goes in \(/proc/sys/nta-nowhere: ",
+        ),
         output_lock(nowhere),
     ):
         pass
