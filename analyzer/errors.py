@@ -127,6 +127,11 @@ def one_line(exc: BaseException) -> str:
         return "nta: stdout closed by its reader (broken pipe); files written are complete"
     if not isinstance(exc, NtaError | OSError):
         return f"nta: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} (rerun with --traceback)"
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        # "[Errno 2] No such file or directory: '/x'" -> "/x: No such file or directory", as nta's own errors read
+        names = str(exc.filename) if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        text = f"{names}: {exc.strerror}"
+        return f"nta: error: {' '.join(text.split())}"
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:
         text = f"{exc.filename}: {text}"

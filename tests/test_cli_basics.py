@@ -47,6 +47,23 @@ def test_one_line_messages_have_no_newlines() -> None:
     assert "a.pcap" in one_line(FileNotFoundError(2, "No such file or directory", "a.pcap"))
 
 
+@pytest.mark.parametrize(
+    ("exc", "line"),
+    [
+        # An OS error that reaches the command line reads as nta's own: the file first, then the problem.
+        (
+            FileNotFoundError(2, "No such file or directory", "/cases/x"),
+            "nta: error: /cases/x: No such file or directory",
+        ),
+        (OSError(18, "Invalid cross-device link", "/a", None, "/b"), "nta: error: /a -> /b: Invalid cross-device link"),
+        (OSError("no errno"), "nta: error: no errno"),
+        (FileNotFoundError(2, "No such file or directory"), "nta: error: [Errno 2] No such file or directory"),
+    ],
+)
+def test_os_errors_name_the_file_then_the_problem(exc: OSError, line: str) -> None:
+    assert one_line(exc) == line
+
+
 def test_guarded_prints_one_line_and_exits(capsys: pytest.CaptureFixture[str]) -> None:
     @guarded
     def boom() -> None:
