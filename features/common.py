@@ -122,8 +122,15 @@ def output_file(path: Path, *, force: bool = True, option: str = "-o") -> Path:
     Rules (README, "Reliability"): only regular files are ever replaced: a folder, a device (``/dev/null``), a
     named pipe or a socket is refused, ``--force`` or not. A symbolic link is followed: the file it points to
     is replaced (created if the link dangles) and the link stays; a link loop is refused. An existing file
-    is replaced only with ``force``.
+    is replaced only with ``force``. ``-`` is refused: it names standard output on nta's command lines (``nta scan
+    --out -``), and a file of that name in the working folder is never what was meant (a path to it, e.g.
+    ``/case/-``, still names one).
     """
+    if str(path) == "-":
+        raise InputError(
+            f"-: {option} - (standard output) is not possible here: the output is written to a file and renamed into "
+            "place when complete; name a file"
+        )
     path = Path(path)
     target = path
     if path.is_symlink():

@@ -49,6 +49,19 @@ def test_a_device_node_is_never_replaced_even_with_force(tmp_path: Path, cmd: st
     assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]  # no temporary file either
 
 
+@pytest.mark.parametrize("cmd", ["flows", "features"])
+def test_dash_is_refused_not_written_as_a_file_called_dash(
+    tmp_path: Path, cmd: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-o -`` reads as standard output (``nta scan --out -``): a file called ``-`` in the working folder is refused,
+    a path to one is not."""
+    monkeypatch.chdir(tmp_path)
+    _one_line(_run(cmd, Path("-")), "-: -o - (standard output) is not possible here", "name a file")
+    assert list(tmp_path.iterdir()) == []
+    assert _run(cmd, tmp_path / "-").exit_code == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["-"]
+
+
 def test_a_fifo_and_a_socket_are_refused(tmp_path: Path) -> None:
     fifo = tmp_path / "out.parquet"
     os.mkfifo(fifo)
