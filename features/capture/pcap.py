@@ -15,6 +15,7 @@ import contextlib
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -57,6 +58,39 @@ class RecordChunk:
 # conversion) can overflow. Classic pcap's unsigned 32-bit seconds (1970-2106) always fit.
 TS_MIN_NS = -631_152_000 * 10**9
 TS_MAX_NS = 7_258_118_400 * 10**9
+
+
+# A plausible capture clock: records before 1990 or more than a day after the scan come from a host whose clock
+# was not set (a router or a VM booted at the epoch) or was set wrong. They are read as recorded, but the analyst is
+# told: the report's time span, timeline and carving filters use these times, and joining them to other evidence
+# (logs, other sensors) needs the offset.
+CLOCK_FLOOR_NS = 631_152_000 * 10**9  # 1990-01-01 UTC
+CLOCK_AHEAD_NS = 86_400 * 10**9  # a day past the scan's own clock
+
+
+def _utc(ns: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def clock_warning(name: str, first_ns: int | None, last_ns: int | None, now_ns: int) -> str | None:
+    """A warning when a file's packet times (earliest, latest, in ns) fall before 1990 or more than a day after
+    ``now_ns``; None when they look like a working clock's (or the file has no packets)."""
+    if first_ns is None or last_ns is None:
+        return None
+    early, late = first_ns < CLOCK_FLOOR_NS, last_ns > now_ns + CLOCK_AHEAD_NS
+    if not (early or late):
+        return None
+    why = (
+        "before 1990"
+        if early and not late
+        else "in the future"
+        if late and not early
+        else "before 1990 and in the future"
+    )
+    return (
+        f"{name}: packet times run from {_utc(first_ns)} to {_utc(last_ns)} UTC ({why}): the capturing host's clock "
+        "was probably wrong; times are used as recorded"
+    )
 
 
 @dataclass

@@ -290,6 +290,7 @@ class PacketSource:
         self.bad: Counter[str] = Counter()
         self.warnings: list[str] = []
         self.ts_last: int | None = None  # latest record timestamp (ns), once ``batches()`` is exhausted
+        self.ts_first: int | None = None  # earliest one
         self.filtered = 0  # records left out by the packet filter
 
     def close(self) -> None:
@@ -305,14 +306,15 @@ class PacketSource:
         endian, ns, _, _ = PCAP_MAGICS[struct.unpack_from("<I", self._head)[0]]
         return struct.unpack_from(endian + "I", self._head, 20)[0] & 0x03FFFFFF, ns
 
-    def outcome(self) -> tuple[int, Counter[str], list[str], str, int, int | None]:
-        """What a finished ``batches()`` learnt: (records, bad counts, warnings, sha256, filtered, ts_last);
-        see ``adopt``."""
-        return self.records, Counter(self.bad), list(self.warnings), self.sha256, self.filtered, self.ts_last
+    def outcome(self) -> tuple[int, Counter[str], list[str], str, int, int | None, int | None]:
+        """What a finished ``batches()`` learnt: (records, bad counts, warnings, sha256, filtered, ts_last,
+        ts_first); see ``adopt``."""
+        bad, warnings = Counter(self.bad), list(self.warnings)
+        return self.records, bad, warnings, self.sha256, self.filtered, self.ts_last, self.ts_first
 
-    def adopt(self, outcome: tuple[int, Counter[str], list[str], str, int, int | None]) -> None:
+    def adopt(self, outcome: tuple[int, Counter[str], list[str], str, int, int | None, int | None]) -> None:
         """Take the outcome of ``batches()`` run elsewhere (``features.capture.readahead``'s child process)."""
-        self.records, bad, warnings, self.sha256, self.filtered, self.ts_last = outcome
+        self.records, bad, warnings, self.sha256, self.filtered, self.ts_last, self.ts_first = outcome
         self.bad, self.warnings = Counter(bad), list(warnings)
 
     def peek(self, limit: int = PEEK_BYTES) -> tuple[int | None, int | None]:
@@ -344,7 +346,7 @@ class PacketSource:
             raise InputError(f"{self.path}: a pipe or standard input can be read only once")
         self._read_once = True
         self.records, self.bad, self.warnings, self.sha256 = 0, Counter(), [], ""  # a second pass starts afresh
-        self.ts_last = None
+        self.ts_last = self.ts_first = None
         self.filtered = 0
         walker: PcapWalker | PcapngWalker
         walker = PcapngWalker(state) if self.format.startswith("pcapng") else PcapWalker(self._head, state)
@@ -407,8 +409,9 @@ class PacketSource:
         chunks, self._cut = walker.walk(buf, length, start, at_eof)
         for rc in chunks:
             if len(rc):
-                last = int(rc.ts_ns.max())
+                first, last = int(rc.ts_ns.min()), int(rc.ts_ns.max())
                 self.ts_last = last if self.ts_last is None else max(self.ts_last, last)
+                self.ts_first = first if self.ts_first is None else min(self.ts_first, first)
             for lo in range(0, len(rc), self.chunk_records):
                 hi = min(lo + self.chunk_records, len(rc))
                 part = RecordChunk(

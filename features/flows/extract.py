@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ import pyarrow as pa
 
 from features.capture.filter import PacketFilter
 from features.capture.packets import PacketBatch
+from features.capture.pcap import clock_warning
 from features.capture.readahead import PROCESS_MIN_BYTES, child_body, in_child, read_ahead
 from features.capture.source import PacketSource
 from features.capture.stream import DEFAULT_LIMITS, ReadLimits
@@ -435,9 +437,12 @@ class FlowStream:
         bad: Counter[str] = Counter()
         warnings: list[str] = []
         info: list[dict] = []
+        now = time.time_ns()
         for src in self.sources:
             bad.update(src.bad)
             warnings.extend(src.warnings)
+            if clock := clock_warning(path_text(src.path), src.ts_first, src.ts_last, now):
+                warnings.append(clock)
             info.append(
                 {
                     "file": path_text(src.path),
