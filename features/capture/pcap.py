@@ -80,13 +80,7 @@ def clock_warning(name: str, first_ns: int | None, last_ns: int | None, now_ns: 
     early, late = first_ns < CLOCK_FLOOR_NS, last_ns > now_ns + CLOCK_AHEAD_NS
     if not (early or late):
         return None
-    why = (
-        "before 1990"
-        if early and not late
-        else "in the future"
-        if late and not early
-        else "before 1990 and in the future"
-    )
+    why = " and ".join(what for what, holds in (("before 1990", early), ("in the future", late)) if holds)
     return (
         f"{name}: packet times run from {_utc(first_ns)} to {_utc(last_ns)} UTC ({why}): the capturing host's clock "
         "was probably wrong; times are used as recorded"
