@@ -330,6 +330,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                     novelty=config.novelty,
                     support=not config.novelty and checked.metadata.get("support") is not None,
                     streams=list(ext.streams),
+                    sessions=ext.sessions if config.engine == "ray" and zeek_ext is None else engine.kdd.sessions.count,
                     extra_outputs=config.extra_outputs,
                     filters=config.packet_filter.text if config.packet_filter is not None else (),
                     filtered_packets=int(ext.filtered),
@@ -446,7 +447,9 @@ class _Engine:
     def _add(self, chunk: Any) -> None:
         clf = self._clf()
         t, self._c = time.perf_counter(), time.thread_time()
-        kdd = self.kdd.add(chunk.flows, chunk.payloads, getattr(chunk, "service_hints", None))
+        kdd = self.kdd.add(
+            chunk.flows, chunk.payloads, getattr(chunk, "service_hints", None), getattr(chunk, "stream_ids", None)
+        )
         t = self._timed("features", t)
         x, unknown = clf.spec.transform(kdd.select(KDD_FEATURES))  # (n, F) float32
         for k, n in unknown.items():
@@ -587,13 +590,14 @@ class _Engine:
 
 def _joined(chunks: list[Any]) -> Any:
     """Consecutive ``FlowChunk``s as one."""
-    from features.flows.extract import FlowChunk
+    from features.flows.extract import FlowChunk, stream_ids_of
 
     hints = [c.service_hints for c in chunks]
     return FlowChunk(
         flows=pl.concat([_frame(c.flows) for c in chunks]),
         payloads=pl.concat([c.payloads for c in chunks]),
         service_hints=None if any(h is None for h in hints) else pl.concat(hints),
+        stream_ids=stream_ids_of(chunks),
     )
 
 

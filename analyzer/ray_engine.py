@@ -15,7 +15,10 @@ The work is split where the result can be put back together exactly:
 5. **Window sums, by responder host and by service** (tasks; ``features.kdd.windows.host_sums`` /
    ``srv_sums``): every sum of a record counts only records with its responder host (or its service), within
    2 s of its start or among the 256 records up to it by position, so a part holding every record of its hosts
-   (services), with their positions in the whole order, sums exactly what the whole table would.
+   (services), with their positions in the whole order, sums exactly what the whole table would. Each record
+   also carries its session (``features.kdd.windows.Sessions``, numbered by the driver over the whole order from
+   the flows' start and end times and streams): the keys are per session, as in the default engine, and
+   sessions follow each other in the order, so positions stay exact.
 6. **Scoring, per chunk of flow ids** (actors, each loading the model once; one GPU each when the cluster has
    GPUs): the features put together, encoded, classified, the verdict rows built.
 
@@ -95,6 +98,7 @@ def _scan(ray: Any, paths: list[Path], config: Any, engine: Any, progress: Progr
     from features.flows.builder import DEFAULT_CONFIG
     from features.flows.extract import Extraction, number_flows
     from features.flows.schema import FLOW_SCHEMA
+    from features.kdd.windows import Sessions
 
     tasks = _remote(ray)
     resources = ray.cluster_resources()
@@ -128,7 +132,7 @@ def _scan(ray: Any, paths: list[Path], config: Any, engine: Any, progress: Progr
         progress(i + 1, total)
 
     # Streams, as the default engine joins files (first timestamps; last ones from decoding).
-    joiner = StreamJoiner()
+    joiner = StreamJoiner((config.flow_config or DEFAULT_CONFIG).longest_idle_ns)
     if config.merge:  # every file in one stream, merged by time
         joiner.streams = [Stream(0, files=joiner.order(starts))]
     else:
@@ -161,9 +165,23 @@ def _scan(ray: Any, paths: list[Path], config: Any, engine: Any, progress: Progr
     n_flows = ids.height
     size = max(1, config.chunk_flows)
     chunks = max(1, -(-n_flows // size))
-    view = keys.join(ids, on=["_file", "_uid"]).sort("flow_id").select("flow_id", "ip_proto")
-    pos = view.filter(pl.col("ip_proto").is_in([1, 6, 17, 58])).select("flow_id").with_row_index("pos")
-    ids = ids.join(pos.select("flow_id", pl.col("pos").cast(pl.Int64)), on="flow_id", how="left")
+    view = keys.join(ids, on=["_file", "_uid"]).sort("flow_id").select("flow_id", "ip_proto", "ts", "ts_end", "_file")
+    rec = view.filter(pl.col("ip_proto").is_in([1, 6, 17, 58]))  # the records in window order
+    # Each record's session, numbered over the whole window order as the default engine numbers it chunk by chunk
+    # (features.kdd.windows.Sessions: a stream, here _file, that starts after a long quiet spell starts one).
+    ns = pl.Datetime("ns", "UTC")
+    session = Sessions((config.flow_config or DEFAULT_CONFIG).longest_idle_ns).number(
+        rec.get_column("ts").cast(ns).dt.epoch("ns").to_numpy(),
+        rec.get_column("ts_end").fill_null(rec.get_column("ts")).cast(ns).dt.epoch("ns").to_numpy(),
+        rec.get_column("_file").to_numpy(),
+    )
+    n_sessions = int(session[-1]) + 1 if len(session) else 1
+    pos = rec.select(
+        "flow_id",
+        pl.int_range(0, rec.height, dtype=pl.Int64).alias("pos"),
+        pl.Series("session", session, dtype=pl.Int64),
+    )
+    ids = ids.join(pos, on="flow_id", how="left")
     hosts = services = max(1, cpus)
 
     # Per-flow features per shard, cut into the chunks of flow ids, and the window inputs shuffled.
@@ -238,6 +256,7 @@ def _scan(ray: Any, paths: list[Path], config: Any, engine: Any, progress: Progr
         packets=sum(s.records for s in sources),
         filtered=sum(s.filtered for s in sources),
         streams=streams,
+        sessions=n_sessions,
     )
 
 
@@ -312,7 +331,7 @@ def _flows(
     uid = (pl.col("flow_id") * shards + shard).alias("_uid")
     flows = flows.with_columns(uid, pl.lit(key, pl.Int64).alias("_file")).drop("flow_id")  # numbered later
     pays = pays.with_columns(uid, pl.lit(key, pl.Int64).alias("_file")).drop("flow_id")
-    return flows, pays, flows.select(SORT_KEYS)
+    return flows, pays, flows.select(*SORT_KEYS, "ts_end")  # ts_end: for the driver's sessions
 
 
 def _features(
@@ -322,9 +341,9 @@ def _features(
     features), then its window inputs (with ``pos``) split by responder host, then by service."""
     from features.flows.schema import FLOW_COLUMNS
     from features.kdd.frame import IDENTITY_COLUMNS, flow_features, window_input
-    from features.kdd.windows import service_key
+    from features.kdd.windows import WINDOW_COLUMNS, service_key
 
-    flows = flows.join(ids.select("_file", "_uid", "flow_id", "pos"), on=["_file", "_uid"]).sort("flow_id")
+    flows = flows.join(ids.select("_file", "_uid", "flow_id", "pos", "session"), on=["_file", "_uid"]).sort("flow_id")
     pays = pays.join(ids.select("_file", "_uid", "flow_id"), on=["_file", "_uid"])
     pays = pays.select("flow_id", "ts_ns", "from_orig", "payload").sort("flow_id", "ts_ns")
     feats = flow_features(flows.select(FLOW_COLUMNS), pays)
@@ -333,7 +352,11 @@ def _features(
     table = flows.select(FLOW_COLUMNS).hstack(kdd_part)
     chunk = pl.col("flow_id") // size
     out: list[pl.DataFrame] = [table.filter(chunk == c) for c in range(chunks)]
-    win = window_input(feats).join(flows.select("flow_id", "pos"), on="flow_id")
+    win = (
+        window_input(feats)
+        .select("flow_id", *WINDOW_COLUMNS)
+        .join(flows.select("flow_id", "pos", "session"), on="flow_id")
+    )
     h = win.get_column("resp_h").hash(0) % hosts
     out += [win.filter(h == q) for q in range(hosts)]
     sk = win.select(service_key()).to_series().hash(0) % services

@@ -22,6 +22,7 @@ from analyzer.incidents import fmt_duration, fmt_endpoint, fmt_host
 from analyzer.incidents import phrases as incident_phrases
 from analyzer.result import ScanResult, suspicious_of, talkers_of, timeline_of
 from analyzer.summary import TOP_TALKERS, span, top_flow_rows
+from features.capture.streams import DEFAULT_GAP_NS
 from features.common import escape_surrogates, path_text
 
 SPARK = " ▁▂▃▄▅▆▇█"
@@ -61,14 +62,21 @@ def _header(result: ScanResult) -> Table:
     for st in result.joined:
         files = st["files"]
         shown = ", ".join(files[:2]) + (f" ... {files[-1]}" if len(files) > 2 else "")
-        # Joined files follow each other in time: rotated files of one session, or unrelated captures that happen
-        # not to overlap. Which, nta cannot tell; it says what it did, not that they were rotated.
+        # Joined files follow each other within the longest flow timeout: rotated files of one session, or unrelated
+        # captures made one after the other. Which, nta cannot tell; it says what it did, not that they were rotated.
         how = (
             "read in time order as one stream (each starts where the one before ends, as rotated files do)"
             if st["how"] == "joined"
             else "merged by time (--merge)"
         )
         _add(grid, st["how"].capitalize(), f"{len(files)} files {how}: {shown}")
+    if result.sessions > 1:
+        _add(
+            grid,
+            "Sessions",
+            f"{result.sessions} (a capture that starts more than {DEFAULT_GAP_NS / 60e9:g} min after all traffic "
+            "before it starts one): each session's window features are computed apart, as if it were scanned alone",
+        )
     if result.skipped:
         p, why = result.skipped[0]
         _add(grid, "Skipped", f"{len(result.skipped)} files (e.g. {path_text(p)}: {escape_surrogates(why)})")

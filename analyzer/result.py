@@ -59,6 +59,7 @@ class ScanResult:
     suspicious_flows: int | None = None  # attack flows no --allow entry covers (None: counted in ``attacks``)
     # Files read as one packet stream (features.flows.extract.Extraction.streams): {"files": [...], "how": ...}
     streams: list[dict[str, Any]] = field(default_factory=list)
+    sessions: int = 1  # sessions the window features were computed in (features.kdd.windows.Sessions)
 
     @property
     def joined(self) -> list[dict[str, Any]]:

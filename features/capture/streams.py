@@ -9,9 +9,14 @@ that each see part of the traffic (one direction per file).
 
 The joining rule (``StreamJoiner``), with files taken in order of their first record's timestamp
 (``PacketSource.peek``, which reads only the start of a file): a file continues a stream when the stream's
-files have the same link type and its latest timestamp is at most ``JOIN_SLACK_NS`` after the file's first
-one; among several such streams, one of files in the same folder with the same name once digits are ignored
-(``x.pcap3`` after ``x.pcap2``) wins, then the one that ended last. Otherwise the file starts a stream.
+files have the same link type and the file's first timestamp lies between ``JOIN_SLACK_NS`` before the
+stream's latest one and the gap after it (``gap_ns``: the longest flow idle timeout, 5 minutes by default); among
+several such streams, one of files in the same folder with the same name once digits are ignored (``x.pcap3``
+after ``x.pcap2``) wins, then the one that ended last. Otherwise the file starts a stream. Past the gap no flow
+can continue (every open flow has timed out), so a file that starts later is not read as a continuation: a folder
+of unrelated captures made hours or days apart is not "joined". (Nor do such captures share window features: a
+stream whose first flow starts more than the gap after every earlier flow ended starts a new *session*,
+``features.kdd.windows.Sessions``.)
 
 In a stream, ``pkt_idx`` is ``file number << FILE_SHIFT | record index``, so a packet (and its payload
 snippet) is unique in the stream and a flow knows the file of its first packet (``source_file``).
@@ -30,6 +35,7 @@ from features.capture.packets import PacketBatch
 
 FILE_SHIFT = 40  # pkt_idx bits for the record index in one file (10^12 records)
 JOIN_SLACK_NS = 10_000_000  # timestamps at a rotation cut may step back this much (reordered by the capturing host)
+DEFAULT_GAP_NS = 300_000_000_000  # FlowConfig's longest idle timeout (TCP, 300 s): the flow builders pass theirs
 
 
 def tag_batch(batch: PacketBatch, file_no: int) -> PacketBatch:
@@ -66,8 +72,9 @@ class Stream:
 class StreamJoiner:
     """Assigns files, taken in time order, to streams (the joining rule in the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, gap_ns: int = DEFAULT_GAP_NS) -> None:
         self.streams: list[Stream] = []
+        self.gap_ns = gap_ns  # past this gap after a stream's last packet, a file does not continue it
 
     @staticmethod
     def order(starts: Sequence[tuple[int | None, int | None]]) -> list[int]:
@@ -85,7 +92,7 @@ class StreamJoiner:
                 if not s.busy
                 and s.linktype == linktype
                 and s.last_ts is not None
-                and s.last_ts - JOIN_SLACK_NS <= first_ts
+                and s.last_ts - JOIN_SLACK_NS <= first_ts <= s.last_ts + self.gap_ns
             ]
             if fits:
                 best = max(fits, key=lambda s: (s.pattern == pattern, s.last_ts))

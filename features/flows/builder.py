@@ -44,6 +44,12 @@ class FlowConfig:
     # Real captures stay far below it (the 10M-packet gen_pcap.py capture: 884,150 flows, at most 13,479 open).
     max_open_flows: int = 1_000_000
 
+    @property
+    def longest_idle_ns(self) -> int:
+        """The longest idle timeout (ns): past a gap this long no flow continues, so files further apart are not
+        read as one stream and do not share window features (``features.capture.streams``)."""
+        return int(max(self.tcp_idle_s, self.udp_idle_s, self.icmp_idle_s, self.other_idle_s) * _NS)
+
     def idle_ns(self, proto: np.ndarray) -> np.ndarray:
         """Idle timeout in ns for each IP protocol number in ``proto``."""
         t = np.full(proto.shape, int(self.other_idle_s * _NS), np.int64)

@@ -82,6 +82,10 @@ class Extraction:
     service_hints: pl.Series | None = None  # per flow row: the protocol Zeek confirmed (its conn.log "service")
     uids: pl.Series | None = None  # per flow row: the Zeek log's uid of the connection (null where it had none)
     unavailable: tuple[str, ...] = ()  # KDD features the input cannot give (taken as 0): see features.zeeklog.conn
+    # per flow row: its stream (Int64, the stream's first file's index), for the window features' sessions
+    # (features.kdd.windows.Sessions); None: one stream
+    stream_ids: pl.Series | None = None
+    sessions: int = 1  # sessions the window features were computed in (set by the scan once its features are)
 
     @property
     def joined(self) -> list[dict]:
@@ -96,6 +100,7 @@ class FlowChunk:
     flows: pl.DataFrame
     payloads: pl.DataFrame  # flow_id, ts_ns, from_orig, payload; sorted by flow_id, ts_ns
     service_hints: pl.Series | None = None  # per flow: Zeek's service (flows read from conn logs), or None
+    stream_ids: pl.Series | None = None  # per flow: its stream (``Extraction.stream_ids``); None: one stream
 
 
 def chunks_of(ext: Extraction, chunk_flows: int = CHUNK_FLOWS) -> Iterator[FlowChunk]:
@@ -112,7 +117,8 @@ def chunks_of(ext: Extraction, chunk_flows: int = CHUNK_FLOWS) -> Iterator[FlowC
             else ext.payloads
         )
         hints = ext.service_hints.slice(start, step) if ext.service_hints is not None else None
-        yield FlowChunk(part, pays, hints)
+        streams = ext.stream_ids.slice(start, step) if ext.stream_ids is not None else None
+        yield FlowChunk(part, pays, hints, streams)
 
 
 @dataclass
@@ -184,7 +190,7 @@ class FlowStream:
         self._on_start = on_start
         self._total = sum(s.size_bytes for s in self.sources)
         self._done: dict[int, int] = {}
-        self._joiner = StreamJoiner()
+        self._joiner = StreamJoiner(config.longest_idle_ns)
         self._pending: list[pl.DataFrame] = []  # finished flows not yet released (with _file, _uid)
         self._pending_pay: list[pl.DataFrame] = []  # their payload snippets (with _file, _uid)
         self._next_id = 0
@@ -429,7 +435,8 @@ class FlowStream:
         ready = ready.with_columns(uids_by_source(ready, self._sha_of))
         flows = pl.from_arrow(ready.select(FLOW_COLUMNS).to_arrow().cast(FLOW_SCHEMA))
         assert isinstance(flows, pl.DataFrame)
-        return FlowChunk(flows, pays.cast(PAYLOAD_SCHEMA))  # type: ignore[arg-type]
+        streams = ready.get_column("_file").cast(pl.Int64).alias("stream")  # _Reading.key: the stream's first file
+        return FlowChunk(flows, pays.cast(PAYLOAD_SCHEMA), stream_ids=streams)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ what was read
     def extraction(self, flows: pa.Table | None = None, payloads: pl.DataFrame | None = None) -> Extraction:
@@ -536,7 +543,18 @@ def gather(fs: FlowStream, forked: bool | None = False) -> Extraction:
         pays = pl.concat([c.payloads for c in chunks])
     else:
         table, pays = FLOW_SCHEMA.empty_table(), empty_payloads()
-    return fs.extraction(table, pays)
+    ext = fs.extraction(table, pays)
+    ext.stream_ids = stream_ids_of(chunks)
+    return ext
+
+
+def stream_ids_of(chunks: Sequence[FlowChunk]) -> pl.Series | None:
+    """The chunks' ``stream_ids`` as one series; None unless every chunk has them (chunks of one source either
+    all have them or none does)."""
+    ids = [c.stream_ids for c in chunks if c.stream_ids is not None]
+    if not ids or len(ids) < len(chunks):
+        return None
+    return pl.concat(ids).alias("stream")
 
 
 def _min_us(frame: pl.DataFrame) -> int:

@@ -36,7 +36,15 @@ from features.kdd.columns import KDD_FEATURES, KDD_SCHEMA, PROTOCOLS
 from features.kdd.content import CONTENT_FEATURES, content_features
 from features.kdd.flags import flag_expr
 from features.kdd.services import service_expr
-from features.kdd.windows import HOST_WINDOW, TIME_WINDOW_NS, WINDOW_FEATURES, window_features
+from features.kdd.windows import (
+    HOST_WINDOW,
+    SESSION_GAP_NS,
+    TIME_WINDOW_NS,
+    WINDOW_COLUMNS,
+    WINDOW_FEATURES,
+    Sessions,
+    window_features,
+)
 
 IDENTITY_COLUMNS: tuple[str, ...] = (
     "flow_id", "community_id", "source_file", "ts", "ts_end", "orig_h", "orig_p", "resp_h", "resp_p",
@@ -105,6 +113,7 @@ def kdd_features(
     flows: pa.Table | pl.DataFrame,
     payloads: pl.DataFrame | None = None,
     service_hints: pl.Series | None = None,
+    stream_ids: pl.Series | None = None,
 ) -> pl.DataFrame:
     """IDENTITY_COLUMNS + the 41 KDD_FEATURES (KDD_SCHEMA dtypes), one row per flow, in the flows' row order.
 
@@ -113,11 +122,13 @@ def kdd_features(
         payloads: flow_id, ts_ns, from_orig, payload (binary) for content features; None: content
             features from the payload-free rules only (see ``features.kdd.content``).
         service_hints: per flow row, Zeek's conn.log ``service`` (``Extraction.service_hints``), or None.
+        stream_ids: per flow row, its packet stream (``Extraction.stream_ids``: windows never look across the
+            sessions they make, ``features.kdd.windows.Sessions``), or None (one stream).
     """
-    return KddStream().add(flows, payloads, service_hints)
+    return KddStream().add(flows, payloads, service_hints, stream_ids)
 
 
-_WINDOW_INPUT = ("t_ns", "resp_h", "service", "resp_p", "flag", "orig_p")
+_WINDOW_INPUT = ("t_ns", "t_end_ns", "resp_h", "service", "resp_p", "flag", "orig_p", "stream")
 
 
 class KddStream:
@@ -128,10 +139,12 @@ class KddStream:
     before it in window order that started at most 2 s earlier (``TIME_WINDOW_NS``) or are among the
     ``HOST_WINDOW - 1`` before it: those are carried from chunk to chunk (a few columns each) and computed
     again with the next chunk's records, whose own results alone are kept. Payload snippets are not kept.
+    Each record's session (``features.kdd.windows.Sessions``) is numbered as its chunk arrives.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, session_gap_ns: int = SESSION_GAP_NS) -> None:
         self._carry: pl.DataFrame | None = None  # window inputs of the records the next chunk may need
+        self.sessions = Sessions(session_gap_ns)
 
     @property
     def carried(self) -> int:
@@ -143,12 +156,14 @@ class KddStream:
         flows: pa.Table | pl.DataFrame,
         payloads: pl.DataFrame | None = None,
         service_hints: pl.Series | None = None,
+        stream_ids: pl.Series | None = None,
     ) -> pl.DataFrame:
-        """The features of one chunk (see ``kdd_features``; ``service_hints`` per row of this chunk); chunks
-        must come in table order."""
+        """The features of one chunk (see ``kdd_features``; ``service_hints`` and ``stream_ids`` per row of this
+        chunk); chunks must come in table order."""
         feats = flow_features(flows, payloads, service_hints)
-        view = window_input(feats)
-        inputs = view.drop("flow_id")
+        view = window_input(feats, stream_ids)
+        session = self.sessions.number(*(view.get_column(c).to_numpy() for c in ("t_ns", "t_end_ns", "stream")))
+        inputs = view.select(*WINDOW_COLUMNS).with_columns(pl.Series("session", session, dtype=pl.Int64))
         carried = 0
         if self._carry is not None and self._carry.height:
             carried = self._carry.height
@@ -185,21 +200,26 @@ def flow_features(
     return feats.with_columns(pl.col(c).cast(KDD_SCHEMA[c]) for c in KDD_FEATURES if c in feats.columns)
 
 
-def window_input(feats: pl.DataFrame) -> pl.DataFrame:
-    """The records that take part in the window features (``in_kdd_view``) with what the windows read:
-    ``flow_id`` and ``_WINDOW_INPUT``, in window order (start time, then table order)."""
+def window_input(feats: pl.DataFrame, stream_ids: pl.Series | None = None) -> pl.DataFrame:
+    """The records that take part in the window features (``in_kdd_view``) with what the windows read, and
+    what numbers their sessions (end time, stream): ``flow_id`` and ``_WINDOW_INPUT``, in window order (start time,
+    then table order). ``stream_ids``: per row of ``feats``, its packet stream (None: all one)."""
+    stream = pl.lit(0, pl.Int64) if stream_ids is None else pl.Series("stream", stream_ids, dtype=pl.Int64)
     return (
         feats.with_row_index("_row")
+        .with_columns(stream.alias("stream"))
         .filter(in_kdd_view())
         .select(
             "_row",
             "flow_id",
             pl.col("ts").cast(pl.Datetime("ns", "UTC")).dt.epoch("ns").alias("t_ns"),
+            pl.col("ts_end").fill_null(pl.col("ts")).cast(pl.Datetime("ns", "UTC")).dt.epoch("ns").alias("t_end_ns"),
             "resp_h",
             "service",
             "resp_p",
             "flag",
             "orig_p",
+            "stream",
         )
         .sort("t_ns", "_row", nulls_last=False)
         .drop("_row")
@@ -216,11 +236,13 @@ def with_windows(feats: pl.DataFrame, win: pl.DataFrame) -> pl.DataFrame:
 
 def _window_tail(inputs: pl.DataFrame) -> pl.DataFrame:
     """The records a later record's windows can reach: the last HOST_WINDOW - 1, and all within
-    TIME_WINDOW_NS of the last start (later records start no earlier)."""
+    TIME_WINDOW_NS of the last start (later records start no earlier), of the last record's session (later
+    records are of that session or a later one)."""
     if inputs.height == 0:
         return inputs
     last = inputs.get_column("t_ns")[-1]
     recent = inputs.with_row_index("_i").filter(
-        (pl.col("_i") >= inputs.height - (HOST_WINDOW - 1)) | (pl.col("t_ns") >= last - TIME_WINDOW_NS)
+        (pl.col("_i") >= inputs.height - (HOST_WINDOW - 1)) | (pl.col("t_ns") >= last - TIME_WINDOW_NS),
+        pl.col("session") == inputs.get_column("session")[-1],
     )
     return recent.drop("_i")

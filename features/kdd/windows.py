@@ -37,9 +37,15 @@ Definitions (each derived from the NSL-KDD rows where they can be; tests/kdd/tes
   of scan probes to unnamed ports in the same 2 s were *not* the same service. Named tokens that
   cover several ports (ftp_data, X11, IRC, ...) stay one service: normal ftp_data rows (data
   connections to ever-new client ports) have median ``dst_host_srv_count`` 62, not 1.
-* Windows span capture files: records of several files (e.g. a ring buffer's ``tcpdump -C`` pieces,
-  whose flows continue across the pieces, or several sensors' files) are one stream ordered by start
-  time, as KDD's were.
+* Windows span capture files of one **session**: records of several files (e.g. a ring buffer's ``tcpdump -C``
+  pieces, whose flows continue across the pieces, or several sensors' files at once) are one stream ordered by
+  start time, as KDD's were. A packet stream (``features.capture.streams``: one file, or files joined) whose
+  first record starts more than ``SESSION_GAP_NS`` (the longest flow timeout, 5 min) after every earlier record
+  ended starts a new session (``Sessions``; the optional ``session`` column): a record's windows hold only
+  records of its own session, so a capture scanned beside unrelated captures made before or after it gets the
+  features it gets alone. Only a new stream starts one: a quiet spell inside one capture does not, and a
+  capture is one session, as KDD's were. (Sessions follow each other in window order, so the positional host
+  window, keyed by session too, counts exactly the records it would count in the session alone.)
 * Only TCP, UDP and ICMP records take part (other IP protocols were never in KDD's view); the others
   get 0 in all 19 features.
 
@@ -60,13 +66,16 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from features.capture.streams import DEFAULT_GAP_NS
 from features.kdd.flags import RERROR_FLAGS, SERROR_FLAGS
 
 TIME_WINDOW_NS = 2_000_000_000
+SESSION_GAP_NS = DEFAULT_GAP_NS  # the longest flow idle timeout: no flow continues across a quiet spell this long
 HOST_WINDOW = 256
 COUNT_CAP = 511
 HOST_COUNT_CAP = 255
 
+WINDOW_COLUMNS: tuple[str, ...] = ("t_ns", "resp_h", "service", "resp_p", "flag", "orig_p")  # what the sums read
 WINDOW_FEATURES: tuple[str, ...] = (
     "count", "srv_count", "serror_rate", "srv_serror_rate", "rerror_rate", "srv_rerror_rate",
     "same_srv_rate", "diff_srv_rate", "srv_diff_host_rate", "dst_host_count", "dst_host_srv_count",
@@ -132,7 +141,8 @@ def window_features(df: pl.DataFrame) -> pl.DataFrame:
 
     Args:
         df: one row per record with ``t_ns`` (Int64 start time, non-decreasing), ``resp_h``, ``service``,
-            ``resp_p`` and ``orig_p`` (nullable), ``flag``; rows must already be in window order.
+            ``resp_p`` and ``orig_p`` (nullable), ``flag``, and optionally ``session`` (Int64, non-decreasing:
+            records of different sessions never share a window); rows must already be in window order.
 
     Returns:
         A frame of ``WINDOW_FEATURES`` (Float64), same row order.
@@ -151,6 +161,62 @@ HOST_SUMS: tuple[str, ...] = ("cnt", "c_se", "c_re", "hs_cnt", "hcnt", "h_se", "
 SRV_SUMS: tuple[str, ...] = ("scnt", "s_se", "s_re", "hscnt", "hs_se", "hs_re", "h_sp")
 
 
+class Sessions:
+    """Numbers the records' sessions in window order, batch after batch (the module docstring's rule): a record
+    starts a new session when it is the first of its stream and starts more than ``gap_ns`` after every earlier
+    record ended. No record's session depends on a later one, so batches give what the whole table gives."""
+
+    def __init__(self, gap_ns: int = SESSION_GAP_NS) -> None:
+        self.gap_ns = gap_ns
+        self.current = 0  # the latest record's session
+        self._end: int | None = None  # the latest end of any record so far (ns)
+        self._seen = np.zeros(0, np.int64)  # streams seen so far (sorted)
+
+    @property
+    def count(self) -> int:
+        """Sessions so far (1 before any record)."""
+        return self.current + 1
+
+    def number(self, t: np.ndarray, end: np.ndarray, stream: np.ndarray) -> np.ndarray:
+        """Each record's session. ``t``/``end``: start and end (ns) of records in window order; ``stream``:
+        their streams. Shapes (n,); returns (n,) int64."""
+        n = t.shape[0]
+        if n == 0:
+            return np.zeros(0, np.int64)
+        t = t.astype(np.int64, copy=False)
+        end = np.maximum(end.astype(np.int64, copy=False), t)
+        done = np.maximum.accumulate(end)  # (n,) the latest end up to each record
+        before = np.empty(n, np.int64)  # the latest end before each record
+        before[1:] = done[:-1]
+        first_ever = self._end is None
+        if self._end is None:
+            before[0] = done[0]  # the very first record starts session 0
+        else:
+            before[0] = self._end
+            before[1:] = np.maximum(before[1:], self._end)
+        streams, first = np.unique(stream, return_index=True)
+        new = ~np.isin(streams, self._seen)
+        starts = np.zeros(n, bool)
+        starts[first[new]] = True  # the first record of a stream not seen before
+        if first_ever:
+            starts[0] = False
+        sessions = self.current + np.cumsum(starts & (t > before + self.gap_ns))
+        self.current = int(sessions[-1])
+        last = int(done[-1])
+        self._end = last if self._end is None else max(self._end, last)
+        self._seen = np.union1d(self._seen, streams)
+        return sessions
+
+
+def _in_session(df: pl.DataFrame, key: np.ndarray) -> np.ndarray:
+    """``key`` made unique per session (the optional ``session`` column): a window keyed on it holds only records
+    of the record's own session."""
+    if "session" not in df.columns or df.get_column("session").n_unique() < 2:
+        return key
+    both = _combine(_codes(df.get_column("session")), key)
+    return np.unique(both, return_inverse=True)[1].astype(np.int64)  # dense again: later combines stay small
+
+
 def _errors(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     flag = df.get_column("flag")
     serr = flag.is_in(list(SERROR_FLAGS)).to_numpy().astype(np.float64)
@@ -162,7 +228,7 @@ def host_sums(df: pl.DataFrame) -> pl.DataFrame:
     """``HOST_SUMS`` of records in window order (columns of ``window_features`` plus ``pos``, Int64)."""
     t = df.get_column("t_ns").to_numpy().astype(np.int64)
     pos = df.get_column("pos").to_numpy().astype(np.int64)
-    host = _codes(df.get_column("resp_h"))
+    host = _in_session(df, _codes(df.get_column("resp_h")))
     host_srv = _combine(host, _codes(df.select(service_key()).to_series()))
     serr, rerr = _errors(df)
     cnt, c_se, c_re = window_sums(host, t, TIME_WINDOW_NS, [serr, rerr])  # time window (2 s)
@@ -178,7 +244,7 @@ def srv_sums(df: pl.DataFrame) -> pl.DataFrame:
     """``SRV_SUMS`` of records in window order (columns of ``window_features`` plus ``pos``, Int64)."""
     t = df.get_column("t_ns").to_numpy().astype(np.int64)
     pos = df.get_column("pos").to_numpy().astype(np.int64)
-    srv = _codes(df.select(service_key()).to_series())
+    srv = _in_session(df, _codes(df.select(service_key()).to_series()))
     srv_sport = _combine(srv, _codes(df.get_column("orig_p").cast(pl.Int64)))
     serr, rerr = _errors(df)
     scnt, s_se, s_re = window_sums(srv, t, TIME_WINDOW_NS, [serr, rerr])

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from features.capture.streams import JOIN_SLACK_NS, StreamJoiner
+import pytest
+
+from features.capture.streams import DEFAULT_GAP_NS, JOIN_SLACK_NS, StreamJoiner
+from features.flows.builder import FlowConfig
 
 S = 1_000_000_000
 
@@ -46,3 +49,33 @@ def test_timestamps_stepping_back_a_little_at_the_cut_still_join() -> None:
     slack = JOIN_SLACK_NS / S
     assert join([("x1.pcap", 0, 10, 1), ("x2.pcap", 10 - slack / 2, 20, 1)]) == [["x1.pcap", "x2.pcap"]]
     assert len(join([("x1.pcap", 0, 10, 1), ("x2.pcap", 10 - 2 * slack, 20, 1)])) == 2
+
+
+GAP = DEFAULT_GAP_NS / S  # 300 s
+
+
+def test_the_gap_is_the_longest_flow_timeout() -> None:
+    assert DEFAULT_GAP_NS == FlowConfig().longest_idle_ns == 300 * S
+    assert FlowConfig(tcp_idle_s=10, udp_idle_s=90).longest_idle_ns == 90 * S
+
+
+@pytest.mark.parametrize(
+    ("files", "streams"),
+    [
+        # rotated pieces a moment apart
+        ([("x1.pcap", 0, 10, 1), ("x2.pcap", 10.2, 20, 1)], [["x1.pcap", "x2.pcap"]]),
+        # a quiet link: the next piece starts just within the gap
+        ([("x1.pcap", 0, 10, 1), ("x2.pcap", 10 + GAP, 20 + GAP, 1)], [["x1.pcap", "x2.pcap"]]),
+        # just past the gap: no flow can continue
+        ([("x1.pcap", 0, 10, 1), ("x2.pcap", 10 + GAP + 1, 20 + GAP, 1)], [["x1.pcap"], ["x2.pcap"]]),
+        # captures a day apart (a folder of unrelated samples), whatever their names
+        ([("web.pcap", 0, 60, 1), ("web.pcap1", 86_400, 86_500, 1)], [["web.pcap"], ["web.pcap1"]]),
+        # the stream that ended within the gap takes the file, not one that ended long before
+        (
+            [("a1.pcap", 0, 10, 1), ("b1.pcap", 500, 900, 1), ("a2.pcap", 950, 990, 1)],
+            [["a1.pcap"], ["b1.pcap", "a2.pcap"]],
+        ),
+    ],
+)
+def test_joining_stops_at_the_gap(files: list[tuple[str, float, float, int]], streams: list[list[str]]) -> None:
+    assert join(files) == streams

@@ -29,7 +29,7 @@ def stub_extract(monkeypatch: pytest.MonkeyPatch, flow: Any, flows_table: Any) -
 
     def extract_flows(paths: list[Path], progress: Any = None, **_: Any) -> Any:
         return types.SimpleNamespace(
-            flows=table, payloads=None, warnings=["stub warning"], bad_packets={}, service_hints=None
+            flows=table, payloads=None, warnings=["stub warning"], bad_packets={}, service_hints=None, stream_ids=None
         )
 
     mod = types.ModuleType("features.flows.extract")

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from features.flows.extract import extract_flows
+from features.kdd.columns import KDD_FEATURES
 from features.kdd.frame import KddStream, kdd_features
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_pcaps"
@@ -34,3 +35,38 @@ def test_chunks_give_the_whole_tables_features(names: list[str], size: int) -> N
     assert got.equals(whole)
     top = whole["count"].max()
     assert isinstance(top, int | float) and top > 100  # the floods fill the windows past any one chunk
+
+
+@pytest.mark.parametrize("size", [7, 300])
+def test_sessions_never_share_a_window_in_any_chunking(size: int) -> None:
+    """Three captures a day apart, three streams and so three sessions (``features.kdd.windows.Sessions``): fed in
+    chunks that cut across the sessions' edges, each capture's 41 features are those it has alone; as one stream
+    (one session) the later captures' first flows count the earlier ones' in their windows."""
+    day = 86_400_000_000  # microseconds
+    frames: list[pl.DataFrame] = []
+    pays: list[pl.DataFrame] = []
+    alone: list[pl.DataFrame] = []
+    for k, name in enumerate(["syn-flood.pcap", "ftp-bruteforce.pcap", "demo-mixed.pcap"]):
+        ext = extract_flows([SAMPLES / name])
+        flows = pl.from_arrow(ext.flows)
+        assert isinstance(flows, pl.DataFrame)
+        alone.append(kdd_features(flows, ext.payloads).select(KDD_FEATURES))
+        offset = sum(f.height for f in frames)
+        moved = flows.with_columns(
+            (pl.col("ts").dt.epoch("us") + k * day).cast(flows.schema["ts"]).alias("ts"),
+            (pl.col("ts_end").dt.epoch("us") + k * day).cast(flows.schema["ts_end"]).alias("ts_end"),
+            pl.col("flow_id") + offset,
+        )
+        frames.append(moved)
+        pays.append(ext.payloads.with_columns(pl.col("flow_id") + offset))
+    flows, payloads = pl.concat(frames), pl.concat(pays)
+    streams = pl.Series("stream", [k for k, f in enumerate(frames) for _ in range(f.height)], dtype=pl.Int64)
+    stream = KddStream()
+    parts = []
+    for start in range(0, flows.height, size):
+        chunk = flows.slice(start, size)
+        p = payloads.filter(pl.col("flow_id").is_in(chunk["flow_id"].implode()))
+        parts.append(stream.add(chunk, p, stream_ids=streams.slice(start, size)))
+    got = pl.concat(parts).select(KDD_FEATURES)
+    assert got.equals(pl.concat(alone)) and stream.sessions.count == 3
+    assert not kdd_features(flows, payloads).select(KDD_FEATURES).equals(got)

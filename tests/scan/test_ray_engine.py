@@ -18,7 +18,7 @@ from analyzer.pipeline import ScanConfig, run_scan
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_pcaps"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_rotated import pcap_records, sensors, write_pieces  # noqa: E402
+from test_rotated import pcap_records, sensors, shifted, write_pieces  # noqa: E402
 
 
 def outputs(out: Path) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
@@ -90,6 +90,9 @@ def test_a_rotated_capture_and_merged_sensors(local_ray: None, tmp_path: Path) -
     )
     same_as_default((tmp_path / "ring",), tmp_path / "rotated")
     same_as_default(tuple(sensors(tmp_path / "sensors")), tmp_path / "merged", merge=True)
+    # a capture a day after another: two sessions, whose windows the Ray engine keeps apart as well
+    later = shifted(SAMPLES / "syn-flood.pcap", tmp_path / "next-day.pcap", 86_400)
+    same_as_default((SAMPLES / "demo-mixed.pcap", later), tmp_path / "sessions")
 
 
 def test_a_two_node_cluster(tmp_path: Path) -> None:

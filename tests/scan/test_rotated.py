@@ -18,6 +18,7 @@ from rich.console import Console
 from analyzer.pipeline import ScanConfig, run_scan
 from analyzer.report import render
 from features.flows.extract import extract_flows
+from features.kdd.frame import kdd_features
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "sample_pcaps" / "demo-mixed.pcap"
@@ -159,20 +160,37 @@ def shifted(path: Path, out: Path, seconds: int) -> Path:
     return out
 
 
-def test_unrelated_captures_that_follow_each_other_are_joined_without_changing_a_flow(tmp_path: Path) -> None:
-    """Two captures of different traffic, the second a day after the first (a folder of samples), look like rotated
-    files and are read as one stream; no flow continues across the day's gap, so the flows are those of each file
-    read alone (the report says "read in time order as one stream", not that they were rotated)."""
+def test_unrelated_captures_a_day_apart_are_read_apart_and_scan_as_each_alone(tmp_path: Path) -> None:
+    """Two captures of different traffic, the second a day after the first (a folder of samples): past the
+    longest flow timeout no flow can continue, so they are neither joined nor do they share window features:
+    each file's flows, 41 features and verdicts are those it gets scanned alone."""
     a = tmp_path / "web.pcap"
     a.write_bytes((REPO / "sample_pcaps" / "benign-web-dns-ssh.pcap").read_bytes())
     b = shifted(DEMO, tmp_path / "demo-next-day.pcap", 86_400)
     ext = extract_flows([b, a], payloads=False)
-    assert ext.streams == [{"files": [str(a), str(b)], "how": "joined"}]
-    drop = ["flow_id", "uid"]  # flow_id: the row number in the table, so the second file's flows come later
-    alone = [extract_flows([p], payloads=False).flows.drop(drop) for p in (a, b)]
-    joined = ext.flows.drop(drop)
-    n = alone[0].num_rows
-    assert joined.num_rows == n + alone[1].num_rows and n > 0 and alone[1].num_rows > 0
-    assert joined.slice(0, n).equals(alone[0])
-    assert joined.slice(n).drop(["source_file"]).equals(alone[1].drop(["source_file"]))
-    assert set(joined.slice(n)["source_file"].to_pylist()) == {str(b)}
+    assert ext.streams == [{"files": [str(b)], "how": "single"}, {"files": [str(a)], "how": "single"}]
+    assert ext.stream_ids is not None and ext.stream_ids.n_unique() == 2
+    keep = ["uid", "label", "p_normal", "p_DoS", "p_Probe", "p_R2L", "p_U2R"]  # incidents are numbered per scan
+    together = run_scan(ScanConfig(paths=(a, b), out=tmp_path / "both", device="cpu"))
+    console = Console(record=True, width=400, color_system=None, file=io.StringIO())
+    render(together, console)
+    text = " ".join(console.export_text().split())
+    assert together.sessions == 2
+    assert "Sessions 2 (a capture that starts more than 5 min after all traffic before it starts one): each" in text
+    assert "Joined" not in text
+    both = pl.read_parquet(tmp_path / "both" / "flows.parquet").drop("flow_id", "source_file", "incident_id")
+    both_v = pl.read_csv(tmp_path / "both" / "verdicts.csv").select(keep)
+    alone, alone_v = [], []
+    for p in (a, b):
+        run_scan(ScanConfig(paths=(p,), out=tmp_path / p.stem, device="cpu"))
+        alone.append(pl.read_parquet(tmp_path / p.stem / "flows.parquet").drop("flow_id", "source_file", "incident_id"))
+        alone_v.append(pl.read_csv(tmp_path / p.stem / "verdicts.csv").select(keep))
+    assert together.flows == sum(t.height for t in alone) and all(t.height for t in alone)
+    assert both.sort("uid").equals(pl.concat(alone).sort("uid"))  # flow columns, the 41 features, verdicts
+    assert both_v.sort("uid").equals(pl.concat(alone_v).sort("uid"))
+    # The sessions are what keeps them apart: as one stream (one session), the later file's first flows get other
+    # window features (the demo's hosts and services follow the web capture's records).
+    one = kdd_features(ext.flows, ext.payloads).sort("ts")
+    apart = kdd_features(ext.flows, ext.payloads, stream_ids=ext.stream_ids).sort("ts")
+    assert not one.equals(apart)
+    assert one.filter(pl.col("source_file") == str(a)).equals(apart.filter(pl.col("source_file") == str(a)))
