@@ -177,6 +177,13 @@ def render_html(report: dict[str, Any]) -> str:
         ("Time span", f"{_when(span['start'])} to {_when(span['end'])} ({span['seconds']:.1f} s)"),
         ("Model", f"{_e(report['model']['id'])} on {_e(report['model']['device'])}"),
     ]
+    if (sessions := report.get("capture_sessions", 1)) > 1:
+        facts.append(
+            (
+                "Sessions",
+                f"{_n(sessions)}: captures more than 5 min after all traffic before them, windows computed apart",
+            )
+        )
     if zeek:
         from features.zeeklog.conn import unavailable_note
 

@@ -107,6 +107,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
         "input": {"kind": result.input_kind, "unavailable_features": list(result.unavailable_features)},
         "captures": result.captures,
         "capture_streams": result.streams,
+        "capture_sessions": result.sessions,
         "skipped": [{"file": path_text(p), "reason": escape_surrogates(r)} for p, r in result.skipped],
         "packets": result.packets,
         "flows": result.flows,

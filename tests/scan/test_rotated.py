@@ -176,6 +176,8 @@ def test_unrelated_captures_a_day_apart_are_read_apart_and_scan_as_each_alone(tm
     render(together, console)
     text = " ".join(console.export_text().split())
     assert together.sessions == 2
+    assert json.loads((tmp_path / "both" / "report.json").read_text())["capture_sessions"] == 2
+    assert "<dt>Sessions</dt><dd>2: captures more than 5 min" in (tmp_path / "both" / "report.html").read_text()
     assert "Sessions 2 (a capture that starts more than 5 min after all traffic before it starts one): each" in text
     assert "Joined" not in text
     both = pl.read_parquet(tmp_path / "both" / "flows.parquet").drop("flow_id", "source_file", "incident_id")
