@@ -348,6 +348,7 @@ def read_conn_logs(
         kind="zeek",
         service_hints=flows["_service"],
         uids=flows["_uid"],
+        stream_ids=flows["_file"],  # each log its own stream: one that starts after a quiet spell starts a session
         unavailable=UNAVAILABLE_FEATURES,
     )
 

@@ -42,7 +42,7 @@ def _flows(paths: list[Path]) -> tuple[pl.DataFrame, pl.DataFrame]:
     ext = read_conn_logs(paths)
     flows = pl.from_arrow(ext.flows)
     assert isinstance(flows, pl.DataFrame)
-    return flows, kdd_features(ext.flows, ext.payloads, ext.service_hints)
+    return flows, kdd_features(ext.flows, ext.payloads, ext.service_hints, ext.stream_ids)
 
 
 def test_hand_written_tsv(tsv: Path) -> None:
@@ -167,6 +167,23 @@ def test_rotated_pair_is_one_stream(tmp_path: Path) -> None:
     assert found.kind == "zeek" and sorted(found.captures) == sorted([older, newer])
     reasons = {p.name: why for p, why in found.skipped}
     assert "Zeek dns log" in reasons["dns.log"] and "notes.txt" in reasons
+
+
+def test_logs_a_day_apart_are_two_sessions(tmp_path: Path) -> None:
+    """A conn log of the next day (another sensor's, another case's) gets the window features it has alone; two
+    rotated pieces of one hour stay one session (the test above)."""
+    first = tmp_path / "conn.day1.log"
+    first.write_text(conn_log(ROWS[:6]))
+    day2 = [r.replace("1709287200.", "1709373600.", 1) for r in ROWS[:6]]  # the same connections a day later
+    second = tmp_path / "conn.day2.log"
+    second.write_text(conn_log(day2))
+    ext = read_conn_logs([second, first])
+    assert ext.stream_ids is not None and ext.stream_ids.n_unique() == 2
+    together = kdd_features(ext.flows, ext.payloads, ext.service_hints, ext.stream_ids)
+    alone = [_flows([p])[1] for p in (first, second)]
+    drop = ["flow_id", "source_file", "ts", "ts_end"]
+    assert together.drop(drop).equals(pl.concat(alone).drop(drop))
+    assert not kdd_features(ext.flows, ext.payloads, ext.service_hints).drop(drop).equals(together.drop(drop))
 
 
 def test_malformed_records_are_counted(tmp_path: Path) -> None:
