@@ -15,12 +15,16 @@ Rules (also in the README):
 * ``-`` is standard input; it, pipes and named pipes (FIFOs) named on the command line are read once, as
   streams, and checked when they are read (a Zeek conn log on a stream is told then too: ``analyzer.pipeline``) (a named pipe with no writer is refused after
   ``features.capture.source.FIFO_WAIT_S``).
-* Nothing left to scan is an ``InputError``. The same file reached twice is read once.
+* Nothing left to scan is an ``InputError``. The same file reached twice is read once, and so is a copy of a
+  file (the same bytes under another name: evidence exported twice, ``capture (1).pcap``): the copy is skipped,
+  naming the file it repeats, since reading both would count every packet twice (``_copies``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import os
 import re
 import stat
@@ -110,6 +114,7 @@ def discover(paths: Sequence[Path]) -> Inputs:
             add(path, probe(path))  # a file the user named: not a capture or conn log is an error, not a skip
         else:
             raise InputError(f"{path}: no such file or directory")
+    _copies(found)
     if not found.captures:
         where = ", ".join(str(p) for p in paths)
         extra = ""
@@ -124,6 +129,60 @@ def discover(paths: Sequence[Path]) -> Inputs:
         )
     found.kind = next(iter(kinds))
     return found
+
+
+EDGE_BYTES = 1 << 16  # compared first: files that differ (rotated pieces of one size) differ here
+
+
+def _copies(found: Inputs) -> None:
+    """Move every file with the same bytes as an earlier one from ``found.captures`` to ``found.skipped``.
+
+    Only files of equal size are compared: first their first and last ``EDGE_BYTES`` (``tcpdump -C`` pieces all
+    have one size and differ there), then, where those match, their SHA-256. A file that cannot be read is left
+    for reading to report."""
+    by_size: dict[int, list[Path]] = {}
+    for p in found.captures:
+        if not is_stream(p):
+            try:
+                by_size.setdefault(p.stat().st_size, []).append(p)
+            except OSError:
+                continue
+    copies: dict[Path, Path] = {}  # copy -> the file it repeats
+    for size, group in by_size.items():
+        if len(group) < 2:
+            continue
+        by_edges: dict[str, list[Path]] = {}
+        for p in group:
+            with contextlib.suppress(OSError):
+                by_edges.setdefault(_edges(p, size), []).append(p)
+        for same in by_edges.values():
+            by_hash: dict[str, Path] = {}
+            for p in same if len(same) > 1 else ():
+                try:
+                    digest = _sha256(p)
+                except OSError:
+                    continue
+                if digest in by_hash:
+                    copies[p] = by_hash[digest]
+                else:
+                    by_hash[digest] = p
+    if copies:
+        found.captures = [p for p in found.captures if p not in copies]
+        found.skipped += [(p, f"the same bytes as {orig}: read once") for p, orig in copies.items()]
+
+
+def _edges(path: Path, size: int) -> str:
+    """A digest of the first and last ``EDGE_BYTES`` of a file of ``size`` bytes."""
+    with path.open("rb") as f:
+        h = hashlib.sha256(f.read(EDGE_BYTES))
+        f.seek(max(0, size - EDGE_BYTES))
+        h.update(f.read(EDGE_BYTES))
+        return h.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _walk(folder: Path, found: Inputs, add: Callable[[Path, str], None]) -> None:

@@ -36,8 +36,8 @@ def _udp(src: bytes, dst: bytes, sp: int, dp: int, data: bytes) -> bytes:
     return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, data=ip))
 
 
-def write_capture(path: Path) -> Path:
-    """An HTTP exchange (SF, with payload for content features) and a DNS query/answer."""
+def write_capture(path: Path, t0: float = T0) -> Path:
+    """An HTTP exchange (SF, with payload for content features) and a DNS query/answer, from ``t0``."""
     c, s, r = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), bytes([10, 0, 0, 53])
     F, S, R, P, A = dpkt.tcp.TH_FIN, dpkt.tcp.TH_SYN, dpkt.tcp.TH_RST, dpkt.tcp.TH_PUSH, dpkt.tcp.TH_ACK
     del R
@@ -56,7 +56,7 @@ def write_capture(path: Path) -> Path:
     with path.open("wb") as f:
         w = dpkt.pcap.Writer(f)
         for i, p in enumerate(pkts):
-            w.writepkt(p, ts=T0 + i * 0.01)
+            w.writepkt(p, ts=t0 + i * 0.01)
     return path
 
 
@@ -172,7 +172,7 @@ def test_cli_reads_a_folder_and_skips_non_captures(tmp_path: Path) -> None:
     folder = tmp_path / "caps"
     folder.mkdir()
     write_capture(folder / "a.pcap")
-    write_capture(folder / "b.pcap")
+    write_capture(folder / "b.pcap", t0=T0 + 3600)  # an hour later (the same bytes would be a copy, read once)
     (folder / "notes.txt").write_text("not a capture")
     out = tmp_path / "flows.parquet"
     res = CliRunner().invoke(app, ["flows", str(folder), "-o", str(out), "-q"])

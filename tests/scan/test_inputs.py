@@ -95,3 +95,38 @@ def test_dangling_looping_links_and_fifos_in_a_folder_are_listed_as_skipped(tmp_
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert {Path(s["file"]).name: s["reason"] for s in report["skipped"]} == skipped
+
+
+def test_a_copy_under_another_name_is_read_once(tmp_path: Path) -> None:
+    """Evidence exported twice (the same bytes, another name) would count every packet twice: the copy is skipped,
+    naming the file it repeats; pieces of one size that differ (``tcpdump -C``) and a file that differs only in
+    its middle are all read."""
+    demo = (SAMPLES / "demo-mixed.pcap").read_bytes()
+    a, copy = tmp_path / "case" / "capture.pcap", tmp_path / "case" / "capture.pcap.1.pcap"  # found in name order
+    a.parent.mkdir()
+    a.write_bytes(demo)
+    copy.write_bytes(demo)
+    middle = bytearray(demo)
+    middle[len(demo) // 2] ^= 0xFF  # one byte of a payload changed: same size, same head and tail
+    (tmp_path / "case" / "other.pcap").write_bytes(bytes(middle))
+    found = discover([tmp_path / "case"])
+    assert [p.name for p in found.captures] == ["capture.pcap", "other.pcap"]
+    assert found.skipped == [(copy, f"the same bytes as {a}: read once")]
+    named = discover([copy, a])  # named on the command line: the first named is kept
+    assert named.captures == [copy] and named.skipped == [(a, f"the same bytes as {copy}: read once")]
+    header, body = demo[:24], demo[24:]
+    pieces = [tmp_path / f"ring{i}.pcap" for i in range(2)]
+    for i, p in enumerate(pieces):  # one size, other bytes at both ends
+        p.write_bytes(header + body[i * 2000 : i * 2000 + 2000])
+    assert discover(pieces).captures == pieces and not discover(pieces).skipped
+
+
+def test_scanning_a_copy_beside_its_original_counts_each_flow_once(tmp_path: Path) -> None:
+    from analyzer.pipeline import ScanConfig, run_scan
+
+    copy = tmp_path / "copy.pcap"
+    copy.write_bytes((SAMPLES / "syn-flood.pcap").read_bytes())
+    alone = run_scan(ScanConfig(paths=(SAMPLES / "syn-flood.pcap",), out=tmp_path / "a", device="cpu"))
+    both = run_scan(ScanConfig(paths=(SAMPLES / "syn-flood.pcap", copy), out=tmp_path / "b", device="cpu"))
+    assert both.flows == alone.flows and both.packets == alone.packets
+    assert [p for p, _ in both.skipped] == [copy]
