@@ -16,18 +16,21 @@ Rules (also in the README):
   streams, and checked when they are read (a Zeek conn log on a stream is told then too: ``analyzer.pipeline``) (a named pipe with no writer is refused after
   ``features.capture.source.FIFO_WAIT_S``).
 * Nothing left to scan is an ``InputError``. The same file reached twice is read once, and so is a copy of a
-  file (the same bytes under another name: evidence exported twice, ``capture (1).pcap``): the copy is skipped,
-  naming the file it repeats, since reading both would count every packet twice (``_copies``).
+  file (the same bytes under another name: evidence exported twice, ``capture (1).pcap``; or a plain capture's
+  gzipped copy beside it): the copy is skipped, naming the file it repeats, since reading both would count every
+  packet twice (``_copies``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import gzip
 import hashlib
 import os
 import re
 import stat
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,8 +141,9 @@ def _copies(found: Inputs) -> None:
     """Move every file with the same bytes as an earlier one from ``found.captures`` to ``found.skipped``.
 
     Only files of equal size are compared: first their first and last ``EDGE_BYTES`` (``tcpdump -C`` pieces all
-    have one size and differ there), then, where those match, their SHA-256. A file that cannot be read is left
-    for reading to report."""
+    have one size and differ there), then, where those match, their SHA-256. A gzipped file whose stored size
+    matches a plain file's is decompressed and compared with it. A file that cannot be read is left for reading
+    to report."""
     by_size: dict[int, list[Path]] = {}
     for p in found.captures:
         if not is_stream(p):
@@ -166,9 +170,22 @@ def _copies(found: Inputs) -> None:
                     copies[p] = by_hash[digest]
                 else:
                     by_hash[digest] = p
-    if copies:
-        found.captures = [p for p in found.captures if p not in copies]
-        found.skipped += [(p, f"the same bytes as {orig}: read once") for p, orig in copies.items()]
+    why = {p: f"the same bytes as {orig}: read once" for p, orig in copies.items()}
+    # A gzipped copy of a plain capture (x.pcap beside x.pcap.gz): its stored size (gzip's ISIZE, mod 2^32) picks
+    # the plain files to compare it with, decompressed no further than their size.
+    plain: dict[int, list[Path]] = {}  # size mod 2^32 -> plain files
+    for p in found.captures:
+        if p not in copies and _is_plain(p):
+            with contextlib.suppress(OSError):
+                plain.setdefault(p.stat().st_size % (1 << 32), []).append(p)
+    for g in found.captures:
+        if g not in copies and (stored := _gz_size(g)) is not None:
+            orig = next((p for p in plain.get(stored, []) if _inflates_to(g, p)), None)
+            if orig is not None:
+                why[g] = f"the same capture as {orig}, gzipped: read once"
+    if why:
+        found.captures = [p for p in found.captures if p not in why]
+        found.skipped += list(why.items())
 
 
 def _edges(path: Path, size: int) -> str:
@@ -178,6 +195,43 @@ def _edges(path: Path, size: int) -> str:
         f.seek(max(0, size - EDGE_BYTES))
         h.update(f.read(EDGE_BYTES))
         return h.hexdigest()
+
+
+def _is_plain(path: Path) -> bool:
+    """A regular file that is not gzipped (a pipe or named pipe is never opened here: it is read once, later)."""
+    if is_stream(path):
+        return False
+    try:
+        with path.open("rb") as f:
+            return f.read(2) != b"\x1f\x8b"
+    except OSError:
+        return False
+
+
+def _gz_size(path: Path) -> int | None:
+    """The size a gzip file says its (last member's) content has (ISIZE: mod 2^32); None for other files."""
+    if is_stream(path):
+        return None
+    try:
+        with path.open("rb") as f:
+            if f.read(2) != b"\x1f\x8b":
+                return None
+            f.seek(-4, os.SEEK_END)
+            return int.from_bytes(f.read(4), "little")
+    except OSError:
+        return None
+
+
+def _inflates_to(gz: Path, plain: Path) -> bool:
+    """True when ``gz`` decompresses to exactly ``plain``'s bytes (stops at the first difference)."""
+    try:
+        with gzip.open(gz, "rb") as g, plain.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                if g.read(len(chunk)) != chunk:
+                    return False
+            return g.read(1) == b""
+    except (OSError, EOFError, zlib.error):
+        return False
 
 
 def _sha256(path: Path) -> str:

@@ -130,3 +130,15 @@ def test_scanning_a_copy_beside_its_original_counts_each_flow_once(tmp_path: Pat
     both = run_scan(ScanConfig(paths=(SAMPLES / "syn-flood.pcap", copy), out=tmp_path / "b", device="cpu"))
     assert both.flows == alone.flows and both.packets == alone.packets
     assert [p for p, _ in both.skipped] == [copy]
+
+
+def test_a_gzipped_copy_beside_the_plain_capture_is_read_once(tmp_path: Path) -> None:
+    import gzip
+
+    demo = (SAMPLES / "demo-mixed.pcap").read_bytes()
+    (tmp_path / "x.pcap").write_bytes(demo)
+    (tmp_path / "x.pcap.gz").write_bytes(gzip.compress(demo))
+    (tmp_path / "y.pcap.gz").write_bytes(gzip.compress(demo[:-1] + bytes([demo[-1] ^ 1])))  # one byte differs
+    found = discover([tmp_path])
+    assert [p.name for p in found.captures] == ["x.pcap", "y.pcap.gz"]
+    assert found.skipped == [(tmp_path / "x.pcap.gz", f"the same capture as {tmp_path / 'x.pcap'}, gzipped: read once")]
