@@ -75,6 +75,7 @@ class StreamJoiner:
     def __init__(self, gap_ns: int = DEFAULT_GAP_NS) -> None:
         self.streams: list[Stream] = []
         self.gap_ns = gap_ns  # past this gap after a stream's last packet, a file does not continue it
+        self._open: list[Stream] = []  # the streams a later file may still continue (``ended`` says which not)
 
     @staticmethod
     def order(starts: Sequence[tuple[int | None, int | None]]) -> list[int]:
@@ -86,9 +87,12 @@ class StreamJoiner:
         pattern = name_pattern(path)
         best: Stream | None = None
         if first_ts is not None:
+            # Files come in time order: a stream that cannot take this file cannot take a later one either, so
+            # thousands of unrelated files are not each compared with every stream before them.
+            self._open = [s for s in self._open if not self.ended(s, first_ts)]
             fits = [
                 s
-                for s in self.streams
+                for s in self._open
                 if not s.busy
                 and s.linktype == linktype
                 and s.last_ts is not None
@@ -99,8 +103,17 @@ class StreamJoiner:
         if best is None:
             best = Stream(len(self.streams), linktype=linktype, pattern=pattern)
             self.streams.append(best)
+            self._open.append(best)
         best.files.append(index)
         return best
+
+    def ended(self, stream: Stream, next_first_ts: int | None) -> bool:
+        """True when ``stream`` can take no file whose first timestamp is ``next_first_ts`` or later (files come
+        in that order; None: a file without records, which starts no continuation but may precede ones that do):
+        it is not being read and it ended more than the gap before (or holds no record)."""
+        if stream.busy or next_first_ts is None:
+            return False
+        return stream.last_ts is None or next_first_ts > stream.last_ts + self.gap_ns
 
     @staticmethod
     def read(stream: Stream, ts_last: int | None) -> None:

@@ -62,6 +62,7 @@ SORT_KEYS = (
 _ORDER = SORT_KEYS
 CHUNK_FLOWS = 16_384  # flows released at a time (at least; the last chunk may be smaller)
 CHILD_AHEAD = 4  # chunks a flow-building child may run ahead of the process that consumes them
+PENDING_FRAMES = 32  # finished-flow frames kept apart before they are concatenated (FlowStream._add)
 _NEVER = np.iinfo(np.int64).max
 
 
@@ -284,7 +285,7 @@ class FlowStream:
             fb = FlowBuilder([path_text(self.sources[i].path) for i in order], self.config, payloads=self.payloads)
             tagged = [_tagged(self._reader(i), n) for n, i in enumerate(order)]
             merged = merge_by_time([self.starts[i][0] for i in order], tagged)
-            self._joiner.streams = [Stream(0, files=list(order))]
+            self._joiner.streams = [Stream(0, files=list(order), busy=True)]  # read until the merged reader ends
             r = _Reading(merged, self._joiner.streams[0], fb, order[0], list(order))
             r.fetch()
             builders.append(fb)
@@ -294,6 +295,7 @@ class FlowStream:
         # Files without a record in their first megabyte (header-only captures) first, then by time.
         queue = [i for i in order if self.starts[i][0] is None] + [i for i in order if self.starts[i][0] is not None]
         by_stream: dict[int, FlowBuilder] = {}
+        live = {0: builders[0]} if builders else {}  # stream id -> builder of a stream a later file may continue
         while queue or reading:
             nxt = min((r.next_ts() for r in reading), default=_NEVER)
             if queue and (self.starts[queue[0]][0] or np.iinfo(np.int64).min) <= nxt:
@@ -304,6 +306,7 @@ class FlowStream:
                 else:
                     by_stream[s.sid] = FlowBuilder(path_text(self.sources[i].path), self.config, payloads=self.payloads)
                     builders.append(by_stream[s.sid])
+                    live[s.sid] = by_stream[s.sid]
                     n = 0
                 s.busy = True
                 r = _Reading(self._reader(i), s, by_stream[s.sid], s.files[0], [i], n)
@@ -320,11 +323,19 @@ class FlowStream:
                 reading.remove(r)
                 r.stream.busy = False
                 StreamJoiner.read(r.stream, self.sources[r.files[0]].ts_last)
-            floor = self._floor(builders, reading, queue)
+            # A stream no later file can continue is finished now, not at the end: its open flows go out with the
+            # next chunks, and thousands of unrelated files do not each keep a builder that every batch asks for
+            # its floor. (finish() now gives what it would give at the end: no packet would reach it again.)
+            upcoming = self.starts[queue[0]][0] if queue else _NEVER
+            for sid in [sid for sid in live if self._joiner.ended(self._joiner.streams[sid], upcoming)]:
+                s, fb = self._joiner.streams[sid], live.pop(sid)
+                self._add(fb.finish(), _Reading(iter(()), s, fb, s.files[0], s.files))
+            floor = self._floor(list(live.values()), reading, queue)
             while (chunk := self._release(floor, final=False)) is not None:
                 yield chunk
         self._settle_digests()
-        for fb, s in zip(builders, self._joiner.streams, strict=True):
+        for sid, fb in live.items():
+            s = self._joiner.streams[sid]
             self._add(fb.finish(), _Reading(iter(()), s, fb, s.files[0], s.files))
         self.ended_early = sum(fb.ended_early for fb in builders)
         while (chunk := self._release(_NEVER, final=True)) is not None:
@@ -381,6 +392,12 @@ class FlowStream:
             self._pending_pay.append(
                 pay.rename({"flow_id": "_uid"}).with_columns(pl.lit(r.key, pl.Int64).alias("_file"))
             )
+        # Many small frames (thousands of small files, each finished on its own) are put together now and then:
+        # every _release looks at each pending frame.
+        if len(self._pending) > PENDING_FRAMES:
+            self._pending = [pl.concat(self._pending, how="vertical")]
+        if len(self._pending_pay) > PENDING_FRAMES:
+            self._pending_pay = [pl.concat(self._pending_pay, how="vertical")]
 
     def _floor(self, builders: list[FlowBuilder], reading: list[_Reading], queue: list[int]) -> int:
         """The earliest start a flow not yet finished can have (ns)."""
