@@ -173,16 +173,17 @@ def _copies(found: Inputs) -> None:
     why = {p: f"the same bytes as {orig}: read once" for p, orig in copies.items()}
     # A gzipped copy of a plain capture (x.pcap beside x.pcap.gz): its stored size (gzip's ISIZE, mod 2^32) picks
     # the plain files to compare it with, decompressed no further than their size.
+    left = [p for p in found.captures if p not in copies and not is_stream(p)]
+    gz = {p: stored for p in left if (stored := _gz_size(p)) is not None}  # each file's start read once
     plain: dict[int, list[Path]] = {}  # size mod 2^32 -> plain files
-    for p in found.captures:
-        if p not in copies and _is_plain(p):
+    for p in left:
+        if p not in gz:
             with contextlib.suppress(OSError):
                 plain.setdefault(p.stat().st_size % (1 << 32), []).append(p)
-    for g in found.captures:
-        if g not in copies and (stored := _gz_size(g)) is not None:
-            orig = next((p for p in plain.get(stored, []) if _inflates_to(g, p)), None)
-            if orig is not None:
-                why[g] = f"the same capture as {orig}, gzipped: read once"
+    for g, stored in gz.items():
+        orig = next((p for p in plain.get(stored, []) if _inflates_to(g, p)), None)
+        if orig is not None:
+            why[g] = f"the same capture as {orig}, gzipped: read once"
     if why:
         found.captures = [p for p in found.captures if p not in why]
         found.skipped += list(why.items())
@@ -197,21 +198,9 @@ def _edges(path: Path, size: int) -> str:
         return h.hexdigest()
 
 
-def _is_plain(path: Path) -> bool:
-    """A regular file that is not gzipped (a pipe or named pipe is never opened here: it is read once, later)."""
-    if is_stream(path):
-        return False
-    try:
-        with path.open("rb") as f:
-            return f.read(2) != b"\x1f\x8b"
-    except OSError:
-        return False
-
-
 def _gz_size(path: Path) -> int | None:
-    """The size a gzip file says its (last member's) content has (ISIZE: mod 2^32); None for other files."""
-    if is_stream(path):
-        return None
+    """The size a gzip file says its (last member's) content has (ISIZE: mod 2^32); None for other files. Never
+    given a pipe or named pipe (those are read once, later)."""
     try:
         with path.open("rb") as f:
             if f.read(2) != b"\x1f\x8b":
