@@ -73,9 +73,10 @@ class _Limit(Exception):
 
 @dataclass
 class Block:
-    """Bytes of the capture (inflated if gzip) at buf[HEADROOM:HEADROOM + size], zero-padded after."""
+    """Bytes of the capture (inflated if gzip) at buf[HEADROOM:HEADROOM + size], then ``PAD`` zero bytes; a short
+    block's bytes past those are unset (``_block_buffer``)."""
 
-    buf: np.ndarray  # (HEADROOM + size + PAD,) uint8
+    buf: np.ndarray  # (HEADROOM + block + PAD,) uint8
     size: int
     done: int  # raw file bytes read so far (for progress)
 
@@ -115,7 +116,7 @@ def stream_blocks(
                 src: _HashingReader | Inflate = Inflate(hr) if gz else hr
                 total = 0
                 while not stop.is_set():
-                    buf = np.empty(HEADROOM + block + PAD, np.uint8)
+                    buf = _block_buffer(HEADROOM + block + PAD)
                     size = 0
                     # one byte past --max-bytes is enough to know it is crossed
                     cap = min(block, limits.max_bytes - total + 1) if limits.max_bytes else block
@@ -128,7 +129,7 @@ def stream_blocks(
                             if why := limits.check(total, hr.pos, gz):  # a damaged bomb is still a bomb
                                 put(_Limit(why))
                                 return
-                            buf[HEADROOM + size :] = 0
+                            buf[HEADROOM + size : HEADROOM + size + PAD] = 0
                             put(Block(buf, size, hr.pos))
                         put(ValueError(f"gzip stream damaged ({e})"))
                         break
@@ -138,7 +139,7 @@ def stream_blocks(
                     if why := limits.check(total, hr.pos, gz):
                         put(_Limit(why))  # the block is dropped: the command fails, nothing is written
                         return
-                    buf[HEADROOM + size :] = 0
+                    buf[HEADROOM + size : HEADROOM + size + PAD] = 0
                     if not put(Block(buf, size, hr.pos)):
                         break
                 while chunk := raw.read(1 << 20):  # hash what the decompressor did not consume
@@ -163,6 +164,13 @@ def stream_blocks(
     finally:
         stop.set()
         t.join()
+
+
+def _block_buffer(size: int) -> np.ndarray:
+    """A block's buffer, uninitialised: the walkers read a block's bytes and the ``PAD`` zero bytes after them,
+    nothing further, so a file's last (short) block zeroes ``PAD`` bytes, not the rest of its 32 MiB (which cost
+    every small file about 8 ms of page faults: 3,000 rotated files spent 18 s in the kernel)."""
+    return np.empty(size, np.uint8)
 
 
 class Hasher(Protocol):
