@@ -86,6 +86,14 @@ def tunnel_strings(tun: np.ndarray, names: dict[int, str]) -> pa.Array:
     return text.take(pa.array(inv.reshape(-1)))
 
 
+def _source_files(files: list[str], src: np.ndarray) -> pa.Array:
+    """Each flow's file name from its index into ``files``: only the files these flows name become strings (a
+    stream joined from 10,000 rotated files builds its flows batch by batch, and naming every file each time made
+    reading them quadratic)."""
+    used, back = np.unique(np.minimum(src, len(files) - 1), return_inverse=True)
+    return pa.array([files[i] for i in used.tolist()], pa.string()).take(back.reshape(-1))
+
+
 def to_frame(
     st: dict[str, np.ndarray], sources: str | list[str], tunnels: dict[int, str] | None = None
 ) -> pl.DataFrame:
@@ -120,7 +128,7 @@ def to_frame(
             len(st["uid"]), pa.string()
         ),  # set once the capture's SHA-256 is known (features.flows.extract)
         "community_id": cid,
-        "source_file": pa.array(files, pa.string()).take(np.minimum(st["src"], len(files) - 1)),
+        "source_file": _source_files(files, st["src"]),
         "ts": pa.array(st["ts0"] // 1000, ts_type),
         "ts_end": pa.array(st["ts1"] // 1000, ts_type),
         "duration_s": pa.array((st["ts1"] - st["ts0"]) / 1e9),
