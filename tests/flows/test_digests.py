@@ -9,10 +9,10 @@ import struct
 from pathlib import Path
 
 import pytest
+from flows_capture import write_capture
 
 import features.capture.source as source_mod
 from features.flows.extract import FlowStream, extract_flows
-from tests.flows.test_flowtable import write_capture
 
 
 def _drain(fs: FlowStream, forked: bool = False) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from attack_cases import CONFIGS, T0, attack_rows, flow
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +23,6 @@ from analyzer.incidents import IncidentConfig
 from analyzer.pipeline import ScanConfig, run_scan
 
 REPO = Path(__file__).resolve().parents[2]
-T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 
 
 def _by_window_expressions(att: pl.DataFrame, config: IncidentConfig) -> pl.DataFrame:
@@ -62,47 +62,10 @@ def _grouping(att: pl.DataFrame, config: IncidentConfig) -> pl.DataFrame:
     )
 
 
-def _attack_rows(rows: list[tuple[int, int, int, int, int, float]]) -> pl.DataFrame:
-    """(label, source, target, port, proto, start seconds) -> attack rows in start order, flow_id = row."""
-    rows = sorted(rows, key=lambda r: r[5])
-    n = len(rows)
-    ts = [T0 + dt.timedelta(seconds=r[5]) for r in rows]
-    return pl.DataFrame(
-        {
-            "flow_id": np.arange(n, dtype=np.int64),
-            "ts": ts,
-            "ts_end": [t + dt.timedelta(seconds=0.5) for t in ts],
-            "orig_h": [f"10.0.0.{r[1]}" for r in rows],
-            "resp_h": [f"192.0.2.{r[2]}" for r in rows],
-            "resp_p": pl.Series([None if r[3] == 0 else r[3] for r in rows], dtype=pl.Int32),
-            "proto": [("tcp", "udp", "icmp")[r[4]] for r in rows],
-            "conn_state": ["S0"] * n,
-            "service": ["private"] * n,
-            "label": [("DoS", "Probe", "normal")[r[0]] for r in rows],
-            "confidence": np.linspace(0.5, 1.0, n),
-            "orig_bytes": np.zeros(n, np.int64),
-            "resp_bytes": np.zeros(n, np.int64),
-        },
-        schema_overrides={"ts": pl.Datetime("us", "UTC"), "ts_end": pl.Datetime("us", "UTC")},
-    )
-
-
-CONFIGS = [IncidentConfig(), IncidentConfig(gap_s=2.0, minor_flows=2, spread_sources=2), IncidentConfig(minor_flows=3)]
-
-flow = st.tuples(
-    st.integers(0, 2),  # label: DoS, Probe, normal
-    st.integers(1, 12),  # source
-    st.integers(1, 4),  # target
-    st.sampled_from([0, 22, 53, 80]),  # responder port (0: none)
-    st.integers(0, 2),  # proto
-    st.floats(0, 400, allow_nan=False),  # start, seconds
-)
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.lists(flow, min_size=1, max_size=120), st.sampled_from(CONFIGS))
 def test_integer_grouping_is_the_window_expressions(rows: list[Any], config: IncidentConfig) -> None:
-    att = _attack_rows(rows)
+    att = attack_rows(rows)
     want = _by_window_expressions(att, config)
     assert _grouping(att, config).equals(want)
 
@@ -125,14 +88,14 @@ def test_integer_grouping_is_the_window_expressions(rows: list[Any], config: Inc
     ],
 )
 def test_grouping_table(desc: str, rows: list[Any], grouped: set[str]) -> None:
-    att = _attack_rows(rows)
+    att = attack_rows(rows)
     got = _grouping(att, IncidentConfig())
     assert got.equals(_by_window_expressions(att, IncidentConfig())), desc
     assert set(got["grouped_by"]) == grouped, desc
 
 
 def test_rows_out_of_start_order_are_sorted_first() -> None:
-    att = _attack_rows([(0, s % 7, 1, 80, 0, s * 7.3 % 100) for s in range(60)])
+    att = attack_rows([(0, s % 7, 1, 80, 0, s * 7.3 % 100) for s in range(60)])
     shuffled = att.sample(fraction=1.0, shuffle=True, seed=3)
     a_inc, a_mem = incidents.find_incidents(att)
     b_inc, b_mem = incidents.find_incidents(shuffled)

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+from attack_cases import CONFIGS, attack_rows, flow
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
-from test_flood_end_phase import CONFIGS, _attack_rows, flow
 
 from analyzer import evidence, incident_sql, incidents, verdicts
 from analyzer.alerts import first_flows
@@ -22,8 +22,8 @@ from analyzer.outputs import BatchCursor
 
 
 def _full_rows(rows: list[Any], extra: list[tuple[float, bool]]) -> pl.DataFrame:
-    """``_attack_rows`` with the rest of ``verdicts.ATTACK_COLUMNS``: p_attack (few values: ties) and allowed."""
-    att = _attack_rows(rows)
+    """``attack_rows`` with the rest of ``verdicts.ATTACK_COLUMNS``: p_attack (few values: ties) and allowed."""
+    att = attack_rows(rows)
     n = att.height
     p = [extra[i % len(extra)][0] for i in range(n)]
     allowed = [extra[i % len(extra)][1] for i in range(n)]
@@ -110,7 +110,7 @@ def test_queries_answer_as_the_whole_rows_do(
     assert not (temp / "spill").exists()  # the spill folder goes with the store
 
 
-def test_no_attack_rows_give_no_incident(tmp_path: Path) -> None:
+def test_noattack_rows_give_no_incident(tmp_path: Path) -> None:
     att = _full_rows([(2, 1, 1, 80, 0, 1.0)], [(0.1, False)])  # one normal row
     with incident_sql.Store(tmp_path / "spill") as store:
         store.load(None, att.drop("incident_id").head(0))

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from rotated_files import pcap_records, sensors, shifted, write_pieces
 from typer.testing import CliRunner
 
 from analyzer.cli import app
 from analyzer.pipeline import ScanConfig, run_scan
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_pcaps"
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_rotated import pcap_records, sensors, shifted, write_pieces  # noqa: E402
 
 
 def outputs(out: Path) -> tuple[pl.DataFrame, pl.DataFrame, dict]:

@@ -8,42 +8,17 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 from pathlib import Path
 
 import polars as pl
 import pytest
 from rich.console import Console
+from rotated_files import DEMO, REPO, pcap_records, sensors, shifted, write_pieces
 
 from analyzer.pipeline import ScanConfig, run_scan
 from analyzer.report import render
 from features.flows.extract import extract_flows
 from features.kdd.frame import kdd_features
-
-REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "sample_pcaps" / "demo-mixed.pcap"
-
-
-def pcap_records(path: Path) -> tuple[bytes, list[tuple[float, bytes]]]:
-    """(global header, [(timestamp, whole record bytes)]) of a classic pcap in either byte order."""
-    data = path.read_bytes()
-    endian = "<" if data[:4] == b"\xd4\xc3\xb2\xa1" else ">"
-    off, out = 24, []
-    while off + 16 <= len(data):
-        sec, usec, caplen, _ = struct.unpack_from(endian + "IIII", data, off)
-        out.append((sec + usec / 1e6, data[off : off + 16 + caplen]))
-        off += 16 + caplen
-    return data[:24], out
-
-
-def write_pieces(folder: Path, header: bytes, pieces: list[list[bytes]], stem: str) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, recs in enumerate(pieces):
-        p = folder / f"{stem}{i:02d}.pcap"
-        p.write_bytes(header + b"".join(recs))
-        paths.append(p)
-    return paths
 
 
 def scan(paths: list[Path], out: Path, merge: bool = False) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
@@ -105,18 +80,6 @@ def test_given_out_of_order_the_pieces_are_read_in_time_order(tmp_path: Path) ->
     assert ext.flows.drop(drop).equals(extract_flows([DEMO], payloads=False).flows.drop(drop))
 
 
-def sensors(tmp_path: Path) -> list[Path]:
-    """The demo capture as two overlapping files: runs of equal timestamps go to one file, alternately."""
-    header, recs = pcap_records(DEMO)
-    parts: list[list[bytes]] = [[], []]
-    side, last = 0, None
-    for t, r in recs:
-        if t != last:
-            side, last = 1 - side, t
-        parts[side].append(r)
-    return write_pieces(tmp_path, header, parts, "sensor")
-
-
 def test_overlapping_files_are_kept_apart(tmp_path: Path) -> None:
     paths = sensors(tmp_path)
     ext = extract_flows(paths, payloads=False)
@@ -146,18 +109,6 @@ def test_incidents_carved_from_rotated_pieces_hold_the_whole_captures_packets(tm
         result = run_scan(ScanConfig(paths=tuple(given), out=tmp_path / name, device="cpu", carve=True))
         carved[name] = {p.name: p.read_bytes() for p, _ in result.carved.values()}
     assert carved["whole"] and carved["ring"] == carved["whole"]
-
-
-def shifted(path: Path, out: Path, seconds: int) -> Path:
-    """``path``'s records with every timestamp moved ``seconds`` later (classic pcap, microseconds)."""
-    header, recs = pcap_records(path)
-    endian = "<" if header[:4] == b"\xd4\xc3\xb2\xa1" else ">"
-    moved = []
-    for _, r in recs:
-        sec = struct.unpack_from(endian + "I", r, 0)[0]
-        moved.append(struct.pack(endian + "I", sec + seconds) + r[4:])
-    out.write_bytes(header + b"".join(moved))
-    return out
 
 
 def test_unrelated_captures_a_day_apart_are_read_apart_and_scan_as_each_alone(tmp_path: Path) -> None:
