@@ -39,6 +39,7 @@ def carve(
 
     from analyzer.evidence import carve_incidents, incident_members
     from analyzer.progress import make_stages
+    from features.capture.source import packet_span
     from features.flows.table import read_flows
 
     report_path = outdir / "report.json"
@@ -50,6 +51,7 @@ def carve(
         captures = [text_path(c["file"]) for c in report["captures"]]
         sha = {c["file"]: c["sha256"] for c in report["captures"]}
         streams = [[str(f) for f in st["files"]] for st in report.get("capture_streams", [])]
+        spans = {c["file"]: span for c in report["captures"] if (span := packet_span(c)) is not None}
     except (ValueError, KeyError, TypeError) as e:
         raise InputError(f"{report_path}: not an nta report ({e})") from None
     inc = pl.DataFrame(
@@ -98,6 +100,7 @@ def carve(
             progress=progress,
             expect_sha256=sha,
             streams=streams,
+            spans=spans,
         )
     for i in sorted(carved):
         path, n = carved[i]

@@ -175,11 +175,13 @@ def carve_incidents(
     progress: ProgressFn = no_progress,
     expect_sha256: dict[str, str] | None = None,
     streams: list[list[str]] | None = None,
+    spans: dict[str, tuple[int, int]] | None = None,
 ) -> dict[int, tuple[Path, int]]:
     """Carve each chosen incident (all, or ``only``) into ``out_dir/incidents``; {incident: (file, packets)}.
 
     ``streams``: the files read as one stream (report.json's ``capture_streams``), so a flow that crosses a
-    rotation is carved whole."""
+    rotation is carved whole. ``spans``: each file's earliest and latest record time (``features.flows.carve``:
+    a file whose span meets no chosen flow is not read)."""
     from features.common import InputError
     from features.flows.carve import CarveJob, carve
 
@@ -198,4 +200,6 @@ def carve_incidents(
     if not jobs:
         return {}
     flows = members.filter(pl.col("incident_id").is_in(list(jobs))).rename({"incident_id": "group"})
-    return carve(captures, flows, jobs, decap=decap, progress=progress, expect_sha256=expect_sha256, streams=streams)
+    return carve(
+        captures, flows, jobs, decap=decap, progress=progress, expect_sha256=expect_sha256, streams=streams, spans=spans
+    )

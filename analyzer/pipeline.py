@@ -136,7 +136,7 @@ def steady_heap() -> None:
 
 def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     """Scan the captures, write the outputs, and return what was found (see the module docstring)."""
-    from features.capture.source import TextStream
+    from features.capture.source import TextStream, packet_span
     from features.flows.extract import FlowStream, chunks_of
     from model.files import check_model_files, default_model_dir
 
@@ -303,6 +303,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                         carved = evidence.carve_incidents(
                             out_dir, list(found.captures), inc_members, inc, decap=config.decap, force=True,
                             progress=progress, streams=[list(st["files"]) for st in ext.streams],
+                            spans={s["file"]: span for s in ext.sources if (span := packet_span(s)) is not None},
                         )  # fmt: skip
                         del inc_members, ids
                 result = ScanResult(

@@ -238,10 +238,7 @@ def _scan(ray: Any, paths: list[Path], config: Any, engine: Any, progress: Progr
     for src in sources:
         bad.update(src.bad)
         warnings.extend(src.warnings)
-        info.append(
-            {"file": path_text(src.path), "sha256": src.sha256, "format": src.format, "packets": src.records,
-             "bytes": src.size_bytes}
-        )  # fmt: skip
+        info.append(src.info())
     how = "merged" if config.merge else "joined"
     streams = [
         {"files": [path_text(sources[i].path) for i in st.files], "how": "single" if len(st.files) == 1 else how}

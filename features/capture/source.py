@@ -16,8 +16,9 @@ import struct
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -51,6 +52,34 @@ def _read_some(raw: BinaryIO, gz: bool, limit: int) -> bytes:
     except (EOFError, zlib.error):
         return bytes(buf[:n])  # what inflated before the damage (see above)
     return bytes(buf[:n])
+
+
+def packet_times(first_ns: int | None, last_ns: int | None) -> dict[str, str]:
+    """report.json's ``first_packet``/``last_packet`` of a capture: its earliest and latest record times (UTC, ISO
+    8601, microseconds: the earliest rounded down, the latest up, so the span holds every record). ``nta carve``
+    reads a file of a stream only where this span meets a flow it carves. Nothing when the file had no record."""
+    if first_ns is None or last_ns is None:
+        return {}
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+
+    def iso(us: int) -> str:
+        return (epoch + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    return {"first_packet": iso(first_ns // 1000), "last_packet": iso(-(-last_ns // 1000))}
+
+
+def packet_span(capture: dict[str, Any]) -> tuple[int, int] | None:
+    """(earliest, latest record time in ns) from a report.json capture entry (``packet_times``); None when it has no
+    times (no record, or a report written before they were kept)."""
+    first, last = capture.get("first_packet"), capture.get("last_packet")
+    if not isinstance(first, str) or not isinstance(last, str):
+        return None
+    try:
+        a, b = (datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) for t in (first, last))
+    except ValueError:
+        return None
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return (a - epoch) // timedelta(microseconds=1) * 1000, (b - epoch) // timedelta(microseconds=1) * 1000
 
 
 def is_stream(path: Path) -> bool:
@@ -305,6 +334,18 @@ class PacketSource:
             return None
         endian, ns, _, _ = PCAP_MAGICS[struct.unpack_from("<I", self._head)[0]]
         return struct.unpack_from(endian + "I", self._head, 20)[0] & 0x03FFFFFF, ns
+
+    def info(self) -> dict[str, Any]:
+        """What report.json says of this capture once it is read: file, sha256, format, packets, bytes, and the
+        times of its earliest and latest record (``packet_times``)."""
+        return {
+            "file": path_text(self.path),
+            "sha256": self.sha256,
+            "format": self.format,
+            "packets": self.records,
+            "bytes": self.size_bytes,
+            **packet_times(self.ts_first, self.ts_last),
+        }
 
     def outcome(self) -> tuple[int, Counter[str], list[str], str, int, int | None, int | None]:
         """What a finished ``batches()`` learnt: (records, bad counts, warnings, sha256, filtered, ts_last,

@@ -18,7 +18,7 @@ built under needs no repeating, since the flows' keys and time spans already lie
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +84,7 @@ def carve(
     progress: ProgressFn = no_progress,
     expect_sha256: dict[str, str] | None = None,
     streams: Sequence[Sequence[str]] | None = None,
+    spans: Mapping[str, tuple[int, int]] | None = None,
 ) -> dict[int, tuple[Path, int]]:
     """Write the packets of ``flows`` (flow-table columns plus ``group``) to their group's job; returns
     {group: (path, packets)} for every job (a group whose packets are all gone gets a header-only file).
@@ -93,6 +94,10 @@ def carve(
     ``streams``: the files read as one stream (``Extraction.streams``, in reading order): a flow that began in
     one file of a stream (its ``source_file``) may go on in the next ones, so each file is searched for the
     flows of its whole stream, and files are read in stream order. None: every file is a stream of its own.
+    ``spans``: {capture: (earliest, latest record time, ns)} as the scan read them (report.json's
+    ``first_packet``/``last_packet``): a file is searched only for the flows whose time meets its span, and not
+    read at all when none does, so carving one incident of a week of rotated files reads the files of its hours,
+    not the week. A file without a span is searched for every flow of its stream.
     """
     names = [path_text(p) for p in captures]
     if streams:  # reading order: stream by stream, then any file no stream names
@@ -107,6 +112,12 @@ def carve(
     try:
         for name, src in sources.items():
             mine = flows.filter(pl.col("source_file").is_in(stream_of.get(name, [name])))
+            if spans and name in spans and mine.height:
+                first, last = spans[name]
+                # flow times are whole microseconds: a flow's last packet may lie up to 999 ns after ts_end
+                mine = mine.filter(
+                    (pl.col("ts").dt.epoch("ns") <= last) & (pl.col("ts_end").dt.epoch("ns") + 999 >= first)
+                )
             if mine.height:
 
                 def step(d: int, _total: int, base: int = done) -> None:

@@ -479,15 +479,7 @@ class FlowStream:
             warnings.extend(src.warnings)
             if clock := clock_warning(path_text(src.path), src.ts_first, src.ts_last, now):
                 warnings.append(clock)
-            info.append(
-                {
-                    "file": path_text(src.path),
-                    "sha256": src.sha256,
-                    "format": src.format,
-                    "packets": src.records,
-                    "bytes": src.size_bytes,
-                }
-            )
+            info.append(src.info())
         if self.ended_early:
             warnings.append(
                 f"{self.ended_early:,} flows ended before their idle timeout: more than "

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 from capture_testlib import pcap_bytes, write
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.capture.pcap import clock_warning
-from features.capture.source import PacketSource
+from features.capture.source import PacketSource, packet_span, packet_times
 from features.flows.extract import extract_flows
 
 NS = 10**9
@@ -58,3 +60,26 @@ def test_a_capture_from_a_host_booted_at_the_epoch_is_read_and_named(tmp_path: P
         f"{epoch}: packet times run from 1970-01-01 00:00:05 to 1970-01-01 00:00:06 UTC (before 1990): the "
         "capturing host's clock was probably wrong; times are used as recorded"
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-(2**62), 2**62), st.integers(0, 2**40))
+def test_a_captures_packet_times_round_trip_to_a_span_that_holds_them(first: int, extra: int) -> None:
+    """report.json's first_packet/last_packet (microseconds) read back to a span holding the exact ns times, within a
+    microsecond of them: ``nta carve`` never skips a file that holds a flow's packet."""
+    last = first + extra
+    span = packet_span(packet_times(first, last))
+    assert span is not None
+    assert span[0] <= first < span[0] + 1000 and last <= span[1] < last + 1000
+
+
+def test_a_capture_without_records_or_times_has_no_span(tmp_path: Path) -> None:
+    p = write(tmp_path / "empty.pcap", pcap_bytes([]))
+    src = PacketSource(p)
+    list(src.batches())
+    assert "first_packet" not in src.info() and packet_span(src.info()) is None
+    assert packet_span({"first_packet": "yesterday", "last_packet": "today"}) is None
+    p = write(tmp_path / "one.pcap", pcap_bytes([(1_700_000_000.25, FRAME)]))
+    src = PacketSource(p)
+    list(src.batches())
+    assert src.info()["first_packet"] == src.info()["last_packet"] == "2023-11-14T22:13:20.250000Z"

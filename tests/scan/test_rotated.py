@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -147,3 +148,49 @@ def test_unrelated_captures_a_day_apart_are_read_apart_and_scan_as_each_alone(tm
     apart = kdd_features(ext.flows, ext.payloads, stream_ids=ext.stream_ids).sort("ts")
     assert not one.equals(apart)
     assert one.filter(pl.col("source_file") == str(a)).equals(apart.filter(pl.col("source_file") == str(a)))
+
+
+def test_carving_reads_only_the_pieces_whose_times_meet_the_incident(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``nta carve`` on rotated pieces (one joined stream): a piece whose first-to-last record times meet none of
+    the incident's flows is not read, and the carved capture is the one carved from the whole capture."""
+    from typer.testing import CliRunner
+
+    import features.flows.carve as carve_mod
+    from analyzer.cli import app
+
+    header, recs = pcap_records(DEMO)
+    size = -(-len(recs) // 10)
+    pieces = [[r for _, r in recs[i : i + size]] for i in range(0, len(recs), size)]
+    paths = write_pieces(tmp_path / "ring", header, pieces, "demo.pcap")
+    for name, given in (("whole", [DEMO]), ("ring", paths)):
+        run_scan(ScanConfig(paths=tuple(given), out=tmp_path / name, device="cpu"))
+    report = json.loads((tmp_path / "ring" / "report.json").read_text())
+    spans = {c["file"]: (c["first_packet"], c["last_packet"]) for c in report["captures"]}
+    assert len(spans) == 10 and all(a <= b for a, b in spans.values())
+    probe = next(i for i in report["incidents"] if i["label"] == "Probe")["incident_id"]
+    read: list[str] = []
+    real = carve_mod._carve_one
+
+    def searched(src: Any, *args: Any) -> None:
+        read.append(str(src.path))
+        real(src, *args)
+
+    monkeypatch.setattr(carve_mod, "_carve_one", searched)
+    carved = {}
+    for name in ("whole", "ring"):
+        got = CliRunner().invoke(app, ["carve", str(tmp_path / name), "--incident", str(probe), "-q"])
+        assert got.exit_code == 0, got.output
+        (path,) = (tmp_path / name / "incidents").iterdir()
+        carved[name] = path.read_bytes()
+    assert carved["ring"] == carved["whole"] and len(carved["whole"]) > 24 * 10
+    flows = pl.read_parquet(tmp_path / "ring" / "flows.parquet")
+    verdicts = pl.read_csv(tmp_path / "ring" / "verdicts.csv").filter(pl.col("incident_id") == probe)
+    members = flows.filter(pl.col("flow_id").is_in(verdicts["flow_id"].to_list()))
+    iso = "%Y-%m-%dT%H:%M:%S.%6fZ"
+    t0 = members.select(pl.col("ts").min().dt.strftime(iso)).item()
+    t1 = members.select(pl.col("ts_end").max().dt.strftime(iso)).item()
+    # the probe's flows lie in one stretch: the pieces that meet it are those that meet its first start to last end
+    meeting = [str(p) for p in paths if spans[str(p)][0] <= t1 and spans[str(p)][1] >= t0]
+    assert read[1:] == meeting and 0 < len(meeting) < 10  # read[0]: the whole capture's carve
