@@ -78,9 +78,6 @@ def carve(
     if unknown := sorted(wanted - known):
         have = f"1-{max(known)}" if known else "none"
         raise InputError(f"--incident {unknown[0]}: the scan in {outdir} has no such incident (it has {have})")
-    for p in captures:
-        if not p.is_file():
-            raise InputError(f"{p}: the scanned capture is gone (report.json names it)")
     table, _ = read_flows(outdir / "flows.parquet")
     flows = pl.from_arrow(table)
     assert isinstance(flows, pl.DataFrame)

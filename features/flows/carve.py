@@ -97,38 +97,44 @@ def carve(
     ``spans``: {capture: (earliest, latest record time, ns)} as the scan read them (report.json's
     ``first_packet``/``last_packet``): a file is searched only for the flows whose time meets its span, and not
     read at all when none does, so carving one incident of a week of rotated files reads the files of its hours,
-    not the week. A file without a span is searched for every flow of its stream.
+    not the week. A file without a span is searched for every flow of its stream. Only the files read must still
+    be there (``InputError`` naming the first one missing, before any is read).
     """
     names = [path_text(p) for p in captures]
     if streams:  # reading order: stream by stream, then any file no stream names
         ordered = [f for st in streams for f in st if f in names]
         names = ordered + [f for f in names if f not in ordered]
     stream_of = {f: list(st) for st in streams or () for f in st}
-    sources = {name: PacketSource(Path(text_path(name)), payloads=False, decap=decap) for name in names}
+    # What each file is searched for is known before any is opened: a file that holds none of the chosen flows is
+    # not read, and need not be there any more (older rotated files deleted, or overwritten by a ring buffer).
+    # A flow's own file always meets its span, so every file the writers take their format from is read.
+    todo: dict[str, pl.DataFrame] = {}
+    for name in names:
+        mine = flows.filter(pl.col("source_file").is_in(stream_of.get(name, [name])))
+        if spans and name in spans and mine.height:
+            first, last = spans[name]
+            # flow times are whole microseconds: a flow's last packet may lie up to 999 ns after ts_end
+            mine = mine.filter((pl.col("ts").dt.epoch("ns") <= last) & (pl.col("ts_end").dt.epoch("ns") + 999 >= first))
+        if mine.height:
+            todo[name] = mine
+    for name in todo:
+        if not Path(text_path(name)).is_file():
+            raise InputError(f"{name}: the scanned capture is gone (its incident flows are read from it)")
+    sources = {name: PacketSource(Path(text_path(name)), payloads=False, decap=decap) for name in todo}
     writers = _writers(flows, jobs, sources)
     total = sum(s.size_bytes for s in sources.values())
     done = 0
     open_order: list[int] = []
     try:
         for name, src in sources.items():
-            mine = flows.filter(pl.col("source_file").is_in(stream_of.get(name, [name])))
-            if spans and name in spans and mine.height:
-                first, last = spans[name]
-                # flow times are whole microseconds: a flow's last packet may lie up to 999 ns after ts_end
-                mine = mine.filter(
-                    (pl.col("ts").dt.epoch("ns") <= last) & (pl.col("ts_end").dt.epoch("ns") + 999 >= first)
-                )
-            if mine.height:
 
-                def step(d: int, _total: int, base: int = done) -> None:
-                    progress(base + d, total)
+            def step(d: int, _total: int, base: int = done) -> None:
+                progress(base + d, total)
 
-                _carve_one(src, mine, writers, open_order, step)
-                want = (expect_sha256 or {}).get(name)
-                if want and src.sha256 != want:
-                    raise InputError(
-                        f"{name}: changed since the scan (sha256 {src.sha256[:12]}..., was {want[:12]}...)"
-                    )
+            _carve_one(src, todo[name], writers, open_order, step)
+            want = (expect_sha256 or {}).get(name)
+            if want and src.sha256 != want:
+                raise InputError(f"{name}: changed since the scan (sha256 {src.sha256[:12]}..., was {want[:12]}...)")
             done += src.size_bytes
             progress(done, total)
         return {g: (w.commit(), w.frames) for g, w in writers.items()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +195,20 @@ def test_carving_reads_only_the_pieces_whose_times_meet_the_incident(
     # the probe's flows lie in one stretch: the pieces that meet it are those that meet its first start to last end
     meeting = [str(p) for p in paths if spans[str(p)][0] <= t1 and spans[str(p)][1] >= t0]
     assert read[1:] == meeting and 0 < len(meeting) < 10  # read[0]: the whole capture's carve
+    # Rotated away since the scan: pieces the incident does not need may be gone or overwritten; a piece it needs
+    # may not (one line naming it, exit 2, nothing written).
+    others = [p for p in paths if str(p) not in meeting]
+    others[0].unlink()
+    others[-1].write_bytes(others[-1].read_bytes()[:-1])
+    got = CliRunner().invoke(app, ["carve", str(tmp_path / "ring"), "--incident", str(probe), "-q", "--force"])
+    assert got.exit_code == 0, got.output
+    assert [p.read_bytes() for p in (tmp_path / "ring" / "incidents").iterdir()] == [carved["whole"]]
+    Path(meeting[0]).unlink()
+    shutil.rmtree(tmp_path / "ring" / "incidents")
+    got = CliRunner().invoke(app, ["carve", str(tmp_path / "ring"), "--incident", str(probe), "-q"])
+    assert got.exit_code == 2
+    assert (
+        got.output.strip().splitlines()[-1]
+        == f"nta: error: {meeting[0]}: the scanned capture is gone (its incident flows are read from it)"
+    )
+    assert not (tmp_path / "ring" / "incidents").exists() or not any((tmp_path / "ring" / "incidents").iterdir())
