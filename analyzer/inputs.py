@@ -37,7 +37,7 @@ from pathlib import Path
 
 from features.capture.source import is_stream
 from features.capture.stream import ReadLimits
-from features.common import InputError
+from features.common import InputError, file_sha256
 
 CAPTURE_SUFFIXES: tuple[str, ...] = (".pcap", ".pcapng", ".cap")
 ZEEK_SUFFIXES: tuple[str, ...] = (".log", ".json", ".ndjson")
@@ -163,7 +163,7 @@ def _copies(found: Inputs) -> None:
             by_hash: dict[str, Path] = {}
             for p in same if len(same) > 1 else ():
                 try:
-                    digest = _sha256(p)
+                    digest = file_sha256(p)
                 except OSError:
                     continue
                 if digest in by_hash:
@@ -221,11 +221,6 @@ def _inflates_to(gz: Path, plain: Path) -> bool:
             return g.read(1) == b""
     except (OSError, EOFError, zlib.error):
         return False
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _walk(folder: Path, found: Inputs, add: Callable[[Path, str], None]) -> None:

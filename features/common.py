@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -31,6 +32,7 @@ __all__ = [
     "atomic_folder",
     "atomic_path",
     "check_folder",
+    "file_sha256",
     "no_progress",
     "output_file",
     "output_lock",
@@ -38,6 +40,12 @@ __all__ = [
     "path_text",
     "text_path",
 ]
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, streamed (captures, data files and model weights alike)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 # --- errors: the message is one line that names the file and the problem; ``analyzer`` prints it to stderr

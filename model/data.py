@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 
-from features.common import InputError
+from features.common import InputError, file_sha256
 from features.encode import CLASSES
 
 __all__ = ["BINARY_CLASSES", "class_names", "file_sha256", "stratified_split", "targets"]
@@ -54,12 +51,3 @@ def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.
     mask = np.ones(len(y), dtype=bool)
     mask[val_idx] = False
     return np.flatnonzero(mask), val_idx
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -9,7 +9,6 @@ nesting, types, ranges, no NaN): a config asking for a million channels is refus
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from features.common import InputError, ModelError
+from features.common import InputError, ModelError, file_sha256
 from features.encode.spec import SCALINGS, SPEC_VERSION, FeatureSpec
 
 __all__ = [
@@ -56,8 +55,7 @@ def default_full_model_dir() -> Path:
     return Path(__file__).resolve().parent / "default-full"
 
 
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+sha256_file = file_sha256  # the name model.artifacts and its callers use
 
 
 # --- what metadata.json may hold (every bound a real model is far inside: the shipped ones use 5 classes,

@@ -16,7 +16,6 @@ back by more than a batch (262,144 records) can break the order at that step; or
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import Counter
@@ -37,7 +36,7 @@ from features.capture.readahead import PROCESS_MIN_BYTES, child_body, in_child, 
 from features.capture.source import PacketSource
 from features.capture.stream import DEFAULT_LIMITS, ReadLimits
 from features.capture.streams import Stream, StreamJoiner, merge_by_time, tag_batch
-from features.common import InputError, ProgressFn, no_progress, path_text
+from features.common import InputError, ProgressFn, file_sha256, no_progress, path_text
 from features.flows.builder import DEFAULT_CONFIG, FlowBuilder, FlowConfig
 from features.flows.records import PAYLOAD_SCHEMA, empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
@@ -235,8 +234,7 @@ class FlowStream:
         """Thread: the files' digests into ``_shas`` (a failure kept for ``_sha_of`` to raise)."""
         for path in paths:
             try:
-                with path.open("rb") as f:
-                    self._shas[path_text(path)] = hashlib.file_digest(f, "sha256").hexdigest()
+                self._shas[path_text(path)] = file_sha256(path)
             except OSError as e:
                 self._hash_error = InputError(f"{path}: cannot read ({e.strerror or e})")
                 return

@@ -39,7 +39,6 @@ A non-conn Zeek log (``#path dns``, or JSON records without ``conn_state``) is r
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections import Counter
 from collections.abc import Sequence
@@ -51,7 +50,7 @@ import polars as pl
 
 from features.capture.filter import PacketFilter
 from features.capture.stream import DEFAULT_LIMITS, ReadLimits
-from features.common import InputError, ProgressFn, no_progress, path_text
+from features.common import InputError, ProgressFn, file_sha256, no_progress, path_text
 from features.flows.community_id import ICMP4_COUNTERPART, ICMP6_COUNTERPART, community_id_array
 from features.flows.records import PROTO_NAMES, empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
@@ -309,7 +308,7 @@ def read_conn_logs(
         info.append(
             {
                 "file": path_text(path),
-                "sha256": _sha256(path),
+                "sha256": file_sha256(path),
                 "format": fmt,
                 "records": got.records,
                 "packets": int(packets or 0),
@@ -373,11 +372,3 @@ def _filter_mask(flows: pl.DataFrame, f: PacketFilter) -> np.ndarray:
         }
         keep &= f.packet_mask(cols)
     return keep
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -28,7 +28,7 @@ def test_a_file_is_hashed_once_and_reading_does_not_hash_it(tmp_path: Path, monk
         calls.append("reader")
         return real(*a)  # type: ignore[arg-type]
 
-    # the reader's module: counted; the up-front digest (features.flows.extract) uses hashlib.file_digest
+    # the reader's module: counted; the up-front digest (features.flows.extract) uses features.common.file_sha256
     monkeypatch.setattr(source_mod, "hashlib", type("H", (), {"sha256": staticmethod(counted)}))
     fs = FlowStream([cap])
     assert _drain(fs) == 2
@@ -75,9 +75,9 @@ def test_a_file_that_cannot_be_hashed_is_one_input_error(tmp_path: Path, monkeyp
 
     cap = write_capture(tmp_path / "a.pcap")
 
-    def broken(_f: object, _name: str) -> object:
+    def broken(_path: object) -> str:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(extract_mod.hashlib, "file_digest", broken)
+    monkeypatch.setattr(extract_mod, "file_sha256", broken)
     with pytest.raises(InputError, match=r"a\.pcap: cannot read \(Input/output error\)"):
         _drain(FlowStream([cap]))
