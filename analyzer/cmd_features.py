@@ -9,9 +9,9 @@ Both are written atomically (temporary file, then rename).
 Parquet, so the file can train or evaluate a model (``nta train --data``): a responder's known-good traffic
 becomes extra ``normal`` rows. ``--per-file`` computes the window features (count, dst_host_*) of each capture
 on its own, so connections of unrelated captures never share a window, and adds a ``capture`` column (the
-capture's path as found); without it the captures are one timeline, as ``nta scan`` reads them (where a capture
-that starts more than 5 minutes after all traffic before it starts a session of its own windows:
-``features.kdd.windows.Sessions``), so it matters for captures that overlap or follow each other closely.
+capture's path as found); without it the captures are read as ``nta scan`` reads them: rotated files joined into
+one stream, each stream with windows of its own (``features.kdd.windows.Sessions``), so it matters only for
+captures that ``nta scan`` would join (ones that follow each other within 5 minutes).
 ``--labels FILE`` labels each flow from label windows (``features.kdd.labels``: the traffic lab's
 ``labels.csv``) and adds ``label`` and ``scenario`` columns; flows of an attacker outside every window are left
 out and counted.

@@ -13,8 +13,6 @@ import datetime as dt
 from html import escape
 from typing import Any
 
-from features.capture.streams import DEFAULT_GAP_NS
-
 COLOURS = {"DoS": "#c62828", "Probe": "#ef6c00", "R2L": "#6a1b9a", "U2R": "#4e342e"}
 OTHER_COLOUR = "#37474f"
 
@@ -183,8 +181,7 @@ def render_html(report: dict[str, Any]) -> str:
         facts.append(
             (
                 "Sessions",
-                f"{_n(sessions)}: captures more than {DEFAULT_GAP_NS / 60e9:g} min after all traffic before them, "
-                "windows computed apart",
+                f"{_n(sessions)}: one per packet stream (a capture, or files read as one), windows computed apart",
             )
         )
     if zeek:

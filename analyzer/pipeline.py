@@ -449,7 +449,11 @@ class _Engine:
         clf = self._clf()
         t, self._c = time.perf_counter(), time.thread_time()
         kdd = self.kdd.add(
-            chunk.flows, chunk.payloads, getattr(chunk, "service_hints", None), getattr(chunk, "stream_ids", None)
+            chunk.flows,
+            chunk.payloads,
+            getattr(chunk, "service_hints", None),
+            getattr(chunk, "stream_ids", None),
+            getattr(chunk, "closed", ()),
         )
         t = self._timed("features", t)
         x, unknown = clf.spec.transform(kdd.select(KDD_FEATURES))  # (n, F) float32
@@ -599,6 +603,7 @@ def _joined(chunks: list[Any]) -> Any:
         payloads=pl.concat([c.payloads for c in chunks]),
         service_hints=None if any(h is None for h in hints) else pl.concat(hints),
         stream_ids=stream_ids_of(chunks),
+        closed=tuple(k for c in chunks for k in getattr(c, "closed", ())),
     )
 
 

@@ -15,10 +15,10 @@ The work is split where the result can be put back together exactly:
 5. **Window sums, by responder host and by service** (tasks; ``features.kdd.windows.host_sums`` /
    ``srv_sums``): every sum of a record counts only records with its responder host (or its service), within
    2 s of its start or among the 256 records up to it by position, so a part holding every record of its hosts
-   (services), with their positions in the whole order, sums exactly what the whole table would. Each record
-   also carries its session (``features.kdd.windows.Sessions``, numbered by the driver over the whole order from
-   the flows' start and end times and streams): the keys are per session, as in the default engine, and
-   sessions follow each other in the order, so positions stay exact.
+   (services), with their positions, sums exactly what the whole table would. Each record also carries its
+   session (its stream, ``features.kdd.windows.Sessions``, numbered by the driver over the whole order) and its
+   position is its place in that session (``positions``): the keys are per session, as in the default engine,
+   so a record's windows count only its own session's records, and positions within a session are exact.
 6. **Scoring, per chunk of flow ids** (actors, each loading the model once; one GPU each when the cluster has
    GPUs): the features put together, encoded, classified, the verdict rows built.
 
@@ -98,7 +98,7 @@ def _scan(ray: Any, paths: list[Path], config: Any, engine: Any, progress: Progr
     from features.flows.builder import DEFAULT_CONFIG
     from features.flows.extract import Extraction, number_flows
     from features.flows.schema import FLOW_SCHEMA
-    from features.kdd.windows import Sessions
+    from features.kdd.windows import Sessions, positions
 
     tasks = _remote(ray)
     resources = ray.cluster_resources()
@@ -165,20 +165,15 @@ def _scan(ray: Any, paths: list[Path], config: Any, engine: Any, progress: Progr
     n_flows = ids.height
     size = max(1, config.chunk_flows)
     chunks = max(1, -(-n_flows // size))
-    view = keys.join(ids, on=["_file", "_uid"]).sort("flow_id").select("flow_id", "ip_proto", "ts", "ts_end", "_file")
+    view = keys.join(ids, on=["_file", "_uid"]).sort("flow_id").select("flow_id", "ip_proto", "_file")
     rec = view.filter(pl.col("ip_proto").is_in([1, 6, 17, 58]))  # the records in window order
-    # Each record's session, numbered over the whole window order as the default engine numbers it chunk by chunk
-    # (features.kdd.windows.Sessions: a stream, here _file, that starts after a long quiet spell starts one).
-    ns = pl.Datetime("ns", "UTC")
-    session = Sessions((config.flow_config or DEFAULT_CONFIG).longest_idle_ns).number(
-        rec.get_column("ts").cast(ns).dt.epoch("ns").to_numpy(),
-        rec.get_column("ts_end").fill_null(rec.get_column("ts")).cast(ns).dt.epoch("ns").to_numpy(),
-        rec.get_column("_file").to_numpy(),
-    )
-    n_sessions = int(session[-1]) + 1 if len(session) else 1
+    # Each record's session (its stream, here _file) and its place in it, over the whole window order, as the
+    # default engine numbers them chunk by chunk (features.kdd.windows.Sessions, positions).
+    session = Sessions().number(rec.get_column("_file").to_numpy())
+    n_sessions = int(session.max()) + 1 if len(session) else 1
     pos = rec.select(
         "flow_id",
-        pl.int_range(0, rec.height, dtype=pl.Int64).alias("pos"),
+        pl.Series("pos", positions(session, {}), dtype=pl.Int64),
         pl.Series("session", session, dtype=pl.Int64),
     )
     ids = ids.join(pos, on="flow_id", how="left")
@@ -328,7 +323,7 @@ def _flows(
     uid = (pl.col("flow_id") * shards + shard).alias("_uid")
     flows = flows.with_columns(uid, pl.lit(key, pl.Int64).alias("_file")).drop("flow_id")  # numbered later
     pays = pays.with_columns(uid, pl.lit(key, pl.Int64).alias("_file")).drop("flow_id")
-    return flows, pays, flows.select(*SORT_KEYS, "ts_end")  # ts_end: for the driver's sessions
+    return flows, pays, flows.select(*SORT_KEYS)
 
 
 def _features(
@@ -362,7 +357,8 @@ def _features(
 
 
 def _sums(size: int, chunks: int, parts: tuple[pl.DataFrame, ...], how: Any) -> tuple[pl.DataFrame, ...]:
-    recs = pl.concat([p for p in parts if p.height] or [parts[0]]).sort("pos")
+    # window order within each session (keys never match across sessions, so their relative order does not matter)
+    recs = pl.concat([p for p in parts if p.height] or [parts[0]]).sort("session", "pos")
     sums = how(recs).with_columns(recs.get_column("flow_id"))
     chunk = pl.col("flow_id") // size
     return tuple(sums.filter(chunk == c) for c in range(chunks)) if chunks > 1 else sums  # type: ignore[return-value]

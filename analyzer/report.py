@@ -22,7 +22,6 @@ from analyzer.incidents import fmt_duration, fmt_endpoint, fmt_host
 from analyzer.incidents import phrases as incident_phrases
 from analyzer.result import ScanResult, suspicious_of, talkers_of, timeline_of
 from analyzer.summary import TOP_TALKERS, span, top_flow_rows
-from features.capture.streams import DEFAULT_GAP_NS
 from features.common import escape_surrogates, path_text
 
 SPARK = " ▁▂▃▄▅▆▇█"
@@ -74,8 +73,8 @@ def _header(result: ScanResult) -> Table:
         _add(
             grid,
             "Sessions",
-            f"{result.sessions} (a capture that starts more than {DEFAULT_GAP_NS / 60e9:g} min after all traffic "
-            "before it starts one): each session's window features are computed apart, as if it were scanned alone",
+            f"{result.sessions} (one per packet stream: a capture, or files read as one): each session's window "
+            "features are computed apart, as if it were scanned alone",
         )
     if result.skipped:
         p, why = result.skipped[0]

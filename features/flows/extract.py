@@ -101,6 +101,9 @@ class FlowChunk:
     payloads: pl.DataFrame  # flow_id, ts_ns, from_orig, payload; sorted by flow_id, ts_ns
     service_hints: pl.Series | None = None  # per flow: Zeek's service (flows read from conn logs), or None
     stream_ids: pl.Series | None = None  # per flow: its stream (``Extraction.stream_ids``); None: one stream
+    # streams of which no later chunk holds a flow (their ids as in ``stream_ids``): the window features stop
+    # carrying their records (``features.kdd.frame.KddStream``)
+    closed: tuple[int, ...] = ()
 
 
 def chunks_of(ext: Extraction, chunk_flows: int = CHUNK_FLOWS) -> Iterator[FlowChunk]:
@@ -196,6 +199,7 @@ class FlowStream:
         self._pending: list[pl.DataFrame] = []  # finished flows not yet released (with _file, _uid)
         self._pending_min: list[int] = []  # each pending frame's earliest start (us), taken once per frame
         self._pending_pay: list[pl.DataFrame] = []  # their payload snippets (with _file, _uid)
+        self._finished: list[int] = []  # streams (_Reading.key) whose builder is done, not yet said to be closed
         self._next_id = 0
         self.flows = 0  # released so far
         self.ended_early = 0  # flows ended before their timeout: too many open at once (FlowConfig.max_open_flows)
@@ -332,6 +336,7 @@ class FlowStream:
             for sid in [sid for sid in live if self._joiner.ended(self._joiner.streams[sid], upcoming)]:
                 s, fb = self._joiner.streams[sid], live.pop(sid)
                 self._add(fb.finish(), _Reading(iter(()), s, fb, s.files[0], s.files))
+                self._finished.append(s.files[0])
             floor = self._floor(list(live.values()), reading, queue)
             while (chunk := self._release(floor, final=False)) is not None:
                 yield chunk
@@ -339,6 +344,7 @@ class FlowStream:
         for sid, fb in live.items():
             s = self._joiner.streams[sid]
             self._add(fb.finish(), _Reading(iter(()), s, fb, s.files[0], s.files))
+            self._finished.append(s.files[0])
         self.ended_early = sum(fb.ended_early for fb in builders)
         while (chunk := self._release(_NEVER, final=True)) is not None:
             yield chunk
@@ -463,7 +469,17 @@ class FlowStream:
         flows = pl.from_arrow(ready.select(FLOW_COLUMNS).to_arrow().cast(FLOW_SCHEMA))
         assert isinstance(flows, pl.DataFrame)
         streams = ready.get_column("_file").cast(pl.Int64).alias("stream")  # _Reading.key: the stream's first file
-        return FlowChunk(flows, pays.cast(PAYLOAD_SCHEMA), stream_ids=streams)  # type: ignore[arg-type]
+        closed = self._closed(rest)
+        return FlowChunk(flows, pays.cast(PAYLOAD_SCHEMA), stream_ids=streams, closed=closed)  # type: ignore[arg-type]
+
+    def _closed(self, rest: pl.DataFrame) -> tuple[int, ...]:
+        """The finished streams of which no flow is still pending (``rest``): no later chunk holds one."""
+        if not self._finished:
+            return ()
+        waiting = set(rest.get_column("_file").unique().to_list()) if rest.height else set()
+        closed = tuple(k for k in self._finished if k not in waiting)
+        self._finished = [k for k in self._finished if k in waiting]
+        return closed
 
     # ------------------------------------------------------------------ what was read
     def extraction(self, flows: pa.Table | None = None, payloads: pl.DataFrame | None = None) -> Extraction:

@@ -27,6 +27,8 @@ Content features (10-22): ``features.kdd.content``. Window features (23-41): ``f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import polars as pl
 import pyarrow as pa
 
@@ -38,11 +40,11 @@ from features.kdd.flags import flag_expr
 from features.kdd.services import service_expr
 from features.kdd.windows import (
     HOST_WINDOW,
-    SESSION_GAP_NS,
     TIME_WINDOW_NS,
     WINDOW_COLUMNS,
     WINDOW_FEATURES,
     Sessions,
+    positions,
     window_features,
 )
 
@@ -122,29 +124,32 @@ def kdd_features(
         payloads: flow_id, ts_ns, from_orig, payload (binary) for content features; None: content
             features from the payload-free rules only (see ``features.kdd.content``).
         service_hints: per flow row, Zeek's conn.log ``service`` (``Extraction.service_hints``), or None.
-        stream_ids: per flow row, its packet stream (``Extraction.stream_ids``: windows never look across the
-            sessions they make, ``features.kdd.windows.Sessions``), or None (one stream).
+        stream_ids: per flow row, its packet stream (``Extraction.stream_ids``: windows never look across
+            streams, ``features.kdd.windows.Sessions``), or None (one stream).
     """
     return KddStream().add(flows, payloads, service_hints, stream_ids)
 
 
-_WINDOW_INPUT = ("t_ns", "t_end_ns", "resp_h", "service", "resp_p", "flag", "orig_p", "stream")
+_WINDOW_INPUT = ("t_ns", "resp_h", "service", "resp_p", "flag", "orig_p", "stream")
 
 
 class KddStream:
     """``kdd_features`` for a flow table that arrives in chunks, in table order (``features.flows.extract``'s
     ``FlowChunk``s): each chunk's features are those the whole table would give its rows.
 
-    Intrinsic and content features are per flow. A window feature of a record depends only on the records
-    before it in window order that started at most 2 s earlier (``TIME_WINDOW_NS``) or are among the
-    ``HOST_WINDOW - 1`` before it: those are carried from chunk to chunk (a few columns each) and computed
-    again with the next chunk's records, whose own results alone are kept. Payload snippets are not kept.
-    Each record's session (``features.kdd.windows.Sessions``) is numbered as its chunk arrives.
+    Intrinsic and content features are per flow. A window feature of a record depends only on the records of its
+    session (its packet stream, ``features.kdd.windows.Sessions``) before it in window order that started at most
+    2 s earlier (``TIME_WINDOW_NS``) or are among the session's ``HOST_WINDOW - 1`` before it: those are carried
+    from chunk to chunk (a few columns each) and computed again with the next chunk's records, whose own results
+    alone are kept. A stream the chunk says is closed (no later chunk holds a flow of it) is carried no further,
+    so thousands of files do not each leave their last records in every later chunk's windows. Payload snippets
+    are not kept.
     """
 
-    def __init__(self, session_gap_ns: int = SESSION_GAP_NS) -> None:
+    def __init__(self) -> None:
         self._carry: pl.DataFrame | None = None  # window inputs of the records the next chunk may need
-        self.sessions = Sessions(session_gap_ns)
+        self.sessions = Sessions()
+        self._next: dict[int, int] = {}  # session -> records of it so far (the next record's ``pos``)
 
     @property
     def carried(self) -> int:
@@ -157,20 +162,42 @@ class KddStream:
         payloads: pl.DataFrame | None = None,
         service_hints: pl.Series | None = None,
         stream_ids: pl.Series | None = None,
+        closed: Sequence[int] = (),
     ) -> pl.DataFrame:
         """The features of one chunk (see ``kdd_features``; ``service_hints`` and ``stream_ids`` per row of this
-        chunk); chunks must come in table order."""
+        chunk); chunks must come in table order. ``closed``: streams no later chunk holds a flow of."""
         feats = flow_features(flows, payloads, service_hints)
         view = window_input(feats, stream_ids)
-        session = self.sessions.number(*(view.get_column(c).to_numpy() for c in ("t_ns", "t_end_ns", "stream")))
-        inputs = view.select(*WINDOW_COLUMNS).with_columns(pl.Series("session", session, dtype=pl.Int64))
+        session = self.sessions.number(view.get_column("stream").to_numpy())
+        inputs = view.select(*WINDOW_COLUMNS).with_columns(
+            pl.Series("session", session, dtype=pl.Int64),
+            pl.Series("pos", positions(session, self._next), dtype=pl.Int64),
+        )
         carried = 0
         if self._carry is not None and self._carry.height:
             carried = self._carry.height
             inputs = pl.concat([self._carry, inputs.cast(self._carry.schema)])  # type: ignore[arg-type]
         win = window_features(inputs).slice(carried)
-        self._carry = own_strings(_window_tail(inputs))  # not the strings of every chunk before
+        self._carry = own_strings(self._tail(inputs, closed))  # not the strings of every chunk before
         return with_windows(feats, win.with_columns(view.get_column("flow_id")))
+
+    def _tail(self, inputs: pl.DataFrame, closed: Sequence[int]) -> pl.DataFrame:
+        """The records a later record's windows can reach: of each session still open, its last HOST_WINDOW - 1,
+        and all within TIME_WINDOW_NS of the last start (later records start no earlier)."""
+        for stream in closed:
+            if (s := self.sessions.session_of(stream)) is not None:
+                self._next.pop(s, None)
+        if inputs.height == 0:
+            return inputs
+        last = inputs.get_column("t_ns")[-1]
+        open_ = pl.DataFrame(
+            {"session": list(self._next), "_from": [n - (HOST_WINDOW - 1) for n in self._next.values()]},
+            schema={"session": pl.Int64, "_from": pl.Int64},
+        )
+        recent = inputs.join(open_, on="session", how="inner", maintain_order="left").filter(
+            (pl.col("pos") >= pl.col("_from")) | (pl.col("t_ns") >= last - TIME_WINDOW_NS)
+        )
+        return recent.drop("_from")
 
 
 def flow_features(
@@ -202,7 +229,7 @@ def flow_features(
 
 def window_input(feats: pl.DataFrame, stream_ids: pl.Series | None = None) -> pl.DataFrame:
     """The records that take part in the window features (``in_kdd_view``) with what the windows read, and
-    what numbers their sessions (end time, stream): ``flow_id`` and ``_WINDOW_INPUT``, in window order (start time,
+    their stream (which numbers their sessions): ``flow_id`` and ``_WINDOW_INPUT``, in window order (start time,
     then table order). ``stream_ids``: per row of ``feats``, its packet stream (None: all one)."""
     stream = pl.lit(0, pl.Int64) if stream_ids is None else pl.Series("stream", stream_ids, dtype=pl.Int64)
     return (
@@ -213,7 +240,6 @@ def window_input(feats: pl.DataFrame, stream_ids: pl.Series | None = None) -> pl
             "_row",
             "flow_id",
             pl.col("ts").cast(pl.Datetime("ns", "UTC")).dt.epoch("ns").alias("t_ns"),
-            pl.col("ts_end").fill_null(pl.col("ts")).cast(pl.Datetime("ns", "UTC")).dt.epoch("ns").alias("t_end_ns"),
             "resp_h",
             "service",
             "resp_p",
@@ -232,17 +258,3 @@ def with_windows(feats: pl.DataFrame, win: pl.DataFrame) -> pl.DataFrame:
     out = feats.join(win.select("flow_id", *WINDOW_FEATURES), on="flow_id", how="left", maintain_order="left")
     out = out.with_columns(pl.col(c).fill_null(0.0) for c in WINDOW_FEATURES)
     return out.select(*IDENTITY_COLUMNS, *(pl.col(c).cast(KDD_SCHEMA[c]) for c in KDD_FEATURES))
-
-
-def _window_tail(inputs: pl.DataFrame) -> pl.DataFrame:
-    """The records a later record's windows can reach: the last HOST_WINDOW - 1, and all within
-    TIME_WINDOW_NS of the last start (later records start no earlier), of the last record's session (later
-    records are of that session or a later one)."""
-    if inputs.height == 0:
-        return inputs
-    last = inputs.get_column("t_ns")[-1]
-    recent = inputs.with_row_index("_i").filter(
-        (pl.col("_i") >= inputs.height - (HOST_WINDOW - 1)) | (pl.col("t_ns") >= last - TIME_WINDOW_NS),
-        pl.col("session") == inputs.get_column("session")[-1],
-    )
-    return recent.drop("_i")

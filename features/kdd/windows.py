@@ -37,15 +37,14 @@ Definitions (each derived from the NSL-KDD rows where they can be; tests/kdd/tes
   of scan probes to unnamed ports in the same 2 s were *not* the same service. Named tokens that
   cover several ports (ftp_data, X11, IRC, ...) stay one service: normal ftp_data rows (data
   connections to ever-new client ports) have median ``dst_host_srv_count`` 62, not 1.
-* Windows span capture files of one **session**: records of several files (e.g. a ring buffer's ``tcpdump -C``
-  pieces, whose flows continue across the pieces, or several sensors' files at once) are one stream ordered by
-  start time, as KDD's were. A packet stream (``features.capture.streams``: one file, or files joined) whose
-  first record starts more than ``SESSION_GAP_NS`` (the longest flow timeout, 5 min) after every earlier record
-  ended starts a new session (``Sessions``; the optional ``session`` column): a record's windows hold only
-  records of its own session, so a capture scanned beside unrelated captures made before or after it gets the
-  features it gets alone. Only a new stream starts one: a quiet spell inside one capture does not, and a
-  capture is one session, as KDD's were. (Sessions follow each other in window order, so the positional host
-  window, keyed by session too, counts exactly the records it would count in the session alone.)
+* Windows span one **session**: the records of one packet stream (``features.capture.streams``: one file, or a
+  sensor's rotated files joined, whose flows continue across the pieces), ordered by start time, as KDD's were
+  (one sniffer's view). Each stream is its own session (``Sessions``; the optional ``session`` column): a record's
+  windows hold only records of its own stream, so a capture scanned beside other captures (made before, after or
+  at the same time: a folder of unrelated captures, or several sensors' files kept apart) gets the features it
+  gets alone. Two sensors that both see a connection would otherwise count it twice in every window around it;
+  files that belong together are read as one stream (joined, or ``--merge``) and so share their windows. The
+  positional host window counts a record's session's records only: ``pos`` is a record's place in its session.
 * Only TCP, UDP and ICMP records take part (other IP protocols were never in KDD's view); the others
   get 0 in all 19 features.
 
@@ -66,11 +65,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from features.capture.streams import DEFAULT_GAP_NS
 from features.kdd.flags import RERROR_FLAGS, SERROR_FLAGS
 
 TIME_WINDOW_NS = 2_000_000_000
-SESSION_GAP_NS = DEFAULT_GAP_NS  # the longest flow idle timeout: no flow continues across a quiet spell this long
 HOST_WINDOW = 256
 COUNT_CAP = 511
 HOST_COUNT_CAP = 255
@@ -141,13 +138,17 @@ def window_features(df: pl.DataFrame) -> pl.DataFrame:
 
     Args:
         df: one row per record with ``t_ns`` (Int64 start time, non-decreasing), ``resp_h``, ``service``,
-            ``resp_p`` and ``orig_p`` (nullable), ``flag``, and optionally ``session`` (Int64, non-decreasing:
-            records of different sessions never share a window); rows must already be in window order.
+            ``resp_p`` and ``orig_p`` (nullable), ``flag``, optionally ``session`` (Int64: records of different
+            sessions never share a window) and ``pos`` (Int64, each record's place in its session, counted from
+            its session's first record: ``positions``; computed when absent); rows must be in window order.
 
     Returns:
         A frame of ``WINDOW_FEATURES`` (Float64), same row order.
     """
-    recs = df.with_columns(pl.int_range(0, df.height, dtype=pl.Int64).alias("pos"))
+    recs = df
+    if "pos" not in df.columns:
+        session = df.get_column("session").to_numpy() if "session" in df.columns else np.zeros(df.height, np.int64)
+        recs = df.with_columns(pl.Series("pos", positions(session, {}), dtype=pl.Int64))
     return window_rates(host_sums(recs).hstack(srv_sums(recs)))
 
 
@@ -162,50 +163,48 @@ SRV_SUMS: tuple[str, ...] = ("scnt", "s_se", "s_re", "hscnt", "hs_se", "hs_re", 
 
 
 class Sessions:
-    """Numbers the records' sessions in window order, batch after batch (the module docstring's rule): a record
-    starts a new session when it is the first of its stream and starts more than ``gap_ns`` after every earlier
-    record ended. No record's session depends on a later one, so batches give what the whole table gives."""
+    """Numbers the records' sessions (the module docstring's rule: one per packet stream), in order of each
+    stream's first record, batch after batch: no record's session depends on a later one, so batches give what
+    the whole table gives."""
 
-    def __init__(self, gap_ns: int = SESSION_GAP_NS) -> None:
-        self.gap_ns = gap_ns
-        self.current = 0  # the latest record's session
-        self._end: int | None = None  # the latest end of any record so far (ns)
-        self._seen = np.zeros(0, np.int64)  # streams seen so far (sorted)
+    def __init__(self) -> None:
+        self._of: dict[int, int] = {}  # stream -> its session
 
     @property
     def count(self) -> int:
         """Sessions so far (1 before any record)."""
-        return self.current + 1
+        return max(1, len(self._of))
 
-    def number(self, t: np.ndarray, end: np.ndarray, stream: np.ndarray) -> np.ndarray:
-        """Each record's session. ``t``/``end``: start and end (ns) of records in window order; ``stream``:
-        their streams. Shapes (n,); returns (n,) int64."""
-        n = t.shape[0]
-        if n == 0:
+    def number(self, stream: np.ndarray) -> np.ndarray:
+        """Each record's session: ``stream`` (n,) the records' streams in window order; returns (n,) int64."""
+        if stream.shape[0] == 0:
             return np.zeros(0, np.int64)
-        t = t.astype(np.int64, copy=False)
-        end = np.maximum(end.astype(np.int64, copy=False), t)
-        done = np.maximum.accumulate(end)  # (n,) the latest end up to each record
-        before = np.empty(n, np.int64)  # the latest end before each record
-        before[1:] = done[:-1]
-        first_ever = self._end is None
-        if self._end is None:
-            before[0] = done[0]  # the very first record starts session 0
-        else:
-            before[0] = self._end
-            before[1:] = np.maximum(before[1:], self._end)
-        streams, first = np.unique(stream, return_index=True)
-        new = ~np.isin(streams, self._seen)
-        starts = np.zeros(n, bool)
-        starts[first[new]] = True  # the first record of a stream not seen before
-        if first_ever:
-            starts[0] = False
-        sessions = self.current + np.cumsum(starts & (t > before + self.gap_ns))
-        self.current = int(sessions[-1])
-        last = int(done[-1])
-        self._end = last if self._end is None else max(self._end, last)
-        self._seen = np.union1d(self._seen, streams)
-        return sessions
+        streams, first, inverse = np.unique(stream, return_index=True, return_inverse=True)
+        for k in np.argsort(first, kind="stable"):  # new streams numbered in order of their first record
+            self._of.setdefault(int(streams[k]), len(self._of))
+        return np.array([self._of[int(k)] for k in streams], np.int64)[inverse.reshape(-1)]
+
+    def session_of(self, stream: int) -> int | None:
+        """The session of ``stream`` (None: none of its records seen yet)."""
+        return self._of.get(int(stream))
+
+
+def positions(session: np.ndarray, start: dict[int, int]) -> np.ndarray:
+    """Each record's place in its session (``pos``): ``session`` (n,) in window order; ``start`` maps a session to
+    the records of it before these (updated here). Returns (n,) int64."""
+    n = session.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64)
+    keys, inverse, counts = np.unique(session, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")  # by session, window order inside each
+    first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n) - np.repeat(first, counts)  # (n,) place among this batch's records of the session
+    base = np.array([start.get(int(k), 0) for k in keys], np.int64)
+    for k, b, c in zip(keys.tolist(), base.tolist(), counts.tolist(), strict=True):
+        start[k] = b + c
+    return base[inverse] + rank
 
 
 def _in_session(df: pl.DataFrame, key: np.ndarray) -> np.ndarray:

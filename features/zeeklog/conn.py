@@ -33,7 +33,9 @@ Each connection becomes one flow record; the fields map by name (``id.orig_h`` -
 
 Several logs (a rotated set: ``conn.log`` and ``conn.2024-03-01-10-00-00.log.gz``, given together or found in a
 folder) are one stream: files are ordered by their first connection's time, records by (start time, file,
-flow key), as ``features.flows.extract`` orders a capture's flows, so the window features span files.
+flow key), as ``features.flows.extract`` orders a capture's flows, so the window features span files. A log whose
+first connection starts more than 5 minutes (the longest flow timeout) after every earlier record ended starts a
+stream of its own (``_log_streams``), whose window features are its own.
 A non-conn Zeek log (``#path dns``, or JSON records without ``conn_state``) is refused.
 """
 
@@ -50,6 +52,7 @@ import polars as pl
 
 from features.capture.filter import PacketFilter
 from features.capture.stream import DEFAULT_LIMITS, ReadLimits
+from features.capture.streams import DEFAULT_GAP_NS
 from features.common import InputError, ProgressFn, file_sha256, no_progress, path_text
 from features.flows.community_id import ICMP4_COUNTERPART, ICMP6_COUNTERPART, community_id_array
 from features.flows.records import PROTO_NAMES, empty_payloads
@@ -347,9 +350,28 @@ def read_conn_logs(
         kind="zeek",
         service_hints=flows["_service"],
         uids=flows["_uid"],
-        stream_ids=flows["_file"],  # each log its own stream: one that starts after a quiet spell starts a session
+        stream_ids=pl.Series("stream", np.asarray(_log_streams(parts), np.int64)[flows["_file"].to_numpy()]),
         unavailable=UNAVAILABLE_FEATURES,
     )
+
+
+def _log_streams(parts: Sequence[pl.DataFrame]) -> list[int]:
+    """Each log's stream (the rank of the stream's first log), logs in time order: a log continues the stream before
+    it unless its first connection starts more than the longest flow timeout after every earlier record ended.
+    Looser than captures' joining (``features.capture.streams``): Zeek writes a connection when it is removed, up to
+    its inactivity timeout after its last packet, so rotated logs overlap in time, and times cannot tell a second
+    sensor's log from the next piece of a rotated set."""
+    keys: list[int] = []
+    stream, end = -1, None
+    for rank, f in enumerate(parts):
+        if f.height:
+            first = int(f["ts"].dt.epoch("ns").min())  # type: ignore[arg-type]
+            last = int(f.select(pl.col("ts_end").fill_null(pl.col("ts")).dt.epoch("ns").max()).item())
+            if end is None or first > end + DEFAULT_GAP_NS:
+                stream = rank
+            end = last if end is None else max(end, last)
+        keys.append(stream if stream >= 0 else rank)
+    return keys
 
 
 def _filter_mask(flows: pl.DataFrame, f: PacketFilter) -> np.ndarray:

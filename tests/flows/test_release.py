@@ -4,6 +4,7 @@ make exactly the table of one release at the end."""
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import polars as pl
@@ -68,3 +69,42 @@ def test_flows_built_in_a_child_process_are_the_same() -> None:
     ext = fs.extraction()
     assert ext.sources == here.sources and ext.packets == here.packets and ext.bad_packets == here.bad_packets
     assert ext.streams == here.streams and not _child_running()
+
+
+def _moved(src: Path, out: Path, seconds: int) -> Path:
+    """``src`` (classic little-endian pcap, microseconds) with every record ``seconds`` later."""
+    data = bytearray(src.read_bytes())
+    assert data[:4] == b"\xd4\xc3\xb2\xa1"
+    off = 24
+    while off + 16 <= len(data):
+        sec, _, caplen, _ = struct.unpack_from("<IIII", data, off)
+        struct.pack_into("<I", data, off, sec + seconds)
+        off += 16 + caplen
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_each_stream_is_said_closed_once_after_its_last_flow(tmp_path: Path) -> None:
+    """``FlowChunk.closed``: a stream is named once, in the chunk that holds its last flow or a later one, and a
+    capture that ends days before the next is named before the scan's end (the window features stop carrying its
+    records then)."""
+    demo = SAMPLES / "demo-mixed.pcap"
+    files = [_moved(demo, tmp_path / f"day{d}.pcap", d * 86_400) for d in range(3)]
+    fs = FlowStream(files, QUICK, chunk_flows=50)
+    for src in fs.sources:
+        src.chunk_records = 64
+    chunks = list(fs.chunks(forked=False))
+    assert len(chunks) > 6
+    last_chunk: dict[int, int] = {}
+    said: dict[int, int] = {}
+    for n, c in enumerate(chunks):
+        assert c.stream_ids is not None
+        for k in c.stream_ids.unique().to_list():
+            last_chunk[k] = n
+        for k in c.closed:
+            assert k not in said
+            said[k] = n
+    assert sorted(said) == sorted(last_chunk) and len(said) == 3
+    assert all(said[k] >= last_chunk[k] for k in said)
+    first = min(last_chunk, key=lambda k: last_chunk[k])
+    assert said[first] < len(chunks) - 1  # the first day's capture is closed long before the end

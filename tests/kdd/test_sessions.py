@@ -1,66 +1,58 @@
-"""features.kdd.windows.Sessions: which records start a session (a stream seen for the first time after a quiet spell
-longer than the gap), table-driven, and the same numbering whatever the batches."""
+"""features.kdd.windows.Sessions and positions: each packet stream is a session, numbered in order of its first
+record, and each record's place in its session; table-driven, and the same numbering whatever the batches."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from features.kdd.windows import SESSION_GAP_NS, Sessions
-
-S = 1_000_000_000
-GAP = SESSION_GAP_NS // S  # 300 s
-
-
-def number(records: list[tuple[float, float, int]], gap_s: int = GAP) -> list[int]:
-    """Sessions of records given as (start s, end s, stream), in window order, numbered in one batch."""
-    t = np.array([int(a * S) for a, _, _ in records], np.int64)
-    end = np.array([int(b * S) for _, b, _ in records], np.int64)
-    stream = np.array([k for _, _, k in records], np.int64)
-    return Sessions(gap_s * S).number(t, end, stream).tolist()
+from features.kdd.windows import Sessions, positions
 
 
 @pytest.mark.parametrize(
-    ("records", "sessions"),
+    ("streams", "sessions", "places"),
     [
-        # one capture with a quiet hour inside: still one session (only a new stream starts one)
-        ([(0, 1, 0), (3_600, 3_601, 0)], [0, 0]),
-        # a second capture a day later: its own session
-        ([(0, 1, 0), (5, 6, 0), (86_400, 86_401, 1), (86_402, 86_403, 1)], [0, 0, 1, 1]),
-        # a second capture within the gap (one after the other, or a second sensor): the same session
-        ([(0, 1, 0), (1 + GAP, 2 + GAP, 1)], [0, 0]),
-        ([(0, 1, 0), (1 + GAP + 1, 2 + GAP, 1)], [0, 1]),
-        # the gap is counted from the latest end of any record, not the last one started
-        ([(0, 1_000, 0), (10, 11, 0), (1_200, 1_201, 1)], [0, 0, 0]),
-        # three captures on three days
-        ([(0, 1, 5), (86_400, 86_401, 2), (172_800, 172_801, 9)], [0, 1, 2]),
-        # an earlier capture's late flow (a clock jump) does not start a session: its stream is not new
-        ([(0, 1, 0), (86_400, 86_401, 1), (200_000, 200_001, 0)], [0, 1, 1]),
-        # a record with no duration (end = start) and one whose end lies before its start (taken as its start)
-        ([(0, 0, 0), (400, 399, 1)], [0, 1]),
+        # one stream (one capture, or rotated files joined): one session, records counted in window order
+        ([0, 0, 0], [0, 0, 0], [0, 1, 2]),
+        # stream ids are the streams' first files, not dense: sessions are numbered by first record
+        ([7, 7, 3, 3], [0, 0, 1, 1], [0, 1, 0, 1]),
+        # two sensors at once (kept apart): records interleave, each counts only its own session's
+        ([4, 9, 4, 9, 9, 4], [0, 1, 0, 1, 1, 0], [0, 0, 1, 1, 2, 2]),
+        # a stream seen again later (a capture's late flow, a clock jump) keeps its session and its count
+        ([0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 1, 1]),
+        ([], [], []),
     ],
 )
-def test_which_records_start_a_session(records: list[tuple[float, float, int]], sessions: list[int]) -> None:
-    assert number(records) == sessions
+def test_sessions_and_places(streams: list[int], sessions: list[int], places: list[int]) -> None:
+    got = Sessions().number(np.array(streams, np.int64))
+    assert got.tolist() == sessions
+    assert positions(got, {}).tolist() == places
 
 
-def test_the_first_record_is_session_zero_even_when_far_from_nothing() -> None:
-    assert number([(1e9, 1e9, 7)]) == [0]
-    assert Sessions().count == 1
+def test_one_session_before_any_record_and_one_per_stream_after() -> None:
+    s = Sessions()
+    assert s.count == 1
+    s.number(np.array([5, 2, 5], np.int64))
+    assert s.count == 2 and s.session_of(2) == 1 and s.session_of(3) is None
 
 
 @pytest.mark.parametrize("seed", range(20))
 def test_batches_number_as_the_whole_does(seed: int) -> None:
-    """Property: records cut into batches anywhere get the sessions the whole table gives them."""
+    """Property: records cut into batches anywhere get the sessions and places the whole table gives them."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 300))
-    t = np.sort(rng.integers(0, 5, n).cumsum() * rng.choice([S, 400 * S], n, p=[0.9, 0.1]))
-    end = t + rng.integers(0, 400 * S, n)
-    stream = rng.integers(0, 6, n)
-    whole = Sessions().number(t, end, stream)
+    stream = rng.choice(rng.integers(0, 1000, 6), n)
+    whole = Sessions().number(stream)
+    whole_pos = positions(whole, {})
     k = min(n - 1, int(rng.integers(0, 10)))
     cuts: list[int] = sorted(rng.choice(np.arange(1, n), size=k, replace=False).tolist()) if k > 0 else []
     batched = Sessions()
-    parts = [batched.number(t[a:b], end[a:b], stream[a:b]) for a, b in zip([0, *cuts], [*cuts, n], strict=True)]
+    counts: dict[int, int] = {}
+    parts, places = [], []
+    for a, b in zip([0, *cuts], [*cuts, n], strict=True):
+        parts.append(batched.number(stream[a:b]))
+        places.append(positions(parts[-1], counts))
     assert np.concatenate(parts).tolist() == whole.tolist()
-    assert batched.count == int(whole[-1]) + 1
+    assert np.concatenate(places).tolist() == whole_pos.tolist()
+    assert batched.count == len(set(stream.tolist())) == int(whole.max()) + 1
+    assert counts == {s: int((whole == s).sum()) for s in set(whole.tolist())}

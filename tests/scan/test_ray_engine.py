@@ -89,6 +89,8 @@ def test_a_rotated_capture_and_merged_sensors(local_ray: None, tmp_path: Path) -
     )
     same_as_default((tmp_path / "ring",), tmp_path / "rotated")
     same_as_default(tuple(sensors(tmp_path / "sensors")), tmp_path / "merged", merge=True)
+    # kept apart, the two sensors' records interleave in window order: two sessions, each its own positions
+    same_as_default(tuple(sensors(tmp_path / "sensors")), tmp_path / "apart")
     # a capture a day after another: two sessions, whose windows the Ray engine keeps apart as well
     later = shifted(SAMPLES / "syn-flood.pcap", tmp_path / "next-day.pcap", 86_400)
     same_as_default((SAMPLES / "demo-mixed.pcap", later), tmp_path / "sessions")
