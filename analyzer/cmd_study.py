@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from analyzer.errors import guarded
+from features.common import make_parent
 
 if TYPE_CHECKING:
     import polars as pl
@@ -193,7 +194,7 @@ def depth_cmd(
     _set_threads(threads)
     t0 = time.perf_counter()
     train_df, tests = _load_train_test(data, test or [], train_rows, seed)
-    out.mkdir(parents=True, exist_ok=True)
+    make_parent(out / "depth_config.json")
     files.write_config(runs, data, tests, out / "depth_config.json")
     records = files.train_all(train_df, tests, runs, _say, save=lambda recs: files.save_partial(recs, out, "depth"))
     rows = files.save_partial(records, out, "depth")
@@ -250,7 +251,7 @@ def compare_cmd(
     _set_threads(threads)
     t0 = time.perf_counter()
     train_df, tests = _load_train_test(data, test or [], train_rows, 0)
-    out.mkdir(parents=True, exist_ok=True)
+    make_parent(out / "compare_config.json")
     files.write_config(runs, data, tests, out / "compare_config.json")
     records = files.train_all(train_df, tests, runs, _say, save=lambda recs: files.save_partial(recs, out, "compare"))
     rows = files.save_partial(records, out, "compare")

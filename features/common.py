@@ -169,9 +169,10 @@ def make_parent(target: Path) -> None:
     the way, a read-only or virtual file system), not Python's errno text."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:  # a file where one of the folders should be
+    except (FileExistsError, NotADirectoryError):  # a file where one of the folders should be
+        blocker = next((p for p in (target.parent, *target.parent.parents) if p.exists() and not p.is_dir()), None)
         raise InputError(
-            f"{target}: cannot create the folder it goes in ({target.parent}: a file is in the way)"
+            f"{target}: cannot create the folder it goes in ({blocker or target.parent}: a file is in the way)"
         ) from None
     except OSError as e:
         raise InputError(

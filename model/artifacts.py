@@ -28,7 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from features.common import InputError, ModelError, atomic_path
+from features.common import InputError, ModelError, atomic_path, make_parent
 from features.encode.spec import FeatureSpec
 from model.baselines import build_network
 from model.files import (
@@ -103,7 +103,7 @@ def save_model(
     ``support.*`` tensors beside the weights.
     """
     model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
+    make_parent(model_dir / WEIGHTS)  # a file in the way is one line naming it, not Python's errno text
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
     if novelty is not None:
         tensors |= novelty.to_tensors()

@@ -15,7 +15,7 @@ import struct
 from pathlib import Path
 from typing import BinaryIO
 
-from features.common import atomic_path
+from features.common import atomic_path, make_parent
 
 SNAPLEN = 262_144
 PCAP_US, PCAP_NS = 0xA1B2C3D4, 0xA1B23C4D
@@ -27,7 +27,7 @@ class FrameWriter:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_parent(self.path)  # a file in the way is one line naming it, not Python's errno text
         self.frames = 0
         self._fh: BinaryIO | None = None
         self._started = False

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from features.common import InputError, ProgressFn, atomic_path, no_progress
+from features.common import InputError, ProgressFn, atomic_path, make_parent, no_progress
 from features.encode.spec import DEFAULT_LOG1P, FeatureSpec
 from features.kdd.columns import KDD_FEATURES, KDD_SCHEMA
 from features.kdd.nslkdd import read_labeled
@@ -306,7 +306,7 @@ def run_pca_study(
 
 def write_pca_tables(study: PcaStudy, out: Path) -> int:
     """Write ``pca_separability.csv`` (a row per variant and task) and ``pca_points.csv``; returns the rows projected."""
-    out.mkdir(parents=True, exist_ok=True)
+    make_parent(out / "pca_separability.csv")
     n = study.results[0].projection.z.shape[0]
     rows: list[dict[str, object]] = []
     for r in study.results:

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 import torch
 
-from features.common import ModelError
+from features.common import InputError, ModelError
 from features.kdd.nslkdd import read_labeled
 from model.artifacts import METADATA, WEIGHTS
 from model.evaluate import evaluate
@@ -44,6 +44,13 @@ def test_save_load_identical_logits(trained: TrainResult, saved: Path, synthetic
     assert meta["format_version"] == 1 and meta["note"] == "test" and meta["feature_set"] == "full"
     assert clf.model_id == meta["weights_sha256"][:12] and clf.feature_set == "full"
     assert (saved / "history.csv").read_text().startswith("epoch,train_loss,val_loss,val_acc,val_macro_f1")
+
+
+def test_a_file_in_the_way_of_the_model_folder_is_one_line(trained: TrainResult, tmp_path: Path) -> None:
+    (tmp_path / "models").write_bytes(b"")
+    with pytest.raises(InputError, match=r"models/m/weights\.safetensors: .*\(.*/models: a file is in the way\)"):
+        trained.save(tmp_path / "models" / "m")
+    assert not list(tmp_path.glob("models*/**/*.tmp"))
 
 
 def test_tampered_weights_refused(saved: Path) -> None:

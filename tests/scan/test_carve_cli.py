@@ -67,6 +67,11 @@ def test_nta_carve_on_a_finished_scan_writes_the_same_bytes(carved: Path, tmp_pa
     again = nta("carve", out, "--incident", str(first["incident_id"]), "-q")
     assert again.exit_code == 2 and "exists; use --force" in again.output
     assert nta("carve", out, "--incident", "99", "-q").exit_code == 2
+    shutil.rmtree(out / "incidents")
+    (out / "incidents").write_bytes(b"")  # a file where the incidents folder goes
+    blocked = nta("carve", out, "-q")
+    assert blocked.exit_code == 2 and "/incidents: a file is in the way)" in " ".join(blocked.output.split())
+    assert "Traceback" not in blocked.output and "File exists" not in blocked.output
 
 
 def test_a_capture_changed_since_the_scan_is_refused(tmp_path: Path) -> None:
