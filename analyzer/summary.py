@@ -12,7 +12,7 @@ import polars as pl
 
 from analyzer import __version__, verdicts
 from analyzer.result import ScanResult, talkers_of, timeline_of
-from features.common import escape_surrogates, path_text
+from features.common import ISO_UTC, escape_surrogates, path_text
 
 # report.json's shape, described by docs/report.schema.json (tests/scan/test_report_schema.py validates against it).
 # 1: the first versioned shape: schema_version, typed reason values, incidents' uids.
@@ -22,7 +22,7 @@ TOP_TALKERS = 5
 
 
 def _iso(t: dt.datetime | None) -> str | None:
-    return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return None if t is None else t.strftime(ISO_UTC)
 
 
 def span(result: ScanResult) -> tuple[dt.datetime | None, dt.datetime | None]:

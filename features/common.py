@@ -164,6 +164,9 @@ def output_file(path: Path, *, force: bool = True, option: str = "-o") -> Path:
     return target
 
 
+ISO_UTC = "%Y-%m-%dT%H:%M:%S.%fZ"  # report.json's times: UTC, microseconds (strftime/strptime)
+
+
 def make_parent(target: Path) -> None:
     """Create the folders ``target`` goes in, or fail with one line naming ``target`` and the problem (a file in
     the way, a read-only or virtual file system), not Python's errno text."""

@@ -28,7 +28,7 @@ from features.capture.packets import PacketBatch
 from features.capture.pcap import PAD, PCAP_MAGICS, PCAPNG_MAGIC, PcapWalker, RecordChunk, WalkState
 from features.capture.pcapng import BOM, PcapngWalker
 from features.capture.stream import DEFAULT_LIMITS, HEADROOM, Hasher, Inflate, ReadLimits, Unhashed, stream_blocks
-from features.common import InputError, ProgressFn, no_progress, path_text
+from features.common import ISO_UTC, InputError, ProgressFn, no_progress, path_text
 
 STDIN = "-"  # the capture name that reads standard input
 FIFO_WAIT_S = 10.0  # how long a named pipe may stay without data (no writer) before it is refused
@@ -63,7 +63,7 @@ def packet_times(first_ns: int | None, last_ns: int | None) -> dict[str, str]:
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
 
     def iso(us: int) -> str:
-        return (epoch + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return (epoch + timedelta(microseconds=us)).strftime(ISO_UTC)
 
     return {"first_packet": iso(first_ns // 1000), "last_packet": iso(-(-last_ns // 1000))}
 
@@ -75,7 +75,7 @@ def packet_span(capture: dict[str, Any]) -> tuple[int, int] | None:
     if not isinstance(first, str) or not isinstance(last, str):
         return None
     try:
-        a, b = (datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) for t in (first, last))
+        a, b = (datetime.strptime(t, ISO_UTC).replace(tzinfo=UTC) for t in (first, last))
     except ValueError:
         return None
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
