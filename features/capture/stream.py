@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import zlib
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -88,28 +88,21 @@ def stream_blocks(
     state: WalkState,
     block: int = BLOCK_BYTES,
     limits: ReadLimits = DEFAULT_LIMITS,
+    ahead: bool = True,
 ) -> Generator[Block, None, None]:
     """Yield the capture's bytes block by block; hashes every raw byte of the file on the way.
 
     ``path`` is a file to open, or a function that returns the already opened stream (a pipe read once:
-    ``features.capture.source``). Reads run on a daemon thread with a one-block queue, straight into numpy
-    buffers. A damaged gzip stream ends the data with a ``truncated_gzip`` warning (the records before it are
-    kept); the rest of the file is still hashed. Crossing ``limits`` raises ``InputError`` naming the file.
+    ``features.capture.source``). With ``ahead``, reads run on a daemon thread with a one-block queue, straight
+    into numpy buffers; without it (a small file: nothing to overlap, and a thread's start and hand-offs cost
+    thousands of rotated files about a millisecond each) they run here. A damaged gzip stream ends the data with a
+    ``truncated_gzip`` warning (the records before it are kept); the rest of the file is still hashed. Crossing
+    ``limits`` raises ``InputError`` naming the file.
     """
     opener = (lambda: path.open("rb", buffering=0)) if isinstance(path, Path) else path
-    q: queue.Queue[Block | BaseException | None] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
-    def put(item: Block | BaseException | None) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run() -> None:
+    def produce() -> Generator[Block | BaseException, None, None]:
         try:
             with opener() as raw:
                 hr = _HashingReader(raw, sha)
@@ -127,32 +120,27 @@ def stream_blocks(
                         if size:
                             total += size
                             if why := limits.check(total, hr.pos, gz):  # a damaged bomb is still a bomb
-                                put(_Limit(why))
+                                yield _Limit(why)
                                 return
                             buf[HEADROOM + size : HEADROOM + size + PAD] = 0
-                            put(Block(buf, size, hr.pos))
-                        put(ValueError(f"gzip stream damaged ({e})"))
+                            yield Block(buf, size, hr.pos)
+                        yield ValueError(f"gzip stream damaged ({e})")
                         break
                     if not size:
                         break
                     total += size
                     if why := limits.check(total, hr.pos, gz):
-                        put(_Limit(why))  # the block is dropped: the command fails, nothing is written
+                        yield _Limit(why)  # the block is dropped: the command fails, nothing is written
                         return
                     buf[HEADROOM + size : HEADROOM + size + PAD] = 0
-                    if not put(Block(buf, size, hr.pos)):
-                        break
+                    yield Block(buf, size, hr.pos)
                 while chunk := raw.read(1 << 20):  # hash what the decompressor did not consume
                     sha.update(chunk)
         except OSError as e:
-            put(e)
-        finally:
-            put(None)
+            yield e
 
-    t = threading.Thread(target=run, name=f"nta-read-{state.name}", daemon=True)
-    t.start()
-    try:
-        while (item := q.get()) is not None:
+    def checked(items: Iterator[Block | BaseException]) -> Iterator[Block]:
+        for item in items:
             if isinstance(item, ValueError):
                 state.fail("truncated_gzip", str(item))
                 continue
@@ -161,6 +149,44 @@ def stream_blocks(
             if isinstance(item, BaseException):
                 raise InputError(f"{state.name}: cannot read: {getattr(item, 'strerror', None) or item}")
             yield item
+
+    if not ahead:
+        gen = produce()
+        try:
+            yield from checked(gen)
+        finally:
+            gen.close()
+        return
+
+    q: queue.Queue[Block | BaseException | None] = queue.Queue(maxsize=1)
+
+    def put(item: Block | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        gen = produce()
+        try:
+            for item in gen:
+                if not put(item):
+                    break
+        finally:
+            gen.close()
+            put(None)
+
+    def received() -> Iterator[Block | BaseException]:
+        while (item := q.get()) is not None:
+            yield item
+
+    t = threading.Thread(target=run, name=f"nta-read-{state.name}", daemon=True)
+    t.start()
+    try:
+        yield from checked(received())
     finally:
         stop.set()
         t.join()

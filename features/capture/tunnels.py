@@ -210,9 +210,10 @@ def tunnel_ids(chain: np.ndarray, ends: np.ndarray) -> np.ndarray:
     src_first = (src[:, 0] < dst[:, 0]) | ((src[:, 0] == dst[:, 0]) & (src[:, 1] <= dst[:, 1]))
     a = np.where(src_first[:, None], src, dst)
     b = np.where(src_first[:, None], dst, src)
-    h = _mix(np.zeros(chain.shape, np.uint64), chain.astype(np.uint64))
-    for col in (a[:, 0], a[:, 1], b[:, 0], b[:, 1]):
-        h = _mix(h, col.astype(np.uint64))
+    with np.errstate(over="ignore"):
+        h = _mix(np.zeros(chain.shape, np.uint64), chain.astype(np.uint64))
+        for col in (a[:, 0], a[:, 1], b[:, 0], b[:, 1]):
+            h = _mix(h, col.astype(np.uint64))
     return h | np.uint64(1)
 
 

@@ -29,8 +29,9 @@ def host_pair_shard(cols: dict[str, np.ndarray], shards: int) -> np.ndarray:
     a_hi, a_lo = np.where(src_first, sh, dh), np.where(src_first, sl, dl)
     b_hi, b_lo = np.where(src_first, dh, sh), np.where(src_first, dl, sl)
     h = np.zeros(sh.shape, np.uint64)
-    for part in (cols["vlan"].astype(np.int64).view(np.uint64), a_hi, a_lo, b_hi, b_lo):
-        h = _mix(h, part)
+    with np.errstate(over="ignore"):
+        for part in (cols["vlan"].astype(np.int64).view(np.uint64), a_hi, a_lo, b_hi, b_lo):
+            h = _mix(h, part)
     return (h % np.uint64(max(shards, 1))).astype(np.int64)
 
 

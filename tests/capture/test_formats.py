@@ -35,6 +35,7 @@ from capture_testlib import (
 
 from features.capture.source import PacketSource
 from features.capture.stream import BLOCK_BYTES
+from features.common import InputError
 
 F4 = eth(ipv4("10.0.0.1", "10.0.0.2", 6, tcp(1000, 80)))
 F6 = eth(ipv6("2001:db8::1", "2001:db8::2", 17, udp(5000, 53, b"dns")), 0x86DD)
@@ -182,6 +183,26 @@ def test_bytes_past_a_blocks_padding_are_never_read(monkeypatch: pytest.MonkeyPa
     assert clean[0], f"{name}: no packets read"
     monkeypatch.setattr(stream, "_block_buffer", lambda n: np.full(n, 0xFF, np.uint8))
     assert batches_of(path) == clean
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SAMPLES.glob("*.pcap*")))
+def test_read_on_a_thread_or_here_gives_the_same(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A small plain file is read on the caller's thread (``stream_blocks(ahead=False)``), a big one on a reader
+    thread: the same packets, counts and warnings either way (every sample capture, and a limit crossed)."""
+    import features.capture.source as source
+    from features.capture.stream import ReadLimits
+
+    path = SAMPLES / name
+    here = batches_of(path)
+    monkeypatch.setattr(source, "SMALL_FILE_BYTES", 0)  # every file "big": read on the thread
+    assert batches_of(path) == here
+    errors = []
+    for small in (0, 1 << 40):
+        monkeypatch.setattr(source, "SMALL_FILE_BYTES", small)
+        with pytest.raises(InputError) as e:
+            list(PacketSource(path, limits=ReadLimits(100, 0)).batches())
+        errors.append(str(e.value))
+    assert errors[0] == errors[1] and "more than 100 bytes of capture data" in errors[0]
 
 
 def test_chunk_records_bounds_every_batch(tmp_path: Path) -> None:
