@@ -5,7 +5,7 @@
 
 Makes the capture with ../shared/bench/gen_pcap.py when missing (1M packets, 300 s, seed 1; reused when
 ``<capture>.done`` exists, as other benchmarks leave it). Prints seconds, packets/s and flows/s per stage,
-the end-to-end figure (run_scan plus rendering the report) against the 100,000 packets/s target, and
+the end-to-end figure (run_scan plus rendering the report) against issue 14's target (``TARGET_PPS``), and
 peak RSS. ``--compare-cpu`` then scans again on the CPU and compares the verdicts (labels that differ,
 largest probability difference): CUDA runs bf16 autocast, so they agree within rounding. Not collected by pytest (no timed tests): figures go in the issue's note.
 """
