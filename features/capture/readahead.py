@@ -9,7 +9,7 @@ bounded. At the end it sends what the source learnt (records, bad-packet counts,
 the parent's ``PacketSource`` adopts; an exception in the child is re-raised in the parent unchanged.
 
 Small files, and platforms without ``fork``, use ``features.capture.prefetch``'s thread: a fork costs more than
-it saves there; files under ``SMALL_FILE_BYTES`` are decoded on the caller's thread. Nothing in the child touches the console: its progress calls are replayed by the parent.
+it saves there; small files (``PacketSource.is_small``) are decoded on the caller's thread. Nothing in the child touches the console: its progress calls are replayed by the parent.
 
 The child never outlives the parent: it closes its inherited copy of the pipe's read end (so a send to a parent
 that is gone fails instead of blocking forever), asks the kernel to SIGKILL it when the parent dies (Linux
@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from features.capture import wire
 from features.capture.packets import PacketBatch, coalesced
 from features.capture.prefetch import prefetched
-from features.capture.source import SMALL_FILE_BYTES, PacketSource
+from features.capture.source import PacketSource
 from features.common import ProgressFn
 
 T = TypeVar("T")
@@ -51,7 +51,7 @@ def read_ahead(
     """``src.batches(progress)``'s batches, decoded up to ``depth`` batches ahead of the caller (same order,
     same errors). A deeper read-ahead lets the decoder run on while the caller does something else (``nta
     scan`` imports torch meanwhile); each batch waiting costs its memory (~25 MB per 262,144 packets)."""
-    if src.is_plain_file and src.size_bytes < min(SMALL_FILE_BYTES, process_min_bytes):
+    if src.is_small and src.size_bytes < process_min_bytes:
         yield from src.batches(progress)  # one small block: nothing to decode ahead of
         return
     if src.size_bytes < process_min_bytes or "fork" not in mp.get_all_start_methods():

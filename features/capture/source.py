@@ -332,9 +332,9 @@ class PacketSource:
             self._stream.close()
 
     @property
-    def is_plain_file(self) -> bool:
-        """A regular, uncompressed file (its size is what will be read)."""
-        return self._stream is None and not self._gz
+    def is_small(self) -> bool:
+        """A regular, uncompressed file under ``SMALL_FILE_BYTES``: read and decoded on the caller's thread."""
+        return self._stream is None and not self._gz and self.size_bytes < SMALL_FILE_BYTES
 
     @property
     def pcap_header(self) -> tuple[int, bool] | None:
@@ -413,7 +413,7 @@ class PacketSource:
             sha,
             state,
             limits=self.limits,
-            ahead=not self.is_plain_file or total >= SMALL_FILE_BYTES,
+            ahead=not self.is_small,
         )
         try:
             for blk in blocks:

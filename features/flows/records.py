@@ -99,13 +99,14 @@ def _source_files(files: list[str], src: np.ndarray) -> pa.Array:
     return pa.array([files[i] for i in used.tolist()], pa.string()).take(back.reshape(-1))
 
 
-def _empty_flows() -> pl.DataFrame:
+def empty_flows() -> pl.DataFrame:
+    """An empty frame with the flow table's schema."""
     df = pl.from_arrow(FLOW_SCHEMA.empty_table())
     assert isinstance(df, pl.DataFrame)
     return df
 
 
-_EMPTY = _empty_flows()
+_EMPTY = empty_flows()
 
 
 def to_frame(

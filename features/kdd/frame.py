@@ -33,7 +33,7 @@ import polars as pl
 import pyarrow as pa
 
 from features.common import own_strings
-from features.flows.schema import FLOW_SCHEMA
+from features.flows.records import empty_flows as empty_flows  # the flow level's, re-exported
 from features.kdd.columns import KDD_FEATURES, KDD_SCHEMA, PROTOCOLS
 from features.kdd.content import CONTENT_FEATURES, content_features
 from features.kdd.flags import flag_expr
@@ -71,13 +71,6 @@ def _as_frame(flows: pa.Table | pl.DataFrame) -> pl.DataFrame:
     if missing:
         raise ValueError(f"flow table lacks column(s) {', '.join(missing)} (features.flows.schema.FLOW_SCHEMA)")
     return df
-
-
-def empty_flows() -> pl.DataFrame:
-    """An empty frame with the flow table's schema."""
-    result = pl.from_arrow(FLOW_SCHEMA.empty_table())
-    assert isinstance(result, pl.DataFrame)
-    return result
 
 
 HINT_COLUMN = "_service_hint"  # Zeek's conn.log service beside the flows (features.kdd.services.service_expr)
