@@ -32,7 +32,7 @@ class Format(enum.StrEnum):
 
 
 def parse_threads(value: str) -> int | None:
-    """``auto`` -> None (nta chooses); ``N`` -> N torch threads at most (an explicit choice)."""
+    """``auto`` -> None (nta chooses); ``N`` -> N inference threads (an explicit choice)."""
     if value.strip().lower() == "auto":
         return None
     try:
@@ -188,8 +188,8 @@ def scan(
         typer.Option(
             "--threads",
             metavar="auto|N",
-            help="CPU threads for inference. auto: nta times 1 and every core as it goes and keeps the faster; N: "
-            "exactly N (e.g. 1 on a machine other jobs share).",
+            help="CPU threads for inference. auto: nta's choice (numpy's network: one beside the reader; torch's: "
+            "1 or every core, timed as it goes); N: exactly N (e.g. 1 on a machine other jobs share).",
         ),
     ] = "auto",
     allow: Annotated[

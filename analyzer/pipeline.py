@@ -167,8 +167,8 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         allow = read_allow(config.allow) if config.allow is not None else []
         with timed("model"):
             # The files are checked now: a bad model is refused before any packet is read. The network is built
-            # once reading has started (importing torch alone takes about 1.3 s): big captures are read and
-            # their flows built in child processes (features.flows.extract.FlowStream.chunks) meanwhile.
+            # once reading has started (torch's, where it is used, takes about 1.3 s to import): big captures are
+            # read and their flows built in child processes (features.flows.extract.FlowStream.chunks) meanwhile.
             checked = check_model_files(config.model_dir or default_model_dir())
             _check_model_features(checked)
             if config.novelty and not checked.has_novelty:
@@ -809,14 +809,11 @@ class _Background:
 
 
 def _load_classifier(model_dir: Path, device: str, threads: int | None = None) -> Any:
-    """The network of a checked model folder, with CPU threads chosen per inference (``model.forward.AUTO``), or
-    ``threads`` exactly (``--threads N``: torch's threads limited to N from now on, ``model.infer.limit_threads``)."""
-    from model.forward import AUTO
-    from model.infer import Classifier, limit_threads
+    """The network of a checked model folder (``model.scan_classifier.load_classifier``: numpy's on the CPU, torch's
+    otherwise), with ``threads`` (``--threads N``) or nta's choice of CPU threads."""
+    from model.scan_classifier import load_classifier
 
-    clf = Classifier.load(model_dir, device=device)
-    clf.threads = AUTO if threads is None else limit_threads(threads)
-    return clf
+    return load_classifier(model_dir, device, threads)
 
 
 def _check_model_features(clf: Any) -> None:

@@ -382,11 +382,10 @@ class Scorer:
     """A Ray actor holding the model: puts a chunk's features together, encodes and classifies it."""
 
     def __init__(self, model: dict[str, Any]) -> None:
-        from model.forward import AUTO
-        from model.infer import Classifier
+        from model.scan_classifier import load_classifier
 
-        self.clf = Classifier.load(Path(model["model_dir"]), device=model["device"])
-        self.clf.threads = AUTO
+        # the default engine's classifier (numpy's on the CPU, torch's on a GPU): the same probabilities, bit for bit
+        self.clf = load_classifier(Path(model["model_dir"]), device=model["device"])
         self.batch_size = int(model["batch_size"])
         self.novelty = bool(model["novelty"])
 

@@ -17,26 +17,21 @@ compared with the weights file's tensor shapes before the real one is built, and
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from features.common import InputError, ModelError, atomic_path, make_parent
+from features.common import ModelError, atomic_path, make_parent
 from features.encode.spec import FeatureSpec
 from model.baselines import build_network
 from model.files import (
     FORMAT_VERSION,
-    MAX_PARAMETERS,
     METADATA,
-    NOVELTY_PREFIX,
-    SUPPORT_PREFIX,
     WEIGHTS,
     read_metadata,
     sha256_file,
@@ -45,8 +40,7 @@ from model.files import (
 from model.network import NetConfig
 from model.novelty import NormalProfile, last_linear
 from model.support import SupportProfile
-
-_PROFILES = (NOVELTY_PREFIX, SUPPORT_PREFIX)  # tensors beside the network's own in the weights file
+from model.weights import read_model
 
 __all__ = [
     "FORMAT_VERSION",
@@ -106,9 +100,9 @@ def save_model(
     make_parent(model_dir / WEIGHTS)  # a file in the way is one line naming it, not Python's errno text
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
     if novelty is not None:
-        tensors |= novelty.to_tensors()
+        tensors |= {k: torch.from_numpy(v) for k, v in novelty.to_tensors().items()}
     if support is not None:
-        tensors |= support.to_tensors()
+        tensors |= {k: torch.from_numpy(v) for k, v in support.to_tensors().items()}
     with atomic_path(model_dir / WEIGHTS) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
         weights_sha = _sha256(tmp)
@@ -153,78 +147,17 @@ def write_metadata(model_dir: Path, meta: dict[str, Any]) -> None:
 
 
 def load_model(model_dir: Path) -> LoadedModel:
-    """Rebuild the network from a model directory after checking version, weights hash and shapes.
+    """Rebuild the network from a model directory after checking version, weights hash and shapes
+    (``model.weights.read_model``).
 
     Raises:
         ModelError: one line naming the file and what is wrong.
     """
-    model_dir = Path(model_dir)
-    meta = read_metadata(model_dir)
-    wpath = model_dir / WEIGHTS
-    if not wpath.is_file():
-        raise ModelError(f"{wpath}: missing")
-    got = _sha256(wpath)
-    if got != meta.get("weights_sha256"):
-        raise ModelError(
-            f"{wpath}: sha256 {got[:12]}... differs from the {str(meta.get('weights_sha256'))[:12]}... recorded "
-            f"in {METADATA} (file modified or from another model)"
-        )
-    try:
-        cfg = NetConfig.from_dict(meta["net_config"])
-        spec = FeatureSpec.from_dict(meta["feature_spec"])
-        classes = tuple(str(c) for c in meta["classes"])
-    except (KeyError, TypeError, ValueError, InputError) as e:
-        raise ModelError(f"{model_dir / METADATA}: malformed model metadata: {e}") from None
-    if len(spec.encoded_columns) != cfg.n_features:
-        raise ModelError(
-            f"{model_dir / METADATA}: feature spec has {len(spec.encoded_columns)} columns, network expects "
-            f"{cfg.n_features}"
-        )
-    if len(classes) != cfg.n_classes:
-        raise ModelError(f"{model_dir / METADATA}: {len(classes)} class names for a {cfg.n_classes}-class network")
-    with torch.device("meta"):  # the config's network without memory: its size and shapes, before building it
-        own = {k: tuple(v.shape) for k, v in build_network(cfg).state_dict().items()}
-    n_params = sum(math.prod(shape) for shape in own.values())
-    if n_params > MAX_PARAMETERS:
-        raise ModelError(
-            f"{model_dir / METADATA}: net_config describes {n_params:,} parameters (at most {MAX_PARAMETERS:,})"
-        )
-    try:
-        with safe_open(str(wpath), framework="pt") as f:
-            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if not k.startswith(_PROFILES)}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"{wpath}: unreadable safetensors file: {e}") from None
-    missing = sorted(set(own) - set(stored))
-    unexpected = sorted(set(stored) - set(own))
-    wrong = sorted(k for k in set(own) & set(stored) if own[k] != stored[k])
-    if missing or unexpected or wrong:
-        raise ModelError(
-            f"{wpath}: tensors do not fit a {cfg.arch} network: missing {missing[:3]}, unexpected "
-            f"{unexpected[:3]}, wrong shape {wrong[:3]}"
-        )
-    try:
-        tensors = load_file(str(wpath))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"{wpath}: unreadable safetensors file: {e}") from None
-    bad = {k: int((~torch.isfinite(t)).sum()) for k, t in tensors.items() if t.is_floating_point()}
-    bad = {k: n for k, n in bad.items() if n}
-    if bad:
-        name, n = next(iter(sorted(bad.items())))
-        raise ModelError(
-            f"{wpath}: {sum(bad.values()):,} weights are NaN or infinite ({len(bad)} tensors, e.g. {name}: {n:,}); "
-            "such a network's verdicts mean nothing"
-        )
-    nov = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(NOVELTY_PREFIX)]}
-    novelty = NormalProfile.from_tensors(nov, str(wpath)) if nov else None
-    sup = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(SUPPORT_PREFIX)]}
-    support = SupportProfile.from_tensors(sup, str(wpath), cfg.n_features, cfg.n_classes) if sup else None
-    if (support is None) != (meta.get("support") is None):  # the scan's report says from the metadata alone
-        raise ModelError(
-            f"{wpath}: {'no' if support is None else 'a'} support profile, but {METADATA} says "
-            f"{'there is one' if support is None else 'there is none'}"
-        )
-    if support is not None and bool(meta["support"].get("normal_range", False)) != (support.normal_lo is not None):
-        raise ModelError(f"{wpath}: the support profile's normal ranges and {METADATA}'s normal_range disagree")
+    parts = read_model(Path(model_dir))
+    cfg, novelty = parts.net_config, parts.novelty
+    wpath = Path(model_dir) / WEIGHTS
+    # copies: the arrays read from the file are read-only, and torch warns of tensors made from them
+    tensors = {k: torch.from_numpy(v.copy()) for k, v in parts.tensors.items()}
     net = build_network(cfg)
     net.load_state_dict(tensors, strict=True)
     net.eval()
@@ -234,5 +167,6 @@ def load_model(model_dir: Path) -> LoadedModel:
             f"{wpath}: novelty profile has {novelty.dims} dims, the network's head takes {head.in_features}"
         )
     return LoadedModel(
-        net=net, net_config=cfg, spec=spec, classes=classes, metadata=meta, novelty=novelty, support=support
-    )
+        net=net, net_config=cfg, spec=parts.spec, classes=parts.classes, metadata=parts.metadata, novelty=novelty,
+        support=parts.support,
+    )  # fmt: skip

@@ -4,7 +4,8 @@ Nothing in ``metadata.json`` is trusted before ``validate_metadata`` has checked
 nesting, types, ranges, no NaN): a config asking for a million channels is refused before torch is imported.
 
 ``nta scan`` checks these before reading any packet (a bad model is refused at once) and builds the network
-(``model.artifacts.load_model``, which imports torch, about 1.3 s) on a thread while the captures are read.
+(``model.scan_classifier.load_classifier``: numpy's on the CPU, torch's otherwise, whose import takes about 1.3 s) while
+the captures are read.
 """
 
 from __future__ import annotations

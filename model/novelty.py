@@ -26,14 +26,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from features.common import ModelError
 from model.files import NOVELTY_PREFIX
-from model.forward import forward_pass, last_linear
+
+if TYPE_CHECKING:  # torch only where a torch network is used: a scan on the CPU loads profiles without it
+    from torch import nn
 
 PREFIX = NOVELTY_PREFIX
 QUANTILE = 0.99  # chosen before any test figure was seen, not tuned since
@@ -105,26 +106,27 @@ class NormalProfile:
         most probable other class."""
         return gate_by_distance(proba, self.distance(z), self.threshold)
 
-    def to_tensors(self) -> dict[str, torch.Tensor]:
+    def to_tensors(self) -> dict[str, np.ndarray]:
+        """The ``novelty.*`` tensors of the weights file (``model.artifacts.save_model`` writes them)."""
         # one centre is stored as a (D,) mean, as before several centres existed: such files stay byte-identical
         mean = self.centres[0] if self.clusters == 1 else self.centres
         return {
-            PREFIX + "mean": torch.from_numpy(np.ascontiguousarray(mean, dtype=np.float64)),
-            PREFIX + "precision": torch.from_numpy(np.ascontiguousarray(self.precision, dtype=np.float64)),
-            PREFIX + "threshold": torch.tensor([self.threshold], dtype=torch.float64),
-            PREFIX + "quantile": torch.tensor([self.quantile], dtype=torch.float64),
+            PREFIX + "mean": np.ascontiguousarray(mean, dtype=np.float64),
+            PREFIX + "precision": np.ascontiguousarray(self.precision, dtype=np.float64),
+            PREFIX + "threshold": np.array([self.threshold], dtype=np.float64),
+            PREFIX + "quantile": np.array([self.quantile], dtype=np.float64),
         }
 
     @classmethod
-    def from_tensors(cls, t: dict[str, torch.Tensor], where: str) -> NormalProfile:
+    def from_tensors(cls, t: dict[str, Any], where: str) -> NormalProfile:
         """Rebuild from ``novelty.*`` tensors; ModelError naming ``where`` when they do not fit together."""
         names = ("mean", "precision", "threshold", "quantile")
         missing = [n for n in names if PREFIX + n not in t]
         if missing:
             raise ModelError(f"{where}: novelty profile lacks {', '.join(PREFIX + n for n in missing)}")
-        centres = t[PREFIX + "mean"].double().numpy()
+        centres = np.asarray(t[PREFIX + "mean"], dtype=np.float64)  # numpy arrays or CPU tensors
         centres = centres.reshape(1, -1) if centres.ndim == 1 else centres  # (K, D)
-        prec = t[PREFIX + "precision"].double().numpy()
+        prec = np.asarray(t[PREFIX + "precision"], dtype=np.float64)
         if centres.ndim != 2 or prec.shape != (centres.shape[1], centres.shape[1]):
             raise ModelError(
                 f"{where}: novelty profile shapes {tuple(t[PREFIX + 'mean'].shape)} and {tuple(prec.shape)} do not fit"
@@ -229,10 +231,19 @@ def nearest_class(z: np.ndarray, means: np.ndarray, precision: np.ndarray, allow
     return dist.argmin(axis=1)
 
 
+def last_linear(net: nn.Module) -> nn.Linear:
+    """``model.forward.last_linear`` (imported when asked: it needs torch)."""
+    from model.forward import last_linear as last
+
+    return last(net)
+
+
 def representations(
     net: nn.Module, x: np.ndarray, batch_size: int = 8192, device: str = "cpu"
 ) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (n, K) float32, representations (n, D) float32): ``model.forward.forward_pass``."""
+    from model.forward import forward_pass
+
     proba, reps = forward_pass(net, x, batch_size, device, keep_reps=True)
     assert reps is not None
     return proba, reps

@@ -25,9 +25,9 @@ Stored as ``support.*`` tensors in ``weights.safetensors`` (covered by the weigh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import torch
 
 from features.common import ModelError
 from model.files import SUPPORT_PREFIX
@@ -82,32 +82,29 @@ class SupportProfile:
         out[rows] = (d_own > self.radius[p]) & near_normal & (d[:, 0] < d_own)
         return out
 
-    def to_tensors(self) -> dict[str, torch.Tensor]:
+    def to_tensors(self) -> dict[str, np.ndarray]:
+        """The ``support.*`` tensors of the weights file (``model.artifacts.save_model`` writes them)."""
         arrays = {
             "centres": self.centres,
             "radius": self.radius,
             "normal_lo": self.normal_lo,
             "normal_hi": self.normal_hi,
         }
-        out = {
-            PREFIX + k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64))
-            for k, v in arrays.items()
-            if v is not None
-        }
-        out[PREFIX + "owner"] = torch.from_numpy(np.ascontiguousarray(self.owner, dtype=np.int64))
-        out[PREFIX + "quantile"] = torch.tensor([self.quantile], dtype=torch.float64)
+        out = {PREFIX + k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items() if v is not None}
+        out[PREFIX + "owner"] = np.ascontiguousarray(self.owner, dtype=np.int64)
+        out[PREFIX + "quantile"] = np.array([self.quantile], dtype=np.float64)
         return out
 
     @classmethod
-    def from_tensors(cls, t: dict[str, torch.Tensor], where: str, n_features: int, n_classes: int) -> SupportProfile:
+    def from_tensors(cls, t: dict[str, Any], where: str, n_features: int, n_classes: int) -> SupportProfile:
         """Rebuild from ``support.*`` tensors; ModelError naming ``where`` when they do not fit the network."""
         names = ("centres", "owner", "radius", "quantile")
         missing = [n for n in names if PREFIX + n not in t]
         if missing:
             raise ModelError(f"{where}: support profile lacks {', '.join(PREFIX + n for n in missing)}")
-        centres = t[PREFIX + "centres"].double().numpy()
-        owner = t[PREFIX + "owner"].numpy().astype(np.int64)
-        radius = t[PREFIX + "radius"].double().numpy()
+        centres = np.asarray(t[PREFIX + "centres"], dtype=np.float64)  # numpy arrays or CPU tensors
+        owner = np.asarray(t[PREFIX + "owner"]).astype(np.int64)
+        radius = np.asarray(t[PREFIX + "radius"], dtype=np.float64)
         if centres.ndim != 2 or centres.shape[1] != n_features or owner.shape != (len(centres),):
             raise ModelError(
                 f"{where}: support profile shapes {tuple(centres.shape)} and {tuple(owner.shape)} do not fit a "
@@ -118,7 +115,9 @@ class SupportProfile:
         if not np.isfinite(radius).all() or (radius < 0).any() or not np.isfinite(centres).all():
             raise ModelError(f"{where}: support profile radii and centres must be finite, radii non-negative")
         q = float(t[PREFIX + "quantile"].reshape(-1)[0])
-        lo, hi = (t[PREFIX + n].double().numpy() if PREFIX + n in t else None for n in ("normal_lo", "normal_hi"))
+        lo, hi = (
+            np.asarray(t[PREFIX + n], dtype=np.float64) if PREFIX + n in t else None for n in ("normal_lo", "normal_hi")
+        )
         if (lo is None) != (hi is None):
             raise ModelError(f"{where}: support profile has one of normal_lo and normal_hi without the other")
         if lo is not None and hi is not None:

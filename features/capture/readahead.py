@@ -50,7 +50,7 @@ def read_ahead(
 ) -> Iterator[PacketBatch]:
     """``src.batches(progress)``'s batches, decoded up to ``depth`` batches ahead of the caller (same order,
     same errors). A deeper read-ahead lets the decoder run on while the caller does something else (``nta
-    scan`` imports torch meanwhile); each batch waiting costs its memory (~25 MB per 262,144 packets)."""
+    scan`` builds its network meanwhile); each batch waiting costs its memory (~25 MB per 262,144 packets)."""
     if src.is_small and src.size_bytes < process_min_bytes:
         yield from src.batches(progress)  # one small block: nothing to decode ahead of
         return

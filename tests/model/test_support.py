@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from analyzer.cli import app
@@ -130,7 +129,7 @@ def test_tensors_round_trip_and_bad_ones_are_refused() -> None:
         SupportProfile.from_tensors(t, "w", n_features=2, n_classes=3)
     with pytest.raises(ModelError, match="4-class"):
         SupportProfile.from_tensors(t, "w", n_features=1, n_classes=4)
-    t["support.radius"] = torch.tensor([1.0, float("nan"), 0.0], dtype=torch.float64)
+    t["support.radius"] = np.array([1.0, float("nan"), 0.0])
     with pytest.raises(ModelError, match="finite"):
         SupportProfile.from_tensors(t, "w", n_features=1, n_classes=3)
     del t["support.owner"]

@@ -76,16 +76,22 @@ def test_no_write_text_report_and_refused_combinations(tmp_path: Path, monkeypat
 
 
 @pytest.mark.parametrize(("value", "code"), [("auto", 0), ("1", 0), ("0", 2), ("many", 2)])
-def test_threads_option(tmp_path: Path, value: str, code: int) -> None:
-    import torch
+def test_threads_option(tmp_path: Path, value: str, code: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from model import scan_classifier
+    from model.classifier import ClassifierBase
 
-    before = torch.get_num_threads()
-    try:
-        res = nta("scan", DEMO, "--out", "-", "--threads", value)
-        assert res.exit_code == code, res.output
-        if value == "1":
-            assert torch.get_num_threads() == 1
-        if code == 2:
-            assert "--threads" in res.stderr
-    finally:
-        torch.set_num_threads(before)
+    built: list[ClassifierBase] = []
+    load = scan_classifier.load_classifier
+
+    def recorded(model_dir: Path, device: str = "auto", threads: int | None = None) -> ClassifierBase:
+        built.append(load(model_dir, device, threads))
+        return built[-1]
+
+    monkeypatch.setattr(scan_classifier, "load_classifier", recorded)
+    res = nta("scan", DEMO, "--out", "-", "--threads", value)
+    assert res.exit_code == code, res.output
+    if code == 0:  # the CPU's numpy network: auto is nta's choice (None), N exactly N
+        assert [type(c).__name__ for c in built] == ["NumpyClassifier"]
+        assert built[0].threads == (None if value == "auto" else int(value))
+    else:
+        assert "--threads" in res.stderr and not built
