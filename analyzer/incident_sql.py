@@ -13,7 +13,7 @@ polars frames, and a test holds every query here to the polars statement it answ
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -459,15 +459,18 @@ class Store:
 
     def batches(self, columns: list[str], rows: int = 1 << 20, table: str = "ai", order: str = "") -> Any:
         """``columns`` of every row of ``table`` (the attack rows), as polars frames of at most ``rows`` rows, in
-        any order or ``ORDER BY order``."""
+        any order or ``ORDER BY order``. The query runs now, on the calling thread, on a cursor of its own (the
+        store's connection stays free for other queries); the frames may then be read on another thread
+        (``analyzer.pipeline`` writes flows.parquet on one)."""
         cols = ", ".join(f'"{c}"' for c in columns)
         cursor = self.con.cursor()  # its own result: the connection stays free for other queries
         sql = f"SELECT {cols} FROM {table}" + (f" ORDER BY {order}" if order else "")
         try:
-            for batch in self._reader(cursor, sql, rows):
-                yield _utc(pl.DataFrame(pl.from_arrow(batch)))
-        finally:
+            reader = self._reader(cursor, sql, rows)
+        except BaseException:
             cursor.close()
+            raise
+        return _frames(cursor, reader)
 
     @_roomy
     def _reader(self, cursor: Any, sql: str, rows: int) -> Any:
@@ -475,6 +478,15 @@ class Store:
 
     def _columns(self) -> set[str]:
         return {r[0] for r in self.con.execute("DESCRIBE ai").fetchall()}
+
+
+def _frames(cursor: Any, reader: Any) -> Iterator[pl.DataFrame]:
+    """The batches of ``reader`` as polars frames; ``cursor`` is closed at the end (or when the frames are dropped)."""
+    try:
+        for batch in reader:
+            yield _utc(pl.DataFrame(pl.from_arrow(batch)))
+    finally:
+        cursor.close()
 
 
 def _utc(frame: pl.DataFrame) -> pl.DataFrame:

@@ -15,6 +15,7 @@ Every file here is a temporary the pipeline renames into place (or removes) at t
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,10 @@ class BatchCursor:
         self._held = pl.DataFrame(schema={"flow_id": pl.Int64, "incident_id": pl.Int64})
         self._done = False
 
+    def cursor(self) -> BatchCursor:
+        """Itself: a pass already started (``as_members`` takes it as it is)."""
+        return self
+
     def between(self, lo: int, hi: int) -> pl.DataFrame:
         held = self._held.filter(pl.col("flow_id") >= lo)
         parts = [held]
@@ -109,19 +114,30 @@ def as_members(members: Members | pl.DataFrame | Any) -> Any:
     return Members(members) if isinstance(members, pl.DataFrame) else members
 
 
-def finish_flows(part: Path, path: Path, members: Any, metadata: dict[bytes, bytes]) -> None:
+def finish_flows(
+    part: Path, path: Path, members: Any, metadata: dict[bytes, bytes], stop: threading.Event | None = None
+) -> None:
     """flows.parquet at ``path`` from the streamed ``part`` (one row group per chunk), each row group with its
-    flows' ``incident_id`` from ``members`` (``Members``, or a frame flow_id -> incident_id of the attack flows
-    sorted by flow_id), and the key-value metadata in the footer. One row group in memory at a time."""
+    flows' ``incident_id`` from ``members`` (``Members``, a pass of one already started, or a frame flow_id ->
+    incident_id of the attack flows sorted by flow_id), and the key-value metadata in the footer. One row group in
+    memory at a time. ``stop`` set (the scan failed or was interrupted): ``Stopped`` before the next row group."""
     with open(part, "rb") as pin, open(path, "wb") as out:  # file objects: pyarrow cannot encode non-UTF-8 names
         src = pq.ParquetFile(pin)
-        _copy_groups(src, out, as_members(members).cursor(), metadata)
+        _copy_groups(src, out, as_members(members).cursor(), metadata, stop)
 
 
-def _copy_groups(src: Any, out: Any, members: Any, metadata: dict[bytes, bytes]) -> None:
+class Stopped(Exception):
+    """``finish_flows`` was told to stop: the scan is failing or interrupted, and its outputs are being removed."""
+
+
+def _copy_groups(
+    src: Any, out: Any, members: Any, metadata: dict[bytes, bytes], stop: threading.Event | None = None
+) -> None:
     writer: pq.ParquetWriter | None = None
     try:
         for i in range(src.metadata.num_row_groups):
+            if stop is not None and stop.is_set():
+                raise Stopped(str(out))
             t = src.read_row_group(i)
             if writer is None:
                 writer = pq.ParquetWriter(out, t.schema, compression="zstd", store_schema=False)

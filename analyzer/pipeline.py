@@ -26,7 +26,7 @@ import polars as pl
 from analyzer import evidence, explain, incident_sql, incidents, inputs, verdicts
 from analyzer.allow import allowed, read_allow
 from analyzer.outputs import KDD_RENAMED as KDD_RENAMED  # re-exported: flows.parquet's renamed KDD feature
-from analyzer.outputs import FlowsWriter, ParquetRows, VerdictRows, finish_flows, flows_table, with_verdicts
+from analyzer.outputs import FlowsWriter, ParquetRows, VerdictRows, as_members, finish_flows, flows_table, with_verdicts
 from analyzer.progress import QuietStages, Stages
 from analyzer.result import OUTPUT_NAMES, ZEEK_NAMES, ScanResult
 from analyzer.scoring import predict as _predict
@@ -274,10 +274,18 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                     store.load(attack_spill if tally.attack_rows else None, _empty_attacks(clf))
                     attack_spill.unlink(missing_ok=True)
                     inc, members = store.incidents(config.incidents)
-                t0 = time.perf_counter()
-                engine.finish_flows(ext, clf.model_id, flows_path, members)
-                seconds["writing"] += time.perf_counter() - t0
-                flow_rows = stack.enter_context(ParquetRows(flows_path, clf.spec))  # closed before the swap
+                # flows.parquet (the streamed rows with their incident ids) is written on a thread while the incidents
+                # are explained and the other outputs written, which read the same rows from the streamed part (only
+                # incident_id differs; the part goes with the other temporaries). The pass over the incident ids
+                # starts here: DuckDB's connection is not shared with another thread, only the pass's own cursor.
+                stop_flows = threading.Event()
+                flows_done = _Background(
+                    engine.finish_flows, ext, clf.model_id, flows_path, as_members(members).cursor(), stop_flows,
+                    name="nta-flows",
+                )  # fmt: skip
+                stack.callback(flows_done.join)  # on a failure, nothing is still writing when the temporaries go
+                stack.callback(stop_flows.set)  # (callbacks run last first: told to stop, then waited for)
+                flow_rows = stack.enter_context(ParquetRows(part, clf.spec))  # closed before the swap
                 with timed("explaining"):
                     inc = _explain(clf, flow_rows, store, inc, config)
                 # The attack rows the report names: each incident's first LISTED_MEMBERS and its top flows' candidates
@@ -352,6 +360,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                     columns = verdicts.verdict_columns(clf.classes)
                     if not config.write:  # nothing on disk: the summary alone (printed by --out -)
                         result.top_flows = engine.rows.finish(members, columns, keep=top_ids)
+                        _wait_for(flows_done, seconds)
                         result.summary = to_json(result)
                         return result
                     # One pass over the spilled verdict rows writes verdicts.csv and the flow alerts, and keeps the
@@ -372,6 +381,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                             folder, flow_rows, engine.rows, members, result, json_lines=config.zeek == "json", uids=uids
                         )
                     spill.unlink(missing_ok=True)
+                    _wait_for(flows_done, seconds)
                     result.summary = to_json(result)  # "writing" in it: the time so far (report.json itself is small)
                     (folder / "report.json").write_text(json.dumps(result.summary, indent=2, default=str) + "\n")
                     from analyzer.html import render_html
@@ -570,14 +580,18 @@ class _Engine:
         self.rows.close()
         self.tally.close()
 
-    def finish_flows(self, ext: Any, model_id: str, path: Path, members: Any) -> None:
+    def finish_flows(
+        self, ext: Any, model_id: str, path: Path, members: Any, stop: threading.Event | None = None
+    ) -> float:
         """flows.parquet at ``path``: the streamed rows with their incident ids (``members``) and the metadata
-        (what reading learnt, the model id); the streamed file is removed."""
+        (what reading learnt, the model id); the streamed file stays (its owner removes it). Returns the seconds
+        it took."""
         from features.flows.table import flow_metadata
 
+        t0 = time.perf_counter()
         meta = {**flow_metadata(ext), b"nta.model_id": model_id.encode()}
-        finish_flows(self.flows_out.path, path, members, meta)
-        self.flows_out.path.unlink(missing_ok=True)
+        finish_flows(self.flows_out.path, path, members, meta, stop)
+        return time.perf_counter() - t0
 
     def abort(self) -> None:
         """After a failure: stop the worker and close the files (their owners remove them)."""
@@ -783,13 +797,18 @@ def _check_outputs(out_dir: Path, force: bool, names: tuple[str, ...]) -> None:
         raise InputError(f"{out_dir}: outputs exist ({', '.join(existing)}); use --force to overwrite them")
 
 
+def _wait_for(flows_done: _Background, seconds: dict[str, float]) -> None:
+    """flows.parquet written (its error raised here); the time it took counts as writing's."""
+    seconds["writing"] += flows_done.result()
+
+
 class _Background:
     """``fn(*args)`` on a daemon thread; ``result()`` waits and returns its value or raises its exception."""
 
-    def __init__(self, fn: Any, *args: Any) -> None:
+    def __init__(self, fn: Any, *args: Any, name: str = "nta-model") -> None:
         self._out: list[Any] = []
         self._err: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, args=(fn, *args), name="nta-model", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(fn, *args), name=name, daemon=True)
         self._thread.start()
 
     def _run(self, fn: Any, *args: Any) -> None:

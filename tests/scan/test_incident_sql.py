@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pytest
 from attack_cases import CONFIGS, attack_rows, flow
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -153,3 +154,48 @@ def test_a_query_out_of_memory_runs_again_with_more(tmp_path: Path, monkeypatch:
     assert limits and limits[0] > 1  # it ran out, and ran again with more
     for name in ("verdicts.csv", "alerts.ndjson", "flows.parquet"):
         assert (tmp_path / "tight" / name).read_bytes() == (tmp_path / "default" / name).read_bytes(), name
+
+
+def test_a_members_pass_started_here_is_read_on_another_thread(tmp_path: Path) -> None:
+    """flows.parquet is written on a thread (analyzer.pipeline) while this one queries the store: the pass over the
+    incident ids is started here and read there, and a copy told to stop stops before its next row group."""
+    import threading
+
+    import pyarrow.parquet as pq
+
+    from analyzer.outputs import Stopped, finish_flows
+
+    # (label DoS/Probe, source, target, port, proto, start s): attack flows of a few sources, 0.1 s apart
+    att = _full_rows([(k % 2, 1 + k % 4, 1 + k % 3, 80, 0, k / 10) for k in range(60)], [(0.99, False)])
+    config = CONFIGS[0]
+    _, want = incidents.find_incidents(att, config)
+    whole = att.drop("incident_id").join(want, on="flow_id", how="left", maintain_order="left")
+    part = tmp_path / "part.parquet"
+    table = pa.table({"flow_id": pa.array(att["flow_id"].to_numpy()), "incident_id": pa.nulls(att.height, pa.int64())})
+    pq.write_table(table, part, row_group_size=16)  # four row groups, as four chunks would write them
+    with incident_sql.Store(tmp_path / "spill") as store:
+        store.load(None, att.drop("incident_id"))
+        inc, members = store.incidents(config)
+        cursor = members.cursor()  # the query runs here
+        errors: list[BaseException] = []
+
+        def copy() -> None:
+            try:
+                finish_flows(part, tmp_path / "flows.parquet", cursor, {b"k": b"v"})
+            except BaseException as e:
+                errors.append(e)
+
+        worker = threading.Thread(target=copy)
+        worker.start()
+        for _ in range(20):  # the store's own connection is busy meanwhile, and answers as before
+            assert store.suspicious() == verdicts.suspicious(whole).height
+        worker.join()
+        assert not errors
+        got = pl.from_arrow(pq.read_table(tmp_path / "flows.parquet"))
+        assert isinstance(got, pl.DataFrame)
+        joined = got.drop("incident_id").join(want, on="flow_id", how="left", maintain_order="left")
+        assert got["incident_id"].to_list() == joined["incident_id"].to_list() and inc.height > 0
+        stop = threading.Event()
+        stop.set()
+        with pytest.raises(Stopped):
+            finish_flows(part, tmp_path / "stopped.parquet", members, {}, stop)
