@@ -190,5 +190,6 @@ class NumpyClassifier(ClassifierBase):
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
     """float32 (n, K) logits -> probabilities, as ``torch.softmax``: shifted by the row's largest logit."""
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # infinite logits give NaN: ClassifierBase refuses them
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)

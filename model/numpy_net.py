@@ -146,6 +146,12 @@ class NumpyNet:
         n, k = len(x), self.cfg.n_classes
         out = np.empty((n, k), F32)
         reps = np.empty((n, self.reps_dims), F32) if keep_reps else None
+        with np.errstate(over="ignore", invalid="ignore"):  # as in torch: non-finite results are the caller's to refuse
+            self._logits(x, out, reps)
+        return out, reps
+
+    def _logits(self, x: np.ndarray, out: np.ndarray, reps: np.ndarray | None) -> None:
+        n = len(x)
         for start in range(0, n, BLOCK):
             xb = x[start : start + BLOCK]
             m = len(xb)
@@ -153,21 +159,21 @@ class NumpyNet:
             out[start : start + m] = (self.head @ h.reshape(-1, BLOCK) + self.head_bias).T[:m]  # whole blocks: BLOCK
             if reps is not None:
                 reps[start : start + m] = h[:, :, :m].transpose(2, 1, 0).reshape(m, -1)  # (m, C * L), torch's order
-        return out, reps
 
     def input_grad(self, x: np.ndarray, target: np.ndarray) -> np.ndarray:
         """d logit[target] / d x per row: float32 (n, F) (``model.infer.Classifier.attribute`` multiplies by x)."""
         cfg = self.cfg
         n, f = x.shape
         grad = np.empty((n, f), F32)
-        for start in range(0, n, BLOCK):
-            xb = x[start : start + BLOCK]
-            m = len(xb)
-            cache: list[Any] = []
-            self._tokens_out(self._tokens_in(xb), cache)
-            dh = np.zeros((cfg.seq_len * cfg.channels, BLOCK), F32)  # (L * C, BLOCK)
-            dh[:, :m] = self.head[target[start : start + m]].T
-            grad[start : start + m] = self._backward(dh.reshape(cfg.seq_len, cfg.channels, BLOCK), cache)[:m]
+        with np.errstate(over="ignore", invalid="ignore"):
+            for start in range(0, n, BLOCK):
+                xb = x[start : start + BLOCK]
+                m = len(xb)
+                cache: list[Any] = []
+                self._tokens_out(self._tokens_in(xb), cache)
+                dh = np.zeros((cfg.seq_len * cfg.channels, BLOCK), F32)  # (L * C, BLOCK)
+                dh[:, :m] = self.head[target[start : start + m]].T
+                grad[start : start + m] = self._backward(dh.reshape(cfg.seq_len, cfg.channels, BLOCK), cache)[:m]
         return grad
 
     # --- the arithmetic, on one block of BLOCK rows ----------------------------------------------------------------

@@ -121,6 +121,24 @@ def test_the_shipped_models_give_torchs_verdicts(model_dir: Path) -> None:
         fast.attribute(x[:2], np.array([0, 99]))
 
 
+def test_an_overflowing_network_is_refused_without_a_warning() -> None:
+    """Finite weights, infinite logits: a ModelError (no verdict), as with torch, and no numpy warning on stderr."""
+    import warnings
+
+    from model.weights import read_model
+
+    m = read_model(default_model_dir())
+    tensors = {**m.tensors, "head.weight": np.full_like(m.tensors["head.weight"], 3e38)}
+    clf = NumpyClassifier(net=NumpyNet(m.net_config, tensors), net_config=m.net_config, spec=m.spec, classes=m.classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ModelError, match="NaN or infinite"):
+            clf.predict_proba(np.ones((3, m.net_config.n_features), np.float32))
+        assert not np.isfinite(
+            clf.net.input_grad(np.ones((2, m.net_config.n_features), np.float32), np.zeros(2, int))
+        ).all()
+
+
 def test_split_over_threads_gives_the_same_probabilities() -> None:
     clf = NumpyClassifier.load(default_model_dir())
     x = _rows(3 * BLOCK + 5, clf.net_config.n_features, seed=6)
