@@ -24,7 +24,7 @@ from model.config import NetConfig
 from model.novelty import NormalProfile
 from model.numpy_net import BLOCK, NumpyNet
 from model.support import SupportProfile
-from model.weights import read_model
+from model.weights import ModelParts, read_model
 
 __all__ = ["ClassifierBase", "NumpyClassifier"]
 
@@ -149,7 +149,11 @@ class NumpyClassifier(ClassifierBase):
     def load(cls, model_dir: Path) -> NumpyClassifier:
         """Load and check a model directory (ModelError, one line, when missing/corrupt/tampered/mismatched, or
         ValueError when its network is not one ``model.numpy_net`` computes: ``supports``)."""
-        m = read_model(Path(model_dir))
+        return cls.from_parts(read_model(Path(model_dir)), Path(model_dir))
+
+    @classmethod
+    def from_parts(cls, m: ModelParts, model_dir: Path) -> NumpyClassifier:
+        """The classifier of a model folder ``model.weights.read_model`` has read and checked."""
         net = NumpyNet(m.net_config, m.tensors)
         if m.novelty is not None and m.novelty.dims != net.reps_dims:
             raise ModelError(

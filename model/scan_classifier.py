@@ -27,7 +27,7 @@ def load_classifier(model_dir: Path, device: str = "auto", threads: int | None =
     if device == "cpu" or (device == "auto" and not cuda_present()):
         m = read_model(Path(model_dir))
         if supports(m.net_config):
-            clf = NumpyClassifier.load(model_dir)
+            clf = NumpyClassifier.from_parts(m, Path(model_dir))
             clf.threads = threads
             return clf
     from model.forward import AUTO

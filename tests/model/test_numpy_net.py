@@ -158,6 +158,16 @@ def test_load_classifier_picks_numpy_on_the_cpu_and_torch_for_other_networks(tmp
     assert type(other) is Classifier and other.threads == 1
 
 
+def test_auto_takes_torch_where_an_nvidia_driver_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    from model import scan_classifier
+
+    monkeypatch.setattr(scan_classifier, "cuda_present", lambda: False)
+    assert type(load_classifier(default_model_dir(), "auto")) is NumpyClassifier
+    monkeypatch.setattr(scan_classifier, "cuda_present", lambda: True)  # torch decides (no GPU here: the CPU)
+    clf = load_classifier(default_model_dir(), "auto")
+    assert type(clf) is Classifier and clf.device == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def test_a_scan_on_the_cpu_never_imports_torch(tmp_path: Path) -> None:
     code = (
         "import sys\n"
