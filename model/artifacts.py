@@ -9,9 +9,10 @@ a spec whose column count is not the network's input width, or tensors that do n
 
 Nothing in ``metadata.json`` is trusted before ``model.files.validate_metadata`` has checked it against its bounds
 (size, nesting, types, ranges, no NaN): a config asking for a million channels or ten million modules is
-refused before anything is built. The network is then built on torch's ``meta`` device (no memory) and
-compared with the weights file's tensor shapes before the real one is built, and every tensor must be finite
-(an all-NaN network would label every flow "normal").
+refused before anything is built. The shapes the config's network has (``model.weights.network_shapes``: MSMRNet's
+computed, the baselines' from torch's ``meta`` device, no memory) are compared with the weights file's before the
+real one is built, and every tensor must be finite (an all-NaN network would label every flow "normal"). Those
+checks are ``model.weights.read_model``'s, which a scan on the CPU uses without torch.
 """
 
 from __future__ import annotations
