@@ -33,6 +33,7 @@ __all__ = [
     "check_model_files",
     "default_full_model_dir",
     "default_model_dir",
+    "read_hashed",
     "read_metadata",
     "sha256_file",
     "validate_metadata",
@@ -296,9 +297,9 @@ class CheckedModel:
         return str(self.metadata.get("weights_sha256", "unsaved"))[:12]
 
 
-def check_model_files(model_dir: Path) -> CheckedModel:
-    """Metadata, the weights' sha256 and the feature spec of a model folder (ModelError, one line, otherwise)."""
-    model_dir = Path(model_dir)
+def read_hashed(model_dir: Path) -> tuple[dict[str, Any], Path]:
+    """A model folder's checked metadata and its weights file, whose sha256 is the one the metadata records
+    (ModelError, one line, otherwise)."""
     meta = read_metadata(model_dir)
     wpath = model_dir / WEIGHTS
     if not wpath.is_file():
@@ -309,6 +310,13 @@ def check_model_files(model_dir: Path) -> CheckedModel:
             f"{wpath}: sha256 {got[:12]}... differs from the {str(meta.get('weights_sha256'))[:12]}... recorded "
             f"in {METADATA} (file modified or from another model)"
         )
+    return meta, wpath
+
+
+def check_model_files(model_dir: Path) -> CheckedModel:
+    """Metadata, the weights' sha256 and the feature spec of a model folder (ModelError, one line, otherwise)."""
+    model_dir = Path(model_dir)
+    meta, wpath = read_hashed(model_dir)
     try:
         spec = FeatureSpec.from_dict(meta["feature_spec"])
     except (KeyError, TypeError, ValueError, InputError) as e:

@@ -21,7 +21,7 @@ from safetensors.numpy import load_file
 from features.common import InputError, ModelError
 from features.encode.spec import FeatureSpec
 from model.config import NetConfig
-from model.files import MAX_PARAMETERS, METADATA, NOVELTY_PREFIX, SUPPORT_PREFIX, WEIGHTS, read_metadata, sha256_file
+from model.files import MAX_PARAMETERS, METADATA, NOVELTY_PREFIX, SUPPORT_PREFIX, read_hashed
 from model.novelty import NormalProfile
 from model.numpy_net import param_shapes, supports
 from model.support import SupportProfile
@@ -63,16 +63,7 @@ def read_model(model_dir: Path) -> ModelParts:
         ModelError: one line naming the file and what is wrong.
     """
     model_dir = Path(model_dir)
-    meta = read_metadata(model_dir)
-    wpath = model_dir / WEIGHTS
-    if not wpath.is_file():
-        raise ModelError(f"{wpath}: missing")
-    got = sha256_file(wpath)
-    if got != meta.get("weights_sha256"):
-        raise ModelError(
-            f"{wpath}: sha256 {got[:12]}... differs from the {str(meta.get('weights_sha256'))[:12]}... recorded "
-            f"in {METADATA} (file modified or from another model)"
-        )
+    meta, wpath = read_hashed(model_dir)
     try:
         cfg = NetConfig.from_dict(meta["net_config"])
         spec = FeatureSpec.from_dict(meta["feature_spec"])
