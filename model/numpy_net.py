@@ -2,15 +2,16 @@
 
 Why: a scan's network is small (five modules of 16 channels over 7 tokens) and ``import torch`` is not: about 1.3 s of
 CPU alone and 2 s while the scan's reader competes for the cores, more than the inference of a 1M-packet capture
-(87,762 flows: 1.0-1.4 CPU-s in torch or here). A scan on the CPU runs this arithmetic instead (``model.classifier``);
-training, the studies, CUDA and the other architectures (``model.baselines``) keep torch's network.
+(87,762 flows: 1.0-1.4 CPU-s in torch, about 0.6 here). A scan on the CPU runs this arithmetic instead
+(``model.classifier``); training, the studies, CUDA and the other architectures (``model.baselines``) keep torch's
+network.
 
 The same operations as ``model.network.MSMRNet`` in eval mode, in float32: batch norm folded into the convolution
 before it, the parallel convolution branches as one matrix over a window of the widest kernel, the LSTM's gates
 reordered (input, forget, output, cell) and its sigmoids computed as ``0.5 * tanh(z / 2) + 0.5`` so one ``tanh``
 covers all four gates (the halving is folded into the weights: exact, a power of two), dropout off; activations laid
-out with a block's rows last (``NumpyNet``). Logits agree with
-torch's to about 1e-5 (``tests/model/test_numpy_net.py``), and ``input_grad`` is the gradient torch's autograd gives.
+out with a block's rows last (``NumpyNet``). Logits agree with torch's to about 1e-5 (``tests/model/test_numpy_net.py``),
+and ``input_grad`` is the gradient torch's autograd gives.
 
 Every row is computed in a block of ``BLOCK`` rows (the last one padded with zero rows): a row's bits then do not
 depend on how many rows came with it, so chunking, deduplication and the engine leave its probabilities unchanged.
