@@ -178,8 +178,10 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
         loaded: list[Any] = []
 
         def load_model() -> None:
+            from model.scan_classifier import load_classifier  # numpy's network on the CPU, torch's otherwise
+
             t0, c0 = time.perf_counter(), time.process_time()
-            loaded.append(_load_classifier(checked.model_dir, config.device, config.threads))
+            loaded.append(load_classifier(checked.model_dir, config.device, config.threads))
             seconds["model"] += time.perf_counter() - t0
             cpu_seconds["model"] += time.process_time() - c0
 
@@ -805,7 +807,7 @@ def _wait_for(flows_done: _Background, seconds: dict[str, float]) -> None:
 class _Background:
     """``fn(*args)`` on a daemon thread; ``result()`` waits and returns its value or raises its exception."""
 
-    def __init__(self, fn: Any, *args: Any, name: str = "nta-model") -> None:
+    def __init__(self, fn: Any, *args: Any, name: str) -> None:
         self._out: list[Any] = []
         self._err: list[BaseException] = []
         self._thread = threading.Thread(target=self._run, args=(fn, *args), name=name, daemon=True)
@@ -825,14 +827,6 @@ class _Background:
         if self._err:
             raise self._err[0]
         return self._out[0]
-
-
-def _load_classifier(model_dir: Path, device: str, threads: int | None = None) -> Any:
-    """The network of a checked model folder (``model.scan_classifier.load_classifier``: numpy's on the CPU, torch's
-    otherwise), with ``threads`` (``--threads N``) or nta's choice of CPU threads."""
-    from model.scan_classifier import load_classifier
-
-    return load_classifier(model_dir, device, threads)
 
 
 def _check_model_features(clf: Any) -> None:

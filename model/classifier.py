@@ -21,6 +21,7 @@ import polars as pl
 from features.common import ModelError
 from features.encode.spec import FeatureSpec
 from model.config import NetConfig
+from model.files import WEIGHTS
 from model.novelty import NormalProfile
 from model.numpy_net import BLOCK, NumpyNet
 from model.support import SupportProfile
@@ -157,7 +158,7 @@ class NumpyClassifier(ClassifierBase):
         net = NumpyNet(m.net_config, m.tensors)
         if m.novelty is not None and m.novelty.dims != net.reps_dims:
             raise ModelError(
-                f"{Path(model_dir) / 'weights.safetensors'}: novelty profile has {m.novelty.dims} dims, the "
+                f"{Path(model_dir) / WEIGHTS}: novelty profile has {m.novelty.dims} dims, the "
                 f"network's head takes {net.reps_dims}"
             )
         return cls(

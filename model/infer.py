@@ -48,10 +48,10 @@ def resolve_device(device: str) -> str:
 
 @dataclass
 class Classifier(ClassifierBase):
-    """torch's network (``model.network``, ``model.baselines``) on its device."""
+    """torch's network (``model.network``, ``model.baselines``) on its device. ``threads``: None leaves torch's
+    setting, AUTO (0) lets ``model.forward.pick_threads`` choose, N uses N."""
 
     net: nn.Module
-    threads: int | None = None  # CPU threads for inference: None torch's setting, AUTO (0) model.forward.pick_threads
 
     @classmethod
     def load(cls, model_dir: Path, device: str = "auto") -> Classifier:
