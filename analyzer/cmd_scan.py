@@ -241,61 +241,67 @@ def scan(
         ),
     ] = Format.text,
 ) -> None:
-    from analyzer.inputs import read_limits
-    from analyzer.pipeline import ScanConfig, run_scan
-    from analyzer.progress import make_stages
-    from features.capture.filter import PacketFilter
+    from features.capture.spawn import prespawned
 
-    if zeek and zeek_json:
-        raise InputError("--zeek and --zeek-json: choose one (both write conn.log and nta.log)")
-    if out is not None and str(out) == "-":  # report.json on stdout, nothing on disk
-        out, no_write, format = None, True, Format.json
-    if no_write and (carve or zeek or zeek_json or force):
-        used = [
-            n for n, on in (("--carve", carve), ("--zeek", zeek), ("--zeek-json", zeek_json), ("--force", force)) if on
-        ]
-        raise InputError(f"--no-write (or --out -) writes nothing to disk: {', '.join(used)} cannot apply")
+    # Big captures are read in a worker interpreter: started now, it imports its modules while this one does.
+    with prespawned(paths if engine is Engine.local else ()):
+        from analyzer.inputs import read_limits
+        from analyzer.pipeline import ScanConfig, run_scan
+        from analyzer.progress import make_stages
+        from features.capture.filter import PacketFilter
 
-    if address is not None and engine is not Engine.ray:
-        raise InputError("--address: only with --engine ray")
-    if engine is Engine.ray:
-        from analyzer.ray_engine import require_ray
+        if zeek and zeek_json:
+            raise InputError("--zeek and --zeek-json: choose one (both write conn.log and nta.log)")
+        if out is not None and str(out) == "-":  # report.json on stdout, nothing on disk
+            out, no_write, format = None, True, Format.json
+        if no_write and (carve or zeek or zeek_json or force):
+            used = [
+                n
+                for n, on in (("--carve", carve), ("--zeek", zeek), ("--zeek-json", zeek_json), ("--force", force))
+                if on
+            ]
+            raise InputError(f"--no-write (or --out -) writes nothing to disk: {', '.join(used)} cannot apply")
 
-        require_ray()  # one line with the install command when Ray is missing
+        if address is not None and engine is not Engine.ray:
+            raise InputError("--address: only with --engine ray")
+        if engine is Engine.ray:
+            from analyzer.ray_engine import require_ray
 
-    config = ScanConfig(
-        paths=tuple(paths),
-        out=out,
-        model_dir=model,
-        device=device.value,
-        batch_size=batch_size,
-        fail_on=parse_fail_on(fail_on),
-        min_confidence=min_confidence,
-        force=force,
-        strict=strict,
-        novelty=novelty,
-        merge=merge,
-        decap=not no_decap,
-        zeek="json" if zeek_json else "tsv" if zeek else "",
-        packet_filter=PacketFilter.build(since, until, host or [], port or []),
-        allow=allow,
-        carve=carve,
-        engine=engine.value,
-        ray_address=address,
-        limits=read_limits(max_bytes, max_inflate),
-        write=not no_write,
-        alert_confidence=alert_confidence,
-        threads=parse_threads(threads),
-    )
-    with make_stages(quiet or no_progress) as stages:
-        result = run_scan(config, stages)
-    if format is Format.json:  # asked for by name, so printed even with --quiet (which silences the text report)
-        sys.stdout.write(json.dumps(result.summary, indent=2, default=str) + "\n")
-    elif quiet:
-        pass  # outputs written, exit code below: nothing printed
-    else:
-        from analyzer.report import make_console, render
+            require_ray()  # one line with the install command when Ray is missing
 
-        render(result, make_console())
-    if result.exit_code:
-        raise typer.Exit(result.exit_code)
+        config = ScanConfig(
+            paths=tuple(paths),
+            out=out,
+            model_dir=model,
+            device=device.value,
+            batch_size=batch_size,
+            fail_on=parse_fail_on(fail_on),
+            min_confidence=min_confidence,
+            force=force,
+            strict=strict,
+            novelty=novelty,
+            merge=merge,
+            decap=not no_decap,
+            zeek="json" if zeek_json else "tsv" if zeek else "",
+            packet_filter=PacketFilter.build(since, until, host or [], port or []),
+            allow=allow,
+            carve=carve,
+            engine=engine.value,
+            ray_address=address,
+            limits=read_limits(max_bytes, max_inflate),
+            write=not no_write,
+            alert_confidence=alert_confidence,
+            threads=parse_threads(threads),
+        )
+        with make_stages(quiet or no_progress) as stages:
+            result = run_scan(config, stages)
+        if format is Format.json:  # asked for by name, so printed even with --quiet (which silences the text report)
+            sys.stdout.write(json.dumps(result.summary, indent=2, default=str) + "\n")
+        elif quiet:
+            pass  # outputs written, exit code below: nothing printed
+        else:
+            from analyzer.report import make_console, render
+
+            render(result, make_console())
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)

@@ -1,4 +1,4 @@
-"""Entry point of a spawned worker process: ``python -m features.capture.child IN_FD OUT_FD PARENT_PID``.
+"""Entry point of a spawned worker process: ``python -m features.capture.child IN_FD OUT_FD PARENT_PID [MODULE...]``.
 
 The parent (``features.capture.readahead.in_child`` with ``spawn``) writes one pickled callable to IN_FD; it is
 called with a ``multiprocessing.connection.Connection`` on OUT_FD and sends its items there. A fresh interpreter,
@@ -11,6 +11,7 @@ dies (``readahead.die_with_parent``); Ctrl-C reaches the whole process group, an
 
 from __future__ import annotations
 
+import importlib
 import sys
 from multiprocessing.connection import Connection
 
@@ -22,9 +23,13 @@ def main(argv: list[str]) -> int:
     inbox = Connection(int(argv[0]), writable=False)
     outbox = Connection(int(argv[1]), readable=False)
     try:
+        for module in argv[3:]:  # started early (features.capture.spawn.prespawn_for): import while the parent does
+            importlib.import_module(module)
         body = inbox.recv()
     except (EOFError, OSError):
         return 1
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole group: the parent reports it
+        return 130
     finally:
         inbox.close()
     try:

@@ -25,8 +25,6 @@ import ctypes
 import multiprocessing as mp
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
@@ -35,10 +33,11 @@ from features.capture import wire
 from features.capture.packets import PacketBatch, coalesced
 from features.capture.prefetch import prefetched
 from features.capture.source import PacketSource
+from features.capture.spawn import PROCESS_MIN_BYTES as PROCESS_MIN_BYTES  # re-exported: the readers' threshold
+from features.capture.spawn import spawned
 from features.common import ProgressFn
 
 T = TypeVar("T")
-PROCESS_MIN_BYTES = 16 << 20  # captures at least this big (on disk) are decoded in a child process
 # Batches sent on are at least this big (features.capture.packets.coalesced): the flow builder passes over its
 # open flows once per batch, and a 32 MiB block of ordinary traffic is ~55,000 packets. 100,000: 3M packets'
 # flows 6.4 -> 5.75 s with the other changes of that commit, for ~50 MB more peak memory (250,000: no faster).
@@ -97,15 +96,15 @@ def in_child(
     """
     proc: Any
     if spawn is not None:
-        recv_end, send_end = mp.Pipe(duplex=False)
-        proc = _Spawned(spawn, send_end)
+        proc = spawned(spawn)  # the one prespawn_for started, when there is one
+        recv_end = proc.recv_end
     else:
         ctx: Any = mp.get_context("fork")
         recv_end, send_end = ctx.Pipe(duplex=False)
         args = (make, outcome, send_end, name, recv_end, os.getpid())
         proc = ctx.Process(target=child_body, args=args, name=f"nta-{what}", daemon=daemon)
         proc.start()
-    send_end.close()  # the child holds the only writer: its exit ends our recv with EOFError
+        send_end.close()  # the child holds the only writer: its exit ends our recv with EOFError
 
     def receive(prog: ProgressFn) -> Iterator[T]:
         while True:
@@ -134,37 +133,6 @@ def in_child(
             proc.terminate()
         proc.join()
         recv_end.close()
-
-
-class _Spawned:
-    """A fresh interpreter running ``features.capture.child``, handed ``body`` (pickled) and the pipe's write end."""
-
-    def __init__(self, body: Callable[[Connection], None], send_end: Connection) -> None:
-        inbox_r, inbox_w = os.pipe()
-        out_fd = send_end.fileno()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # find nta as this process does
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "features.capture.child", str(inbox_r), str(out_fd), str(os.getpid())],
-            pass_fds=(inbox_r, out_fd),
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
-        os.close(inbox_r)
-        with Connection(inbox_w, readable=False) as inbox:
-            inbox.send(body)
-
-    @property
-    def exitcode(self) -> int | None:
-        return self._proc.poll()
-
-    def is_alive(self) -> bool:
-        return self._proc.poll() is None
-
-    def terminate(self) -> None:
-        self._proc.terminate()
-
-    def join(self) -> None:
-        self._proc.wait()
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
