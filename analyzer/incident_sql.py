@@ -315,22 +315,37 @@ class Store:
 
     @_roomy
     def typical(
-        self, asked: dict[int, list[str]], column: Callable[[str], Any], is_text: Callable[[str], bool]
+        self,
+        asked: dict[int, list[str]],
+        columns: Callable[[list[str]], Any],
+        is_text: Callable[[str], bool],
     ) -> dict[tuple[int, str], tuple[str, float | None]]:
-        """``analyzer.explain.Typical`` over every member of the incidents: ``column(name)`` reads the feature of
-        every flow (``flow_id``, ``value``); numbers' two middle values come from a sort (which spills), categories'
-        counts from a group-by."""
+        """``analyzer.explain.Typical`` over every member of the incidents: ``columns(names)`` reads those features
+        of every flow (``flow_id`` and a column per name, a record batch reader), once: the members' values are
+        kept in a table of DuckDB's (which spills), and each feature is a query of it (one pass per feature over
+        every flow was most of an explanation's time: 1M packets, 13 features, 0.3 s). Numbers' two middle values
+        come from a sort, categories' counts from a group-by."""
         by_name: dict[str, list[int]] = {}
         for i, names in asked.items():
             for name in names:
                 by_name.setdefault(name, []).append(i)
         out: dict[tuple[int, str], tuple[str, float | None]] = {}
-        for name, ids in by_name.items():
-            self.con.register("vals", column(name))
-            self.con.register("want", pl.DataFrame({"incident_id": pl.Series(ids, dtype=pl.Int64)}).to_arrow())
-            try:
-                rows = """SELECT m.incident_id, v.value FROM vals v JOIN members m USING (flow_id)
-                          JOIN want USING (incident_id) WHERE v.value IS NOT NULL"""
+        if not by_name:
+            return out
+        self.con.register("vals", columns(list(by_name)))
+        self.con.register("want", pl.DataFrame({"incident_id": pl.Series(list(asked), dtype=pl.Int64)}).to_arrow())
+        try:
+            self.con.execute(
+                """CREATE OR REPLACE TABLE mv AS SELECT m.incident_id, v.* EXCLUDE (flow_id)
+                   FROM vals v JOIN members m USING (flow_id) JOIN want USING (incident_id)"""
+            )
+        finally:
+            self.con.unregister("vals")
+            self.con.unregister("want")
+        try:
+            for name, ids in by_name.items():
+                rows = f"""SELECT incident_id, "{name}" AS value FROM mv
+                           WHERE incident_id IN ({", ".join(str(int(i)) for i in ids)}) AND "{name}" IS NOT NULL"""
                 if is_text(name):
                     counts = self.frame(f"SELECT incident_id, value, count(*) AS n FROM ({rows}) GROUP BY ALL")
                     top = counts.sort(["incident_id", "n", "value"], descending=[False, True, False])
@@ -359,9 +374,8 @@ class Store:
                         upper[i] = value
                 for i in ids:
                     out[(i, name)] = typical_median(name, lower.get(i), upper.get(i))
-            finally:
-                self.con.unregister("vals")
-                self.con.unregister("want")
+        finally:
+            self.con.execute("DROP TABLE IF EXISTS mv")
         return out
 
     @_roomy

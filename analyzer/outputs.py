@@ -344,22 +344,27 @@ class ParquetRows:
         x, _ = self.spec.transform(kdd)
         return np.asarray(x)
 
-    def column_reader(self, name: str) -> pa.RecordBatchReader:
-        """``flow_id`` and one KDD feature (``value``, typed as ``column`` types it) of every flow, a row group at a
-        time (what a query over a flood's millions of flows reads)."""
-        stored = KDD_RENAMED.get(name, name)
-        kind = pl.Series([], dtype=KDD_SCHEMA[name]).to_arrow().type
-        schema = pa.schema(
-            [("flow_id", pa.int64()), ("value", pa.large_string() if kind == pa.string_view() else kind)]
-        )
+    def columns_reader(self, names: list[str]) -> pa.RecordBatchReader:
+        """``flow_id`` and the KDD features ``names`` (each typed as ``column`` types it) of every flow, a row group
+        at a time (what a query over a flood's millions of flows reads)."""
+        stored = [KDD_RENAMED.get(n, n) for n in names]
+
+        def arrow_type(name: str) -> pa.DataType:
+            kind = pl.Series([], dtype=KDD_SCHEMA[name]).to_arrow().type
+            return pa.large_string() if kind == pa.string_view() else kind
+
+        schema = pa.schema([("flow_id", pa.int64()), *((n, arrow_type(n)) for n in names)])
 
         def batches() -> Iterator[pa.RecordBatch]:
             with open(self.path, "rb") as fh:
                 f = pq.ParquetFile(fh)
                 for i in range(f.metadata.num_row_groups):
-                    t = pl.from_arrow(f.read_row_group(i, columns=["flow_id", stored]))
+                    t = pl.from_arrow(f.read_row_group(i, columns=["flow_id", *dict.fromkeys(stored)]))
                     assert isinstance(t, pl.DataFrame)
-                    t = t.select(pl.col("flow_id").cast(pl.Int64), pl.col(stored).cast(KDD_SCHEMA[name]).alias("value"))
+                    t = t.select(
+                        pl.col("flow_id").cast(pl.Int64),
+                        *(pl.col(s).cast(KDD_SCHEMA[n]).alias(n) for n, s in zip(names, stored, strict=True)),
+                    )
                     yield from t.to_arrow().cast(schema).to_batches()
 
         return pa.RecordBatchReader.from_batches(schema, batches())

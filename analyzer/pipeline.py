@@ -853,7 +853,7 @@ def _explain(
     members = members.select(pl.col("flow_id").cast(pl.Int64).alias("row"), "incident_id")
 
     def typical(asked: dict[int, list[str]]) -> dict[tuple[int, str], tuple[str, float | None]]:
-        return store.typical(asked, rows.column_reader, lambda name: KDD_SCHEMA[name] == pl.String)
+        return store.typical(asked, rows.columns_reader, lambda name: KDD_SCHEMA[name] == pl.String)
 
     labels = dict(zip(chosen["incident_id"].to_list(), chosen["label"].to_list(), strict=True))
     drivers = explain.explain_rows(

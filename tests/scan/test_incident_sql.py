@@ -99,15 +99,20 @@ def test_queries_answer_as_the_whole_rows_do(
             "service": pl.Series("service", [("http", "ftp", None)[k % 3] for k in range(att.height)]),
         }
 
-        def column(name: str) -> pa.RecordBatchReader:
-            t = pl.DataFrame({"flow_id": att["flow_id"], "value": values[name]}).to_arrow()
+        def columns(names: list[str]) -> pa.RecordBatchReader:
+            t = pl.DataFrame({"flow_id": att["flow_id"], **{n: values[n] for n in names}}).to_arrow()
             return pa.RecordBatchReader.from_batches(t.schema, t.to_batches(max_chunksize=5))
 
-        typical = store.typical({i: list(values) for i in chosen}, column, lambda name: name == "service")
-        for i in chosen:
-            for name, col in values.items():
-                vals = col.gather(every[i])
+        # each incident asks for some of the features (what its explanation names): those are answered, over its
+        # rows only
+        asked = {i: (["rate", "service"], ["count", "rate"])[k % 2] for k, i in enumerate(chosen)}
+        typical = store.typical(asked, columns, lambda name: name == "service")
+        assert set(typical) == {(i, name) for i, names in asked.items() for name in names}
+        for i, names in asked.items():
+            for name in names:
+                vals = values[name].gather(every[i])
                 assert typical[(i, name)] == (typical_of(vals), number_of(vals))
+        assert store.typical({}, columns, lambda name: False) == {}
     assert not (temp / "spill").exists()  # the spill folder goes with the store
 
 
