@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -317,6 +318,13 @@ class AlertWriter:
         if lines.len():
             self._f.write("\n".join(lines.to_list()) + "\n")
             self.events += lines.len()
+
+    def extend(self, path: Path, events: int) -> None:
+        """Append the ``events`` lines another writer wrote to ``path`` (its ``add`` calls), as they are."""
+        self._f.flush()
+        with path.open("rb") as src:
+            shutil.copyfileobj(src, self._f.buffer)
+        self.events += events
 
     def close(self) -> None:
         self._f.close()

@@ -230,17 +230,21 @@ class VerdictRows(verdicts.IpcSpill):
         alerts: Any = None,
         icmp: Any = None,
         keep: np.ndarray | None = None,
+        stop: threading.Event | None = None,
     ) -> pl.DataFrame | None:
         """One pass over the spilled rows (``joined``), chunk by chunk: verdicts.csv at ``csv``, each chunk's flow
         alerts to ``alerts`` (``analyzer.alerts.AlertWriter``; ``icmp(flow_ids)``: their ICMP type and code),
         and the rows whose ``flow_id`` is in ``keep`` returned whole (the report's top flows; None when none
         was asked for or found). Nothing here
-        grows with the capture but what ``keep`` asks for."""
+        grows with the capture but what ``keep`` asks for. ``stop`` set (the scan is failing): ``Stopped`` before
+        the next chunk."""
         kept = []
         want = pl.Series(np.asarray(keep if keep is not None else [], np.int64))
         with csv.open("wb") if csv is not None else contextlib.nullcontext() as f:
             first = True
             for v in self.joined(members, columns):
+                if stop is not None and stop.is_set():
+                    raise Stopped(str(self.path))
                 if f is not None:
                     verdicts.write_csv(v, f, header=first)
                 first = False

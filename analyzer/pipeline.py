@@ -288,12 +288,23 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 stack.callback(flows_done.join)  # on a failure, nothing is still writing when the temporaries go
                 stack.callback(stop_flows.set)  # (callbacks run last first: told to stop, then waited for)
                 flow_rows = stack.enter_context(ParquetRows(part, clf.spec))  # closed before the swap
-                with timed("explaining"):
-                    inc = _explain(clf, flow_rows, store, inc, config)
                 # The attack rows the report names: each incident's first LISTED_MEMBERS and its top flows' candidates
                 att = store.rows(list(verdicts.ATTACK_COLUMNS), LISTED_MEMBERS, TOP_PER_INCIDENT)
                 ranked = verdicts.top_flows(att, TOP_FLOWS, TOP_PER_INCIDENT)
                 top_ids = ranked["flow_id"].to_numpy()
+                # verdicts.csv and the flow alerts (one pass over the spilled verdict rows, which also keeps the top
+                # flows' whole rows) on a thread too, while the incidents are explained: neither needs the other.
+                # The incident alerts, which need the explanations, go first in alerts.ndjson (_finish_alerts).
+                stop_rows = threading.Event()
+                rows_done = _Background(
+                    _verdict_pass, engine.rows, as_members(members).cursor(), clf, config, folder if config.write else None,
+                    top_ids, part, stop_rows, name="nta-verdicts",
+                )  # fmt: skip
+                stack.callback(rows_done.join)
+                stack.callback(stop_rows.set)
+                stack.callback(lambda: (folder / FLOW_ALERTS).unlink(missing_ok=True))
+                with timed("explaining"):
+                    inc = _explain(clf, flow_rows, store, inc, config)
                 listed = _listed_members(att)
                 # Flow-table rows only for the flows the report names (its top flows, each incident's first flows):
                 # the evidence of a flood of millions of flows is a few thousand rows.
@@ -357,26 +368,14 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                     unavailable_features=ext.unavailable,
                 )
                 with timed("writing"):
-                    from analyzer.alerts import AlertWriter
-
-                    columns = verdicts.verdict_columns(clf.classes)
+                    result.top_flows, flow_alerts = rows_done.result()
                     if not config.write:  # nothing on disk: the summary alone (printed by --out -)
-                        result.top_flows = engine.rows.finish(members, columns, keep=top_ids)
                         _wait_for(flows_done, seconds)
                         result.summary = to_json(result)
                         return result
-                    # One pass over the spilled verdict rows writes verdicts.csv and the flow alerts, and keeps the
-                    # top flows' whole rows for the report.
-                    alerts = AlertWriter(folder / "alerts.ndjson", config.alert_confidence)
-                    try:
-                        alerts.begin(inc, _first_flows(att, detail, clf.model_id))
-                        result.top_flows = engine.rows.finish(
-                            members, columns, csv=folder / "verdicts.csv", alerts=alerts, keep=top_ids,
-                            icmp=lambda ids: flow_rows.read(ids, ["icmp_type", "icmp_code"]),
-                        )  # fmt: skip
-                    finally:
-                        alerts.close()
-                    result.alerts = alerts.events
+                    result.alerts = _finish_alerts(
+                        folder, config, inc, _first_flows(att, detail, clf.model_id), flow_alerts
+                    )
                     if config.zeek:
                         uids = getattr(ext, "uids", None)
                         _write_zeek(
@@ -797,6 +796,55 @@ def _check_outputs(out_dir: Path, force: bool, names: tuple[str, ...]) -> None:
     existing = [n for n in names if (out_dir / n).exists()]
     if existing and not force:
         raise InputError(f"{out_dir}: outputs exist ({', '.join(existing)}); use --force to overwrite them")
+
+
+FLOW_ALERTS = ".alerts.flows"  # the flow alerts, written beside verdicts.csv; alerts.ndjson ends with them
+
+
+def _verdict_pass(
+    rows: VerdictRows,
+    members: Any,
+    clf: Any,
+    config: ScanConfig,
+    folder: Path | None,
+    keep: np.ndarray,
+    part: Path,
+    stop: threading.Event,
+) -> tuple[pl.DataFrame | None, int]:
+    """Thread: verdicts.csv and the flow alerts (to ``FLOW_ALERTS``) in ``folder`` (None: neither, --no-write) from
+    one pass over the spilled verdict rows, with their incident ids from ``members`` (a pass already started);
+    returns the rows of the flows ``keep`` (the report's top flows) and the number of flow alerts. Reads the
+    ICMP columns from the streamed ``part`` through its own handle (the scan's thread reads it meanwhile)."""
+    from analyzer.alerts import AlertWriter
+
+    columns = verdicts.verdict_columns(clf.classes)
+    if folder is None:
+        return rows.finish(members, columns, keep=keep, stop=stop), 0
+    with ParquetRows(part, clf.spec) as own:
+        alerts = AlertWriter(folder / FLOW_ALERTS, config.alert_confidence)
+        try:
+            kept = rows.finish(
+                members, columns, csv=folder / "verdicts.csv", alerts=alerts, keep=keep,
+                icmp=lambda ids: own.read(ids, ["icmp_type", "icmp_code"]), stop=stop,
+            )  # fmt: skip
+        finally:
+            alerts.close()
+    return kept, alerts.events
+
+
+def _finish_alerts(folder: Path, config: ScanConfig, inc: pl.DataFrame, first: pl.DataFrame, flow_alerts: int) -> int:
+    """alerts.ndjson: the incident alerts (explained by now), then the flow alerts ``_verdict_pass`` wrote; returns
+    the number of events."""
+    from analyzer.alerts import AlertWriter
+
+    alerts = AlertWriter(folder / "alerts.ndjson", config.alert_confidence)
+    try:
+        alerts.begin(inc, first)
+        alerts.extend(folder / FLOW_ALERTS, flow_alerts)
+    finally:
+        alerts.close()
+    (folder / FLOW_ALERTS).unlink()
+    return alerts.events
 
 
 def _wait_for(flows_done: _Background, seconds: dict[str, float]) -> None:

@@ -13,7 +13,8 @@ installed. Stages (where the pause sits):
 * ``features``: as the KDD features of the first chunk start (``KddStream.add``); ``encoding``: as
   ``spec.transform`` starts;
 * ``inference``: as the model starts on the first batch; ``incidents``: as incidents are grouped;
-* ``writing``: in the output folder being written, after ``flows.parquet`` and before ``verdicts.csv``;
+* ``writing``: in the output folder being written, after ``verdicts.csv`` and before ``alerts.ndjson`` and
+  ``report.json`` (``flows.parquet`` being finished on its thread);
 * ``carving``: as ``nta carve`` or ``nta scan --carve`` starts writing the incidents' captures.
 """
 
@@ -99,9 +100,10 @@ def install(stage: str, mark: Path, go: Path | None) -> None:
 
         _before(incident_sql, "find_incidents", pause)
     elif stage == "writing":
-        from analyzer import verdicts
+        from analyzer import pipeline
 
-        _before(verdicts, "write_csv", pause)
+        # on the scan's thread (a signal's handler runs there): verdicts.csv is written on a thread of its own
+        _before(pipeline, "_finish_alerts", pause)
     elif stage == "carving":
         from features.flows import carve
 
