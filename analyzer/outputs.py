@@ -348,10 +348,12 @@ class ParquetRows:
         x, _ = self.spec.transform(kdd)
         return np.asarray(x)
 
-    def columns_reader(self, names: list[str]) -> pa.RecordBatchReader:
-        """``flow_id`` and the KDD features ``names`` (each typed as ``column`` types it) of every flow, a row group
-        at a time (what a query over a flood's millions of flows reads)."""
+    def columns_reader(self, names: list[str], rows: np.ndarray) -> pa.RecordBatchReader:
+        """``flow_id`` and the KDD features ``names`` (each typed as ``column`` types it) of the flows ``rows``
+        (sorted flow ids), a row group at a time (what a query over a flood's millions of flows reads); row groups
+        without one of them are not read."""
         stored = [KDD_RENAMED.get(n, n) for n in names]
+        want = np.asarray(rows, np.int64)
 
         def arrow_type(name: str) -> pa.DataType:
             kind = pl.Series([], dtype=KDD_SCHEMA[name]).to_arrow().type
@@ -363,7 +365,14 @@ class ParquetRows:
             with open(self.path, "rb") as fh:
                 f = pq.ParquetFile(fh)
                 for i in range(f.metadata.num_row_groups):
-                    t = pl.from_arrow(f.read_row_group(i, columns=["flow_id", *dict.fromkeys(stored)]))
+                    stats = f.metadata.row_group(i).column(f.schema_arrow.get_field_index("flow_id")).statistics
+                    a, b = np.searchsorted(want, [int(stats.min), int(stats.max)], side="left")
+                    b += int(b < want.size and want[b] == int(stats.max))
+                    if a == b:
+                        continue
+                    group = f.read_row_group(i, columns=["flow_id", *dict.fromkeys(stored)])
+                    kept = group.filter(pc.is_in(group.column("flow_id"), value_set=pa.array(want[a:b], pa.int64())))
+                    t = pl.from_arrow(kept)
                     assert isinstance(t, pl.DataFrame)
                     t = t.select(
                         pl.col("flow_id").cast(pl.Int64),

@@ -99,8 +99,10 @@ def test_queries_answer_as_the_whole_rows_do(
             "service": pl.Series("service", [("http", "ftp", None)[k % 3] for k in range(att.height)]),
         }
 
-        def columns(names: list[str]) -> pa.RecordBatchReader:
-            t = pl.DataFrame({"flow_id": att["flow_id"], **{n: values[n] for n in names}}).to_arrow()
+        def columns(names: list[str], rows: np.ndarray) -> pa.RecordBatchReader:
+            assert (np.diff(rows) > 0).all()  # sorted, each once
+            t = pl.DataFrame({"flow_id": att["flow_id"], **{n: values[n] for n in names}})
+            t = t.filter(pl.col("flow_id").is_in(rows.tolist())).to_arrow()  # only the rows asked for
             return pa.RecordBatchReader.from_batches(t.schema, t.to_batches(max_chunksize=5))
 
         # each incident asks for some of the features (what its explanation names): those are answered, over its
