@@ -296,13 +296,13 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 # flows' whole rows) on a thread too, while the incidents are explained: neither needs the other.
                 # The incident alerts, which need the explanations, go first in alerts.ndjson (_finish_alerts).
                 stop_rows = threading.Event()
+                stack.callback(lambda: (folder / FLOW_ALERTS).unlink(missing_ok=True))  # (after the thread ends)
                 rows_done = _Background(
                     _verdict_pass, engine.rows, as_members(members).cursor(), clf, config, folder if config.write else None,
                     top_ids, part, stop_rows, name="nta-verdicts",
                 )  # fmt: skip
                 stack.callback(rows_done.join)
                 stack.callback(stop_rows.set)
-                stack.callback(lambda: (folder / FLOW_ALERTS).unlink(missing_ok=True))
                 with timed("explaining"):
                     inc = _explain(clf, flow_rows, store, inc, config)
                 listed = _listed_members(att)
