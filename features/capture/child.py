@@ -1,9 +1,10 @@
 """Entry point of a spawned worker process: ``python -m features.capture.child IN_FD OUT_FD PARENT_PID [MODULE...]``.
 
-The parent (``features.capture.readahead.in_child`` with ``spawn``) writes one pickled callable to IN_FD; it is
-called with a ``multiprocessing.connection.Connection`` on OUT_FD and sends its items there. A fresh interpreter,
-not a fork (polars' thread pool does not survive a fork), and not ``multiprocessing``'s spawn, which runs the
-parent's main script again and so fails in scripts without an ``if __name__ == "__main__"`` guard.
+The parent (``features.capture.spawn.Spawned``, for ``features.capture.readahead.in_child`` with ``spawn``) writes
+one pickled callable to IN_FD, read once the worker has imported the MODULEs it was started with; it is called with
+a ``multiprocessing.connection.Connection`` on OUT_FD and sends its items there. A fresh interpreter, not a fork
+(polars' thread pool does not survive a fork), and not ``multiprocessing``'s spawn, which runs the parent's main
+script again and so fails in scripts without an ``if __name__ == "__main__"`` guard.
 
 Like a forked reader, the worker never outlives its parent: it asks the kernel to SIGKILL it when the parent
 dies (``readahead.die_with_parent``); Ctrl-C reaches the whole process group, and the parent reports it.
