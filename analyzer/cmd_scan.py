@@ -243,31 +243,29 @@ def scan(
 ) -> None:
     from features.capture.spawn import prespawned
 
+    if zeek and zeek_json:
+        raise InputError("--zeek and --zeek-json: choose one (both write conn.log and nta.log)")
+    if out is not None and str(out) == "-":  # report.json on stdout, nothing on disk
+        out, no_write, format = None, True, Format.json
+    if no_write and (carve or zeek or zeek_json or force):
+        used = [
+            n for n, on in (("--carve", carve), ("--zeek", zeek), ("--zeek-json", zeek_json), ("--force", force)) if on
+        ]
+        raise InputError(f"--no-write (or --out -) writes nothing to disk: {', '.join(used)} cannot apply")
+
+    if address is not None and engine is not Engine.ray:
+        raise InputError("--address: only with --engine ray")
+    if engine is Engine.ray:
+        from analyzer.ray_engine import require_ray
+
+        require_ray()  # one line with the install command when Ray is missing
+
     # Big captures are read in a worker interpreter: started now, it imports its modules while this one does.
     with prespawned(paths if engine is Engine.local else ()):
         from analyzer.inputs import read_limits
         from analyzer.pipeline import ScanConfig, run_scan
         from analyzer.progress import make_stages
         from features.capture.filter import PacketFilter
-
-        if zeek and zeek_json:
-            raise InputError("--zeek and --zeek-json: choose one (both write conn.log and nta.log)")
-        if out is not None and str(out) == "-":  # report.json on stdout, nothing on disk
-            out, no_write, format = None, True, Format.json
-        if no_write and (carve or zeek or zeek_json or force):
-            used = [
-                n
-                for n, on in (("--carve", carve), ("--zeek", zeek), ("--zeek-json", zeek_json), ("--force", force))
-                if on
-            ]
-            raise InputError(f"--no-write (or --out -) writes nothing to disk: {', '.join(used)} cannot apply")
-
-        if address is not None and engine is not Engine.ray:
-            raise InputError("--address: only with --engine ray")
-        if engine is Engine.ray:
-            from analyzer.ray_engine import require_ray
-
-            require_ray()  # one line with the install command when Ray is missing
 
         config = ScanConfig(
             paths=tuple(paths),
