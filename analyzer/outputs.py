@@ -297,21 +297,8 @@ class ParquetRows:
         time (each row group is one chunk of consecutive flow ids)."""
         want = np.asarray(rows, np.int64)
         ids = np.unique(want)
-        if self._groups is None:
-            self._fh = open(self.path, "rb")  # noqa: SIM115  (pyarrow cannot encode non-UTF-8 names)
-            self._file = pq.ParquetFile(self._fh)
-            self._groups = [self._id_range(i) for i in range(self._file.metadata.num_row_groups)]
         parts = []
-        for i, (lo, hi) in enumerate(self._groups):
-            a, b = np.searchsorted(ids, [lo, hi], side="left")
-            b += int(b < ids.size and ids[b] == hi)
-            if a == b:
-                continue
-            group = self._file.read_row_group(i, columns=["flow_id", *columns])
-            # filtered in Arrow, which copies the rows kept: a polars frame filtered from the whole group would
-            # share (and keep alive) every string buffer of it, the whole table's strings by the last group
-            # (10M packets: +109 MiB at the end of a scan, growing with the capture)
-            kept = group.filter(pc.is_in(group.column("flow_id"), value_set=pa.array(ids[a:b], pa.int64())))
+        for kept in self._pieces(ids, columns):
             part = pl.from_arrow(kept)
             assert isinstance(part, pl.DataFrame)
             parts.append(part)
@@ -322,6 +309,24 @@ class ParquetRows:
             return got
         order = pl.DataFrame({"flow_id": want})
         return order.join(got, on="flow_id", how="left", maintain_order="left")
+
+    def _pieces(self, ids: np.ndarray, columns: list[str]) -> Iterator[pa.Table]:
+        """``flow_id`` and ``columns`` of the flows ``ids`` (sorted, each once), a row group at a time in file order;
+        only the row groups holding them are read (each row group is one chunk of consecutive flow ids)."""
+        if self._groups is None:
+            self._fh = open(self.path, "rb")  # noqa: SIM115  (pyarrow cannot encode non-UTF-8 names)
+            self._file = pq.ParquetFile(self._fh)
+            self._groups = [self._id_range(i) for i in range(self._file.metadata.num_row_groups)]
+        for i, (lo, hi) in enumerate(self._groups):
+            a, b = np.searchsorted(ids, [lo, hi], side="left")
+            b += int(b < ids.size and ids[b] == hi)
+            if a == b:
+                continue
+            group = self._file.read_row_group(i, columns=["flow_id", *columns])
+            # filtered in Arrow, which copies the rows kept: a polars frame filtered from the whole group would
+            # share (and keep alive) every string buffer of it, the whole table's strings by the last group
+            # (10M packets: +109 MiB at the end of a scan, growing with the capture)
+            yield group.filter(pc.is_in(group.column("flow_id"), value_set=pa.array(ids[a:b], pa.int64())))
 
     def _id_range(self, i: int) -> tuple[int, int]:
         stats = self._file.metadata.row_group(i).column(self._file.schema_arrow.get_field_index("flow_id")).statistics
@@ -351,7 +356,7 @@ class ParquetRows:
     def columns_reader(self, names: list[str], rows: np.ndarray) -> pa.RecordBatchReader:
         """``flow_id`` and the KDD features ``names`` (each typed as ``column`` types it) of the flows ``rows``
         (sorted flow ids), a row group at a time (what a query over a flood's millions of flows reads); row groups
-        without one of them are not read."""
+        without one of them are not read. Read when the reader is consumed, on this object's file."""
         stored = [KDD_RENAMED.get(n, n) for n in names]
         want = np.asarray(rows, np.int64)
 
@@ -362,23 +367,14 @@ class ParquetRows:
         schema = pa.schema([("flow_id", pa.int64()), *((n, arrow_type(n)) for n in names)])
 
         def batches() -> Iterator[pa.RecordBatch]:
-            with open(self.path, "rb") as fh:
-                f = pq.ParquetFile(fh)
-                for i in range(f.metadata.num_row_groups):
-                    stats = f.metadata.row_group(i).column(f.schema_arrow.get_field_index("flow_id")).statistics
-                    a, b = np.searchsorted(want, [int(stats.min), int(stats.max)], side="left")
-                    b += int(b < want.size and want[b] == int(stats.max))
-                    if a == b:
-                        continue
-                    group = f.read_row_group(i, columns=["flow_id", *dict.fromkeys(stored)])
-                    kept = group.filter(pc.is_in(group.column("flow_id"), value_set=pa.array(want[a:b], pa.int64())))
-                    t = pl.from_arrow(kept)
-                    assert isinstance(t, pl.DataFrame)
-                    t = t.select(
-                        pl.col("flow_id").cast(pl.Int64),
-                        *(pl.col(s).cast(KDD_SCHEMA[n]).alias(n) for n, s in zip(names, stored, strict=True)),
-                    )
-                    yield from t.to_arrow().cast(schema).to_batches()
+            for kept in self._pieces(want, list(dict.fromkeys(stored))):
+                t = pl.from_arrow(kept)
+                assert isinstance(t, pl.DataFrame)
+                t = t.select(
+                    pl.col("flow_id").cast(pl.Int64),
+                    *(pl.col(s).cast(KDD_SCHEMA[n]).alias(n) for n, s in zip(names, stored, strict=True)),
+                )
+                yield from t.to_arrow().cast(schema).to_batches()
 
         return pa.RecordBatchReader.from_batches(schema, batches())
 
