@@ -8,6 +8,11 @@ message, then each array's bytes are written straight from the array (``os.write
 buffer of the receiver (``os.readv``), where the unpickled arrays are views (each at a 64-byte aligned offset).
 The pipe still holds at most what its buffer holds, so a sender stays at most one object ahead, as before.
 
+Polars frames and series go the same way: polars pickles a frame as one IPC blob inside the pickle (the flow
+builder's chunks: every flow and payload snippet copied into the pickle, gathered from 64 KiB reads, copied out
+again), so ``send`` hands them over as Arrow (``CompatLevel.newest``: string and binary views as they are), whose
+buffers are out-of-band like an array's, and the receiver's frame is built on them.
+
 Both ends must use this module: the frames are a header (buffer sizes), the pickle, then the raw bytes. It pickles
 with multiprocessing's own pickler, as ``Connection.send`` does, and only between nta and the child it started
 on a pipe only they hold: the same trust as before, and no file or other input is ever unpickled.
@@ -20,10 +25,16 @@ import os
 import struct
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+import polars as pl
+import pyarrow as pa
 
+# Arrow's oldest form: strings and binaries as one contiguous buffer of only their own bytes. The newest (views)
+# would send whole: a payload column filtered from a bigger frame still points into all of its buffers (a 16,384-flow
+# chunk's 6 MB of snippets went as 30 MB).
+_ARROW = pl.CompatLevel.oldest()
 ALIGN = 64  # each out-of-band buffer starts at a multiple of this in the receiver's buffer
 
 
@@ -31,13 +42,50 @@ def _padded(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 
 
-def send(conn: Connection, obj: Any) -> None:
-    """Send ``obj``: a header (number and sizes of the buffers), the protocol-5 pickle, then the buffers' raw bytes."""
+def _frame(table: pa.Table, schema: pl.Schema) -> pl.DataFrame:
+    frame = pl.from_arrow(table, rechunk=False)
+    assert isinstance(frame, pl.DataFrame)
+    return frame if frame.schema == schema else frame.cast(schema)  # e.g. Enum, which Arrow holds as dictionary
+
+
+def _series(array: pa.Array, name: str, dtype: pl.DataType) -> pl.Series:
+    series = pl.Series(name, array)
+    return series if series.dtype == dtype else series.cast(dtype)
+
+
+def _reduce_frame(frame: pl.DataFrame) -> Any:
+    if any(dt == pl.Object for dt in frame.dtypes):  # no Arrow form: polars' own pickle
+        return frame.__reduce_ex__(5)
+    return _frame, (frame.to_arrow(compat_level=_ARROW), frame.schema)
+
+
+def _reduce_series(series: pl.Series) -> Any:
+    if series.dtype == pl.Object:
+        return series.__reduce_ex__(5)
+    return _series, (series.to_arrow(compat_level=_ARROW), series.name, series.dtype)
+
+
+class _Pickler(ForkingPickler):
+    # ForkingPickler.__init__ adds these to its dispatch table, which pickle consults before an object's own reduce
+    _extra_reducers: ClassVar[dict[type, Any]] = {
+        **ForkingPickler._extra_reducers,  # type: ignore[attr-defined]  # multiprocessing's own (register)
+        pl.DataFrame: _reduce_frame,
+        pl.Series: _reduce_series,
+    }
+
+
+def dumps(obj: Any) -> tuple[memoryview, list[memoryview]]:
+    """``obj``'s protocol-5 pickle and its out-of-band buffers (each array's or Arrow buffer's bytes), as ``send``
+    sends them."""
     buffers: list[Any] = []  # pickle.PickleBuffer of each contiguous array
     out = io.BytesIO()
-    ForkingPickler(out, 5, True, buffers.append).dump(obj)  # (file, protocol, fix_imports, buffer_callback)
-    data = out.getbuffer()
-    raws = [b.raw() for b in buffers]
+    _Pickler(out, 5, True, buffers.append).dump(obj)  # (file, protocol, fix_imports, buffer_callback)
+    return out.getbuffer(), [b.raw() for b in buffers]
+
+
+def send(conn: Connection, obj: Any) -> None:
+    """Send ``obj``: a header (number and sizes of the buffers), the protocol-5 pickle, then the buffers' raw bytes."""
+    data, raws = dumps(obj)
     sizes = [m.nbytes for m in raws]
     conn.send_bytes(struct.pack(f"<Q{len(sizes)}Q", len(sizes), *sizes))
     conn.send_bytes(data)
