@@ -14,14 +14,19 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import struct
 import subprocess
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 
 PROCESS_MIN_BYTES = 16 << 20  # captures at least this big (on disk) are read in a child process
 FLOW_BUILDER = "features.flows.extract"  # what the flow builder's body needs: imported while the command starts
+# First four bytes (read little-endian) of the captures a worker reads: features.capture.pcap's PCAP_MAGICS and
+# PCAPNG_MAGIC, written out here because that module imports numpy (tests/flows/test_prespawn.py holds them equal).
+CAPTURE_MAGICS = frozenset({0xA1B2C3D4, 0xD4C3B2A1, 0xA1B23C4D, 0x4D3CB2A1, 0xA1B2CD34, 0x34CDB2A1, 0x0A0D0D0A})
 
 
 class Spawned:
@@ -86,15 +91,31 @@ class Spawned:
 _early: Spawned | None = None  # started by prespawn_for, taken by the first spawned()
 
 
+def looks_like_capture(path: Path) -> bool:
+    """Whether ``path`` starts like a pcap or pcapng capture, gzip-compressed or not (its first bytes only; False
+    when it cannot be read). Zeek conn logs, read whole by the command itself, do not."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    if head[:2] == b"\x1f\x8b":
+        with contextlib.suppress(zlib.error):
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 4)  # gzip framing; 4 bytes at most
+    return len(head) >= 4 and struct.unpack_from("<I", head)[0] in CAPTURE_MAGICS
+
+
 def prespawn_for(paths: Iterable[Path], preload: Iterable[str] = (FLOW_BUILDER,), min_bytes: int | None = None) -> bool:
     """Start a worker now when ``paths`` will be read in a child process: regular files of ``min_bytes``
     (default ``PROCESS_MIN_BYTES``) or more in all, as ``features.flows.extract.FlowStream.chunks`` decides
-    (folders and pipes are left to it). A guess, cheap to get wrong: a worker nothing takes is ended by
-    ``discard_prespawned``. True when one was started."""
+    (folders and pipes are left to it), each starting like a capture (a big Zeek conn log is read without one).
+    A guess, cheap to get wrong: a worker nothing takes is ended by ``discard_prespawned``. True when one was
+    started."""
     global _early
     if _early is not None:
         return False
     min_bytes = PROCESS_MIN_BYTES if min_bytes is None else min_bytes
+    paths = list(paths)
     total = 0
     for p in paths:
         try:
@@ -104,7 +125,7 @@ def prespawn_for(paths: Iterable[Path], preload: Iterable[str] = (FLOW_BUILDER,)
         if not stat.S_ISREG(st.st_mode):
             return False
         total += st.st_size
-    if total < min_bytes:
+    if total < min_bytes or not all(looks_like_capture(Path(p)) for p in paths):
         return False
     _early = Spawned(preload)
     return True

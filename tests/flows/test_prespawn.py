@@ -3,6 +3,7 @@ builds the same flows, is the worker the stream uses, and ends when nothing take
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -79,6 +80,37 @@ def test_what_is_prespawned_for(tmp_path: Path, what: str, started: bool) -> Non
         os.mkfifo(path)
     assert path is not None
     assert spawn.prespawn_for([path], min_bytes=size if what == "big file" else size + 1) is started
+    assert (spawn._early is not None) is started
+
+
+def test_the_magics_are_the_readers() -> None:
+    from features.capture.pcap import PCAP_MAGICS, PCAPNG_MAGIC
+
+    assert {*PCAP_MAGICS, PCAPNG_MAGIC} == spawn.CAPTURE_MAGICS
+
+
+@pytest.mark.parametrize(
+    "name, started",
+    [
+        ("demo-mixed.pcap", True),
+        ("fmt-pcapng-2sections.pcapng", True),
+        ("fmt-gzip.pcap.gz", True),
+        ("fmt-gzip-no-suffix.pcap", True),
+        ("conn.log", False),
+        ("conn.log.gz", False),
+        ("conn.json", False),
+    ],
+)
+def test_only_captures_are_prespawned_for(tmp_path: Path, name: str, started: bool) -> None:
+    """A Zeek conn log is read by the command itself: a worker started for it would be ended unused."""
+    if name.startswith("conn."):
+        text = "#separator \\x09\n#path\tconn\n" if name.startswith("conn.log") else '{"ts":1.0,"uid":"C1"}\n'
+        path = tmp_path / name
+        data = (text * 2000).encode()
+        path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    else:
+        path = SAMPLES / name
+    assert spawn.prespawn_for(iter([path]), min_bytes=1) is started  # any iterable, read once
     assert (spawn._early is not None) is started
 
 
