@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from analyzer import verdicts
 from features.behind import WriteBehind
 from features.common import own_strings
-from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
+from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA, dictionary_columns
 from features.kdd.columns import KDD_FEATURES, KDD_SCHEMA
 
 # The KDD feature named like a flow field but meaning something else: NSL-KDD's ``duration`` is whole seconds,
@@ -140,7 +140,9 @@ def _copy_groups(
                 raise Stopped(str(out))
             t = src.read_row_group(i)
             if writer is None:
-                writer = pq.ParquetWriter(out, t.schema, compression="zstd", store_schema=False)
+                writer = pq.ParquetWriter(
+                    out, t.schema, compression="zstd", store_schema=False, use_dictionary=dictionary_columns(t.schema)
+                )
             if t.num_rows:
                 fid = t.column("flow_id").to_numpy()
                 part_m = members.between(int(fid.min()), int(fid.max()))
@@ -169,7 +171,10 @@ class FlowsWriter:
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
             self._fh = open(self.path, "wb")  # noqa: SIM115  a file object: pyarrow cannot encode non-UTF-8 names
-            self._writer = pq.ParquetWriter(self._fh, table.schema, compression="zstd", store_schema=False)
+            self._writer = pq.ParquetWriter(
+                self._fh, table.schema, compression="zstd", store_schema=False,
+                use_dictionary=dictionary_columns(table.schema),
+            )  # fmt: skip
             self._behind = WriteBehind(self._writer.write_table)
         assert self._behind is not None
         self._behind.put(table)

@@ -21,6 +21,7 @@ from features.flows.schema import (
     META_SOURCES,
     META_WARNINGS,
     SCHEMA_VERSION,
+    dictionary_columns,
 )
 
 if TYPE_CHECKING:
@@ -52,14 +53,16 @@ def write_flows(ext: Extraction, path: Path) -> None:
     """Write ``ext.flows`` to ``path`` as Parquet (zstd) with metadata; atomic: all of it or nothing."""
     table = ext.flows.cast(FLOW_SCHEMA).replace_schema_metadata(flow_metadata(ext))
     with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:  # file objects: pyarrow cannot encode non-UTF-8 names
-        pq.write_table(table, fh, compression="zstd")
+        pq.write_table(table, fh, compression="zstd", use_dictionary=dictionary_columns(table.schema))
 
 
 def write_flow_stream(fs: FlowStream, path: Path) -> tuple[Extraction, int]:
     """Write ``fs``'s flows to ``path`` chunk by chunk (one row group each; memory follows a chunk, not the
     table) with the metadata at the end; atomic. Returns what was read (without the table) and the flow count."""
     with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:  # file objects: pyarrow cannot encode non-UTF-8 names
-        writer = pq.ParquetWriter(fh, FLOW_SCHEMA, compression="zstd", store_schema=False)
+        writer = pq.ParquetWriter(
+            fh, FLOW_SCHEMA, compression="zstd", store_schema=False, use_dictionary=dictionary_columns(FLOW_SCHEMA)
+        )
         try:
 
             def write(flows: pl.DataFrame) -> None:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from analyzer.cli import app
 from features.common import InputError
 from features.flows.extract import FlowStream, extract_flows
-from features.flows.schema import FLOW_SCHEMA
+from features.flows.schema import FLOW_SCHEMA, UNIQUE_PER_FLOW
 from features.flows.table import read_flows, write_flow_stream, write_flows
 
 
@@ -184,3 +184,28 @@ def test_a_streamed_table_that_fails_mid_write_leaves_nothing(tmp_path: Path, mo
     with pytest.raises(InputError, match=r"flows\.parquet: cannot write \(disk full\)"):
         write_flow_stream(FlowStream([cap]), out)
     assert calls and os.listdir(out.parent) == []
+
+
+def _dictionary_encoded(path: Path) -> dict[str, bool]:
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    return {group.column(i).path_in_schema: group.column(i).has_dictionary_page for i in range(group.num_columns)}
+
+
+@pytest.mark.parametrize("how", ["whole", "streamed", "scan"])
+def test_columns_unique_per_flow_are_not_dictionary_encoded(tmp_path: Path, how: str) -> None:
+    """A dictionary of a column whose every value differs is as big as the column: it is left out there."""
+    cap = write_capture(tmp_path / "a.pcap")
+    out = tmp_path / "flows.parquet"
+    if how == "whole":
+        write_flows(extract_flows([cap]), out)
+    elif how == "streamed":
+        write_flow_stream(FlowStream([cap]), out)
+    else:
+        res = CliRunner().invoke(app, ["scan", str(cap), "-o", str(tmp_path / "scan"), "-q"])
+        assert res.exit_code == 0, res.output
+        out = tmp_path / "scan" / "flows.parquet"
+    encoded = _dictionary_encoded(out)
+    assert {c for c in UNIQUE_PER_FLOW if encoded[c]} == set()
+    assert encoded["conn_state"] and encoded["orig_h"] and encoded["resp_p"]
+    if how == "scan":
+        assert encoded["service"] and encoded["label"] and encoded["incident_id"]
