@@ -135,7 +135,11 @@ def test_a_frame_goes_out_of_band_and_a_filtered_one_as_its_own_bytes_only() -> 
     assert len(data) < 10_000  # the pickle holds no column: the ~22 MB go as buffers
     assert sum(r.nbytes for r in raws) >= 200_000 * 108
     few = big.filter(pl.col("flow_id") % 1000 == 0)  # 200 rows whose binary values point into big's buffers
-    data, raws = wire.dumps(few)
-    assert sum(r.nbytes for r in raws) + len(data) < 60_000
-    got = _through(few)
-    assert got.schema == few.schema and got.equals(few)
+    last = big.tail(200)  # a slice: its columns start 199,800 rows into big's
+    chunked = pl.concat([big.slice(1000, 100), big.tail(100)], rechunk=False)
+    for part in (few, last, chunked, last["flow_id"], last["payload"]):
+        data, raws = wire.dumps(part)
+        assert sum(r.nbytes for r in raws) + len(data) < 60_000
+        got = _through(part)
+        assert got.equals(part)
+        assert got.schema == part.schema if isinstance(part, pl.DataFrame) else got.dtype == part.dtype
