@@ -47,3 +47,56 @@ def test_alerts_from_two_writers_read_as_one(tmp_path: Path) -> None:
     out.close()
     assert (tmp_path / "alerts.ndjson").read_text().splitlines() == ['{"incident":1}', *lines]
     assert out.events == 4
+
+
+def _sure(first: int, n: int, icmp: pl.DataType) -> pl.DataFrame:
+    """``n`` flow-alert rows (what ``AlertWriter.sure`` keeps), ICMP columns of the given width."""
+    ids = range(first, first + n)
+    return pl.DataFrame(
+        {
+            "flow_id": list(ids),
+            "ts": [1_700_000_000_000_000 + i for i in ids],
+            "uid": [f"C{i:017d}" for i in ids],
+            "orig_h": [f"10.0.0.{i}" for i in ids],
+            "resp_h": ["10.0.1.1"] * n,
+            "orig_p": pl.Series([None if i % 2 else 40000 + i for i in ids], dtype=pl.Int32),
+            "resp_p": pl.Series([None if i % 2 else 80 for i in ids], dtype=pl.Int32),
+            "proto": ["icmp" if i % 2 else "tcp" for i in ids],
+            "icmp_type": pl.Series([8 if i % 2 else None for i in ids], dtype=icmp),
+            "icmp_code": pl.Series([0 if i % 2 else None for i in ids], dtype=icmp),
+            "community_id": [f"1:{i}" for i in ids],
+            "label": ["DoS"] * n,
+            "confidence": [0.95] * n,
+            "p_attack": [0.97] * n,
+            "incident_id": pl.Series([1] * n, dtype=pl.Int64),
+            "service": ["http"] * n,
+            "conn_state": ["S0"] * n,
+            "model_id": ["m1"] * n,
+        },
+        schema_overrides={"ts": pl.Datetime("us", "UTC")},
+    )
+
+
+def test_flow_alerts_are_written_several_chunks_at_a_time_as_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from analyzer import alerts
+
+    chunks = [_sure(0, 3, pl.Int16()), _sure(3, 0, pl.Int32()), _sure(3, 2, pl.Int32()), _sure(5, 4, pl.Int16())]
+    want = [line for c in chunks for line in alerts.flow_event_lines(c).to_list()]
+    assert len(want) == 9
+    w = AlertWriter(tmp_path / "all.ndjson", 0.9)
+    for c in chunks:
+        w.add(c)
+    assert w.events == 0  # fewer than ALERT_ROWS: none written yet
+    w.close()
+    assert (tmp_path / "all.ndjson").read_text().splitlines() == want and w.events == 9
+    monkeypatch.setattr(alerts, "ALERT_ROWS", 4)
+    w = AlertWriter(tmp_path / "fours.ndjson", 0.9)
+    written = []
+    for c in chunks:
+        w.add(c)
+        written.append(w.events)
+    w.close()
+    assert written == [0, 0, 5, 9]  # written once 4 or more are waiting
+    assert (tmp_path / "fours.ndjson").read_text().splitlines() == want and w.events == 9
