@@ -100,3 +100,21 @@ def test_flow_alerts_are_written_several_chunks_at_a_time_as_one_by_one(
     w.close()
     assert written == [0, 0, 5, 9]  # written once 4 or more are waiting
     assert (tmp_path / "fours.ndjson").read_text().splitlines() == want and w.events == 9
+
+
+def _buffer_bytes(df: pl.DataFrame) -> int:
+    """Bytes of every buffer ``df``'s columns point into (string views: the whole buffers they view)."""
+    table = df.to_arrow(compat_level=pl.CompatLevel.newest())
+    return sum(b.size for col in table.columns for chunk in col.chunks for b in chunk.buffers() if b is not None)
+
+
+def test_flow_alerts_waiting_hold_their_own_rows_not_their_chunks(tmp_path: Path) -> None:
+    """Alert rows are filtered from chunks of verdicts: kept as they are, each would keep its chunk's strings."""
+    big = _sure(0, 20_000, pl.Int32()).with_columns(pl.col("uid") + "x" * 40)  # long strings: in the views' buffers
+    w = AlertWriter(tmp_path / "alerts.ndjson", 0.9)
+    for first in range(0, 20_000, 5_000):
+        w.add(big.filter(pl.col("flow_id").is_in([first, first + 1])))
+    assert w.events == 0 and _buffer_bytes(big) > 1_000_000
+    assert sum(_buffer_bytes(f) for f in w._pending) < 20_000  # (the writer's own list: what it keeps alive)
+    w.close()
+    assert w.events == 8
