@@ -12,8 +12,10 @@ peak RSS. ``--cli`` times the command instead (``nta scan CAPTURE -q``, a new pr
 the imports and the worker started early included), with the CPU and peak RSS of its whole process tree;
 ``--nta`` names the command to time, e.g. the ``nta`` of a venv made by README's first command. That one is what
 users run: ``pip install .`` compiles nta's modules, while a checkout's editable install under
-PYTHONDONTWRITEBYTECODE (set on this machine) compiles them again in every process, ~0.2 s of each scan. ``--compare-cpu`` then scans again on the CPU and compares the verdicts (labels that differ,
-largest probability difference): CUDA runs bf16 autocast, so they agree within rounding. Not collected by pytest (no timed tests): figures go in the issue's note.
+PYTHONDONTWRITEBYTECODE (set on this machine) compiles them again in every process, ~0.2 s of each scan.
+``--compare-cpu`` then scans again on the CPU and compares the verdicts (labels that differ, largest probability
+difference): CUDA runs bf16 autocast, so they agree within rounding. Not collected by pytest (no timed tests):
+figures go in the issue's note.
 """
 
 from __future__ import annotations
