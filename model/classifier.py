@@ -23,7 +23,7 @@ from features.encode.spec import FeatureSpec
 from model.config import NetConfig
 from model.files import WEIGHTS
 from model.novelty import NormalProfile
-from model.numpy_net import BLOCK, NumpyNet
+from model.numpy_net import NumpyNet
 from model.support import SupportProfile
 from model.weights import ModelParts, read_model
 
@@ -168,11 +168,12 @@ class NumpyClassifier(ClassifierBase):
 
     def _pass(self, x: np.ndarray, batch_size: int, keep_reps: bool) -> tuple[np.ndarray, np.ndarray | None]:
         n = len(x)
-        parts = max(1, min(self.threads or 1, -(-n // BLOCK)))
+        block = self.net.rows_per_block
+        parts = max(1, min(self.threads or 1, -(-n // block)))
         if parts == 1:
             logits, reps = self.net.logits(x, keep_reps)
         else:  # whole blocks per thread: a row's bits do not depend on the split (model.numpy_net.BLOCK)
-            step = -(-n // (parts * BLOCK)) * BLOCK
+            step = -(-n // (parts * block)) * block
             with ThreadPoolExecutor(parts, thread_name_prefix="nta-numpy") as pool:
                 done = list(pool.map(lambda s: self.net.logits(x[s : s + step], keep_reps), range(0, n, step)))
             logits = np.concatenate([d[0] for d in done])

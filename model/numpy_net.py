@@ -13,8 +13,14 @@ covers all four gates (the halving is folded into the weights: exact, a power of
 out with a block's rows last (``NumpyNet``). Logits agree with torch's to about 1e-5 (``tests/model/test_numpy_net.py``),
 and ``input_grad`` is the gradient torch's autograd gives.
 
-Every row is computed in a block of ``BLOCK`` rows (the last one padded with zero rows): a row's bits then do not
-depend on how many rows came with it, so chunking, deduplication and the engine leave its probabilities unchanged.
+Every row is computed in a block of ``BLOCK`` columns (the rest zero), so that a row's bits do not depend on how many
+rows came with it, or where: chunking, deduplication and the engine leave its probabilities unchanged. That needs the
+BLAS's matrix products to give a column the same bits wherever it sits in the block, and OpenBLAS's do not always:
+its Haswell kernels (AVX2 machines, and AMD Zen, AVX-512 ones included) compute the first and last 8 columns of each
+panel of 256 (for 512 columns) in another order than the rest (``OPENBLAS_CORETYPE=Haswell``, as this workplace's
+machines set it: a row's logits changed in their last bits with its place). So a row takes only block columns that
+the products give the same bits (``slots``, found for this process's BLAS when the network is built: 240 of 256
+there, all of them with OpenBLAS's SkylakeX kernels); the others stay zero.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ from model.config import NetConfig
 
 __all__ = ["BLOCK", "NumpyNet", "param_shapes", "supports"]
 
-BLOCK = 512  # rows per block: small enough for the caches, large enough to keep calls few (measured 128-4,096)
+# Columns of a block: the shipped network took 0.53 CPU-s for 87,762 rows in blocks of 256 and 0.83 in blocks of 512
+# with OpenBLAS's SkylakeX kernels, 0.82 and 1.22 with its Haswell kernels (on an AMD EPYC, 2026-12-07); 128 as 256.
+BLOCK = 256
 BN_EPS = 1e-5  # torch.nn.BatchNorm1d's default, which model.network uses
 F32 = np.float32
 
@@ -135,6 +143,12 @@ class NumpyNet:
             head.reshape(cfg.n_classes, c, cfg.seq_len).transpose(0, 2, 1).reshape(cfg.n_classes, -1)
         )
         self.head_bias = tensors["head.bias"].astype(F32)[:, None]  # (K, 1)
+        self.slots = _alike_columns(self._products())  # block columns that hold rows; the others are zero
+
+    def _products(self) -> list[tuple[int, int]]:
+        """(rows, depth) of each matrix product of a block's forward pass (its right side: (depth, BLOCK))."""
+        m = self.modules[0]
+        return [self.stem.shape, m.conv.shape, m.w_ih.shape, m.w_hh.shape, self.head.shape]
 
     @property
     def reps_dims(self) -> int:
@@ -151,15 +165,20 @@ class NumpyNet:
             self._logits(x, out, reps)
         return out, reps
 
+    @property
+    def rows_per_block(self) -> int:
+        """Rows computed in one block (its ``slots``)."""
+        return len(self.slots)
+
     def _logits(self, x: np.ndarray, out: np.ndarray, reps: np.ndarray | None) -> None:
-        n = len(x)
-        for start in range(0, n, BLOCK):
-            xb = x[start : start + BLOCK]
-            m = len(xb)
-            h = self._tokens_out(self._tokens_in(xb), None)  # (L, C, BLOCK)
-            out[start : start + m] = (self.head @ h.reshape(-1, BLOCK) + self.head_bias).T[:m]  # whole blocks: BLOCK
+        n, step = len(x), len(self.slots)
+        for start in range(0, n, step):
+            xb = x[start : start + step]
+            at = self.slots[: len(xb)]  # the block columns of these rows
+            h = self._tokens_out(self._tokens_in(xb, at), None)  # (L, C, BLOCK)
+            out[start : start + len(xb)] = (self.head @ h.reshape(-1, BLOCK) + self.head_bias).T[at]  # whole blocks
             if reps is not None:
-                reps[start : start + m] = h[:, :, :m].transpose(2, 1, 0).reshape(m, -1)  # (m, C * L), torch's order
+                reps[start : start + len(xb)] = h[:, :, at].transpose(2, 1, 0).reshape(len(xb), -1)  # torch's order
 
     def input_grad(self, x: np.ndarray, target: np.ndarray) -> np.ndarray:
         """d logit[target] / d x per row: float32 (n, F) (``model.infer.Classifier.attribute`` multiplies by x)."""
@@ -171,7 +190,7 @@ class NumpyNet:
                 xb = x[start : start + BLOCK]
                 m = len(xb)
                 cache: list[Any] = []
-                self._tokens_out(self._tokens_in(xb), cache)
+                self._tokens_out(self._tokens_in(xb, np.arange(m)), cache)
                 dh = np.zeros((cfg.seq_len * cfg.channels, BLOCK), F32)  # (L * C, BLOCK)
                 dh[:, :m] = self.head[target[start : start + m]].T
                 grad[start : start + m] = self._backward(dh.reshape(cfg.seq_len, cfg.channels, BLOCK), cache)[:m]
@@ -179,11 +198,12 @@ class NumpyNet:
 
     # --- the arithmetic, on one block of BLOCK rows ----------------------------------------------------------------
 
-    def _tokens_in(self, xb: np.ndarray) -> np.ndarray:
-        """(m, F) -> the patches (L, P, BLOCK): zero rows beyond m, zero columns to the last patch's end (torch's pad)."""
+    def _tokens_in(self, xb: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """(m, F) -> the patches (L, P, BLOCK), row i at block column ``at[i]``: zero in the other columns, and zero
+        features to the last patch's end (torch's pad)."""
         cfg = self.cfg
         xp = np.zeros((BLOCK, cfg.seq_len * cfg.patch), F32)
-        xp[: len(xb), : cfg.n_features] = xb
+        xp[at, : cfg.n_features] = xb
         return np.ascontiguousarray(xp.reshape(BLOCK, cfg.seq_len, cfg.patch).transpose(1, 2, 0))
 
     def _tokens_out(self, patches: np.ndarray, cache: list[Any] | None) -> np.ndarray:
@@ -269,3 +289,21 @@ class NumpyNet:
         ds = dh * cache[0]  # (L, C, BLOCK)
         dpatch = self.stem.T @ ds  # (L, P, BLOCK)
         return dpatch.transpose(2, 0, 1).reshape(BLOCK, -1)[:, : cfg.n_features]
+
+
+def _alike_columns(products: list[tuple[int, int]], tries: int = 2) -> np.ndarray:
+    """Block columns (sorted) to which every product ``(rows, depth) @ (depth, BLOCK)`` gives the same bits: the same
+    column of numbers put in every place of the right side and the result's columns compared, for ``tries`` random
+    columns. The columns in each product's largest group of alike ones, where those meet; else those alike to the
+    first column in every product (the first column at least)."""
+    rng = np.random.default_rng(0)
+    largest, first = np.ones(BLOCK, bool), np.ones(BLOCK, bool)
+    for rows, depth in products:
+        a = rng.standard_normal((rows, depth)).astype(F32)
+        for _ in range(tries):
+            c = a @ np.repeat(rng.standard_normal((depth, 1)).astype(F32), BLOCK, axis=1)  # (rows, BLOCK)
+            _, group, count = np.unique(c.T, axis=0, return_inverse=True, return_counts=True)
+            group = group.reshape(-1)
+            largest &= group == np.argmax(count)
+            first &= group == group[0]
+    return np.flatnonzero(largest if largest.any() else first)
