@@ -328,9 +328,8 @@ def _tsv_segment(lines: pl.Series, h: _Header, wanted: Mapping[str, str], bad: C
     return frame
 
 
-def _read_tsv(blocks: Iterator[bytes], wanted: Mapping[str, str], out: ReadLog) -> list[pl.DataFrame]:
+def _read_tsv(blocks: Iterator[bytes], wanted: Mapping[str, str], out: ReadLog) -> Iterator[pl.DataFrame]:
     h = _Header()
-    frames: list[pl.DataFrame] = []
     for block in blocks:
         lines = _lines(block)
         hdr = lines.str.starts_with("#")
@@ -342,12 +341,11 @@ def _read_tsv(blocks: Iterator[bytes], wanted: Mapping[str, str], out: ReadLog) 
                 out.records += len(seg)
                 got = _tsv_segment(seg, h, wanted, out.bad)
                 if got is not None and got.height:
-                    frames.append(got)
+                    yield got
             if i < len(lines):
                 h.update(lines[i])
+                out.path_name = h.path
             start = i + 1
-    out.path_name = h.path
-    return frames
 
 
 # ---------------------------------------------------------------------------------------------- JSON
@@ -389,8 +387,7 @@ def _json_slow(lines: list[str], wanted: Mapping[str, str], bad: Counter[str]) -
     return pl.DataFrame(rows, schema=schema)
 
 
-def _read_json(blocks: Iterator[bytes], wanted: Mapping[str, str], out: ReadLog) -> list[pl.DataFrame]:
-    frames: list[pl.DataFrame] = []
+def _read_json(blocks: Iterator[bytes], wanted: Mapping[str, str], out: ReadLog) -> Iterator[pl.DataFrame]:
     schema = _json_schema(wanted)
     for block in blocks:
         lines = _lines(block)
@@ -416,8 +413,7 @@ def _read_json(blocks: Iterator[bytes], wanted: Mapping[str, str], out: ReadLog)
             out.bad["zeek_bad_value"] += int(broken.sum())
             frame = frame.filter(~broken)
         if frame.height:
-            frames.append(frame)
-    return frames
+            yield frame
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -432,17 +428,36 @@ def read_log(
     ``progress`` gets (bytes of the file read, file size). InputError when the file is not a Zeek log, or when it
     gives more than ``limits`` allow (a gzip bomb, an endless log).
     """
+    out = ReadLog(empty_frame(wanted))
+    frames = list(log_frames(path, wanted, out, progress, limits))
+    out.frame = pl.concat([out.frame, *frames], how="vertical") if frames else out.frame
+    return out
+
+
+def empty_frame(wanted: Mapping[str, str]) -> pl.DataFrame:
+    """A typed frame of the ``wanted`` fields without rows (``read_log``'s frame of a log without records)."""
+    return pl.DataFrame(schema={n: ZEEK_DTYPES.get(t, pl.String()) for n, t in wanted.items()})
+
+
+def log_frames(
+    path: Path,
+    wanted: Mapping[str, str],
+    out: ReadLog,
+    progress: ProgressFn = no_progress,
+    limits: ReadLimits = DEFAULT_LIMITS,
+) -> Iterator[pl.DataFrame]:
+    """``read_log``'s records block by block (about ``BLOCK_BYTES`` of the log each, fewer rows where a header
+    line comes between them), as typed frames of the ``wanted`` fields: a log of any size is read in memory set
+    by the block. ``out`` (its frame left alone) counts the records and the bad ones, and takes the log's format,
+    ``#path`` and warnings, as they are read."""
     found = sniff(path)
     if found is None:
         raise InputError(f"{path}: not a Zeek log (neither '#separator' nor '{{' at the start)")
+    out.format = found.format
     stream, raw, gz = _open(path)
-    out = ReadLog(pl.DataFrame(), format=found.format)
     try:
         blocks = _blocks(stream, raw, out, path, progress, gz, limits)
-        frames = _read_tsv(blocks, wanted, out) if found.format == "tsv" else _read_json(blocks, wanted, out)
+        yield from _read_tsv(blocks, wanted, out) if found.format == "tsv" else _read_json(blocks, wanted, out)
     finally:
         stream.close()
         raw.close()
-    empty = pl.DataFrame(schema={n: ZEEK_DTYPES.get(t, pl.String()) for n, t in wanted.items()})
-    out.frame = pl.concat([empty, *frames], how="vertical") if frames else empty
-    return out
