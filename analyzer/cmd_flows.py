@@ -6,8 +6,10 @@ JSON lines (``features.flows.zeek``).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -64,12 +66,13 @@ def flows(
 ) -> None:
     """Read the captures, build flows, write them with their provenance; print a one-paragraph summary."""
     from analyzer import inputs
-    from analyzer.pipeline import read_flows_of
+    from analyzer.pipeline import spool_pipe
     from analyzer.progress import make_stages
     from features.capture.filter import PacketFilter
     from features.flows.builder import FlowConfig
     from features.flows.extract import FlowStream
-    from features.flows.table import write_flow_stream, write_flows
+    from features.flows.table import write_flow_stream
+    from features.zeeklog.stream import ConnStream, gather_conn
 
     PacketFilter.build(since, until, host or [], port or [])  # a bad option fails before anything is read
     output_file(output, force=force)  # refused before any packet is read: a folder, a device, exists without --force
@@ -77,8 +80,12 @@ def flows(
     found = inputs.discover(captures)
     config = FlowConfig(tcp_idle_s=tcp_idle, udp_idle_s=udp_idle, icmp_idle_s=icmp_idle)
     narrow = PacketFilter.build(since, until, host or [], port or [])
-    with make_stages(quiet) as stages, stages.stage("reading") as progress:
-        fs = None
+    with (
+        contextlib.ExitStack() as stack,
+        make_stages(quiet) as stages,
+        stages.stage("reading") as progress,
+    ):
+        fs: FlowStream | ConnStream
         if found.kind != "zeek":
             from features.capture.source import TextStream
 
@@ -88,13 +95,13 @@ def flows(
                     found.captures, config, progress, payloads=False, merge=merge, decap=not no_decap,
                     packet_filter=narrow, limits=limits,
                 )  # fmt: skip
-            except TextStream as e:  # a Zeek conn log on a pipe
-                from analyzer.pipeline import _zeek_stream
-
-                ext = _zeek_stream(e, list(found.captures), progress, narrow, limits)
-        else:  # a conn log's records are the flows: the idle timeouts apply to captures only
-            ext = read_flows_of(found, progress, not no_decap, narrow, payloads=False, limits=limits)
-        if fs is not None and fmt is FlowFormat.parquet:
+            except TextStream as e:  # a Zeek conn log on a pipe, copied to a file first
+                spool = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nta-zeek-"))) / "stream"
+                name = spool_pipe(e, list(found.captures), limits, spool)
+                fs = ConnStream([spool], progress, packet_filter=narrow, limits=limits, names=[name])
+        else:  # a conn log's records are the flows (sorted out of core): the idle timeouts apply to captures only
+            fs = ConnStream(found.captures, progress, packet_filter=narrow, limits=limits)
+        if fmt is FlowFormat.parquet:
             ext, n_flows = write_flow_stream(fs, output)
         else:  # Zeek's conn.log is written from the whole table, gathered first (not streamed)
             import polars as pl
@@ -102,15 +109,11 @@ def flows(
             from features.flows.extract import gather
             from features.flows.zeek import CONN_LOG, conn_frame, save_log
 
-            if fs is not None:
-                ext = gather(fs)
+            ext = gather(fs) if isinstance(fs, FlowStream) else gather_conn(fs)
             n_flows = ext.flows.num_rows
-            if fmt is FlowFormat.parquet:
-                write_flows(ext, output)
-            else:
-                flows = pl.from_arrow(ext.flows)
-                assert isinstance(flows, pl.DataFrame)
-                save_log(CONN_LOG, conn_frame(flows), output, json=fmt is FlowFormat.zeek_json)
+            flows = pl.from_arrow(ext.flows)
+            assert isinstance(flows, pl.DataFrame)
+            save_log(CONN_LOG, conn_frame(flows), output, json=fmt is FlowFormat.zeek_json)
     for path, reason in found.skipped:
         print(f"nta: skipped {path_text(path)}: {escape_surrogates(reason)}", file=sys.stderr)
     print(summary(ext, output, n_flows))

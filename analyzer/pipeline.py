@@ -137,7 +137,7 @@ def steady_heap() -> None:
 def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
     """Scan the captures, write the outputs, and return what was found (see the module docstring)."""
     from features.capture.source import TextStream, packet_span
-    from features.flows.extract import FlowStream, chunks_of
+    from features.flows.extract import FlowStream
     from model.files import check_model_files, default_model_dir
 
     stages = stages or QuietStages()
@@ -211,12 +211,10 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                 with timed("reading") as progress:
                     # Flows arrive in table order, chunk by chunk; each chunk's features, encoding and inference
                     # (on a thread) run while the next chunk is read; outputs are written as chunks complete.
-                    zeek_ext = None
+                    zeek = None  # Zeek conn logs: their records are the flows, sorted out of core
                     if found.kind == "zeek":
-                        zeek_ext = read_flows_of(
-                            found, progress, config.decap, config.packet_filter, limits=config.limits
-                        )
-                    if zeek_ext is None and config.engine == "ray":
+                        zeek = _conn_stream(found.captures, progress, config, folder)
+                    if zeek is None and config.engine == "ray":
                         from analyzer import ray_engine
 
                         job = ray_engine.RayJob(
@@ -225,7 +223,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                             limits=config.limits,
                         )  # fmt: skip
                         ext = ray_engine.scan(found.captures, job, engine, progress, load_model)
-                    elif zeek_ext is None:
+                    elif zeek is None:
                         try:
                             fs = FlowStream(
                                 found.captures, progress=progress, merge=config.merge, on_start=load_model,
@@ -233,9 +231,10 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                                 limits=config.limits,
                             )  # fmt: skip
                         except TextStream as e:  # a Zeek conn log on a pipe (known by its first bytes)
-                            zeek_ext = _zeek_stream(
-                                e, list(found.captures), progress, config.packet_filter, config.limits
-                            )
+                            copy = folder / ".zeek-stream"
+                            stack.callback(lambda: copy.unlink(missing_ok=True))
+                            name = spool_pipe(e, list(found.captures), config.limits, copy)
+                            zeek = _conn_stream([copy], progress, config, folder, [name])
                         else:
                             # A pipe (or standard input) is read once, here: a flow-building child could not reopen it.
                             piped = any(is_stream(Path(p)) for p in found.captures)
@@ -245,16 +244,17 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                                     engine.add(chunk)
                             engine.drain()
                             ext = fs.extraction()
-                    if zeek_ext is not None:  # Zeek conn logs are read whole (their records are the flows)
+                    if zeek is not None:
                         if config.carve:
                             raise InputError(
                                 f"{found.captures[0]}: --carve needs packets, and a Zeek conn log has none"
                             )
-                        ext = zeek_ext
                         load_model()
-                        for chunk in chunks_of(ext, config.chunk_flows):
-                            engine.add(chunk)
+                        with contextlib.closing(zeek.chunks()) as chunks:  # the spool goes when they end or fail
+                            for chunk in chunks:
+                                engine.add(chunk)
                         engine.drain()
+                        ext = zeek.extraction()
                 # Time of the other stages inside the reading loop: this thread's (inference runs beside it, on its
                 # own thread: its seconds overlap reading's, its CPU is the process's).
                 seconds["reading"] -= sum(seconds[k] - before[k] for k in ("model", "features", "encoding", "writing"))
@@ -352,7 +352,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                     novelty=config.novelty,
                     support=not config.novelty and checked.metadata.get("support") is not None,
                     streams=list(ext.streams),
-                    sessions=ext.sessions if config.engine == "ray" and zeek_ext is None else engine.kdd.sessions.count,
+                    sessions=ext.sessions if config.engine == "ray" and zeek is None else engine.kdd.sessions.count,
                     extra_outputs=config.extra_outputs,
                     filters=config.packet_filter.text if config.packet_filter is not None else (),
                     filtered_packets=int(ext.filtered),
@@ -641,7 +641,7 @@ def _write_zeek(
     members: Any,
     result: ScanResult,
     json_lines: bool,
-    uids: pl.Series | None = None,
+    uids: pl.DataFrame | None = None,
 ) -> None:
     """conn.log and nta.log (``features.flows.zeek``), chunk by chunk: each chunk of verdict rows (with its
     incidents) beside its flows read back from flows.parquet."""
@@ -654,8 +654,10 @@ def _write_zeek(
     ):
         for v in spilled.joined(members, verdicts.verdict_columns(result.classes)):
             flows = rows.flows(v["flow_id"].to_numpy())
-            # a Zeek log's own uids (row = flow_id), so nta.log joins with the team's other Zeek logs
-            uid = uids.gather(v["flow_id"]) if uids is not None else None
+            # the Zeek log's uid where the flow's is nta's (Extraction.uids), so nta.log joins with the team's logs
+            uid = None
+            if uids is not None and uids.height:
+                uid = v.select("flow_id").join(uids, on="flow_id", how="left", maintain_order="left")["uid"]
             conn.write(zk.conn_frame(flows, uid))
             nta.write(zk.nta_frame(flows, v, result.classes, uid))
 
@@ -664,58 +666,57 @@ def read_flows_of(
     found: inputs.Inputs, progress: Any, decap: bool = True, packet_filter: Any = None, **capture: Any
 ) -> Any:
     """The flows of what ``inputs.discover`` found: built from packets, or read from Zeek conn logs (files, or one
-    piped in: ``zcat conn.*.log.gz | nta scan -``). ``capture``: more options of ``extract_flows``."""
-    from features.capture.source import TextStream
-    from features.zeeklog.conn import read_conn_logs
+    piped in: ``zcat conn.*.log.gz | nta flows -``). ``capture``: more options of ``extract_flows``."""
+    import tempfile
 
+    from features.capture.source import TextStream
+    from features.zeeklog.stream import read_conn_logs
+
+    limits = capture.get("limits", DEFAULT_LIMITS)
     if found.kind == "zeek":
-        return read_conn_logs(
-            found.captures, progress, packet_filter=packet_filter, limits=capture.get("limits", DEFAULT_LIMITS)
-        )
+        return read_conn_logs(found.captures, progress, packet_filter=packet_filter, limits=limits)
     from features.flows.extract import extract_flows
 
     try:
         return extract_flows(found.captures, progress=progress, decap=decap, packet_filter=packet_filter, **capture)
     except TextStream as e:
-        return _zeek_stream(e, found.captures, progress, packet_filter, capture.get("limits", DEFAULT_LIMITS))
+        with tempfile.TemporaryDirectory(prefix="nta-zeek-") as tmp:
+            spool = Path(tmp) / "stream"
+            name = spool_pipe(e, found.captures, limits, spool)
+            return read_conn_logs([spool], progress, packet_filter=packet_filter, limits=limits, names=[name])
 
 
-def _zeek_stream(
-    e: Any, paths: list[Path], progress: Any, packet_filter: Any, limits: ReadLimits = DEFAULT_LIMITS
+def _conn_stream(
+    paths: list[Path], progress: Any, config: ScanConfig, folder: Path, names: list[str] | None = None
 ) -> Any:
-    """A Zeek log on a pipe or standard input: spooled to a private temporary file (the reader reads a file by
-    blocks and by name), read as a conn log, and named as the stream it came from."""
-    import tempfile
+    """The scan's ``ConnStream`` of Zeek conn logs: its spool and DuckDB's spill in the output folder (removed
+    with the chunks), where the outputs go."""
+    from features.zeeklog.stream import ConnStream
 
-    import pyarrow as pa
+    return ConnStream(
+        paths, progress, packet_filter=config.packet_filter, limits=config.limits, chunk_flows=config.chunk_flows,
+        names=names, spool_dir=folder,
+    )  # fmt: skip
 
-    from features.zeeklog.conn import read_conn_logs
 
+def spool_pipe(e: Any, paths: list[Path], limits: ReadLimits, spool: Path) -> str:
+    """A Zeek log on a pipe or standard input (``e``: the ``TextStream`` its first bytes raised) copied to the file
+    ``spool`` (the reader reads a file by blocks and by name, twice); returns the name of the stream it came from."""
     name = str(e).split(": ", 1)[0]
     if len(paths) != 1:
         e.stream.close()
         raise InputError(f"{name}: a Zeek log on a pipe is read alone: give the other logs as files") from None
-    with tempfile.TemporaryDirectory(prefix="nta-zeek-") as tmp:
-        spool = Path(tmp) / "stream"
-        try:
-            with spool.open("wb") as out:
-                total = 0
-                while chunk := e.stream.read(1 << 20):
-                    total += len(chunk)
-                    if why := limits.check(total, total, False):  # --max-bytes: an endless log on a pipe
-                        raise InputError(f"{name}: {why}")
-                    out.write(chunk)
-        finally:
-            e.stream.close()
-        try:
-            ext = read_conn_logs([spool], progress, packet_filter=packet_filter, limits=limits)
-        except InputError as err:
-            raise InputError(str(err).replace(str(spool), name)) from None
-    at = ext.flows.schema.get_field_index("source_file")
-    ext.flows = ext.flows.set_column(at, ext.flows.schema.field(at), pa.array([name] * ext.flows.num_rows, pa.string()))
-    ext.sources = [{**s, "file": name} for s in ext.sources]
-    ext.warnings = [w.replace(str(spool), name) for w in ext.warnings]
-    return ext
+    try:
+        with spool.open("wb") as out:
+            total = 0
+            while chunk := e.stream.read(1 << 20):
+                total += len(chunk)
+                if why := limits.check(total, total, False):  # --max-bytes: an endless log on a pipe
+                    raise InputError(f"{name}: {why}")
+                out.write(chunk)
+    finally:
+        e.stream.close()
+    return name
 
 
 # An incident's uids and Community IDs in report.json are those of its first flows, at most this many: a flood's

@@ -93,7 +93,7 @@ _early: Spawned | None = None  # started by prespawn_for, taken by the first spa
 
 def looks_like_capture(path: Path) -> bool:
     """Whether ``path`` starts like a pcap or pcapng capture, gzip-compressed or not (its first bytes only; False
-    when it cannot be read). Zeek conn logs, read whole by the command itself, do not."""
+    when it cannot be read). Zeek conn logs, read by the command itself, do not."""
     try:
         with open(path, "rb") as f:
             head = f.read(4096)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -80,7 +80,9 @@ class Extraction:
     streams: list[dict] = field(default_factory=list)
     kind: str = "capture"  # "capture", or "zeek" for flows read from Zeek conn logs (features.zeeklog)
     service_hints: pl.Series | None = None  # per flow row: the protocol Zeek confirmed (its conn.log "service")
-    uids: pl.Series | None = None  # per flow row: the Zeek log's uid of the connection (null where it had none)
+    # flows read from Zeek conn logs: (flow_id, uid) of the flows whose uid is not their log's uid (a connection
+    # the logs give twice: an ICMP connection made a request and a reply record, each with a uid of nta's)
+    uids: pl.DataFrame | None = None
     unavailable: tuple[str, ...] = ()  # KDD features the input cannot give (taken as 0): see features.zeeklog.conn
     # per flow row: its stream (Int64, the stream's first file's index), for the window features' sessions
     # (features.kdd.windows.Sessions); None: one stream
@@ -106,22 +108,15 @@ class FlowChunk:
     closed: tuple[int, ...] = ()
 
 
-def chunks_of(ext: Extraction, chunk_flows: int = CHUNK_FLOWS) -> Iterator[FlowChunk]:
-    """An ``Extraction`` read whole (Zeek conn logs) as ``FlowChunk``s of ``chunk_flows`` flows, in table order."""
-    flows = pl.from_arrow(ext.flows)
-    assert isinstance(flows, pl.DataFrame)
-    step = max(1, chunk_flows)
-    for start in range(0, flows.height, step):
-        part = flows.slice(start, step)
-        ids = part.get_column("flow_id")
-        pays = (
-            ext.payloads.filter(pl.col("flow_id").is_between(ids.min(), ids.max()))
-            if ext.payloads.height
-            else ext.payloads
-        )
-        hints = ext.service_hints.slice(start, step) if ext.service_hints is not None else None
-        streams = ext.stream_ids.slice(start, step) if ext.stream_ids is not None else None
-        yield FlowChunk(part, pays, hints, streams)
+class ChunkSource(Protocol):
+    """Flows that arrive chunk by chunk in table order: built from packets (``FlowStream``) or read from Zeek conn
+    logs (``features.zeeklog.stream.ConnStream``). ``extraction`` after the chunks; ``flows``: how many went out."""
+
+    flows: int
+
+    def chunks(self, forked: bool | None = None) -> Iterator[FlowChunk]: ...
+
+    def extraction(self) -> Extraction: ...
 
 
 @dataclass

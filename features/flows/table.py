@@ -25,7 +25,7 @@ from features.flows.schema import (
 )
 
 if TYPE_CHECKING:
-    from features.flows.extract import Extraction, FlowStream
+    from features.flows.extract import ChunkSource, Extraction
 
 _JSON_KEYS = (META_SOURCES, META_BAD_PACKETS, META_WARNINGS)
 
@@ -56,9 +56,10 @@ def write_flows(ext: Extraction, path: Path) -> None:
         pq.write_table(table, fh, compression="zstd", use_dictionary=dictionary_columns(table.schema))
 
 
-def write_flow_stream(fs: FlowStream, path: Path) -> tuple[Extraction, int]:
-    """Write ``fs``'s flows to ``path`` chunk by chunk (one row group each; memory follows a chunk, not the
-    table) with the metadata at the end; atomic. Returns what was read (without the table) and the flow count."""
+def write_flow_stream(fs: ChunkSource, path: Path) -> tuple[Extraction, int]:
+    """Write ``fs``'s flows (built from packets, or Zeek conn logs' records) to ``path`` chunk by chunk (one row
+    group each; memory follows a chunk, not the table) with the metadata at the end; atomic. Returns what was read
+    (without the table) and the flow count."""
     with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:  # file objects: pyarrow cannot encode non-UTF-8 names
         writer = pq.ParquetWriter(
             fh, FLOW_SCHEMA, compression="zstd", store_schema=False, use_dictionary=dictionary_columns(FLOW_SCHEMA)

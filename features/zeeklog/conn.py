@@ -1,4 +1,5 @@
-"""Zeek conn.log records -> nta's flow table (``features.flows.schema``): ``read_conn_logs(paths) -> Extraction``.
+"""Zeek conn.log records -> nta's flow records (``features.flows.schema``); ``features.zeeklog.stream`` reads them
+into the flow table (``read_conn_logs(paths) -> Extraction``, or chunk by chunk).
 
 Each connection becomes one flow record; the fields map by name (``id.orig_h`` -> ``orig_h``, ``orig_pkts``,
 ``orig_ip_bytes``, ``conn_state``, ``history``, ``community_id``, ...), with these rules:
@@ -26,8 +27,9 @@ Each connection becomes one flow record; the fields map by name (``id.orig_h`` -
 * Zeek's ``service`` (what its protocol analyzers confirmed) is kept beside the flows (``Extraction.service_hints``):
   NSL-KDD's ``service`` comes from the port as for captures, and Zeek's names it where the port names nothing
   (``features.kdd.services.service_expr``).
-* ``uid`` is kept (``Extraction.uids``): ``nta scan --zeek`` logs the connections under their own uids, so
-  nta.log joins with the team's other Zeek logs.
+* ``uid`` is the connection's own where the logs give it once, so every output joins with the team's Zeek logs;
+  nta's (``features.flows.uid``) where the record has none or the logs give it twice (an ICMP connection split in
+  two records), and ``nta scan --zeek`` logs those under the log's uid (``Extraction.uids``).
 * Records lacking a field every flow needs (``ts``, ``id.*``, ``proto``), or with an address that is not an IP
   address, are counted as ``zeek_missing_field``/``zeek_bad_value`` and left out.
 
@@ -35,8 +37,11 @@ Several logs (a rotated set: ``conn.log`` and ``conn.2024-03-01-10-00-00.log.gz`
 folder) are one stream: files are ordered by their first connection's time, records by (start time, file,
 flow key), as ``features.flows.extract`` orders a capture's flows, so the window features span files. A log whose
 first connection starts more than 5 minutes (the longest flow timeout) after every earlier record ended starts a
-stream of its own (``_log_streams``), whose window features are its own.
+stream of its own (``log_streams``), whose window features are its own.
 A non-conn Zeek log (``#path dns``, or JSON records without ``conn_state``) is refused.
+
+Logs of any size are read block by block and sorted out of core (``features.zeeklog.stream.ConnStream``, what a
+scan uses); ``features.zeeklog.stream.read_conn_logs`` gathers its chunks into one table.
 """
 
 from __future__ import annotations
@@ -45,25 +50,18 @@ import ipaddress
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from features.capture.filter import PacketFilter
-from features.capture.stream import DEFAULT_LIMITS, ReadLimits
 from features.capture.streams import DEFAULT_GAP_NS
-from features.common import InputError, ProgressFn, file_sha256, no_progress, path_text
+from features.common import InputError
 from features.flows.community_id import ICMP4_COUNTERPART, ICMP6_COUNTERPART, community_id_array
-from features.flows.records import PROTO_NAMES, empty_payloads
-from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
-from features.flows.uid import flow_uids
+from features.flows.records import PROTO_NAMES
 from features.flows.zeek import CONN_LOG
 from features.kdd.content import CONTENT_FEATURES
-from features.zeeklog.read import ReadLog, Sniffed, read_log, sniff
-
-if TYPE_CHECKING:
-    from features.flows.extract import Extraction
+from features.zeeklog.read import Sniffed, sniff
 
 WANTED: dict[str, str] = {
     **{f.name: f.type for f in CONN_LOG.fields},  # ip_proto among them: Zeek 6.1+ logs it
@@ -91,7 +89,11 @@ def unavailable_note(unavailable: Sequence[str] = UNAVAILABLE_FEATURES) -> str:
     return text
 
 
-_ORDER = ("ts", "_file", "ip_proto", "orig_h", "orig_p", "resp_h", "resp_p", "icmp_type", "icmp_code", "vlan", "_row")
+# Sort order of the table: time, the log's place in time order, the flow key, then the log's records before the
+# replies split from its ICMP connections, each in the log's order (``_flows``).
+ORDER = (
+    "ts", "_file", "ip_proto", "orig_h", "orig_p", "resp_h", "resp_p", "icmp_type", "icmp_code", "vlan", "_reply", "_row",
+)  # fmt: skip
 _V4_MAPPED = 0xFFFF_0000_0000  # IPv4 as ::ffff:a.b.c.d, PacketBatch's layout (what community_id_array reads)
 
 
@@ -137,8 +139,13 @@ def _addresses(text: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return picked[:, 0].astype(np.uint8), picked[:, 1], picked[:, 2]
 
 
-def _flows(frame: pl.DataFrame, file_index: int, source: str, bad: Counter[str]) -> pl.DataFrame:
-    """Flow records of one log's records: FLOW_COLUMNS but flow_id, plus _file, _row, _service and _uid (Zeek's)."""
+def _flows(
+    frame: pl.DataFrame, file_index: int, source: str, bad: Counter[str], rows: tuple[int, int] = (0, 0)
+) -> pl.DataFrame:
+    """Flow records of one log's records: FLOW_COLUMNS but flow_id, plus _file, _reply, _row, _service and _uid
+    (Zeek's). ``_row`` numbers the log's records (``_reply`` false) and, apart, the replies split from its ICMP
+    connections (``_reply`` true), each in the log's order; ``rows``: how many of each the log's earlier blocks
+    gave, so a log read block by block is numbered as one read whole."""
     missing = pl.any_horizontal([pl.col(c).is_null() for c in REQUIRED])
     n_missing = frame.select(missing.sum()).item()
     if n_missing:
@@ -230,7 +237,10 @@ def _flows(frame: pl.DataFrame, file_index: int, source: str, bad: Counter[str])
             "_uid": frame["uid"],
         }
     )
-    return _split_icmp_pairs(flows, counter).with_row_index("_row")
+    flows = _split_icmp_pairs(flows.with_columns(_reply=pl.lit(False)), counter)
+    requests = flows.height - int(flows["_reply"].sum())  # the replies come after the records
+    base = np.where(flows["_reply"].to_numpy(), rows[1] - requests, rows[0])
+    return flows.with_columns(_row=pl.Series(np.arange(flows.height, dtype=np.int64) + base))
 
 
 def _counterparts(ip_proto: np.ndarray, itype: np.ndarray) -> np.ndarray:
@@ -251,6 +261,7 @@ def _split_icmp_pairs(flows: pl.DataFrame, counter: np.ndarray) -> pl.DataFrame:
         return flows
     keep = pl.Series(pair)
     replies = flows.filter(keep).with_columns(
+        _reply=pl.lit(True),
         orig_h=pl.col("resp_h"),
         resp_h=pl.col("orig_h"),
         icmp_type=pl.Series(counter[pair], dtype=pl.Int16),
@@ -265,108 +276,17 @@ def _split_icmp_pairs(flows: pl.DataFrame, counter: np.ndarray) -> pl.DataFrame:
     return pl.concat([requests, replies.with_columns(**silent)])
 
 
-def read_conn_logs(
-    paths: Sequence[Path],
-    progress: ProgressFn = no_progress,
-    *,
-    packet_filter: PacketFilter | None = None,
-    limits: ReadLimits = DEFAULT_LIMITS,
-) -> Extraction:
-    """The flow table of Zeek conn logs (see the module docstring), as ``extract_flows`` gives it for captures.
-
-    ``Extraction.sources`` lists each log (format ``zeek-tsv``/``zeek-json``, ``records``, sha256 of the file as
-    stored); ``bad_packets`` counts the records left out by name (``features.zeeklog.read.BAD_NAMES`` and
-    ``zeek_missing_field``). ``packet_filter`` keeps the records that start in its time window and have a host and
-    a port asked for; ``limits`` bounds each log as captures are bounded. InputError when a log is not a conn log, or when there are records and none is usable
-    (logs without any record, such as an hour without traffic, give an empty table, as an empty capture does).
-    """
-    from features.flows.extract import Extraction
-
-    formats = [check_conn_log(p) for p in paths]  # every file checked before any is read
-    sizes = [p.stat().st_size for p in paths]
-    total = sum(sizes)
-    reads: list[tuple[Path, str, ReadLog]] = []
-    done = 0
-    for path, fmt, size in zip(paths, formats, sizes, strict=True):
-
-        def prog(d: int, _t: int, base: int = done) -> None:
-            progress(base + d, total)
-
-        reads.append((path, fmt, read_log(path, WANTED, prog, limits)))
-        done += size
-    # Files in time order (a rotated set given in any order), then records by (ts, file, key) as for captures.
-    first = [r.frame["ts"].min() if r.frame.height else None for _, _, r in reads]
-    order = sorted(range(len(reads)), key=lambda i: (first[i] is None, first[i] or 0, str(reads[i][0])))
-    bad: Counter[str] = Counter()
-    parts: list[pl.DataFrame] = []
-    info: list[dict[str, Any]] = []
-    warnings: list[str] = []
-    for rank, i in enumerate(order):
-        path, fmt, got = reads[i]
-        flows = _flows(got.frame, rank, path_text(path), bad)
-        bad.update(got.bad)
-        warnings.extend(got.warnings)
-        parts.append(flows)
-        packets = flows.select(pl.col("orig_pkts").sum() + pl.col("resp_pkts").sum()).item() if flows.height else 0
-        info.append(
-            {
-                "file": path_text(path),
-                "sha256": file_sha256(path),
-                "format": fmt,
-                "records": got.records,
-                "packets": int(packets or 0),
-                "bytes": path.stat().st_size,
-            }
-        )
-        if got.records and not flows.height:
-            warnings.append(f"{path_text(path)}: no usable conn record in {got.records:,} record lines")
-    flows = pl.concat(parts)
-    if not flows.height and any(got.records for _, _, got in reads):
-        where = ", ".join(str(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
-        why = ", ".join(f"{k} {v:,}" for k, v in sorted(bad.items())) or "no records"
-        raise InputError(f"{where}: no usable Zeek conn record ({why})")
-    filtered = 0
-    if packet_filter is not None and packet_filter.active:
-        keep = _filter_mask(flows, packet_filter)
-        filtered = int((~keep).sum())
-        flows = flows.filter(pl.Series(keep))
-    flows = flows.sort(list(_ORDER), nulls_last=False).with_row_index("flow_id")
-    # uid (features.flows.uid): the connection's own Zeek uid, so every output joins with the team's Zeek logs;
-    # nta's (the log file's SHA-256 and the flow key) where the record has none, or where one connection became
-    # two records (an ICMP request and its replies): a flow's uid names one flow.
-    made = flow_uids(flows, [e["sha256"] for e in info])
-    own = pl.col("_uid").cast(pl.String)
-    once = own.is_not_null() & (pl.len().over("_uid") == 1)
-    flows = flows.with_columns(uid=pl.when(once).then(own).otherwise(pl.lit(made)))
-    table = flows.with_columns(pl.col("flow_id").cast(pl.Int64)).select(FLOW_COLUMNS).to_arrow().cast(FLOW_SCHEMA)
-    return Extraction(
-        flows=table,
-        payloads=empty_payloads(),
-        sources=info,
-        bad_packets=dict(sorted(bad.items())),
-        warnings=warnings,
-        packets=sum(int(e["packets"]) for e in info),
-        filtered=filtered,
-        kind="zeek",
-        service_hints=flows["_service"],
-        uids=flows["_uid"],
-        stream_ids=pl.Series("stream", np.asarray(_log_streams(parts), np.int64)[flows["_file"].to_numpy()]),
-        unavailable=UNAVAILABLE_FEATURES,
-    )
-
-
-def _log_streams(parts: Sequence[pl.DataFrame]) -> list[int]:
-    """Each log's stream (the rank of the stream's first log), logs in time order: a log continues the stream before
-    it unless its first connection starts more than the longest flow timeout after every earlier record ended.
+def log_streams(spans: Sequence[tuple[int | None, int | None]]) -> list[int]:
+    """Each log's stream (the rank of the stream's first log), logs in time order, given each log's (earliest start,
+    latest end) in ns (None without flow records): a log continues the stream before it unless its first
+    connection starts more than the longest flow timeout after every earlier record ended.
     Looser than captures' joining (``features.capture.streams``): Zeek writes a connection when it is removed, up to
     its inactivity timeout after its last packet, so rotated logs overlap in time, and times cannot tell a second
     sensor's log from the next piece of a rotated set."""
     keys: list[int] = []
     stream, end = -1, None
-    for rank, f in enumerate(parts):
-        if f.height:
-            first = int(f["ts"].dt.epoch("ns").min())  # type: ignore[arg-type]
-            last = int(f.select(pl.col("ts_end").fill_null(pl.col("ts")).dt.epoch("ns").max()).item())
+    for rank, (first, last) in enumerate(spans):
+        if first is not None and last is not None:
             if end is None or first > end + DEFAULT_GAP_NS:
                 stream = rank
             end = last if end is None else max(end, last)

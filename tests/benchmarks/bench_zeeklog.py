@@ -18,7 +18,7 @@ import polars as pl
 
 from features.flows.extract import extract_flows
 from features.flows.zeek import CONN_LOG, conn_frame, json_lines, tsv_lines
-from features.zeeklog.conn import read_conn_logs
+from features.zeeklog.stream import read_conn_logs
 
 DEMO = Path(__file__).resolve().parents[2] / "sample_pcaps" / "demo-mixed.pcap"
 

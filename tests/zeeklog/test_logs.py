@@ -21,8 +21,8 @@ from analyzer import inputs
 from features.common import InputError
 from features.flows.community_id import community_id
 from features.kdd.frame import kdd_features
-from features.zeeklog.conn import read_conn_logs
 from features.zeeklog.read import read_log, sniff
+from features.zeeklog.stream import read_conn_logs
 
 
 @pytest.fixture

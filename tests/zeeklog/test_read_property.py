@@ -18,8 +18,8 @@ from zeek_testlib import ROWS, conn_log
 
 from features.common import InputError
 from features.flows.zeek import ZeekField, ZeekLog, json_lines, tsv_lines
-from features.zeeklog.conn import read_conn_logs
 from features.zeeklog.read import read_log
+from features.zeeklog.stream import read_conn_logs
 
 LOG = ZeekLog(
     "conn",

@@ -17,7 +17,8 @@ from features.flows.extract import extract_flows
 from features.flows.zeek import CONN_LOG, conn_frame, save_log
 from features.kdd.content import CONTENT_FEATURES
 from features.kdd.frame import kdd_features
-from features.zeeklog.conn import UNAVAILABLE_FEATURES, read_conn_logs
+from features.zeeklog.conn import UNAVAILABLE_FEATURES
+from features.zeeklog.stream import read_conn_logs
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_pcaps"
 
