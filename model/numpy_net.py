@@ -25,7 +25,7 @@ there, all of them with OpenBLAS's SkylakeX kernels); the others stay zero.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -291,17 +291,21 @@ class NumpyNet:
         return dpatch.transpose(2, 0, 1).reshape(BLOCK, -1)[:, : cfg.n_features]
 
 
-def _alike_columns(products: list[tuple[int, int]], tries: int = 2) -> np.ndarray:
+def _alike_columns(
+    products: list[tuple[int, int]],
+    tries: int = 2,
+    matmul: Callable[[np.ndarray, np.ndarray], np.ndarray] = np.matmul,
+) -> np.ndarray:
     """Block columns (sorted) to which every product ``(rows, depth) @ (depth, BLOCK)`` gives the same bits: the same
     column of numbers put in every place of the right side and the result's columns compared, for ``tries`` random
     columns. The columns in each product's largest group of alike ones, where those meet; else those alike to the
-    first column in every product (the first column at least)."""
+    first column in every product (the first column at least). ``matmul``: the product (a test's stand-in)."""
     rng = np.random.default_rng(0)
     largest, first = np.ones(BLOCK, bool), np.ones(BLOCK, bool)
     for rows, depth in products:
         a = rng.standard_normal((rows, depth)).astype(F32)
         for _ in range(tries):
-            c = a @ np.repeat(rng.standard_normal((depth, 1)).astype(F32), BLOCK, axis=1)  # (rows, BLOCK)
+            c = matmul(a, np.repeat(rng.standard_normal((depth, 1)).astype(F32), BLOCK, axis=1))  # (rows, BLOCK)
             _, group, count = np.unique(c.T, axis=0, return_inverse=True, return_counts=True)
             group = group.reshape(-1)
             largest &= group == np.argmax(count)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from model.classifier import NumpyClassifier
 from model.files import default_full_model_dir, default_model_dir
 from model.infer import Classifier
 from model.network import MSMRNet, NetConfig
-from model.numpy_net import BLOCK, NumpyNet, param_shapes, supports
+from model.numpy_net import BLOCK, NumpyNet, _alike_columns, param_shapes, supports
 from model.scan_classifier import load_classifier
 
 REPO = Path(__file__).resolve().parents[2]
@@ -181,3 +182,34 @@ def test_a_scan_on_the_cpu_never_imports_torch(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def _placed(cuts: dict[int, list[int]]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A matrix product that, like OpenBLAS's Haswell kernels, gives a column other bits by its place: for a product
+    of ``rows`` rows, the block's columns fall in groups starting at ``cuts[rows]``, each group shifted by its own
+    amount (each column computed alone first: the machine's own product may already tell places apart)."""
+
+    def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        place = np.zeros(b.shape[1], np.float32)
+        for g, cols in enumerate(np.split(np.arange(b.shape[1]), cuts[a.shape[0]])):
+            place[cols] = g
+        alone = np.hstack([a @ b[:, j : j + 1] for j in range(b.shape[1])])  # each column as if it were alone
+        return alone + place * np.float32(1e-3)
+
+    return matmul
+
+
+@pytest.mark.parametrize(
+    ("cuts", "slots"),
+    [
+        ({16: [], 64: []}, np.arange(BLOCK)),  # every column alike: all of them
+        ({16: [8, BLOCK - 8], 64: [8, BLOCK - 8]}, np.arange(8, BLOCK - 8)),  # a panel's edges apart
+        ({16: [8], 64: [BLOCK - 8]}, np.arange(8, BLOCK - 8)),  # the products' largest groups, where they meet
+        ({16: [50, 100], 64: [100, 180]}, np.arange(0, 50)),  # largest groups that do not meet: the first column's
+    ],
+)
+def test_rows_go_only_where_every_product_computes_alike(cuts: dict[int, list[int]], slots: np.ndarray) -> None:
+    """``_alike_columns`` under a product whose bits depend on the column's place (where each product's groups of
+    columns start -> the columns rows may take)."""
+    got = _alike_columns([(16, 16), (64, 16)], matmul=_placed(cuts))
+    np.testing.assert_array_equal(got, slots)
