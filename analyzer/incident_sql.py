@@ -24,6 +24,7 @@ from analyzer.explain import sample_rows, typical_median
 from analyzer.incidents import IncidentConfig, _empty_incidents, numbered
 from analyzer.outputs import BatchCursor
 from analyzer.verdicts import NORMAL
+from features.common import machine_mb
 
 MEMORY_LIMIT = "256MB"  # DuckDB's own buffers; it spills past this
 THREADS = 2
@@ -46,18 +47,12 @@ def _roomy(method: F) -> F:
             try:
                 return method(self, *args, **kwargs)
             except duckdb.OutOfMemoryException:
-                if self.limit_mb * 2 > _machine_mb() * MAX_SHARE:
+                if self.limit_mb * 2 > machine_mb() * MAX_SHARE:
                     raise
                 self.limit_mb *= 2
                 self.con.execute(f"SET memory_limit = '{self.limit_mb}MB'")
 
     return run  # type: ignore[return-value]
-
-
-def _machine_mb() -> int:
-    import os
-
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20)
 
 
 def connect(temp: Path, memory_limit: str = MEMORY_LIMIT) -> Any:

@@ -406,6 +406,11 @@ def output_lock(target: Path, option: str = "--out") -> Iterator[None]:
 ProgressFn = Callable[[int, int], None]
 
 
+def machine_mb() -> int:
+    """The machine's memory in MiB (DuckDB's limits are raised up to a share of it when a query runs out)."""
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20)
+
+
 def no_progress(done: int, total: int) -> None:
     """Default callback: report nothing."""
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import tempfile
 from collections import Counter
 from collections.abc import Generator, Iterator, Sequence
@@ -36,7 +35,7 @@ import pyarrow.parquet as pq
 
 from features.capture.filter import PacketFilter
 from features.capture.stream import DEFAULT_LIMITS, ReadLimits
-from features.common import InputError, ProgressFn, file_sha256, no_progress, path_text
+from features.common import InputError, ProgressFn, file_sha256, machine_mb, no_progress, path_text
 from features.flows.extract import CHUNK_FLOWS, Extraction, FlowChunk
 from features.flows.records import empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
@@ -203,7 +202,8 @@ class ConnStream:
                 rows = (0, 0)  # the log's records and split ICMP replies so far (conn._flows numbers them)
                 for frame in log_frames(path, WANTED, log.read, prog, self.limits):
                     first = frame["ts"].min()
-                    log.first = first if log.first is None or (first is not None and first < log.first) else log.first
+                    if first is not None and (log.first is None or first < log.first):
+                        log.first = first
                     flows = _flows(frame, i, name, self.bad, rows)
                     replies = int(flows["_reply"].sum())
                     rows = (rows[0] + flows.height - replies, rows[1] + replies)
@@ -290,7 +290,7 @@ class ConnStream:
                 except StopIteration:
                     return
                 except duckdb.OutOfMemoryException:
-                    if limit_mb * 2 > _machine_mb() * MAX_SHARE:
+                    if limit_mb * 2 > machine_mb() * MAX_SHARE:
                         raise
                     limit_mb *= 2
                     con.execute(f"SET memory_limit = '{limit_mb}MB'")
@@ -329,10 +329,6 @@ class ConnStream:
         flows = pl.from_arrow(part.select(FLOW_COLUMNS).to_arrow().cast(FLOW_SCHEMA))
         assert isinstance(flows, pl.DataFrame)
         return FlowChunk(flows, empty_payloads(), part["_service"], part["_stream"].alias("stream"))
-
-
-def _machine_mb() -> int:
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20)
 
 
 def _sql_text(path: Path) -> str:
