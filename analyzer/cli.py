@@ -6,6 +6,7 @@ error (a bug); 130 Ctrl-C; 141 stdout closed by its reader; 143 SIGTERM. Errors 
 
 from __future__ import annotations
 
+import gc
 from typing import Annotated
 
 import typer
@@ -59,4 +60,8 @@ def main() -> None:
         app(prog_name="nta")
     except SystemExit as e:
         leave_now_if_threads_run(e.code)
+        # The command is done and its outputs closed. The interpreter's teardown would have its cyclic collector
+        # walk every object the imports and the command left (polars', pyarrow's and duckdb's modules): 0.09-0.14 s
+        # after a 1M-packet scan. Frozen, they are freed by reference counts alone (0.03-0.04 s).
+        gc.freeze()
         raise
