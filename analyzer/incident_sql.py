@@ -24,20 +24,18 @@ from analyzer.explain import sample_rows, typical_median
 from analyzer.incidents import IncidentConfig, _empty_incidents, numbered
 from analyzer.outputs import BatchCursor
 from analyzer.verdicts import NORMAL
-from features.common import machine_mb
+from features.common import more_memory, spilling_duckdb
 
 MEMORY_LIMIT = "256MB"  # DuckDB's own buffers; it spills past this
 THREADS = 2
-# Some operators still need memory that grows, slowly, with the rows (10M flood rows: the grouping's joins needed
-# 64-128 MB): a query that runs out is run again with twice the limit, up to this share of the machine's memory.
-MAX_SHARE = 0.5
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _roomy(method: F) -> F:
-    """``method`` of a ``Store``, run again with twice DuckDB's memory limit while it runs out of memory (every
-    statement of a method replaces what it makes, so a second run starts clean)."""
+    """``method`` of a ``Store``, run again with twice DuckDB's memory limit while it runs out of memory, up to
+    ``features.common.DUCKDB_MAX_SHARE`` of the machine's (every statement of a method replaces what it makes, so a
+    second run starts clean)."""
 
     @functools.wraps(method)
     def run(self: Store, *args: Any, **kwargs: Any) -> Any:
@@ -47,19 +45,16 @@ def _roomy(method: F) -> F:
             try:
                 return method(self, *args, **kwargs)
             except duckdb.OutOfMemoryException:
-                if self.limit_mb * 2 > machine_mb() * MAX_SHARE:
+                if (grown := more_memory(self.con, self.limit_mb)) is None:
                     raise
-                self.limit_mb *= 2
-                self.con.execute(f"SET memory_limit = '{self.limit_mb}MB'")
+                self.limit_mb = grown
 
     return run  # type: ignore[return-value]
 
 
 def connect(temp: Path, memory_limit: str = MEMORY_LIMIT) -> Any:
     """An in-memory DuckDB that spills to ``temp`` past ``memory_limit``."""
-    import duckdb
-
-    con = duckdb.connect(config={"memory_limit": memory_limit, "threads": THREADS, "temp_directory": str(temp)})
+    con = spilling_duckdb(temp, int(memory_limit.removesuffix("MB")), THREADS)
     con.execute("SET preserve_insertion_order = false")
     return con
 

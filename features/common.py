@@ -19,7 +19,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import polars as pl
@@ -33,11 +33,14 @@ __all__ = [
     "atomic_path",
     "check_folder",
     "file_sha256",
+    "machine_mb",
+    "more_memory",
     "no_progress",
     "output_file",
     "output_lock",
     "own_strings",
     "path_text",
+    "spilling_duckdb",
     "text_path",
 ]
 
@@ -409,6 +412,29 @@ ProgressFn = Callable[[int, int], None]
 def machine_mb() -> int:
     """The machine's memory in MiB (DuckDB's limits are raised up to a share of it when a query runs out)."""
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20)
+
+
+# --- DuckDB out of core: the end of a scan (analyzer.incident_sql) and Zeek conn logs (features.zeeklog.stream).
+
+DUCKDB_MAX_SHARE = 0.5  # of the machine's memory: the most a query's DuckDB limit is raised to (more_memory)
+
+
+def spilling_duckdb(temp: Path, limit_mb: int, threads: int) -> Any:
+    """An in-memory DuckDB that spills to ``temp`` past ``limit_mb`` MiB of its own buffers (DuckDB is imported
+    here, by the stages that use it)."""
+    import duckdb
+
+    return duckdb.connect(config={"memory_limit": f"{limit_mb}MB", "threads": threads, "temp_directory": str(temp)})
+
+
+def more_memory(con: Any, limit_mb: int) -> int | None:
+    """After a query of ``con`` ran out of DuckDB's memory: the limit doubled (returned), or None when that would pass
+    ``DUCKDB_MAX_SHARE`` of the machine's memory. Some operators' memory grows, slowly, with the rows (10M flood rows:
+    the incident grouping's joins needed 64-128 MB; the sort of a 877,620-connection conn log ran out of 64 MB)."""
+    if limit_mb * 2 > machine_mb() * DUCKDB_MAX_SHARE:
+        return None
+    con.execute(f"SET memory_limit = '{limit_mb * 2}MB'")
+    return limit_mb * 2
 
 
 def no_progress(done: int, total: int) -> None:

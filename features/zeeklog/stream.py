@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from features.capture.filter import PacketFilter
 from features.capture.stream import DEFAULT_LIMITS, ReadLimits
-from features.common import InputError, ProgressFn, file_sha256, machine_mb, no_progress, path_text
+from features.common import InputError, ProgressFn, file_sha256, more_memory, no_progress, path_text, spilling_duckdb
 from features.flows.extract import CHUNK_FLOWS, Extraction, FlowChunk
 from features.flows.records import empty_payloads
 from features.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA
@@ -52,7 +52,6 @@ from features.zeeklog.conn import (
 from features.zeeklog.read import ReadLog, empty_frame, log_frames
 
 MEMORY_LIMIT_MB = 128  # DuckDB's buffers for the sort; it spills past this
-MAX_SHARE = 0.5  # of the machine's memory: the most the sort's limit is raised to (_sorted)
 THREADS = 2
 _TIMES = ("ts", "ts_end")  # spooled as microseconds since the epoch: DuckDB gives zoned times back in its own zone
 
@@ -258,7 +257,7 @@ class ConnStream:
         import duckdb
 
         limit_mb = MEMORY_LIMIT_MB
-        con = duckdb.connect(config={"memory_limit": f"{limit_mb}MB", "threads": THREADS, "temp_directory": str(tmp)})
+        con = spilling_duckdb(tmp, limit_mb, THREADS)
         try:
             ranks = pa.table(
                 {
@@ -281,7 +280,7 @@ class ConnStream:
             ]
             while True:
                 # The sort is done before its first rows come back: a sort that runs out of DuckDB's memory is done
-                # again with twice the limit (some of its memory grows with the rows), up to MAX_SHARE of the machine.
+                # again with twice the limit (some of its memory grows with the rows), up to DUCKDB_MAX_SHARE of the machine.
                 try:
                     con.execute(steps[0])
                     reader = con.sql(steps[1]).to_arrow_reader(self.chunk_flows)
@@ -290,10 +289,9 @@ class ConnStream:
                 except StopIteration:
                     return
                 except duckdb.OutOfMemoryException:
-                    if limit_mb * 2 > machine_mb() * MAX_SHARE:
+                    if (grown := more_memory(con, limit_mb)) is None:
                         raise
-                    limit_mb *= 2
-                    con.execute(f"SET memory_limit = '{limit_mb}MB'")
+                    limit_mb = grown
             shas = [log.sha256 for log in self.logs]
             pending: list[pl.DataFrame] = []
             held = 0

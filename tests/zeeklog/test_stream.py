@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from zeek_testlib import ROWS, conn_log
 
+import features.common
 import features.zeeklog.read as zread
 import features.zeeklog.stream as zstream
 from features.zeeklog.conn import WANTED, _flows
@@ -103,6 +104,6 @@ def test_the_sort_is_done_again_with_more_memory(tmp_path: Path, monkeypatch: py
     whole = _table([log])
     monkeypatch.setattr(zstream, "MEMORY_LIMIT_MB", 1)
     assert _table([log]).equals(whole)
-    monkeypatch.setattr(zstream, "MAX_SHARE", 0.0)
+    monkeypatch.setattr(features.common, "DUCKDB_MAX_SHARE", 0.0)
     with pytest.raises(duckdb.OutOfMemoryException):
         _table([log])
