@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -66,7 +65,7 @@ def flows(
 ) -> None:
     """Read the captures, build flows, write them with their provenance; print a one-paragraph summary."""
     from analyzer import inputs
-    from analyzer.pipeline import spool_pipe
+    from analyzer.pipeline import spooled_pipe
     from analyzer.progress import make_stages
     from features.capture.filter import PacketFilter
     from features.flows.builder import FlowConfig
@@ -96,8 +95,7 @@ def flows(
                     packet_filter=narrow, limits=limits,
                 )  # fmt: skip
             except TextStream as e:  # a Zeek conn log on a pipe, copied to a file first
-                spool = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nta-zeek-"))) / "stream"
-                name = spool_pipe(e, list(found.captures), limits, spool)
+                spool, name = stack.enter_context(spooled_pipe(e, list(found.captures), limits))
                 fs = ConnStream([spool], progress, packet_filter=narrow, limits=limits, names=[name])
         else:  # a conn log's records are the flows (sorted out of core): the idle timeouts apply to captures only
             fs = ConnStream(found.captures, progress, packet_filter=narrow, limits=limits)

@@ -233,9 +233,9 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                                 limits=config.limits,
                             )  # fmt: skip
                         except TextStream as e:  # a Zeek conn log on a pipe (known by its first bytes)
-                            copy = folder / ".zeek-stream"
-                            stack.callback(lambda: copy.unlink(missing_ok=True))
-                            name = spool_pipe(e, list(found.captures), config.limits, copy)
+                            copy, name = stack.enter_context(
+                                spooled_pipe(e, list(found.captures), config.limits, folder)
+                            )
                             zeek = _conn_stream([copy], progress, config, folder, [name])
                         else:
                             # A pipe (or standard input) is read once, here: a flow-building child could not reopen it.
@@ -669,8 +669,6 @@ def read_flows_of(
 ) -> Any:
     """The flows of what ``inputs.discover`` found: built from packets, or read from Zeek conn logs (files, or one
     piped in: ``zcat conn.*.log.gz | nta flows -``). ``capture``: more options of ``extract_flows``."""
-    import tempfile
-
     from features.capture.source import TextStream
     from features.zeeklog.stream import read_conn_logs
 
@@ -682,9 +680,7 @@ def read_flows_of(
     try:
         return extract_flows(found.captures, progress=progress, decap=decap, packet_filter=packet_filter, **capture)
     except TextStream as e:
-        with tempfile.TemporaryDirectory(prefix="nta-zeek-") as tmp:
-            spool = Path(tmp) / "stream"
-            name = spool_pipe(e, found.captures, limits, spool)
+        with spooled_pipe(e, found.captures, limits) as (spool, name):
             return read_conn_logs([spool], progress, packet_filter=packet_filter, limits=limits, names=[name])
 
 
@@ -701,24 +697,32 @@ def _conn_stream(
     )  # fmt: skip
 
 
-def spool_pipe(e: Any, paths: list[Path], limits: ReadLimits, spool: Path) -> str:
-    """A Zeek log on a pipe or standard input (``e``: the ``TextStream`` its first bytes raised) copied to the file
-    ``spool`` (the reader reads a file by blocks and by name, twice); returns the name of the stream it came from."""
+@contextlib.contextmanager
+def spooled_pipe(
+    e: Any, paths: list[Path], limits: ReadLimits, where: Path | None = None
+) -> Iterator[tuple[Path, str]]:
+    """A Zeek log on a pipe or standard input (``e``: the ``TextStream`` its first bytes raised) copied to a file
+    (the reader reads a file by blocks and by name, twice) in a private folder inside ``where`` (default: the
+    system's temporary folder), removed at the end of the block: (the file, the name of the stream it came from)."""
+    import tempfile
+
     name = str(e).split(": ", 1)[0]
     if len(paths) != 1:
         e.stream.close()
         raise InputError(f"{name}: a Zeek log on a pipe is read alone: give the other logs as files") from None
-    try:
-        with spool.open("wb") as out:
-            total = 0
-            while chunk := e.stream.read(1 << 20):
-                total += len(chunk)
-                if why := limits.check(total, total, False):  # --max-bytes: an endless log on a pipe
-                    raise InputError(f"{name}: {why}")
-                out.write(chunk)
-    finally:
-        e.stream.close()
-    return name
+    with tempfile.TemporaryDirectory(prefix="nta-zeek-", dir=where) as tmp:
+        spool = Path(tmp) / "stream"
+        try:
+            with spool.open("wb") as out:
+                total = 0
+                while chunk := e.stream.read(1 << 20):
+                    total += len(chunk)
+                    if why := limits.check(total, total, False):  # --max-bytes: an endless log on a pipe
+                        raise InputError(f"{name}: {why}")
+                    out.write(chunk)
+        finally:
+            e.stream.close()
+        yield spool, name
 
 
 # An incident's uids and Community IDs in report.json are those of its first flows, at most this many: a flood's
