@@ -45,6 +45,10 @@ def register(app: typer.Typer) -> None:
         "fit-support",
         help="Fit the support gate (model.support) of an existing model folder from its recorded training files.",
     )(fit_support)
+    app.command(
+        "confirm",
+        help="Combine a model with networks of other seeds that vote on the flows it calls attacks (model.confirm).",
+    )(confirm)
 
 
 @guarded
@@ -264,6 +268,11 @@ def fit_support(
     from model.support import fit_support as fit
 
     clf = Classifier.load(model_dir, device="cpu")
+    if clf.confirmers:
+        raise InputError(
+            f"{path_text(model_dir)}: holds confirmers (nta model confirm); fit the support gate of its primary "
+            "model, then combine again"
+        )
     train_meta = clf.metadata.get("train", {})
     want = train_meta.get("data_files") or []
     got = [{"file": path_text(p.name), "sha256": file_sha256(p)} for p in data]
@@ -285,6 +294,26 @@ def fit_support(
         f"nta: fitted the support gate of {path_text(model_dir)} on {len(tr):,} training and {len(va):,} validation "
         f"rows ({len(support.centres):,} centres; radii {radii}); model id {clf.model_id} -> "
         f"{meta['weights_sha256'][:12]}",
+        file=sys.stderr,
+    )
+
+
+@guarded
+def confirm(
+    primary: Annotated[Path, typer.Argument(help="The model folder whose network computes every flow.")],
+    confirmers: Annotated[
+        list[Path], typer.Argument(help="Model folders of the same network, classes and encoding (other seeds).")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Combined model folder to write.")],
+) -> None:
+    """Write a model folder in which PRIMARY labels every flow and, for the flows it calls an attack class, the
+    class is the one with the largest mean probability over PRIMARY and every CONFIRMER (``model.confirm``)."""
+    from model.confirm import combine
+
+    meta = combine(primary, confirmers, output)
+    print(
+        f"nta: wrote {path_text(output)}: model {meta['weights_sha256'][:12]} = {meta['confirm']['primary'][:12]} "
+        f"confirmed by {', '.join(s[:12] for s in meta['confirm']['sources'])}",
         file=sys.stderr,
     )
 

@@ -338,6 +338,7 @@ def run_scan(config: ScanConfig, stages: Stages | None = None) -> ScanResult:
                     warnings=list(ext.warnings),
                     unknown_values={k: int(n) for k, n in engine.unknown.items() if n},
                     model_id=clf.model_id,
+                    confirmers=len(clf.confirmers),
                     device=str(clf.device),
                     classes=tuple(clf.classes),
                     tally=tally,

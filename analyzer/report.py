@@ -99,7 +99,12 @@ def _header(result: ScanResult) -> Table:
             f"{result.allowed_flows:,} flows known-good by {result.allow_file} ({result.allow_entries} entries): "
             "kept in the outputs, in no incident and no --fail-on match",
         )
-    _add(grid, "Model", f"{result.model_id} on {result.device}")
+    confirmed = (
+        f"; each attack call confirmed by the mean vote of {result.confirmers + 1} networks"
+        if result.confirmers
+        else ""
+    )
+    _add(grid, "Model", f"{result.model_id} on {result.device}{confirmed}")
     if result.novelty:
         _add(
             grid,

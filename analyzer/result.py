@@ -44,6 +44,7 @@ class ScanResult:
     summary: dict[str, Any] = field(default_factory=dict)  # report.json content
     novelty: bool = False  # the novelty gate was applied (verdicts' "novel" column says where it relabelled)
     support: bool = False  # the model's support gate was applied (verdicts' "unsupported" column says where)
+    confirmers: int = 0  # networks that voted on the model's attack calls (model.confirm)
     extra_outputs: tuple[str, ...] = ()  # outputs asked for besides OUTPUT_NAMES (ZEEK_NAMES)
     filters: tuple[str, ...] = ()  # the packet filter asked for ("since ...", "host ...", "port ...")
     filtered_packets: int = 0  # packets the filter left out

@@ -98,7 +98,12 @@ def to_json(result: ScanResult) -> dict[str, Any]:
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "nta_version": __version__,
-        "model": {"id": result.model_id, "device": result.device, "classes": list(result.classes)},
+        "model": {
+            "id": result.model_id,
+            "device": result.device,
+            "classes": list(result.classes),
+            "confirmers": result.confirmers,
+        },
         "novelty_gate": {
             "applied": result.novelty,
             "relabelled_flows": result.novel_flows,

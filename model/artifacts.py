@@ -18,7 +18,7 @@ checks are ``model.weights.read_model``'s, which a scan on the CPU uses without 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,7 @@ class LoadedModel:
     metadata: dict[str, Any]
     novelty: NormalProfile | None = None  # model.novelty, when the model directory holds one
     support: SupportProfile | None = None  # model.support, when the model directory holds one
+    confirmers: list[nn.Module] = field(default_factory=list)  # model.confirm's networks, when it holds them
 
 
 def nta_version() -> str:
@@ -137,6 +138,7 @@ def save_model(
         }
     else:
         meta.pop("support", None)
+    meta.pop("confirm", None)  # one network's folder (model.confirm writes combined ones)
     write_metadata(model_dir, meta)
     return meta
 
@@ -157,11 +159,7 @@ def load_model(model_dir: Path) -> LoadedModel:
     parts = read_model(Path(model_dir))
     cfg, novelty = parts.net_config, parts.novelty
     wpath = Path(model_dir) / WEIGHTS
-    # copies: the arrays read from the file are read-only, and torch warns of tensors made from them
-    tensors = {k: torch.from_numpy(v.copy()) for k, v in parts.tensors.items()}
-    net = build_network(cfg)
-    net.load_state_dict(tensors, strict=True)
-    net.eval()
+    net = _built(cfg, parts.tensors)
     head = last_linear(net)
     if novelty is not None and novelty.dims != head.in_features:
         raise ModelError(
@@ -169,5 +167,13 @@ def load_model(model_dir: Path) -> LoadedModel:
         )
     return LoadedModel(
         net=net, net_config=cfg, spec=parts.spec, classes=parts.classes, metadata=parts.metadata, novelty=novelty,
-        support=parts.support,
+        support=parts.support, confirmers=[_built(cfg, t) for t in parts.confirmers],
     )  # fmt: skip
+
+
+def _built(cfg: NetConfig, tensors: dict[str, Any]) -> nn.Module:
+    """The config's network in eval mode with these (checked) tensors."""
+    net = build_network(cfg)
+    # copies: the arrays read from the file are read-only, and torch warns of tensors made from them
+    net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()}, strict=True)
+    return net.eval()

@@ -43,6 +43,7 @@ class ClassifierBase:
     novelty: NormalProfile | None = None  # model.novelty profile, when the model directory holds one
     support: SupportProfile | None = None  # model.support profile, when the model directory holds one
     threads: int | None = None  # CPU threads for inference (the subclass says how it reads None and 0)
+    confirmers: list[Any] = field(default_factory=list)  # model.confirm: networks that vote on flagged rows
 
     @property
     def model_id(self) -> str:
@@ -82,14 +83,36 @@ class ClassifierBase:
         """``_pass`` on this classifier's device: the plain and the gated predictions rest on the same logits on
         every device (bf16 autocast on CUDA). Non-finite probabilities (NaN or
         infinity inside the network) are a ``ModelError``: an argmax would quietly turn them into "normal"."""
-        proba, z = self._pass(self._check_x(x), batch_size, keep_reps)
+        x = self._check_x(x)
+        proba, z = self._pass(x, batch_size, keep_reps)
+        self._check_finite(proba)
+        if self.confirmers:
+            proba = self._confirmed(x, proba, batch_size)
+        return proba, z
+
+    def _check_finite(self, proba: np.ndarray) -> np.ndarray:
         bad = ~np.isfinite(proba).all(axis=1)
         if bad.any():
             raise ModelError(
                 f"model {self.model_id}: class probabilities are NaN or infinite for {int(bad.sum()):,} of "
                 f"{len(proba):,} rows (the network overflows or holds NaN); no verdict is given"
             )
-        return proba, z
+        return proba
+
+    def _confirmed(self, x: np.ndarray, proba: np.ndarray, batch_size: int) -> np.ndarray:
+        """``model.confirm``'s rule: a row the primary network calls an attack class takes the mean of every
+        network's probabilities (the primary's and each confirmer's, equal weights); the others keep the primary's.
+        A row's result depends on that row alone (the numpy network's bits do not depend on a row's batch)."""
+        flagged = np.flatnonzero(proba.argmax(axis=1) != 0)  # (m,)
+        if not len(flagged):
+            return proba
+        xs = x[flagged]  # (m, F)
+        total = proba[flagged].astype(np.float64)  # (m, K)
+        for net in self.confirmers:
+            total += self._check_finite(self._confirm_pass(net, xs, batch_size))
+        out = proba.copy()
+        out[flagged] = (total / (1 + len(self.confirmers))).astype(np.float32)
+        return out
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Class probabilities: float32 (n, F) -> float32 (n, K), columns in ``classes`` order."""
@@ -131,6 +154,10 @@ class ClassifierBase:
         """(probabilities float32 (n, K), the head's input float32 (n, D) or None) of float32 (n, F) rows."""
         raise NotImplementedError
 
+    def _confirm_pass(self, net: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+        """A confirmer's probabilities, float32 (m, K), of float32 (m, F) rows."""
+        raise NotImplementedError
+
     def attribute(self, x: np.ndarray, target: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Gradient x input of the ``target`` class logit per encoded feature: float32 (n, F).
 
@@ -163,22 +190,29 @@ class NumpyClassifier(ClassifierBase):
             )
         return cls(
             net=net, net_config=m.net_config, spec=m.spec, classes=m.classes, metadata=m.metadata, device="cpu",
-            novelty=m.novelty, support=m.support,
+            novelty=m.novelty, support=m.support, confirmers=[NumpyNet(m.net_config, t) for t in m.confirmers],
         )  # fmt: skip
 
     def _pass(self, x: np.ndarray, batch_size: int, keep_reps: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        logits, reps = self._logits(self.net, x, keep_reps)
+        return _softmax(logits), reps
+
+    def _confirm_pass(self, net: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+        return _softmax(self._logits(net, x, False)[0])
+
+    def _logits(self, net: NumpyNet, x: np.ndarray, keep_reps: bool) -> tuple[np.ndarray, np.ndarray | None]:
         n = len(x)
-        block = self.net.rows_per_block
+        block = net.rows_per_block
         parts = max(1, min(self.threads or 1, -(-n // block)))
         if parts == 1:
-            logits, reps = self.net.logits(x, keep_reps)
-        else:  # whole blocks per thread: a row's bits do not depend on the split (model.numpy_net.BLOCK)
-            step = -(-n // (parts * block)) * block
-            with ThreadPoolExecutor(parts, thread_name_prefix="nta-numpy") as pool:
-                done = list(pool.map(lambda s: self.net.logits(x[s : s + step], keep_reps), range(0, n, step)))
-            logits = np.concatenate([d[0] for d in done])
-            reps = np.concatenate([d[1] for d in done if d[1] is not None]) if keep_reps else None
-        return _softmax(logits), reps
+            return net.logits(x, keep_reps)
+        # whole blocks per thread: a row's bits do not depend on the split (model.numpy_net.BLOCK)
+        step = -(-n // (parts * block)) * block
+        with ThreadPoolExecutor(parts, thread_name_prefix="nta-numpy") as pool:
+            done = list(pool.map(lambda s: net.logits(x[s : s + step], keep_reps), range(0, n, step)))
+        logits = np.concatenate([d[0] for d in done])
+        reps = np.concatenate([d[1] for d in done if d[1] is not None]) if keep_reps else None
+        return logits, reps
 
     def attribute(self, x: np.ndarray, target: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Gradient x input of the ``target`` class logit per encoded feature: float32 (n, F).

@@ -23,7 +23,9 @@ from features.encode.spec import SCALINGS, SPEC_VERSION, FeatureSpec
 
 __all__ = [
     "ARCHS",
+    "CONFIRM_PREFIX",
     "FORMAT_VERSION",
+    "MAX_CONFIRMERS",
     "MAX_PARAMETERS",
     "METADATA",
     "NOVELTY_PREFIX",
@@ -44,6 +46,8 @@ WEIGHTS = "weights.safetensors"
 METADATA = "metadata.json"
 NOVELTY_PREFIX = "novelty."  # tensors of the model.novelty profile in the weights file
 SUPPORT_PREFIX = "support."  # tensors of the model.support profile in the weights file
+CONFIRM_PREFIX = "confirm"  # tensors of confirmer i (model.confirm) in the weights file: ``confirm{i}.<name>``
+MAX_CONFIRMERS = 8
 ARCHS: tuple[str, ...] = ("msmrnet", "msmnet", "mlp", "cnn", "lstm")  # networks model.baselines builds
 
 
@@ -213,13 +217,33 @@ def _support(d: Any) -> None:
         _float(v, f"{w}radius[{i}]", 0.0)
 
 
+def _confirm(d: Any) -> None:
+    if d is None:
+        return
+    w = "confirm."
+    d = _keys(d, "confirm", {"members", "rule", "primary", "sources"}, {"members", "rule"})
+    n = _int(d, "members", 1, MAX_CONFIRMERS, w)
+    if "primary" in d and not (isinstance(d["primary"], str) and re.fullmatch(r"[0-9a-f]{64}", d["primary"])):
+        raise _Bad(f"{w}primary: expected a sha256 (64 hex digits)")
+    if d["rule"] != "mean-of-flagged":
+        raise _Bad(f"{w}rule: {str(d['rule'])[:40]!r} is not mean-of-flagged, the one rule this nta computes")
+    sources = d.get("sources", [])
+    if (
+        not isinstance(sources, list)
+        or len(sources) > n
+        or not all(isinstance(s, str) and re.fullmatch(r"[0-9a-f]{64}", s) for s in sources)
+    ):
+        raise _Bad(f"{w}sources: expected at most {n} sha256 strings (64 hex digits)")
+
+
 def validate_metadata(meta: Any, path: Path) -> dict[str, Any]:
     """``meta`` if every field nta uses is within bounds (``ModelError`` naming the field otherwise).
 
     Checked: the nesting of the whole document (free-form provenance included), ``format_version``,
     ``net_config`` (every field, its ranges), ``classes`` (``n_classes`` distinct names, ``normal`` first:
     the novelty gate and the verdicts rely on it), ``feature_spec`` (names, sizes, finite statistics,
-    min <= max), ``weights_sha256`` (64 hex digits), ``novelty`` (null or its four numbers), ``support`` (absent, null or its numbers) and the few
+    min <= max), ``weights_sha256`` (64 hex digits), ``novelty`` (null or its four numbers), ``support`` (absent,
+    null or its numbers), ``confirm`` (absent, null or its count, rule and hashes: ``model.confirm``) and the few
     other strings nta reads. NaN and infinities are refused wherever they appear (``_parse``).
     """
     try:
@@ -241,6 +265,7 @@ def validate_metadata(meta: Any, path: Path) -> dict[str, Any]:
             raise _Bad(f"weights_sha256: {str(sha)[:70]!r} is not 64 hex digits")
         _novelty(meta.get("novelty"))
         _support(meta.get("support"))
+        _confirm(meta.get("confirm"))
         for key in ("arch", "feature_set", "nta_version", "torch_version"):
             if key in meta and not (isinstance(meta[key], str) and len(meta[key]) <= 64):
                 raise _Bad(f"{key}: expected a short string")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,10 +68,14 @@ class Classifier(ClassifierBase):
             device=dev,
             novelty=m.novelty,
             support=m.support,
+            confirmers=[c.to(dev) for c in m.confirmers],
         )
 
     def _pass(self, x: np.ndarray, batch_size: int, keep_reps: bool) -> tuple[np.ndarray, np.ndarray | None]:
         return forward_pass(self.net, x, batch_size, self.device, keep_reps, self.threads)
+
+    def _confirm_pass(self, net: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+        return forward_pass(net, x, batch_size, self.device, False, self.threads)[0]
 
     def attribute(self, x: np.ndarray, target: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Gradient x input of the ``target`` class logit per encoded feature: float32 (n, F).

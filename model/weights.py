@@ -10,7 +10,8 @@ the config's network has, by name and shape; for MSMRNet those are known without
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,15 @@ from safetensors.numpy import load_file
 from features.common import InputError, ModelError
 from features.encode.spec import FeatureSpec
 from model.config import NetConfig
-from model.files import MAX_PARAMETERS, METADATA, NOVELTY_PREFIX, SUPPORT_PREFIX, read_hashed
+from model.files import CONFIRM_PREFIX, MAX_PARAMETERS, METADATA, NOVELTY_PREFIX, SUPPORT_PREFIX, read_hashed
 from model.novelty import NormalProfile
 from model.numpy_net import param_shapes, supports
 from model.support import SupportProfile
 
 __all__ = ["ModelParts", "network_shapes", "read_model"]
 
-_PROFILES = (NOVELTY_PREFIX, SUPPORT_PREFIX)  # tensors beside the network's own in the weights file
+_PROFILES = (NOVELTY_PREFIX, SUPPORT_PREFIX, CONFIRM_PREFIX)  # tensors beside the network's own in the weights file
+_CONFIRMER = re.compile(rf"^{CONFIRM_PREFIX}(\d+)\.(.+)$")  # confirmer i's tensor <name>
 
 
 @dataclass
@@ -42,6 +44,7 @@ class ModelParts:
     tensors: dict[str, np.ndarray]
     novelty: NormalProfile | None = None  # model.novelty, when the weights file holds one
     support: SupportProfile | None = None  # model.support, when the weights file holds one
+    confirmers: list[dict[str, np.ndarray]] = field(default_factory=list)  # model.confirm: each network's tensors
 
 
 def network_shapes(cfg: NetConfig) -> dict[str, tuple[int, ...]]:
@@ -85,17 +88,20 @@ def read_model(model_dir: Path) -> ModelParts:
         )
     try:
         with safe_open(str(wpath), framework="numpy") as f:
-            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if not k.startswith(_PROFILES)}  # noqa: SIM118
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelError(f"{wpath}: unreadable safetensors file: {e}") from None
-    missing = sorted(set(own) - set(stored))
-    unexpected = sorted(set(stored) - set(own))
-    wrong = sorted(k for k in set(own) & set(stored) if own[k] != stored[k])
-    if missing or unexpected or wrong:
-        raise ModelError(
-            f"{wpath}: tensors do not fit a {cfg.arch} network: missing {missing[:3]}, unexpected "
-            f"{unexpected[:3]}, wrong shape {wrong[:3]}"
-        )
+    _check_shapes(own, {k: v for k, v in shapes.items() if not k.startswith(_PROFILES)}, cfg, f"{wpath}")
+    n_confirm = int((meta.get("confirm") or {}).get("members", 0))
+    confirm_shapes: list[dict[str, tuple[int, ...]]] = [{} for _ in range(n_confirm)]
+    for k, shape in shapes.items():
+        if k.startswith(CONFIRM_PREFIX):
+            hit = _CONFIRMER.match(k)
+            if hit is None or int(hit[1]) >= n_confirm:
+                raise ModelError(f"{wpath}: tensor {k[:60]!r} is no confirmer's of the {n_confirm} {METADATA} names")
+            confirm_shapes[int(hit[1])][hit[2]] = shape
+    for i, got in enumerate(confirm_shapes):
+        _check_shapes(own, got, cfg, f"{wpath}: confirmer {i}")
     try:
         tensors = load_file(str(wpath))
     except (SafetensorError, OSError, ValueError, TypeError) as e:  # TypeError: a dtype numpy lacks (bfloat16)
@@ -108,6 +114,11 @@ def read_model(model_dir: Path) -> ModelParts:
             f"{wpath}: {sum(bad.values()):,} weights are NaN or infinite ({len(bad)} tensors, e.g. {name}: {n:,}); "
             "such a network's verdicts mean nothing"
         )
+    confirmers: list[dict[str, np.ndarray]] = [{} for _ in range(n_confirm)]
+    for k in [k for k in tensors if k.startswith(CONFIRM_PREFIX)]:
+        hit = _CONFIRMER.match(k)
+        assert hit is not None  # every name was matched above
+        confirmers[int(hit[1])][hit[2]] = tensors.pop(k)
     nov = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(NOVELTY_PREFIX)]}
     novelty = NormalProfile.from_tensors(nov, str(wpath)) if nov else None
     sup = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(SUPPORT_PREFIX)]}
@@ -119,4 +130,18 @@ def read_model(model_dir: Path) -> ModelParts:
         )
     if support is not None and bool(meta["support"].get("normal_range", False)) != (support.normal_lo is not None):
         raise ModelError(f"{wpath}: the support profile's normal ranges and {METADATA}'s normal_range disagree")
-    return ModelParts(cfg, spec, classes, meta, tensors, novelty, support)
+    return ModelParts(cfg, spec, classes, meta, tensors, novelty, support, confirmers)
+
+
+def _check_shapes(
+    own: dict[str, tuple[int, ...]], stored: dict[str, tuple[int, ...]], cfg: NetConfig, where: str
+) -> None:
+    """ModelError unless ``stored`` holds exactly the config's tensors, each of its shape."""
+    missing = sorted(set(own) - set(stored))
+    unexpected = sorted(set(stored) - set(own))
+    wrong = sorted(k for k in set(own) & set(stored) if own[k] != stored[k])
+    if missing or unexpected or wrong:
+        raise ModelError(
+            f"{where}: tensors do not fit a {cfg.arch} network: missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}, wrong shape {wrong[:3]}"
+        )
