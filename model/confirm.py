@@ -11,7 +11,8 @@ its explanations (input gradients) stay the primary's.
 
 A combined model is one model folder: ``weights.safetensors`` holds the primary's tensors and profiles as before plus
 confirmer i's tensors as ``confirm{i}.<name>``; ``metadata.json`` is the primary's with ``confirm`` (how many, the rule,
-each source's weights sha256) and the new file's sha256, so its model id is its own. ``combine`` refuses a confirmer
+each source's weights sha256) and the new file's sha256, so its model id is its own; its ``train`` and
+``metrics`` stay the primary's (``tests/benchmarks/validation_figure.py`` gives the combined model's own). ``combine`` refuses a confirmer
 whose network config, classes or feature encoding differs from the primary's (every network must read the same
 matrix). No torch is imported.
 """
