@@ -202,15 +202,22 @@ def test_novelty_gate_relabels_only_flows_the_network_called_normal(tmp_path: Pa
     assert "Novelty gate" in res.stdout
 
 
+def _tenth_but_normal(t: dict[str, Any]) -> Any:
+    radius = t["support.radius"].clone()
+    radius[1:] *= 0.1
+    return radius
+
+
 def test_support_gate_sets_only_attack_calls_to_normal(tmp_path: Path) -> None:
-    # the shipped model (with its support gate) against the same network without it, on the demo capture and a
-    # sample with flows the gate acts on (the shipped model sets none of the demo's attack calls to normal, and a few
-    # of the UDP flood's)
+    # the shipped model with its attack classes' support radii shrunk to a tenth (so that the samples surely hold
+    # attack calls outside them, whatever the shipped profile: what is tested is which flows the gate may relabel, not
+    # where its edge lies) against the same networks without a gate, on the demo capture and the UDP flood
     caps = (SAMPLES / "demo-mixed.pcap", SAMPLES / "udp-flood.pcap")
     bare = _shipped_model_edited(tmp_path / "bare", _without("support."))
+    tight = _shipped_model_edited(tmp_path / "tight", lambda t: {**t, "support.radius": _tenth_but_normal(t)})
     plain, gated, hunting = tmp_path / "plain", tmp_path / "gated", tmp_path / "hunting"
     assert scan(*caps, "--out", plain, "--model", bare).exit_code == 0
-    res = scan(*caps, "--out", gated)
+    res = scan(*caps, "--out", gated, "--model", tight)
     assert res.exit_code == 0, res.stderr
     a, b = pl.read_csv(plain / "verdicts.csv"), pl.read_csv(gated / "verdicts.csv")
     off = b["unsupported"]
@@ -224,7 +231,7 @@ def test_support_gate_sets_only_attack_calls_to_normal(tmp_path: Path) -> None:
     assert json.loads((plain / "report.json").read_text())["support_gate"] == {"applied": False, "relabelled_flows": 0}
     assert "Support gate" in res.stdout
     # hunting mode: the novelty gate alone, no flow unsupported
-    assert scan(*caps, "--out", hunting, "--novelty").exit_code == 0
+    assert scan(*caps, "--out", hunting, "--novelty", "--model", tight).exit_code == 0
     h = pl.read_csv(hunting / "verdicts.csv")
     assert not h["unsupported"].any()
     assert json.loads((hunting / "report.json").read_text())["support_gate"]["applied"] is False
