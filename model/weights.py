@@ -81,10 +81,12 @@ def read_model(model_dir: Path) -> ModelParts:
     if len(classes) != cfg.n_classes:
         raise ModelError(f"{model_dir / METADATA}: {len(classes)} class names for a {cfg.n_classes}-class network")
     own = network_shapes(cfg)  # the config's network's size and shapes, before anything is built
-    n_params = sum(math.prod(shape) for shape in own.values())
+    n_confirm = int((meta.get("confirm") or {}).get("members", 0))  # model.confirm's networks beside it
+    n_params = sum(math.prod(shape) for shape in own.values()) * (1 + n_confirm)
     if n_params > MAX_PARAMETERS:
         raise ModelError(
-            f"{model_dir / METADATA}: net_config describes {n_params:,} parameters (at most {MAX_PARAMETERS:,})"
+            f"{model_dir / METADATA}: net_config describes {n_params:,} parameters"
+            f"{f' in {1 + n_confirm} networks' if n_confirm else ''} (at most {MAX_PARAMETERS:,})"
         )
     try:
         with safe_open(str(wpath), framework="numpy") as f:
@@ -92,13 +94,14 @@ def read_model(model_dir: Path) -> ModelParts:
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelError(f"{wpath}: unreadable safetensors file: {e}") from None
     _check_shapes(own, {k: v for k, v in shapes.items() if not k.startswith(_PROFILES)}, cfg, f"{wpath}")
-    n_confirm = int((meta.get("confirm") or {}).get("members", 0))
     confirm_shapes: list[dict[str, tuple[int, ...]]] = [{} for _ in range(n_confirm)]
     for k, shape in shapes.items():
         if k.startswith(CONFIRM_PREFIX):
             hit = _CONFIRMER.match(k)
             if hit is None or int(hit[1]) >= n_confirm:
-                raise ModelError(f"{wpath}: tensor {k[:60]!r} is no confirmer's of the {n_confirm} {METADATA} names")
+                raise ModelError(
+                    f"{wpath}: tensor {k[:60]!r} belongs to none of the {n_confirm} confirmers {METADATA} names"
+                )
             confirm_shapes[int(hit[1])][hit[2]] = shape
     for i, got in enumerate(confirm_shapes):
         _check_shapes(own, got, cfg, f"{wpath}: confirmer {i}")

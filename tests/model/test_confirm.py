@@ -148,7 +148,7 @@ def test_tampered_combined_folders_are_refused(combined: tuple[Path, list[Path],
     meta = json.loads((out / "metadata.json").read_text())
     cases = {
         "missing": ({k: v for k, v in tensors.items() if not k.startswith("confirm2.")}, None),
-        "no confirmer's": (tensors | {"confirm3.head.bias": tensors["confirm0.head.bias"]}, None),
+        "none of the 3 confirmers": (tensors | {"confirm3.head.bias": tensors["confirm0.head.bias"]}, None),
         "wrong shape": (tensors | {"confirm1.head.bias": np.zeros(7, np.float32)}, None),
         "not mean-of-flagged": (tensors, meta["confirm"] | {"rule": "max"}),
         "outside 1..8": (tensors, meta["confirm"] | {"members": 0}),
@@ -158,6 +158,21 @@ def test_tampered_combined_folders_are_refused(combined: tuple[Path, list[Path],
         _rewrite(out, t, confirm or meta["confirm"])
         with pytest.raises(ModelError, match=want):
             NumpyClassifier.load(out)
+
+
+def test_the_parameter_bound_counts_every_network(
+    combined: tuple[Path, list[Path], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import math
+
+    from model import weights
+    from model.numpy_net import param_shapes
+
+    one = sum(math.prod(s) for s in param_shapes(CFG).values())
+    monkeypatch.setattr(weights, "MAX_PARAMETERS", 2 * one)
+    read_model(combined[0])  # the primary alone fits
+    with pytest.raises(ModelError, match=f"{4 * one:,} parameters in 4 networks"):
+        read_model(combined[2])
 
 
 def test_cli_combines_scans_and_refuses(tmp_path: Path) -> None:
