@@ -305,10 +305,15 @@ def confirm(
         list[Path], typer.Argument(help="Model folders of the same network, classes and encoding (other seeds).")
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Combined model folder to write.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing model folder.")] = False,
 ) -> None:
     """Write a model folder in which PRIMARY labels every flow and, for the flows it calls an attack class, the
     class is the one with the largest mean probability over PRIMARY and every CONFIRMER (``model.confirm``)."""
     from model.confirm import combine
+    from model.files import METADATA
+
+    if (output / METADATA).exists() and not force:
+        raise InputError(f"{path_text(output)}: already holds a model; use --force to overwrite it")
 
     meta = combine(primary, confirmers, output)
     print(

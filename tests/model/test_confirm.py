@@ -181,6 +181,12 @@ def test_cli_combines_scans_and_refuses(tmp_path: Path) -> None:
     r = runner.invoke(app, ["confirm", str(primary), str(c1), "-o", str(tmp_path / "m")])
     assert r.exit_code == 0, r.output
     assert "confirmed by" in r.output and (tmp_path / "m" / "weights.safetensors").is_file()
+    before = (tmp_path / "m" / "metadata.json").read_bytes()
+    r = runner.invoke(app, ["confirm", str(primary), str(c1), str(c1), "-o", str(tmp_path / "m")])
+    assert r.exit_code == 2 and "already holds a model" in r.output
+    assert (tmp_path / "m" / "metadata.json").read_bytes() == before
+    r = runner.invoke(app, ["confirm", str(primary), str(c1), str(c1), "-o", str(tmp_path / "m"), "--force"])
+    assert r.exit_code == 0 and json.loads((tmp_path / "m" / "metadata.json").read_text())["confirm"]["members"] == 2
     other = _model(tmp_path / "deep", 2, cfg=NetConfig(n_features=112, n_classes=5, depth=1))
     r = runner.invoke(app, ["confirm", str(primary), str(other), "-o", str(tmp_path / "n")])
     assert r.exit_code == 3 and "network config differs" in r.output and len(r.output.strip().splitlines()) == 1
