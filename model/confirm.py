@@ -29,7 +29,7 @@ from safetensors.numpy import load_file, save_file
 
 from features.common import ModelError, atomic_folder
 from features.encode.spec import FeatureSpec
-from model.files import CONFIRM_PREFIX, MAX_CONFIRMERS, METADATA, WEIGHTS, read_hashed, sha256_file
+from model.files import CONFIRM_PREFIX, MAX_CONFIRMERS, METADATA, WEIGHTS, sha256_file
 from model.weights import read_model
 
 __all__ = ["RULE", "combine", "encoding"]
@@ -68,8 +68,8 @@ def combine(primary: Path, confirmers: list[Path], out: Path) -> dict[str, Any]:
     if first.metadata.get("arch", first.net_config.arch) not in ("msmrnet", "msmnet"):
         raise ModelError(f"{primary}: {first.net_config.arch} networks are not combined (MSMRNet and MSMNet are)")
     want = encoding(first.spec)
-    _, wpath = read_hashed(Path(primary))
-    tensors: dict[str, np.ndarray] = dict(load_file(str(wpath)))  # the primary's own names, profiles included
+    # the primary's own names, profiles included (read_model has just checked the file's hash)
+    tensors: dict[str, np.ndarray] = dict(load_file(str(Path(primary) / WEIGHTS)))
     sources = []
     for i, c in enumerate(confirmers):
         other = read_model(Path(c))

@@ -95,6 +95,7 @@ def read_model(model_dir: Path) -> ModelParts:
         raise ModelError(f"{wpath}: unreadable safetensors file: {e}") from None
     _check_shapes(own, {k: v for k, v in shapes.items() if not k.startswith(_PROFILES)}, cfg, f"{wpath}")
     confirm_shapes: list[dict[str, tuple[int, ...]]] = [{} for _ in range(n_confirm)]
+    owner: dict[str, tuple[int, str]] = {}  # confirm tensor -> (its confirmer, its own name)
     for k, shape in shapes.items():
         if k.startswith(CONFIRM_PREFIX):
             hit = _CONFIRMER.match(k)
@@ -103,6 +104,7 @@ def read_model(model_dir: Path) -> ModelParts:
                     f"{wpath}: tensor {k[:60]!r} belongs to none of the {n_confirm} confirmers {METADATA} names"
                 )
             confirm_shapes[int(hit[1])][hit[2]] = shape
+            owner[k] = (int(hit[1]), hit[2])
     for i, got in enumerate(confirm_shapes):
         _check_shapes(own, got, cfg, f"{wpath}: confirmer {i}")
     try:
@@ -118,10 +120,8 @@ def read_model(model_dir: Path) -> ModelParts:
             "such a network's verdicts mean nothing"
         )
     confirmers: list[dict[str, np.ndarray]] = [{} for _ in range(n_confirm)]
-    for k in [k for k in tensors if k.startswith(CONFIRM_PREFIX)]:
-        hit = _CONFIRMER.match(k)
-        assert hit is not None  # every name was matched above
-        confirmers[int(hit[1])][hit[2]] = tensors.pop(k)
+    for k, (i, name) in owner.items():
+        confirmers[i][name] = tensors.pop(k)
     nov = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(NOVELTY_PREFIX)]}
     novelty = NormalProfile.from_tensors(nov, str(wpath)) if nov else None
     sup = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(SUPPORT_PREFIX)]}
